@@ -1,0 +1,127 @@
+"""Benchmark: neuronscope extraction vs a bare batched Hugging Face forward pass.
+
+On the first N sentences of UD English EWT train with MiniLM, both sides tokenize the same
+sentences, group them into the same blocks, sort by length inside a block and run batches of
+the same size. The baseline only runs ``model(..., output_hidden_states=True)``; neuronscope
+also aligns subwords to words (mean), and writes all 7 hidden layers to a Zarr store.
+Times are medians of ``--repeats`` interleaved runs. Peak RSS of an extraction is measured in
+a fresh child process per corpus size, next to the RSS after loading the model.
+
+Usage: python bench/extract.py [--sentences 2000] [--repeats 3] [--batch-size 32]
+Last line: ratio_vs_bare_forward=<words/s of neuronscope / words/s of bare forward>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EWT = ROOT.parent / "shared" / "data" / "ud_ewt" / "en_ewt-ud-train.conllu"
+
+
+def load_sentences(n: int):
+    from neuronscope.corpus import read_conllu
+
+    corpus = read_conllu(EWT)
+    return corpus.subset(range(min(n, corpus.n_sentences)))
+
+
+def bare_forward(corpus, loaded, batch_size: int, block_words: int) -> float:
+    """Seconds for tokenizer + forward with hidden states, same blocks/sorting/batches."""
+    from neuronscope.extraction.extractor import block_bounds
+
+    tok, model = loaded.tokenizer, loaded.model
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for lo, hi in block_bounds(corpus.sentence_lengths(), block_words):
+            sents = corpus.sentences[lo:hi]
+            lengths = [len(x) for x in tok(sents, is_split_into_words=True)["input_ids"]]
+            order = sorted(range(len(sents)), key=lambda i: -lengths[i])
+            for b in range(0, len(order), batch_size):
+                batch = [sents[i] for i in order[b : b + batch_size]]
+                enc = tok(batch, is_split_into_words=True, padding=True, truncation=True,
+                          max_length=loaded.max_length, return_tensors="pt")
+                model(**enc, output_hidden_states=True)
+    return time.perf_counter() - start
+
+
+def run_extract(corpus, loaded, out: Path, batch_size: int) -> float:
+    from neuronscope.extraction import extract
+
+    start = time.perf_counter()
+    extract(corpus, out, loaded, components=["hidden"], aggregation="mean",
+            batch_size=batch_size, overwrite=True, progress=False)
+    return time.perf_counter() - start
+
+
+def child_rss(n_sentences: int, batch_size: int) -> None:
+    """In a fresh process: RSS after loading the model, then peak RSS of one extraction."""
+    from neuronscope.models import load_model
+
+    corpus = load_sentences(n_sentences)
+    loaded = load_model()
+    model_rss = psutil.Process().memory_info().rss
+    with tempfile.TemporaryDirectory() as tmp:
+        run_extract(corpus, loaded, Path(tmp) / "store", batch_size)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"words": corpus.n_words, "model_rss": model_rss, "peak_rss": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rss-sizes", default="500,2000", help="corpus sizes for peak RSS")
+    parser.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_rss is not None:
+        child_rss(args.child_rss, args.batch_size)
+        return
+    if not EWT.exists():
+        sys.exit(f"needs {EWT} (UD English EWT); not found")
+
+    from neuronscope.models import load_model
+
+    corpus = load_sentences(args.sentences)
+    loaded = load_model()
+    n_neurons = (loaded.num_layers + 1) * loaded.config.hidden_size
+    block_words = int(min(16384, max(256, 64 * 2**20 // (4 * n_neurons))))  # as extract()
+    print(f"corpus: {corpus.n_sentences} sentences, {corpus.n_words} words; model {loaded.name}; "
+          f"torch threads {torch.get_num_threads()}; batch {args.batch_size}")
+    bare, ours = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_forward(corpus.subset(range(64)), loaded, args.batch_size, block_words)  # warm-up
+        for r in range(args.repeats):
+            bare.append(bare_forward(corpus, loaded, args.batch_size, block_words))
+            ours.append(run_extract(corpus, loaded, Path(tmp) / "store", args.batch_size))
+            print(f"run {r + 1}: bare forward {bare[-1]:.2f} s, neuronscope extract {ours[-1]:.2f} s")
+    bare_wps = corpus.n_words / statistics.median(bare)
+    ours_wps = corpus.n_words / statistics.median(ours)
+    print(f"bare_forward_words_per_s={bare_wps:.0f}")
+    print(f"neuronscope_extract_words_per_s={ours_wps:.0f}")
+    for size in [int(s) for s in args.rss_sizes.split(",") if s]:
+        res = subprocess.run(
+            [sys.executable, __file__, "--child-rss", str(size), "--batch-size",
+             str(args.batch_size)], capture_output=True, text=True, check=True,
+        )
+        data = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"peak_rss_extract words={data['words']}: model {data['model_rss'] / 2**20:.0f} MB, "
+              f"peak {data['peak_rss'] / 2**20:.0f} MB, "
+              f"over model {(data['peak_rss'] - data['model_rss']) / 2**20:.0f} MB")
+    print(f"ratio_vs_bare_forward={ours_wps / bare_wps:.2f}")
+
+
+if __name__ == "__main__":
+    main()

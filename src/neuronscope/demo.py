@@ -1,0 +1,142 @@
+"""The one-command demo: default model x shipped corpus -> store -> a first analysis.
+
+It answers two questions a researcher asks first: which layers encode part of speech best
+(per-layer probe accuracy on held-out sentences), and what do a few POS-relevant neurons
+respond to (their top activating words).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from neuronscope.corpus import load_demo_corpus
+from neuronscope.corpus.corpus import Corpus
+from neuronscope.extraction import extract
+from neuronscope.methods.concept_search import top_words
+from neuronscope.models import load_model
+from neuronscope.store import ActivationStore
+from neuronscope.store.store import META_FILE
+
+
+@dataclass
+class LayerProbeResult:
+    """Held-out accuracy of a probe trained on one layer."""
+
+    component: str
+    layer: int
+    accuracy: float
+    majority_baseline: float
+
+
+@dataclass
+class DemoResult:
+    """What the demo computed; saved as ``summary.json``."""
+
+    store: str
+    n_sentences: int
+    n_words: int
+    layer_accuracy: list[LayerProbeResult]
+    neurons: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask over words: True for words of held-out (test) sentences."""
+    rng = np.random.default_rng(seed)
+    test_sentences = rng.random(corpus.n_sentences) < test_fraction
+    return np.repeat(test_sentences, corpus.sentence_lengths())
+
+
+def layer_probe_accuracy(
+    store: ActivationStore, corpus: Corpus, layer_name: str = "upos", component: str = "hidden"
+) -> list[LayerProbeResult]:
+    """Accuracy of a logistic-regression probe per layer, on held-out sentences."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    store.check_corpus(corpus)
+    y = corpus.labels_array(layer_name)
+    test = sentence_split(corpus)
+    values, counts = np.unique(y[~test], return_counts=True)
+    majority = float(np.mean(y[test] == values[np.argmax(counts)]))
+    results = []
+    for layer in store.layout.components[component].layers:
+        x = store.layer(component, layer)
+        scaler = StandardScaler().fit(x[~test])
+        probe = LogisticRegression(max_iter=300, C=0.5)
+        probe.fit(scaler.transform(x[~test]), y[~test])
+        acc = float(probe.score(scaler.transform(x[test]), y[test]))
+        results.append(LayerProbeResult(component, layer, acc, majority))
+    return results
+
+
+def concept_neurons(
+    store: ActivationStore, corpus: Corpus, layer_name: str, concepts: list[str],
+    component: str = "mlp",
+) -> dict[str, str]:
+    """For each concept, the neuron whose mean activation separates it most from the rest."""
+    y = corpus.labels_array(layer_name)
+    x = store.component(component)
+    std = x.std(axis=0) + 1e-6
+    picked = {}
+    for concept in concepts:
+        mask = y == concept
+        if not mask.any():
+            continue
+        gap = (x[mask].mean(axis=0) - x[~mask].mean(axis=0)) / std
+        picked[concept] = store.layout.name(store.layout.offset(component) + int(np.argmax(gap)))
+    return picked
+
+
+def run_demo(
+    out: str | Path = "neuronscope-demo",
+    model: str | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> DemoResult:
+    """Extract the demo corpus with the default model and print a first analysis."""
+    console = console or Console()
+    out = Path(out)
+    corpus = load_demo_corpus()
+    console.print(f"[bold]corpus[/]: {corpus.name}: {corpus.n_sentences} sentences, "
+                  f"{corpus.n_words} words, layers {', '.join(corpus.layers)}")
+    loaded = load_model(model)
+    console.print(f"[bold]model[/]: {loaded.name} ({loaded.config.model_type}, "
+                  f"{loaded.num_layers} layers) on {loaded.device}")
+    store_path = out / "store"
+    store = extract(
+        corpus, store_path, loaded, components=["hidden", "mlp"],
+        overwrite=(store_path / META_FILE).exists(), progress=progress,
+    )
+    console.print(f"[bold]store[/]: {store}")
+
+    accuracy = layer_probe_accuracy(store, corpus, "upos")
+    table = Table(title="Which layers encode part of speech? (UPOS probe, held-out sentences)")
+    table.add_column("layer")
+    table.add_column("accuracy", justify="right")
+    table.add_column("")
+    best = max(r.accuracy for r in accuracy)
+    for r in accuracy:
+        bar = "█" * int(round(30 * r.accuracy))
+        mark = " ← best" if r.accuracy == best else ""
+        table.add_row(f"L{r.layer}.{r.component}", f"{r.accuracy:.3f}", bar + mark)
+    console.print(table)
+    console.print(f"majority-class baseline: {accuracy[0].majority_baseline:.3f}")
+
+    result = DemoResult(str(store_path), corpus.n_sentences, corpus.n_words, accuracy)
+    for concept, neuron in concept_neurons(store, corpus, "upos", ["NOUN", "VERB", "ADJ", "ADP"]).items():
+        words = top_words(store, neuron, k=8)
+        result.neurons[neuron] = [asdict(w) | {"concept": concept} for w in words]
+        shown = ", ".join(f"{w.word} ({w.max_activation:.2f})" for w in words)
+        console.print(f"[bold]{neuron}[/] (most {concept}-selective MLP neuron): {shown}")
+
+    summary = out / "summary.json"
+    summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
+    console.print(f"summary written to {summary}")
+    return result

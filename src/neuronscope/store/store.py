@@ -1,0 +1,411 @@
+"""The on-disk activation store: one Zarr v3 group per extraction, chunked along words.
+
+Layout of a store directory::
+
+    neuronscope.json          metadata, progress and the ``complete`` flag (atomic writes)
+    zarr.json                 the Zarr group
+    activations/<component>   float32|float16 (n_words, n_layers * neurons), chunks (C, neurons)
+    sentences/<component>     pooled sentence vectors (n_sentences, n_layers * neurons)
+    words/word                the word strings (n_words,)
+    words/sentence_id         sentence index of each row (n_words,)
+    words/position            position of each row inside its sentence (n_words,)
+
+Row ``i`` of every activation array is flat word ``i`` of the corpus. Writers only ever
+write whole chunks (plus the final partial one) in increasing row order and record
+``progress.words_done`` after each write, so an interrupted extraction can be resumed and
+a store is only marked ``complete`` once every row is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from neuronscope.corpus.corpus import Corpus
+from neuronscope.errors import (
+    FingerprintMismatchError,
+    IncompleteStoreError,
+    StoreError,
+)
+from neuronscope.store.names import NeuronLayout
+
+META_FILE = "neuronscope.json"
+FORMAT = "neuronscope-activation-store"
+FORMAT_VERSION = 1
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON so that readers see either the old or the new file, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a store's metadata, with a clear error when the folder is not a store."""
+    meta_path = Path(path) / META_FILE
+    if not meta_path.exists():
+        raise StoreError(f"{path} is not a neuronscope activation store (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{meta_path}: corrupt metadata: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"{meta_path}: not a neuronscope store (format {meta.get('format')!r})")
+    return meta
+
+
+class ActivationStore:
+    """Read access to an activation store.
+
+    Args:
+        path: the store directory.
+        allow_incomplete: open an interrupted store and expose only the rows written so far.
+    """
+
+    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        self.meta = read_meta(self.path)
+        done = int(self.meta["progress"]["words_done"])
+        if not self.meta["complete"] and not allow_incomplete:
+            raise IncompleteStoreError(
+                f"store {self.path} is incomplete ({done} of {self.meta['corpus']['n_words']} "
+                "words written): the extraction was interrupted. Resume it with "
+                "`neuronscope extract ... --resume`, or open it with allow_incomplete=True "
+                "to read the rows written so far"
+            )
+        self.complete = bool(self.meta["complete"])
+        self.n_words = int(self.meta["corpus"]["n_words"]) if self.complete else done
+        self.layout = NeuronLayout.from_meta(self.meta["components"])
+        self._group = zarr.open_group(str(self.path), mode="r")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False) -> ActivationStore:
+        """Open a store (same as the constructor)."""
+        return cls(path, allow_incomplete=allow_incomplete)
+
+    # ---------------------------------------------------------------- description
+    @property
+    def components(self) -> list[str]:
+        """Component names in store order."""
+        return list(self.layout.components)
+
+    @property
+    def n_neurons(self) -> int:
+        """Neurons over all components and layers."""
+        return self.layout.n_neurons
+
+    @property
+    def n_sentences(self) -> int:
+        """Sentences of the corpus (all of them, even in a partial view)."""
+        return int(self.meta["corpus"]["n_sentences"])
+
+    @property
+    def corpus_fingerprint(self) -> str:
+        """Fingerprint of the corpus the store was extracted from."""
+        return str(self.meta["corpus"]["fingerprint"])
+
+    @property
+    def model_fingerprint(self) -> str:
+        """Fingerprint of the model (config and weights) the store was extracted with."""
+        return str(self.meta["model"]["fingerprint"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of this store's content: model, corpus and extraction settings."""
+        return f"{self.model_fingerprint}-{self.corpus_fingerprint}-{self.meta['aggregation']}"
+
+    @property
+    def chunk_words(self) -> int:
+        """Rows per chunk along words."""
+        return int(self.meta["chunk_words"])
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``neuronscope info --json`` prints)."""
+        m = self.meta
+        return {
+            "path": str(self.path),
+            "model": m["model"]["name"],
+            "model_fingerprint": m["model"]["fingerprint"],
+            "components": {
+                name: {"layers": list(c.layers), "neurons": c.neurons}
+                | ({"head_dim": c.head_dim} if c.head_dim else {})
+                for name, c in self.layout.components.items()
+            },
+            "n_neurons": self.n_neurons,
+            "n_sentences": self.n_sentences,
+            "n_words": int(m["corpus"]["n_words"]),
+            "corpus": m["corpus"]["name"],
+            "corpus_fingerprint": m["corpus"]["fingerprint"],
+            "aggregation": m["aggregation"],
+            "sentence_pooling": m["sentence_pooling"],
+            "dtype": m["dtype"],
+            "complete": m["complete"],
+            "words_done": m["progress"]["words_done"],
+            "windows": m["windows"],
+            "tool_version": m["tool_version"],
+        }
+
+    # ---------------------------------------------------------------- checks
+    def check_corpus(self, corpus: Corpus) -> None:
+        """Raise :class:`FingerprintMismatchError` unless ``corpus`` is the store's corpus."""
+        if corpus.fingerprint != self.corpus_fingerprint:
+            raise FingerprintMismatchError(
+                f"corpus {corpus.name!r} (fingerprint {corpus.fingerprint}, "
+                f"{corpus.n_words} words) is not the corpus store {self.path} was extracted "
+                f"from ({self.meta['corpus']['name']!r}, fingerprint {self.corpus_fingerprint}, "
+                f"{self.meta['corpus']['n_words']} words)"
+            )
+
+    # ---------------------------------------------------------------- words table
+    def words(self) -> list[str]:
+        """The word of every row."""
+        return [str(w) for w in self._group["words/word"][: self.n_words]]
+
+    def sentence_ids(self) -> np.ndarray:
+        """The sentence index of every row."""
+        return np.asarray(self._group["words/sentence_id"][: self.n_words], dtype=np.int64)
+
+    def positions(self) -> np.ndarray:
+        """The position inside its sentence of every row."""
+        return np.asarray(self._group["words/position"][: self.n_words], dtype=np.int64)
+
+    # ---------------------------------------------------------------- activations
+    def _array(self, component: str) -> zarr.Array:
+        self.layout.offset(component)  # validates the name
+        return self._group[f"activations/{component}"]
+
+    def layer(
+        self, component: str, layer: int, rows: slice | np.ndarray | None = None
+    ) -> np.ndarray:
+        """All neurons of one layer as a ``(n_words, neurons)`` float32 array."""
+        sl = self.layout.layer_slice(component, layer)
+        off = self.layout.offset(component)
+        return self._read(component, rows, slice(sl.start - off, sl.stop - off))
+
+    def component(
+        self, component: str, layers: Sequence[int] | None = None, rows: slice | None = None
+    ) -> np.ndarray:
+        """Neurons of some (default: all) layers of a component, layers side by side."""
+        comp = self.layout.components.get(component)
+        if comp is None:
+            self.layout.offset(component)  # raises the clear error
+        if layers is None or list(layers) == list(comp.layers):
+            return self._read(component, rows, slice(None))
+        return np.concatenate([self.layer(component, layer, rows) for layer in layers], axis=1)
+
+    def neurons(self, neurons: Iterable[str | int], rows: slice | None = None) -> np.ndarray:
+        """Chosen neurons (names or global ids) as ``(n_words, k)`` float32, in the given order."""
+        ids = self.layout.ids(neurons)
+        out = np.empty((self._n_rows(rows), len(ids)), dtype=np.float32)
+        for component in self.components:
+            off, size = self.layout.offset(component), self.layout.components[component].size
+            picked = np.nonzero((ids >= off) & (ids < off + size))[0]
+            if len(picked):
+                out[:, picked] = self._read(component, rows, ids[picked] - off)
+        return out
+
+    def matrix(self, rows: slice | None = None) -> np.ndarray:
+        """Every neuron of every component as one float32 array. Loads it all: small stores only."""
+        return np.concatenate([self._read(c, rows, slice(None)) for c in self.components], axis=1)
+
+    def dask(self, component: str | None = None) -> Any:
+        """A lazy Dask array ``(n_words, neurons)`` of one component, or of all side by side."""
+        import dask.array as da
+
+        names = [component] if component is not None else self.components
+        parts = [da.from_zarr(self._array(c))[: self.n_words] for c in names]
+        return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=1)
+
+    def iter_chunks(
+        self, neurons: Iterable[str | int] | None = None, chunk_words: int | None = None
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``(start, stop, block)`` over rows; ``block`` is float32 ``(stop-start, k)``.
+
+        Peak memory is one block, so streaming methods work on stores larger than RAM.
+        """
+        step = chunk_words or self.chunk_words
+        ids = None if neurons is None else list(neurons)
+        for start in range(0, self.n_words, step):
+            stop = min(start + step, self.n_words)
+            rows = slice(start, stop)
+            block = self.matrix(rows) if ids is None else self.neurons(ids, rows)
+            yield start, stop, block
+
+    def sentence_vectors(self, component: str) -> np.ndarray:
+        """Pooled sentence vectors ``(n_sentences, n_layers * neurons)`` of a component."""
+        key = f"sentences/{component}"
+        if self.meta["sentence_pooling"] == "none" or key not in self._group:
+            raise StoreError(f"store {self.path} has no sentence vectors for {component!r}")
+        return np.asarray(self._group[key][:], dtype=np.float32)
+
+    def _n_rows(self, rows: slice | np.ndarray | None) -> int:
+        if rows is None:
+            return self.n_words
+        if isinstance(rows, slice):
+            return len(range(*rows.indices(self.n_words)))
+        return len(rows)
+
+    def _read(self, component: str, rows: slice | np.ndarray | None, cols: Any) -> np.ndarray:
+        arr = self._array(component)
+        if rows is None:
+            rows = slice(0, self.n_words)
+        elif isinstance(rows, slice):
+            rows = slice(*rows.indices(self.n_words))
+        if isinstance(cols, np.ndarray):
+            # Zarr's orthogonal indexing reads only the chunks holding these columns.
+            data = arr.get_orthogonal_selection((rows, cols))
+        else:
+            data = arr[rows, cols]
+        return np.asarray(data, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        comps = ", ".join(
+            f"{n}: {len(c.layers)}x{c.neurons}" for n, c in self.layout.components.items()
+        )
+        state = "complete" if self.complete else "PARTIAL"
+        return f"ActivationStore({self.path}, {self.n_words} words, {comps}, {state})"
+
+
+class StoreWriter:
+    """Creates a store and fills it chunk by chunk, recording progress for resumption."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = meta
+        self._group = zarr.open_group(str(path), mode="r+")
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        meta: dict[str, Any],
+        corpus: Corpus,
+        *,
+        overwrite: bool = False,
+        chunk_words: int = 4096,
+    ) -> StoreWriter:
+        """Create an empty store for ``corpus`` with the components described in ``meta``."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise StoreError(
+                    f"output store {path} already exists; pass --overwrite to replace it "
+                    "or --resume to continue an interrupted extraction"
+                )
+            if not (path / META_FILE).exists():
+                # Never delete a folder we did not write.
+                raise StoreError(f"refusing to overwrite {path}: it is not a neuronscope store")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        layout = NeuronLayout.from_meta(meta["components"])
+        dtype = np.dtype(meta["dtype"])
+        n_words, n_sent = corpus.n_words, corpus.n_sentences
+        meta = dict(meta)
+        meta.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            complete=False,
+            created=_now(),
+            chunk_words=chunk_words,
+            progress={"words_done": 0, "sentences_done": 0},
+        )
+        # Metadata first, marked incomplete, so a crash at any later point is recognizable.
+        write_json_atomic(path / META_FILE, meta)
+        group = zarr.open_group(str(path), mode="w")
+        for name, comp in layout.components.items():
+            group.create_array(
+                f"activations/{name}",
+                shape=(n_words, comp.size),
+                chunks=(min(chunk_words, max(n_words, 1)), comp.neurons),
+                dtype=dtype,
+                fill_value=np.nan,
+                compressors=None,  # float activations barely compress; speed matters more
+            )
+            if meta["sentence_pooling"] != "none":
+                group.create_array(
+                    f"sentences/{name}",
+                    shape=(n_sent, comp.size),
+                    chunks=(min(4096, max(n_sent, 1)), comp.size),
+                    dtype=dtype,
+                    fill_value=np.nan,
+                    compressors=None,
+                )
+        chunk = (min(65536, max(n_words, 1)),)
+        group.create_array("words/word", shape=(n_words,), chunks=chunk, dtype=str)[:] = np.array(
+            corpus.words(), dtype=object
+        )
+        group.create_array("words/sentence_id", shape=(n_words,), chunks=chunk, dtype="int32")[
+            :
+        ] = corpus.sentence_ids()
+        group.create_array("words/position", shape=(n_words,), chunks=chunk, dtype="int32")[
+            :
+        ] = corpus.positions()
+        return cls(path, meta)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike) -> StoreWriter:
+        """Reopen an interrupted store for writing."""
+        path = Path(path)
+        meta = read_meta(path)
+        if meta["complete"]:
+            raise StoreError(f"store {path} is already complete; nothing to resume")
+        return cls(path, meta)
+
+    @property
+    def words_done(self) -> int:
+        """Rows already on disk."""
+        return int(self.meta["progress"]["words_done"])
+
+    def write_rows(self, component: str, start: int, block: np.ndarray) -> None:
+        """Write rows ``start : start + len(block)`` of a component's activations."""
+        arr = self._group[f"activations/{component}"]
+        arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
+
+    def write_sentences(self, component: str, start: int, block: np.ndarray) -> None:
+        """Write pooled sentence vectors for sentences ``start : start + len(block)``."""
+        arr = self._group[f"sentences/{component}"]
+        arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
+
+    def commit(self, words_done: int, sentences_done: int) -> None:
+        """Record that every row below ``words_done`` is on disk."""
+        self.meta["progress"] = {
+            "words_done": int(words_done),
+            "sentences_done": int(sentences_done),
+        }
+        write_json_atomic(self.path / META_FILE, self.meta)
+
+    def update_meta(self, **fields: Any) -> None:
+        """Merge fields into the metadata and save it."""
+        self.meta.update(fields)
+        write_json_atomic(self.path / META_FILE, self.meta)
+
+    def finalize(self, **fields: Any) -> None:
+        """Mark the store complete; call only after every row was written and committed."""
+        n_words = int(self.meta["corpus"]["n_words"])
+        if self.words_done != n_words:
+            raise StoreError(
+                f"cannot finalize {self.path}: {self.words_done} of {n_words} words written"
+            )
+        self.meta.update(fields, complete=True, finished=_now())
+        write_json_atomic(self.path / META_FILE, self.meta)
