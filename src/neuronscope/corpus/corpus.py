@@ -41,6 +41,18 @@ class BinaryView:
 
 
 @dataclass(frozen=True)
+class ConceptLabels:
+    """Flat word labels of one layer (aligned with store rows) and where they came from."""
+
+    values: np.ndarray
+    layer: str
+    corpus_fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
 class Corpus:
     """Sentences (lists of words) with word-level and sentence-level label layers.
 
@@ -157,6 +169,14 @@ class Corpus:
     def labels_array(self, name: str) -> np.ndarray:
         """Flat labels of a word-level layer, aligned with store rows (dtype object)."""
         return np.array([x for s in self.layer(name) for x in s], dtype=object)
+
+    def concept_labels(self, name: str) -> ConceptLabels:
+        """A label layer packaged for ranking methods: flat labels plus the corpus fingerprint.
+
+        Methods check the fingerprint against the store's, so labels from another corpus are
+        refused instead of silently misaligned.
+        """
+        return ConceptLabels(self.labels_array(name), name, self.fingerprint)
 
     def label_counts(self, name: str) -> Counter:
         """How often each label of a layer occurs."""

@@ -151,6 +151,8 @@ def _auto_class(config: Any, head: str) -> Any:
         return transformers.AutoModelForCausalLM
     if any(a.endswith("ForMaskedLM") for a in archs):
         return transformers.AutoModelForMaskedLM
+    if not archs and getattr(config, "model_type", None) in _CAUSAL_TYPES:
+        return transformers.AutoModelForCausalLM  # GGUF configs name no architecture
     return transformers.AutoModel
 
 

@@ -1,0 +1,217 @@
+"""The one interface of neuron-ranking methods, and the input handling they share.
+
+Every method is a class configured in ``__init__`` (scikit-learn style: parameters stored
+under their own names, fitted state with a trailing ``_``, ``random_state`` where random) and
+used through ``rank(activations, labels) -> Ranking``. ``activations`` is an
+:class:`~neuronscope.store.ActivationStore` (streamed by chunks where the algorithm allows)
+or a ``(n_words, n_neurons)`` array; ``labels`` is a corpus label layer
+(``corpus.concept_labels("upos")``, fingerprint-checked against the store) or a plain
+array of one label per row.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neuronscope.corpus.corpus import ConceptLabels
+from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.methods.ranking import Ranking
+from neuronscope.store.store import ActivationStore
+
+Activations = ActivationStore | np.ndarray
+Labels = ConceptLabels | np.ndarray | Sequence[Any]
+
+
+@dataclass
+class MethodInput:
+    """Activations and labels checked against each other, with neuron identities.
+
+    ``ids`` are global store ids of the columns (column indices for plain arrays) and
+    ``names`` their readable names.
+    """
+
+    source: Activations
+    ids: np.ndarray
+    names: list[str]
+    y: np.ndarray
+    label_layer: str | None
+    store_fingerprint: str | None
+    chunk_words: int = 8192
+
+    @property
+    def n_words(self) -> int:
+        """Rows."""
+        return len(self.y)
+
+    @property
+    def n_neurons(self) -> int:
+        """Columns."""
+        return len(self.ids)
+
+    def concepts(self, exclude: Iterable[str] = ()) -> list[str]:
+        """Distinct labels, sorted (for classification targets)."""
+        skip = set(exclude)
+        return [c for c in sorted(set(self.y.tolist()), key=str) if c not in skip]
+
+    def matrix(self) -> np.ndarray:
+        """All selected activations as float32 ``(n_words, n_neurons)``; checked finite."""
+        if isinstance(self.source, np.ndarray):
+            x = np.asarray(self.source[:, self.ids], dtype=np.float32)
+        else:
+            x = self.source.neurons(self.ids)
+        check_finite(x, 0)
+        return x
+
+    def chunks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``(start, stop, block)`` of selected activations; each block checked finite."""
+        if isinstance(self.source, np.ndarray):
+            for start in range(0, self.n_words, self.chunk_words):
+                stop = min(start + self.chunk_words, self.n_words)
+                block = np.asarray(self.source[start:stop][:, self.ids], dtype=np.float32)
+                check_finite(block, start)
+                yield start, stop, block
+            return
+        whole = len(self.ids) == self.source.n_neurons and np.array_equal(
+            self.ids, np.arange(self.source.n_neurons)
+        )
+        for start, stop, block in self.source.iter_chunks(
+            None if whole else self.ids, chunk_words=self.chunk_words
+        ):
+            check_finite(block, start)
+            yield start, stop, block
+
+    def ranking(self, method: RankingMethod, **kwargs: Any) -> dict[str, Any]:
+        """Provenance keyword arguments for a :class:`Ranking` built from this input."""
+        return {
+            "store_fingerprint": self.store_fingerprint,
+            "label_layer": self.label_layer,
+            **kwargs,
+        }
+
+
+def check_finite(block: np.ndarray, row_offset: int) -> None:
+    """Raise a clear error naming the first row and column holding NaN or inf."""
+    if not np.isfinite(block).all():
+        r, c = np.argwhere(~np.isfinite(block))[0]
+        raise NeuronscopeError(
+            f"activations contain NaN or inf (first at row {row_offset + int(r)}, "
+            f"column {int(c)}); clean the store or choose other neurons"
+        )
+
+
+def prepare_input(
+    activations: Activations,
+    labels: Labels,
+    neurons: Sequence[str | int] | None = None,
+    chunk_words: int = 8192,
+) -> MethodInput:
+    """Check and package a method's inputs.
+
+    Raises a clear error when labels and activations differ in length, when labels come
+    from another corpus than the store, or when activations are not a 2-D array or store.
+    """
+    layer, fingerprint = None, None
+    if isinstance(labels, ConceptLabels):
+        y, layer, fingerprint = np.asarray(labels.values), labels.layer, labels.corpus_fingerprint
+    else:
+        y = np.asarray(labels)
+    if y.ndim != 1:
+        raise NeuronscopeError(f"labels must be one label per word (1-D), got shape {y.shape}")
+    if isinstance(activations, ActivationStore):
+        store = activations
+        if fingerprint is not None and fingerprint != store.corpus_fingerprint:
+            raise FingerprintMismatchError(
+                f"labels of layer {layer!r} come from a corpus (fingerprint {fingerprint}) "
+                f"other than the one store {store.path} was extracted from "
+                f"({store.corpus_fingerprint})"
+            )
+        n_rows = store.n_words
+        ids = (np.arange(store.n_neurons, dtype=np.int64) if neurons is None
+               else store.layout.ids(neurons))
+        names = store.layout.names(ids)
+        store_fp = store.fingerprint
+    elif isinstance(activations, np.ndarray):
+        if activations.ndim != 2:
+            raise NeuronscopeError(
+                f"activations must be (n_words, n_neurons), got shape {activations.shape}"
+            )
+        n_rows = activations.shape[0]
+        if neurons is None:
+            ids = np.arange(activations.shape[1], dtype=np.int64)
+        else:
+            ids = np.asarray(list(neurons), dtype=np.int64)
+        names = [f"n{i}" for i in ids]
+        store_fp = None
+    else:
+        raise NeuronscopeError(
+            f"activations must be an ActivationStore or a numpy array, not {type(activations)}"
+        )
+    if len(y) != n_rows:
+        raise NeuronscopeError(
+            f"{len(y)} labels for {n_rows} activation rows: labels and activations must "
+            "describe the same words"
+        )
+    return MethodInput(activations, ids, names, y, layer, store_fp, chunk_words)
+
+
+def require_concepts(y: np.ndarray, concepts: Sequence[str] | None) -> list[str]:
+    """The concepts to rank: all labels, or the requested ones (each must occur).
+
+    A layer with a single label cannot separate anything and is refused.
+    """
+    present = sorted(set(y.tolist()), key=str)
+    if len(present) < 2:
+        raise NeuronscopeError(
+            f"labels have a single class ({present[0] if present else 'none'}); "
+            "ranking needs at least two"
+        )
+    if concepts is None:
+        return present
+    missing = [c for c in concepts if c not in set(present)]
+    if missing:
+        raise NeuronscopeError(
+            f"concept(s) {missing} absent from the labels; "
+            f"present: {', '.join(map(str, present[:40]))}"
+        )
+    return list(concepts)
+
+
+class RankingMethod(ABC):
+    """Base class of neuron-ranking methods: configure in ``__init__``, then :meth:`rank`."""
+
+    #: short name used in CLIs and rankings
+    name: ClassVar[str] = "method"
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self" and
+                sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                               inspect.Parameter.VAR_KEYWORD)]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters and their current values."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> RankingMethod:
+        """Change parameters; unknown names are an error."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise NeuronscopeError(f"{type(self).__name__} has no parameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    @abstractmethod
+    def rank(self, activations: Activations, labels: Labels) -> Ranking:
+        """Rank neurons for every concept of ``labels``."""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"

@@ -1,0 +1,71 @@
+"""Streaming per-class statistics over activation chunks (float64 accumulators).
+
+One pass over the store gives, for every class, the count, sum and sum of squares of each
+neuron, from which means, variances and mean differences follow without loading all rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuronscope.methods.base import MethodInput
+
+
+@dataclass
+class ClassMoments:
+    """Per-class counts, means and variances of each neuron, plus overall min/max."""
+
+    classes: list[str]
+    counts: np.ndarray  # (C,)
+    sums: np.ndarray  # (C, D)
+    sumsq: np.ndarray  # (C, D)
+    minimum: np.ndarray  # (D,)
+    maximum: np.ndarray  # (D,)
+
+    @property
+    def means(self) -> np.ndarray:
+        """``(C, D)`` mean activation of each neuron per class."""
+        return self.sums / np.maximum(self.counts, 1)[:, None]
+
+    @property
+    def variances(self) -> np.ndarray:
+        """``(C, D)`` population variance per class (clipped at 0 against round-off)."""
+        return np.maximum(self.sumsq / np.maximum(self.counts, 1)[:, None] - self.means**2, 0)
+
+    @property
+    def total_mean(self) -> np.ndarray:
+        """``(D,)`` mean over all rows."""
+        return self.sums.sum(axis=0) / max(self.counts.sum(), 1)
+
+    def rest_mean(self, index: int) -> np.ndarray:
+        """``(D,)`` mean over the rows not in class ``index``."""
+        n = self.counts.sum() - self.counts[index]
+        return (self.sums.sum(axis=0) - self.sums[index]) / max(n, 1)
+
+
+def class_moments(data: MethodInput, classes: Sequence[str]) -> ClassMoments:
+    """One streaming pass: counts, sums and sums of squares per class (rows of other labels
+    count only towards min/max and the totals of no class)."""
+    index = {c: i for i, c in enumerate(classes)}
+    code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
+    n_cls, n_dim = len(classes), data.n_neurons
+    counts = np.bincount(code[code >= 0], minlength=n_cls).astype(np.float64)
+    sums = np.zeros((n_cls, n_dim))
+    sumsq = np.zeros((n_cls, n_dim))
+    lo = np.full(n_dim, np.inf)
+    hi = np.full(n_dim, -np.inf)
+    for start, stop, block in data.chunks():
+        b = block.astype(np.float64)
+        c = code[start:stop]
+        keep = c >= 0
+        # A one-hot matrix product sums rows per class in one BLAS call.
+        onehot = np.zeros((n_cls, stop - start))
+        onehot[c[keep], np.nonzero(keep)[0]] = 1.0
+        sums += onehot @ b
+        sumsq += onehot @ (b * b)
+        lo = np.minimum(lo, b.min(axis=0))
+        hi = np.maximum(hi, b.max(axis=0))
+    return ClassMoments(list(classes), counts, sums, sumsq, lo, hi)
