@@ -92,7 +92,7 @@ class Corpus:
                 f"label layer {layer!r} has {len(per_sentence)} sentences, "
                 f"the corpus has {len(self.sentences)}"
             )
-        for i, (words, labs) in enumerate(zip(self.sentences, per_sentence)):
+        for i, (words, labs) in enumerate(zip(self.sentences, per_sentence, strict=True)):
             if len(words) != len(labs):
                 raise CorpusFormatError(
                     f"label layer {layer!r}, sentence {i}: {len(labs)} labels "

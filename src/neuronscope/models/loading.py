@@ -184,6 +184,8 @@ def load_model(
     """
     import transformers
 
+    # Weight-loading bars would interleave with our own progress output.
+    transformers.utils.logging.disable_progress_bar()
     if name_or_path is None:
         name_or_path = default_model_path()
     elif name_or_path.lower() == "smollm2":

@@ -1,0 +1,70 @@
+"""Corpora: sentences with word- and sentence-level labels, readers, writers and annotators."""
+
+from neuronscope.corpus.annotators import (
+    AffixAnnotator,
+    Annotator,
+    CallableAnnotator,
+    CasingAnnotator,
+    PositionAnnotator,
+    RegexAnnotator,
+    SentenceLabelAnnotator,
+    SpacyAnnotator,
+    WordAnnotator,
+    WordListAnnotator,
+    load_spacy,
+    spacy_annotate_text,
+)
+from neuronscope.corpus.corpus import NO_LABEL, BinaryView, Corpus, corpus_from_records
+from neuronscope.corpus.readers import (
+    CorpusFileNotFoundError,
+    EmptyCorpusFileError,
+    detect_format,
+    load_corpus,
+    read_conllu,
+    read_jsonl,
+    read_parallel,
+    read_text,
+)
+from neuronscope.corpus.writers import write_conllu, write_parallel
+
+
+def __getattr__(name: str) -> object:
+    # The demo functions are imported lazily so that ``python -m neuronscope.corpus.demo``
+    # does not find its own module already imported by this package (runpy warns then).
+    if name in ("generate_demo_corpus", "load_demo_corpus"):
+        from neuronscope.corpus import demo
+
+        return getattr(demo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "NO_LABEL",
+    "AffixAnnotator",
+    "Annotator",
+    "BinaryView",
+    "CallableAnnotator",
+    "CasingAnnotator",
+    "Corpus",
+    "CorpusFileNotFoundError",
+    "EmptyCorpusFileError",
+    "PositionAnnotator",
+    "RegexAnnotator",
+    "SentenceLabelAnnotator",
+    "SpacyAnnotator",
+    "WordAnnotator",
+    "WordListAnnotator",
+    "corpus_from_records",
+    "detect_format",
+    "generate_demo_corpus",
+    "load_corpus",
+    "load_demo_corpus",
+    "load_spacy",
+    "read_conllu",
+    "read_jsonl",
+    "read_parallel",
+    "read_text",
+    "spacy_annotate_text",
+    "write_conllu",
+    "write_parallel",
+]
