@@ -106,7 +106,8 @@ def main() -> None:
         for r in range(args.repeats):
             bare.append(bare_forward(corpus, loaded, args.batch_size, block_words))
             ours.append(run_extract(corpus, loaded, Path(tmp) / "store", args.batch_size))
-            print(f"run {r + 1}: bare forward {bare[-1]:.2f} s, neuronscope extract {ours[-1]:.2f} s")
+            print(f"run {r + 1}: bare forward {bare[-1]:.2f} s, "
+                  f"neuronscope extract {ours[-1]:.2f} s")
     bare_wps = corpus.n_words / statistics.median(bare)
     ours_wps = corpus.n_words / statistics.median(ours)
     print(f"bare_forward_words_per_s={bare_wps:.0f}")

@@ -42,7 +42,7 @@ def _load_corpus(path: str, fmt: str | None, label_files: list[str] | None):
 
 @app.command()
 def extract(
-    corpus: str = typer.Argument(..., help="Corpus file: .conllu, .jsonl, or text (+ --label-file)."),
+    corpus: str = typer.Argument(..., help="Corpus: .conllu, .jsonl, or text (+ --label-file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
     model: str | None = typer.Option(
         None, help="Hugging Face name or local path (.gguf too); default: all-MiniLM-L6-v2."
@@ -160,6 +160,102 @@ def annotate(
     corpus = spacy_annotate_text(text)
     write_conllu(corpus, out)
     console.print(f"wrote {out}: {corpus.n_sentences} sentences, {corpus.n_words} words")
+
+
+def _open_store_and_corpus(store: Path, corpus: str, fmt: str | None, label_file: list[str] | None):
+    from neuronscope.store import ActivationStore
+
+    st = ActivationStore(store)
+    corp = _load_corpus(corpus, fmt, label_file)
+    st.check_corpus(corp)
+    return st, corp
+
+
+@app.command()
+def rank(
+    store: Path = typer.Argument(..., help="Store directory."),
+    corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+    labels: str = typer.Option(..., help="Label layer to rank against, e.g. upos."),
+    method: list[str] = typer.Option(
+        ["probe"], help="probe, gaussian, iou, ap, probeless, selectivity (repeatable)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Ranking JSON (one per method if several)."),
+    concepts: str | None = typer.Option(None, help="Comma-separated concepts to rank."),
+    components: str | None = typer.Option(None, help="Restrict to these components."),
+    layers: str | None = typer.Option(None, help="Restrict to these layers, e.g. 0-3."),
+    control: bool = typer.Option(False, help="Rank against a control task of the layer."),
+    seed: int = typer.Option(0, help="random_state of random methods and the control task."),
+    top: int = typer.Option(5, help="Neurons shown per concept."),
+    fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+    label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+) -> None:
+    """Rank neurons for each concept of a label layer with one or more methods."""
+    import inspect
+
+    from neuronscope.extraction.components import parse_layers
+    from neuronscope.methods import method_class
+
+    st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
+    layer = labels
+    if control:
+        from neuronscope.corpus.control import control_layer
+
+        corp = control_layer(corp, labels, random_state=seed)
+        layer = f"{labels}-control"
+    neurons = None
+    if components or layers:
+        comps = [c.strip() for c in components.split(",")] if components else None
+        neurons = st.layout.select(comps, parse_layers(layers)).tolist()
+    wanted = [c.strip() for c in concepts.split(",")] if concepts else None
+    for name in method:
+        cls = method_class(name)
+        accepted = inspect.signature(cls.__init__).parameters
+        params = {"concepts": wanted, "neurons": neurons, "random_state": seed}
+        instance = cls(**{k: v for k, v in params.items() if k in accepted})
+        ranking = instance.rank(st, corp.concept_labels(layer))
+        suffix = out.suffix or ".json"
+        path = out if len(method) == 1 else out.with_name(f"{out.stem}.{name}{suffix}")
+        ranking.to_json(path)
+        _print_ranking(ranking, top)
+        console.print(f"wrote {path}")
+
+
+def _print_ranking(ranking, top: int) -> None:
+    table = Table(title=f"{ranking.method}: top {top} neurons per concept")
+    table.add_column("concept")
+    table.add_column("neurons (score)")
+    for concept in ranking.concept_names[:40]:
+        scores = list(ranking.scores(concept).items())[:top]
+        table.add_row(concept, ", ".join(f"{n} ({s:.3g})" for n, s in scores))
+    console.print(table)
+
+
+@app.command("top-words")
+def top_words_cmd(
+    store: Path = typer.Argument(..., help="Store directory."),
+    corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+    neuron: str = typer.Option(..., help="Neuron name, e.g. L3.mlp.1021."),
+    k: int = typer.Option(20, "-k", help="How many words and contexts."),
+    lowest: bool = typer.Option(False, help="Most negative activations instead."),
+    fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+    label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+) -> None:
+    """Show the words and contexts that activate a neuron most."""
+    from neuronscope.methods.concept_search import top_contexts, top_words
+
+    st, _ = _open_store_and_corpus(store, corpus, fmt, label_file)
+    table = Table(title=f"{neuron}: top words")
+    for col in ("word", "max", "mean", "count"):
+        table.add_column(col, justify="left" if col == "word" else "right")
+    for w in top_words(st, neuron, k=k, lowest=lowest):
+        table.add_row(w.word, f"{w.max_activation:.3f}", f"{w.mean_activation:.3f}", str(w.count))
+    console.print(table)
+    contexts = Table(title=f"{neuron}: top contexts")
+    contexts.add_column("activation", justify="right")
+    contexts.add_column("context")
+    for c in top_contexts(st, neuron, k=k, lowest=lowest):
+        contexts.add_row(f"{c.activation:.3f}", c.text)
+    console.print(contexts)
 
 
 @app.command()

@@ -130,7 +130,8 @@ def run_demo(
     console.print(f"majority-class baseline: {accuracy[0].majority_baseline:.3f}")
 
     result = DemoResult(str(store_path), corpus.n_sentences, corpus.n_words, accuracy)
-    for concept, neuron in concept_neurons(store, corpus, "upos", ["NOUN", "VERB", "ADJ", "ADP"]).items():
+    picked = concept_neurons(store, corpus, "upos", ["NOUN", "VERB", "ADJ", "ADP"])
+    for concept, neuron in picked.items():
         words = top_words(store, neuron, k=8)
         result.neurons[neuron] = [asdict(w) | {"concept": concept} for w in words]
         shown = ", ".join(f"{w.word} ({w.max_activation:.2f})" for w in words)

@@ -62,7 +62,8 @@ class WindowStats:
             "pieces": self.pieces,
             "words_truncated": self.words_truncated,
             "words_without_subwords": self.words_without_subwords,
-            "windowed_sentence_ids_first_1000": self.windowed_sentence_ids,
+            # A copy: the dict may be saved later (another thread) while these stats grow.
+            "windowed_sentence_ids_first_1000": list(self.windowed_sentence_ids),
         }
 
 
@@ -146,6 +147,8 @@ class WordTokenizer:
     ) -> tuple[list[Piece], WindowStats]:
         """Lay out one sentence as one piece, or as overlapping windows when too long."""
         stats = WindowStats()
+        if not word_ids:
+            return [], stats  # a sentence without words: nothing to run
         cap = self.capacity
         truncated = [ids[:cap] for ids in word_ids]
         stats.words_truncated = sum(len(ids) > cap for ids in word_ids)

@@ -64,11 +64,19 @@ def pad_batch(batch: Sequence[Piece], pad_id: int, device: torch.device) -> dict
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-def _forward_target(model: torch.nn.Module) -> torch.nn.Module:
-    """The headless base model when there is one: no logits over the vocabulary to compute."""
+def _forward_target(model: torch.nn.Module, hooked: Sequence[str] = ()) -> torch.nn.Module:
+    """The headless base model when there is one: no logits over the vocabulary to compute.
+
+    The whole model runs when a hooked module lives outside the base (e.g. on the LM head),
+    else its hooks would never fire.
+    """
     prefix = getattr(model, "base_model_prefix", "")
     base = getattr(model, prefix, None) if prefix else None
-    return base if isinstance(base, torch.nn.Module) else model
+    if not isinstance(base, torch.nn.Module):
+        return model
+    if any(name != prefix and not name.startswith(prefix + ".") for name in hooked):
+        return model
+    return base
 
 
 class _Aggregator:
@@ -219,7 +227,7 @@ def extract(
     out = Path(out)
     if resume and overwrite:
         raise NeuronscopeError("choose either resume or overwrite, not both")
-    if not resume and out.exists() and any(out.iterdir()) and not overwrite:
+    if not resume and out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         # Fail before loading the model: nothing already written is touched.
         raise StoreError(
             f"output store {out} already exists; pass --overwrite to replace it "
@@ -311,9 +319,9 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
             stats.windowed_sentence_ids = list(value)
         elif hasattr(stats, key):
             setattr(stats, key, int(value))
-    target = _forward_target(loaded.model)
     need_hidden = any(c.source == "hidden_states" for c in comps)
     hooked = [m for c in comps if c.source != "hidden_states" for m in c.modules.values()]
+    target = _forward_target(loaded.model, hooked)
     retain_input = any(c.source == "input" for c in comps)
     pad_id = loaded.tokenizer.pad_token_id or 0
     device = loaded.device
@@ -342,7 +350,8 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
                 block_stats.merge(st)
             buffers = {c.name: np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32)
                        for c in comps}
-            pooled = {c.name: np.zeros((hi - lo, len(c.layers) * c.neurons), np.float32)
+            # NaN stays for sentences without words (no token to pool).
+            pooled = {c.name: np.full((hi - lo, len(c.layers) * c.neurons), np.nan, np.float32)
                       for c in comps}
             for batch in length_sorted_batches(pieces, batch_size):
                 inputs = pad_batch(batch, pad_id, device)
@@ -383,9 +392,15 @@ def _write_block(writer: StoreWriter, comps: Sequence[Component], buffers: dict[
     for c in comps:
         writer.write_rows(c.name, row0, buffers[c.name])
         if sentence_pooling == "mean":
-            starts = (offsets[lo:hi] - row0).astype(np.int64)
-            sums = np.add.reduceat(buffers[c.name], starts, axis=0)
-            pooled[c.name] = sums / np.diff(offsets[lo : hi + 1])[:, None]
+            # Sentences without words get NaN (reduceat cannot take empty ranges).
+            counts = np.diff(offsets[lo : hi + 1])
+            nonempty = counts > 0
+            starts = (offsets[lo:hi] - row0).astype(np.int64)[nonempty]
+            means = np.full((hi - lo, buffers[c.name].shape[1]), np.nan, np.float32)
+            if len(starts):
+                sums = np.add.reduceat(buffers[c.name], starts, axis=0)
+                means[nonempty] = sums / counts[nonempty][:, None]
+            pooled[c.name] = means
         if sentence_pooling != "none":
             writer.write_sentences(c.name, lo, pooled[c.name])
     writer.meta["windows"] = windows

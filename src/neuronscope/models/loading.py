@@ -113,7 +113,12 @@ class LoadedModel:
     @property
     def config_hash(self) -> str:
         """Hash of the model config (architecture and sizes)."""
-        text = json.dumps(self.model.config.to_dict(), sort_keys=True, default=str)
+        config = self.model.config.to_dict()
+        # Where it was loaded from, which head class saved it and which transformers release
+        # wrote it do not change what the model computes.
+        for key in ("_name_or_path", "architectures", "transformers_version"):
+            config.pop(key, None)
+        text = json.dumps(config, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

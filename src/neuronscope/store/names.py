@@ -139,6 +139,26 @@ class NeuronLayout:
         """``(component, layer)`` of each id."""
         return [self.locate(int(i))[:2] for i in neuron_ids]
 
+    def select(
+        self, components: Iterable[str] | None = None, layers: Iterable[int] | None = None
+    ) -> np.ndarray:
+        """Global ids of every neuron in the given components and layers (default: all)."""
+        names = list(components) if components is not None else list(self.components)
+        wanted = None if layers is None else set(layers)
+        parts = []
+        for component in names:
+            comp = self._check_component(component)
+            for layer in comp.layers:
+                if wanted is None or layer in wanted:
+                    sl = self.layer_slice(component, layer)
+                    parts.append(np.arange(sl.start, sl.stop, dtype=np.int64))
+        if not parts:
+            raise UnknownComponentError(
+                f"no neurons in components {names} and layers {sorted(wanted or [])}; layers: "
+                + "; ".join(f"{n}: {list(self.components[n].layers)}" for n in names)
+            )
+        return np.concatenate(parts)
+
     def all_names(self) -> list[str]:
         """Names of every neuron, in id order."""
         return self.names(range(self.n_neurons))

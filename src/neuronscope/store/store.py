@@ -51,6 +51,7 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON so that readers see either the old or the new file, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; stores are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.flush()
@@ -307,7 +308,7 @@ class StoreWriter:
     ) -> StoreWriter:
         """Create an empty store for ``corpus`` with the components described in ``meta``."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if not overwrite:
                 raise StoreError(
                     f"output store {path} already exists; pass --overwrite to replace it "
@@ -332,7 +333,8 @@ class StoreWriter:
         )
         # Metadata first, marked incomplete, so a crash at any later point is recognizable.
         write_json_atomic(path / META_FILE, meta)
-        group = zarr.open_group(str(path), mode="w")
+        # Mode "a", not "w": "w" would clear the folder, deleting the metadata just written.
+        group = zarr.open_group(str(path), mode="a")
         for name, comp in layout.components.items():
             group.create_array(
                 f"activations/{name}",
