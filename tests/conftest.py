@@ -7,6 +7,8 @@ the ``tokenizers`` library on the text below, the models are random (seeded) and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -160,6 +162,15 @@ def tiny_bert(bert_tokenizer):
     torch.manual_seed(0)
     model = transformers.BertForMaskedLM(config)
     return wrap_model(model, bert_tokenizer, name="tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, tiny_bert) -> Path:
+    """``tiny_bert`` saved as a Hugging Face model folder, for loading by path."""
+    path = tmp_path_factory.mktemp("tiny-bert-model")
+    tiny_bert.model.save_pretrained(path)
+    tiny_bert.tokenizer.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")

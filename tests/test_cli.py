@@ -22,11 +22,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_bert) -> Path:
-    path = tmp_path_factory.mktemp("tiny-bert-model")
-    tiny_bert.model.save_pretrained(path)
-    tiny_bert.tokenizer.save_pretrained(path)
-    return path
+def model_dir(tiny_bert_dir) -> Path:
+    return tiny_bert_dir
 
 
 @pytest.fixture(scope="module")

@@ -190,10 +190,8 @@ def rank(
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    import inspect
-
     from neuronscope.extraction.components import parse_layers
-    from neuronscope.methods import method_class
+    from neuronscope.methods import build_method
 
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
     layer = labels
@@ -208,10 +206,7 @@ def rank(
         neurons = st.layout.select(comps, parse_layers(layers)).tolist()
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
     for name in method:
-        cls = method_class(name)
-        accepted = inspect.signature(cls.__init__).parameters
-        params = {"concepts": wanted, "neurons": neurons, "random_state": seed}
-        instance = cls(**{k: v for k, v in params.items() if k in accepted})
+        instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed)
         ranking = instance.rank(st, corp.concept_labels(layer))
         suffix = out.suffix or ".json"
         path = out if len(method) == 1 else out.with_name(f"{out.stem}.{name}{suffix}")

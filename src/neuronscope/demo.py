@@ -1,13 +1,14 @@
 """The one-command demo: default model x shipped corpus -> store -> a first analysis.
 
-It answers two questions a researcher asks first: which layers encode part of speech best
-(per-layer probe accuracy on held-out sentences), and what do a few POS-relevant neurons
-respond to (their top activating words).
+It answers the questions a researcher asks first: which layers encode part of speech best
+(per-layer probe accuracy on held-out sentences), and which neurons does each ranking method
+pick for closed-class (DET, ADP) and open-class (NOUN, VERB) tags, with their top words.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from rich.table import Table
 from neuronscope.corpus import load_demo_corpus
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
+from neuronscope.methods import METHODS, Ranking, build_method
 from neuronscope.methods.concept_search import top_words
 from neuronscope.models import load_model
 from neuronscope.store import ActivationStore
@@ -44,6 +46,7 @@ class DemoResult:
     n_words: int
     layer_accuracy: list[LayerProbeResult]
     neurons: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -76,22 +79,23 @@ def layer_probe_accuracy(
     return results
 
 
-def concept_neurons(
-    store: ActivationStore, corpus: Corpus, layer_name: str, concepts: list[str],
-    component: str = "mlp",
-) -> dict[str, str]:
-    """For each concept, the neuron whose mean activation separates it most from the rest."""
-    y = corpus.labels_array(layer_name)
-    x = store.component(component)
-    std = x.std(axis=0) + 1e-6
-    picked = {}
-    for concept in concepts:
-        mask = y == concept
-        if not mask.any():
-            continue
-        gap = (x[mask].mean(axis=0) - x[~mask].mean(axis=0)) / std
-        picked[concept] = store.layout.name(store.layout.offset(component) + int(np.argmax(gap)))
-    return picked
+#: Two closed-class and two open-class tags, where the survey expects focused vs spread neurons.
+DEMO_CONCEPTS = ("DET", "ADP", "NOUN", "VERB")
+
+
+def compare_methods(
+    store: ActivationStore, corpus: Corpus, layer_name: str = "upos",
+    methods: tuple[str, ...] = tuple(METHODS), random_state: int = 0,
+) -> dict[str, tuple[Ranking, float]]:
+    """Rank the store's neurons for every concept of a layer with each method (and time it)."""
+    labels = corpus.concept_labels(layer_name)
+    results = {}
+    for name in methods:
+        method = build_method(name, random_state=random_state)
+        start = time.perf_counter()
+        ranking = method.rank(store, labels)
+        results[name] = (ranking, time.perf_counter() - start)
+    return results
 
 
 def run_demo(
@@ -130,12 +134,34 @@ def run_demo(
     console.print(f"majority-class baseline: {accuracy[0].majority_baseline:.3f}")
 
     result = DemoResult(str(store_path), corpus.n_sentences, corpus.n_words, accuracy)
-    picked = concept_neurons(store, corpus, "upos", ["NOUN", "VERB", "ADJ", "ADP"])
-    for concept, neuron in picked.items():
-        words = top_words(store, neuron, k=8)
-        result.neurons[neuron] = [asdict(w) | {"concept": concept} for w in words]
-        shown = ", ".join(f"{w.word} ({w.max_activation:.2f})" for w in words)
-        console.print(f"[bold]{neuron}[/] (most {concept}-selective MLP neuron): {shown}")
+    console.print("[bold]Which neurons encode a tag? Every ranking method on the same store:[/]")
+    rankings = compare_methods(store, corpus, "upos")
+    labels_flat = corpus.labels_array("upos")
+    table = Table(title="top neuron per tag and method, with its top words")
+    table.add_column("method")
+    for concept in DEMO_CONCEPTS:
+        table.add_column(concept)
+    for name, (ranking, seconds) in rankings.items():
+        ranking.to_json(out / f"ranking.{name}.json")
+        cells = []
+        for concept in DEMO_CONCEPTS:
+            neuron = ranking.top(1, concept)[0]
+            # A neuron can encode a tag by switching off on it (negative probe weight):
+            # then its lowest-activating words are the telling ones.
+            values = store.neurons([neuron])[:, 0]
+            on_concept = labels_flat == concept
+            lowest = values[on_concept].mean() < values[~on_concept].mean()
+            words = top_words(store, neuron, k=4, lowest=lowest)
+            result.neurons.setdefault(neuron, [asdict(w) for w in words])
+            sign = "−" if lowest else "+"
+            cells.append(f"{neuron} ({sign})\n" + ", ".join(w.word for w in words))
+        table.add_row(f"{name}\n({seconds:.1f} s)", *cells)
+        result.methods[name] = {
+            "seconds": round(seconds, 3),
+            "top": {c: ranking.top(5, c) for c in DEMO_CONCEPTS},
+        }
+    console.print(table)
+    console.print("(+) words that switch the neuron on most, (−) words that switch it off most")
 
     summary = out / "summary.json"
     summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")

@@ -7,6 +7,7 @@ classes, imported lazily so that using one method does not import all of them.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from neuronscope.errors import NeuronscopeError
@@ -37,6 +38,17 @@ def get_method(name: str, **params: Any) -> RankingMethod:
     return method_class(name)(**params)
 
 
+def build_method(name: str, **candidates: Any) -> RankingMethod:
+    """An instance of ``name`` given the subset of ``candidates`` its constructor accepts.
+
+    Lets callers pass common settings (``concepts``, ``neurons``, ``random_state``) to every
+    method, whether or not that method is random or restrictable.
+    """
+    cls = method_class(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in candidates.items() if k in accepted})
+
+
 def __getattr__(attr: str) -> Any:
     # `from neuronscope.methods import IoU` works without importing every method up front.
     for path in METHODS.values():
@@ -52,6 +64,7 @@ __all__ = [
     "MethodInput",
     "Ranking",
     "RankingMethod",
+    "build_method",
     "get_method",
     "method_class",
     "prepare_input",

@@ -76,7 +76,7 @@ from neuronscope.store.store import ActivationStore
 
 _KAPPA0 = 0.01  # prior weight of the mean: the class mean is essentially the empirical one
 _VAR_FLOOR = 1e-6  # Lambda0 floor, relative to a neuron's total variance
-_CHUNK_BYTES = 32 * 2**20  # float32 working set of one candidate chunk in the search
+_CHUNK_BYTES = 2 * 2**20  # float32 working set of a candidate chunk: cache-sized is fastest
 _CRITERIA = ("mi", "accuracy")
 _LN2 = math.log(2.0)
 
@@ -496,8 +496,11 @@ class _GreedySearch:
             t.mul_(inv[:, a:b].T[:, :, None]).add_(maha).log1p_()
             t.mul_(coef).add_(const[:, a:b].T[:, :, None])
             own = t.gather(1, self.y.expand(b - a, 1, self.n_rows)).squeeze(1)
-            loglik[a:b] = (own - torch.logsumexp(t, 1)).sum(1, dtype=torch.float64)
-            correct[a:b] = (t.argmax(1) == self.y).sum(1)
+            # One max gives both the prediction and the log-sum-exp shift.
+            top, pred = t.max(1)
+            correct[a:b] = (pred == self.y).sum(1)
+            lse = t.sub_(top[:, None]).exp_().sum(1).log_().add_(top)
+            loglik[a:b] = (own - lse).sum(1, dtype=torch.float64)
         loglik[~self.active] = -math.inf
         correct[~self.active] = -1
         if criterion == "accuracy":
@@ -515,7 +518,7 @@ class _GreedySearch:
         r32 = self.resid[j].clone()
         for a in range(0, self.n_dim, self.chunk):
             b = min(a + self.chunk, self.n_dim)
-            self.resid[a:b].sub_(beta[:, a:b].T[:, :, None] * r32[None])
+            self.resid[a:b].addcmul_(beta[:, a:b].T[:, :, None], r32[None], value=-1.0)
         gs = g / torch.sqrt(pivot)[:, None]
         self.cond.baddbmm_(gs[:, :, None], gs[:, None, :], alpha=-1.0)
         self.active[j] = False

@@ -67,6 +67,7 @@ class Selectivity(RankingMethod):
     Args:
         concepts: rank only these concepts (default: every label).
         neurons: restrict to these neurons (names or ids; default: all).
+        chunk_words: rows per streamed chunk (memory: ``chunk_words * n_neurons * 12`` bytes).
 
     Fitted attributes: ``scores_`` (``(C, D)`` selectivity), ``mu_plus_``, ``mu_minus_``
     (``(C, D)``), ``minimum_``, ``maximum_`` (per neuron) and ``concepts_``.
@@ -75,14 +76,21 @@ class Selectivity(RankingMethod):
     name = "selectivity"
 
     def __init__(
-        self, concepts: Sequence[str] | None = None, neurons: Sequence[str | int] | None = None
+        self,
+        concepts: Sequence[str] | None = None,
+        neurons: Sequence[str | int] | None = None,
+        *,
+        chunk_words: int = 8192,
     ) -> None:
         self.concepts = concepts
         self.neurons = neurons
+        self.chunk_words = chunk_words
 
     def rank(self, activations: Activations, labels: Labels) -> Ranking:
         """Rank neurons per concept by selectivity (positive first)."""
-        data = prepare_input(activations, labels, self.neurons)
+        if self.chunk_words < 1:
+            raise NeuronscopeError(f"chunk_words must be >= 1, got {self.chunk_words}")
+        data = prepare_input(activations, labels, self.neurons, chunk_words=self.chunk_words)
         concepts = require_concepts(data.y, self.concepts)
         n_c = len(concepts)
         codes = label_codes(data.y, concepts).astype(np.intp)
