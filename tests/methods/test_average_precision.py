@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods.average_precision import AveragePrecision
+from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore, StoreWriter
 
 N = 600
@@ -66,6 +67,8 @@ def test_finds_planted_neuron():
     assert scores["n5"] > 0.8  # A words are the top activations of neuron 5
     assert max(v for k, v in scores.items() if k != "n5") < base + 0.1
     assert ranking.method == "ap" and set(ranking.extra["base_rates"]) == set(CONCEPTS)
+    back = Ranking.from_json(ranking.to_json())  # extra and params are JSON-ready
+    assert back.top(3, "A") == ranking.top(3, "A") and back.extra == ranking.extra
 
 
 @pytest.mark.parametrize("decimals", [None, 2, 1, 0])

@@ -12,6 +12,7 @@ from neuronscope.corpus.corpus import ConceptLabels, Corpus
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods import iou as iou_module
 from neuronscope.methods.iou import IoU, tail_quantiles
+from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore, StoreWriter
 
 N = 600
@@ -74,6 +75,8 @@ def test_finds_planted_neuron():
     assert scores["n5"] > 0.3 > max(v for k, v in scores.items() if k != "n5")
     assert ranking.method == "iou" and ranking.params["alpha"] == 0.1
     assert ranking.extra["concept_sizes"]["A"] == float((y == "A").sum())
+    back = Ranking.from_json(ranking.to_json())  # extra and params are JSON-ready
+    assert back.top(3, "A") == ranking.top(3, "A") and back.extra == ranking.extra
 
 
 def test_equals_direct_numpy_with_ties():
@@ -128,7 +131,7 @@ def test_subsampled_cut_is_exact_and_falls_back():
     x = rng.standard_normal((40_000, 3)).astype(np.float32)
     x[:, 1] = np.round(x[:, 1], 2)
     for q in (0.995, 0.005):
-        thr, rows, cols, vals = tail_quantiles(x, q, seed=3)
+        thr, (rows, cols, vals) = tail_quantiles(x, q, seed=3)
         np.testing.assert_array_equal(thr, np.quantile(x, q, axis=0))
         beyond = x > thr if q > 0.5 else x < thr
         for j in range(3):  # the candidates hold every entry beyond the threshold
@@ -143,11 +146,13 @@ def test_subsampled_cut_is_exact_and_falls_back():
     step = 40_000 // iou_module._SAMPLE_ROWS
     x[::step, 2] = 100 + np.arange(len(x[::step, 2]), dtype=np.float32)
     index = int(np.floor((40_000 - 1) * 0.99))
-    a, b, rows, cols, vals = iou_module._order_stats(x, index, FirstRow())
+    a, b, (rows, cols, vals) = iou_module._order_stats(x, index, True, FirstRow())
     ref = np.sort(x, axis=0)
     np.testing.assert_array_equal(a, ref[index])
     np.testing.assert_array_equal(b, ref[index + 1])
-    assert (cols == 2).sum() == 40_000  # the fallback column lists all its entries
+    # The fallback column still lists exactly its entries from the order statistic up.
+    assert sorted(rows[cols == 2].tolist()) == np.flatnonzero(x[:, 2] >= a[2]).tolist()
+    np.testing.assert_array_equal(vals[cols == 2], x[rows[cols == 2], 2])
 
 
 def test_store_matches_array_and_neuron_subsets(tmp_path):

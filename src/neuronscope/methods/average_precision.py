@@ -178,17 +178,17 @@ class AveragePrecision(RankingMethod):
         layout = _Layout(label_codes(data.y, concepts), len(concepts))
         scores = np.empty((len(concepts), data.n_neurons))
 
-        def work(block: np.ndarray, lo: int, j: int) -> None:
+        def work(block: np.ndarray, cols: np.ndarray, j: int) -> None:
+            # Each task writes its own columns of ``scores``.
             sub = np.ascontiguousarray(block[:, j : j + _SUB_BLOCK].T)
             for i, x in enumerate(sub):
-                scores[:, lo + j + i] = neuron_average_precision(x, layout)
+                scores[:, cols[j + i]] = neuron_average_precision(x, layout)
 
         jobs = self.n_jobs or _default_jobs()
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for lo, hi, block in iter_column_blocks(data, self.block_neurons):
-                # Each task writes its own columns of ``scores``.
-                list(pool.map(lambda j, b=block, o=lo: work(b, o, j),
-                              range(0, hi - lo, _SUB_BLOCK)))
+            for cols, block in iter_column_blocks(data, self.block_neurons):
+                list(pool.map(lambda j, b=block, c=cols: work(b, c, j),
+                              range(0, len(cols), _SUB_BLOCK)))
 
         base = layout.counts / data.n_words
         self.scores_ = scores

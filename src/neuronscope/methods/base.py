@@ -71,20 +71,24 @@ class MethodInput:
     def chunks(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Stream ``(start, stop, block)`` of selected activations; each block checked finite."""
         if isinstance(self.source, np.ndarray):
+            # All columns in order: a row slice is a view, no copy of the block.
+            cols = slice(None) if self._all_columns() else self.ids
             for start in range(0, self.n_words, self.chunk_words):
                 stop = min(start + self.chunk_words, self.n_words)
-                block = np.asarray(self.source[start:stop][:, self.ids], dtype=np.float32)
+                block = np.asarray(self.source[start:stop, cols], dtype=np.float32)
                 check_finite(block, start)
                 yield start, stop, block
             return
-        whole = len(self.ids) == self.source.n_neurons and np.array_equal(
-            self.ids, np.arange(self.source.n_neurons)
-        )
         for start, stop, block in self.source.iter_chunks(
-            None if whole else self.ids, chunk_words=self.chunk_words
+            None if self._all_columns() else self.ids, chunk_words=self.chunk_words
         ):
             check_finite(block, start)
             yield start, stop, block
+
+    def _all_columns(self) -> bool:
+        width = self.source.shape[1] if isinstance(self.source, np.ndarray) else (
+            self.source.n_neurons)
+        return len(self.ids) == width and bool(np.all(self.ids == np.arange(width)))
 
     def ranking(self, method: RankingMethod, **kwargs: Any) -> dict[str, Any]:
         """Provenance keyword arguments for a :class:`Ranking` built from this input."""
@@ -97,6 +101,10 @@ class MethodInput:
 
 def check_finite(block: np.ndarray, row_offset: int) -> None:
     """Raise a clear error naming the first row and column holding NaN or inf."""
+    # The sum is NaN/inf whenever an element is (one fast reduction, no boolean copy);
+    # overflow to inf on huge finite values just falls through to the exact check.
+    if np.isfinite(np.sum(block, dtype=np.float64)):
+        return
     if not np.isfinite(block).all():
         r, c = np.argwhere(~np.isfinite(block))[0]
         raise NeuronscopeError(

@@ -69,54 +69,63 @@ def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
     return np.fromiter((index.get(v, other) for v in y.tolist()), dtype=dtype, count=len(y))
 
 
-def check_block_finite(block: np.ndarray, names: Sequence[str], offset: int) -> None:
-    """Raise a clear error naming the first row and neuron with NaN or inf in ``block``.
+def check_block_finite(block: np.ndarray, names: Sequence[str]) -> None:
+    """Raise a clear error naming the first row and neuron (``names`` of the block's columns)
+    holding NaN or inf.
 
-    One cheap pass: NaN and inf survive a float64 column sum, which cannot overflow for
-    float32 values, so the exact search runs only when something is wrong.
+    One cheap pass: NaN and inf survive a column sum, so the exact search runs only when a
+    sum is not finite (which an overflow of huge finite values can also cause).
     """
-    if np.isfinite(block.sum(axis=0, dtype=np.float64)).all():
+    if np.isfinite(block.sum(axis=0)).all():
         return
-    r, c = np.argwhere(~np.isfinite(block))[0]
+    bad = np.argwhere(~np.isfinite(block))
+    if not len(bad):
+        return
+    r, c = bad[0]
     raise NeuronscopeError(
-        f"activations contain NaN or inf (first at row {int(r)}, neuron "
-        f"{names[offset + int(c)]}); clean the store or choose other neurons"
+        f"activations contain NaN or inf (first at row {int(r)}, neuron {names[int(c)]}); "
+        "clean the store or choose other neurons"
     )
 
 
 def iter_column_blocks(
     data: MethodInput, block_neurons: int
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(lo, hi, block)``: all rows of selected columns ``lo:hi`` as float32.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(cols, block)``: all rows of the selected neurons at positions ``cols`` (of
+    ``data.ids``) as a float32 ``(n_words, len(cols))`` block.
 
-    For a store, blocks never straddle a (component, layer) boundary, so each on-disk chunk
-    (4096 words x one layer) is read once. For an array, a contiguous run of columns is a view
-    (callers must not write to blocks). Every block is checked for NaN/inf.
+    For a store, neurons are visited in id order and blocks never straddle a (component,
+    layer) boundary, so each on-disk chunk (4096 words x one layer) is read once whatever the
+    order of the selection. For an array, a contiguous run of columns is a view (callers must
+    not write to blocks). Every block is checked for NaN/inf.
     """
     if block_neurons < 1:
         raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
     n = data.n_neurons
     if isinstance(data.source, np.ndarray):
-        cuts = list(range(0, n, block_neurons)) + [n]
-    else:
-        groups = data.source.layout.layer_of(data.ids)
-        cuts = [0]
-        for i in range(1, n):
-            if groups[i] != groups[i - 1] or i - cuts[-1] >= block_neurons:
-                cuts.append(i)
-        cuts.append(n)
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        ids = data.ids[lo:hi]
-        if isinstance(data.source, np.ndarray):
+        for lo in range(0, n, block_neurons):
+            cols = np.arange(lo, min(lo + block_neurons, n))
+            ids = data.ids[cols]
             if len(ids) > 1 and np.all(np.diff(ids) == 1):
                 block = data.source[:, ids[0] : ids[-1] + 1]
             else:
                 block = data.source[:, ids]
             block = np.asarray(block, dtype=np.float32)
-        else:
-            block = data.source.neurons(ids)
-        check_block_finite(block, data.names, lo)
-        yield lo, hi, block
+            check_block_finite(block, [data.names[c] for c in cols])
+            yield cols, block
+        return
+    by_id = np.argsort(data.ids, kind="stable")
+    groups = data.source.layout.layer_of(data.ids[by_id])
+    cuts = [0]
+    for i in range(1, n):
+        if groups[i] != groups[i - 1] or i - cuts[-1] >= block_neurons:
+            cuts.append(i)
+    cuts.append(n)
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        cols = by_id[lo:hi]
+        block = data.source.neurons(data.ids[cols])
+        check_block_finite(block, [data.names[c] for c in cols])
+        yield cols, block
 
 
 # ---------------------------------------------------------------------------- exact quantiles
@@ -135,24 +144,27 @@ def _lerp32(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
     return (a + diff * np.float32(gamma)).astype(np.float32)
 
 
-def _order_stats(
-    block: np.ndarray, index: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ascending order statistics ``index`` and ``index + 1`` of every column.
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, columns, values
 
-    Returns ``(a, b, rows, cols, values)``: the two statistics per column and the candidate
-    entries (every entry on the tail side of a cut-off that lies beyond both statistics:
-    above for an upper ``index``, below for a lower one), so masks can be read off them.
+
+def _order_stats(
+    block: np.ndarray, index: int, upper: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, Candidates | None]:
+    """Ascending order statistics ``index`` and ``index + 1`` (``index < n - 1``) per column.
+
+    Returns ``(a, b, candidates)``: the two statistics per column and the entries on the
+    ``upper`` or lower tail side of them (``>= a``, respectively ``<= b``), so that
+    masks beyond any threshold between ``a`` and ``b`` can be read off the candidates.
+    ``candidates`` is None for a wide tail (more than a quarter of the rows), where listing
+    entries would cost more than counting masks densely.
     """
     n, k = block.shape
-    upper = index >= n // 2
-    need = n - index if upper else index + 2  # candidates that must lie beyond the cut-off
-    nxt = min(index + 1, n - 1)
-    if need > n // 4:  # a wide tail: candidates would not save anything
-        part = np.partition(block, [index, nxt], axis=0)
-        cols = np.tile(np.arange(k), n)
-        return part[index], part[nxt], np.repeat(np.arange(n), k), cols, block.ravel()
-    # Cut-off from a row subsample, placed well beyond the sample's share of the tail.
+    need = n - index if upper else index + 2  # entries from the tail's end through a or b
+    if need > n // 4:
+        part = np.partition(block, [index, index + 1], axis=0)
+        return part[index], part[index + 1], None
+    # Cut-off from a row subsample, placed well beyond the sample's share of the tail, so
+    # that almost always at least ``need`` entries lie beyond it.
     step = max(1, n // _SAMPLE_ROWS)
     sample = block[rng.integers(0, step) :: step] if step > 1 else block
     s = len(sample)
@@ -168,42 +180,44 @@ def _order_stats(
     ends = np.cumsum(counts)
     a = np.empty(k, np.float32)
     b = np.empty(k, np.float32)
+    missed = []
     for j in range(k):
         m = int(counts[j])
         if m < need:  # the sample misjudged this column: select on all of it
             col = np.ascontiguousarray(block[:, j])
-            part = np.partition(col, [index, nxt])
-            a[j], b[j] = part[index], part[nxt]
+            part = np.partition(col, [index, index + 1])
+            a[j], b[j] = part[index], part[index + 1]
+            hit = np.flatnonzero(col >= a[j] if upper else col <= b[j])
+            missed.append((hit, np.full(len(hit), j), col[hit]))
             continue
         seg = values[ends[j] - m : ends[j]]
-        # Position of the order statistic among the candidates.
+        # The candidates are the column's m most extreme entries.
         pos = index - (n - m) if upper else index
-        pos_next = min(pos + 1, m - 1)
-        part = np.partition(seg, [pos, pos_next])
-        a[j], b[j] = part[pos], part[pos_next]
-    if (counts < need).any():  # masks of fallback columns: use all their entries
-        bad = np.flatnonzero(counts < need)
-        extra_rows = np.repeat(np.arange(n), len(bad))
-        extra_cols = np.tile(bad, n)
+        part = np.partition(seg, [pos, pos + 1])
+        a[j], b[j] = part[pos], part[pos + 1]
+    if missed:  # swap the misjudged columns' too few candidates for their exact ones
         keep = counts[cols] >= need
-        rows = np.concatenate([rows[keep], extra_rows])
-        cols = np.concatenate([cols[keep], extra_cols])
-        values = np.concatenate([values[keep], block[extra_rows, extra_cols]])
-    return a, b, rows, cols, values
+        rows = np.concatenate([rows[keep], *(hit for hit, _, _ in missed)])
+        cols = np.concatenate([cols[keep], *(col for _, col, _ in missed)])
+        values = np.concatenate([values[keep], *(val for _, _, val in missed)])
+    return a, b, (rows, cols, values)
 
 
 def tail_quantiles(
     block: np.ndarray, q: float, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``np.quantile(block, q, axis=0)`` for a tail ``q``, with the entries beyond it.
+) -> tuple[np.ndarray, Candidates | None]:
+    """``np.quantile(block, q, axis=0)`` (bitwise) and the entries beyond the thresholds.
 
-    Returns ``(thresholds, rows, cols, values)`` where the candidates include every entry
-    strictly beyond its column's threshold (above for ``q >= 0.5``, below otherwise).
+    The candidates ``(rows, cols, values)`` include every entry strictly beyond its column's
+    threshold (above it for ``q >= 0.5``, below otherwise); None for a wide tail.
+    ``seed`` only steers the subsample that speeds the search, never the result.
     """
     n = block.shape[0]
     index, gamma = _quantile_position(n, q)
-    a, b, rows, cols, values = _order_stats(block, index, np.random.default_rng(seed))
-    return _lerp32(a, b, gamma), rows, cols, values
+    if index >= n - 1:  # q == 1 (or a single row): the maximum
+        return block.max(axis=0), None
+    a, b, candidates = _order_stats(block, index, q >= 0.5, np.random.default_rng(seed))
+    return _lerp32(a, b, gamma), candidates
 
 
 # ---------------------------------------------------------------------------- the method
@@ -253,7 +267,7 @@ class IoU(RankingMethod):
         codes = label_codes(data.y, concepts).astype(np.int64)
         n_c = len(concepts)
         sizes = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
-        members = [np.flatnonzero(codes == i) for i in range(n_c)] if alpha is None else []
+        members = [np.flatnonzero(codes == i) for i in range(n_c)]
 
         d = data.n_neurons
         high = np.empty((n_c, d))
@@ -261,34 +275,30 @@ class IoU(RankingMethod):
         thresholds = np.empty(d, np.float32)
         low_thresholds = np.empty(d, np.float32) if self.signed else None
         mask_sizes = np.empty(d, np.int64)
-        for lo, hi, block in iter_column_blocks(data, self.block_neurons):
+        for cols, block in iter_column_blocks(data, self.block_neurons):
+            seed = int(cols[0])  # the subsample only affects speed, never the result
             if alpha is None:
-                # Half of all entries may be on: count per concept rather than list them.
-                thresholds[lo:hi] = 0
-                mask = np.count_nonzero(block > 0, axis=0)
-                inter = np.stack([np.count_nonzero(block[r] > 0, axis=0) for r in members])
-                high[:, lo:hi] = inter / (mask[None, :] + sizes[:, None] - inter)
-                mask_sizes[lo:hi] = mask
+                thresholds[cols] = 0
+                high[:, cols], mask_sizes[cols] = _dense_iou(block > 0, members, sizes)
                 continue
-            thr, rows, cols, vals = tail_quantiles(block, 1 - alpha, seed=lo)
-            thresholds[lo:hi] = thr
-            high[:, lo:hi], mask_sizes[lo:hi] = self._iou(
-                rows, cols, vals > thr[cols], codes, sizes, hi - lo
+            thresholds[cols], high[:, cols], mask_sizes[cols] = _tail_iou(
+                block, 1 - alpha, codes, members, sizes, seed
             )
             if self.signed:
-                thr_low, rows, cols, vals = tail_quantiles(block, alpha, seed=lo)
-                low_thresholds[lo:hi] = thr_low
-                low[:, lo:hi], _ = self._iou(rows, cols, vals < thr_low[cols], codes, sizes,
-                                             hi - lo)
+                low_thresholds[cols], low[:, cols], _ = _tail_iou(
+                    block, alpha, codes, members, sizes, seed
+                )
 
-        extra: dict = {"alpha": alpha, "concept_sizes": dict(zip(concepts, sizes.tolist(),
-                                                                     strict=True))}
+        extra: dict = {
+            "alpha": alpha,
+            "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
+        }
         scores = high
         if self.signed:
+            # +1: the high mask scored better (or equal); -1: the low mask did.
             direction = np.where(low > high, -1, 1)
             scores = np.maximum(high, low)
-            extra["direction"] = {c: row.tolist() for c, row in zip(concepts, direction,
-                                                                    strict=True)}
+            extra["direction"] = dict(zip(concepts, direction.tolist(), strict=True))
             self.low_thresholds_ = low_thresholds
         self.thresholds_ = thresholds
         self.mask_sizes_ = mask_sizes
@@ -299,16 +309,46 @@ class IoU(RankingMethod):
             **data.ranking(self, extra=extra),
         )
 
-    @staticmethod
-    def _iou(
-        rows: np.ndarray, cols: np.ndarray, on: np.ndarray, codes: np.ndarray,
-        sizes: np.ndarray, k: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(C, k)`` IoU of the masks given as candidate entries, and the mask sizes."""
-        n_c = len(sizes)
-        r, c = rows[on], cols[on]
-        mask = np.bincount(c, minlength=k)
-        inter = np.bincount(codes[r] * k + c, minlength=(n_c + 1) * k)[: n_c * k]
-        inter = inter.reshape(n_c, k).astype(np.float64)
-        # The concept is never empty, so the union is never 0.
-        return inter / (mask[None, :] + sizes[:, None] - inter), mask
+
+def _tail_iou(
+    block: np.ndarray, q: float, codes: np.ndarray, members: Sequence[np.ndarray],
+    sizes: np.ndarray, seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds ``np.quantile(block, q, axis=0)``, the ``(C, k)`` IoU of the masks beyond
+    them (``>`` for ``q >= 0.5``, ``<`` otherwise) and the mask sizes."""
+    thr, cand = tail_quantiles(block, q, seed)
+    above = q >= 0.5
+    if cand is None:
+        iou, size = _dense_iou(block > thr if above else block < thr, members, sizes)
+    else:
+        rows, cols, vals = cand
+        on = vals > thr[cols] if above else vals < thr[cols]
+        iou, size = _sparse_iou(rows, cols, on, codes, sizes, block.shape[1])
+    return thr, iou, size
+
+
+def _sparse_iou(
+    rows: np.ndarray, cols: np.ndarray, on: np.ndarray, codes: np.ndarray, sizes: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, k)`` IoU of masks given as the candidate entries that are ``on``; mask sizes."""
+    n_c = len(sizes)
+    r, c = rows[on], cols[on]
+    mask = np.bincount(c, minlength=k)
+    inter = np.bincount(codes[r] * k + c, minlength=(n_c + 1) * k)[: n_c * k]
+    return _ratio(inter.reshape(n_c, k), mask, sizes), mask
+
+
+def _dense_iou(
+    mask: np.ndarray, members: Sequence[np.ndarray], sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, k)`` IoU of a boolean ``(n_words, k)`` mask matrix; mask sizes."""
+    on = np.count_nonzero(mask, axis=0)
+    inter = np.stack([np.count_nonzero(mask[rows], axis=0) for rows in members])
+    return _ratio(inter, on, sizes), on
+
+
+def _ratio(inter: np.ndarray, mask: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    inter = inter.astype(np.float64)
+    # The concept is never empty, so the union is never 0.
+    return inter / (mask[None, :] + sizes[:, None] - inter)

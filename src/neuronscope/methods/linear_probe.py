@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,13 @@ from neuronscope.store.store import ActivationStore
 PENALTIES = ("elasticnet", "l1", "l2", "none")
 TASKS = ("classification", "regression")
 RANKINGS = ("weight-mass", "weight")
+LR_SCHEDULES = ("cosine", "constant")
 FORMAT = "neuronscope-linear-probe"
 
 # Adam's usual constants; the learning rate is a parameter.
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
+# Final share of the learning rate under the cosine schedule.
+_LR_FLOOR = 0.02
 # Rows per block in streaming passes (moments, evaluation): ~11 MB of float32 at 2,688 neurons.
 _BLOCK_ROWS = 4096
 
@@ -150,7 +154,11 @@ class LinearProbe(RankingMethod):
         batch_size: rows per Adam step; ``"auto"`` aims at about 200 steps per epoch
             (``n_train // 200`` clipped to 32..2048), so small and large corpora both train
             in a few epochs.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the peak one under ``lr_schedule="cosine"``).
+        lr_schedule: ``"cosine"`` decays the step size along a half cosine to 2% of
+            ``learning_rate`` at ``max_epochs``, which averages out minibatch noise in the
+            last epochs (about +0.5 point of dev accuracy over a constant step on MiniLM/EWT
+            part of speech); ``"constant"`` keeps it.
         max_epochs: upper bound on passes over the training rows.
         validation_fraction: share of rows held out for early stopping (0: none, train
             ``max_epochs`` and keep the last weights).
@@ -158,6 +166,10 @@ class LinearProbe(RankingMethod):
             are restored.
         random_state: seed of the split and the shuffling (weights start at zero).
         device: torch device; ``None`` uses CUDA when available.
+        n_threads: torch CPU threads while training (restored afterwards); ``None`` keeps
+            torch's setting. The default of 1 is deliberate: the many small per-step
+            operations make multi-threaded training stall whenever another process holds a
+            core (several times slower on a busy 2-core machine), for ~10% gain when idle.
         concepts: rank only these concepts (the probe is still trained on every label).
         neurons: restrict to these neurons (names or ids; default: all).
 
@@ -181,11 +193,13 @@ class LinearProbe(RankingMethod):
         normalize: bool = True,
         batch_size: int | str = "auto",
         learning_rate: float = 3e-3,
+        lr_schedule: str = "cosine",
         max_epochs: int = 10,
         validation_fraction: float = 0.1,
         patience: int = 2,
         random_state: int | None = 0,
         device: str | None = None,
+        n_threads: int | None = 1,
         concepts: Sequence[str] | None = None,
         neurons: Sequence[str | int] | None = None,
     ) -> None:
@@ -199,11 +213,13 @@ class LinearProbe(RankingMethod):
         self.normalize = normalize
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.max_epochs = max_epochs
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.random_state = random_state
         self.device = device
+        self.n_threads = n_threads
         self.concepts = concepts
         self.neurons = neurons
 
@@ -214,6 +230,8 @@ class LinearProbe(RankingMethod):
             (self.penalty in PENALTIES,
              f"penalty must be one of {PENALTIES}, got {self.penalty!r}"),
             (self.ranking in RANKINGS, f"ranking must be one of {RANKINGS}, got {self.ranking!r}"),
+            (self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (_is_number(self.alpha) and self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}"),
             (_is_number(self.l1_ratio) and 0 <= self.l1_ratio <= 1,
              f"l1_ratio must be in [0, 1], got {self.l1_ratio}"),
@@ -232,6 +250,8 @@ class LinearProbe(RankingMethod):
              f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
             (isinstance(self.patience, int) and self.patience >= 1,
              f"patience must be a positive integer, got {self.patience}"),
+            (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
+             f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -286,10 +306,13 @@ class LinearProbe(RankingMethod):
 
         trainer = _Trainer(
             x, target, None if classes is None else len(classes), mean, scale, device,
-            *self._penalty_strengths(), float(self.learning_rate),
+            *self._penalty_strengths(), float(self.learning_rate), self.lr_schedule == "cosine",
             _batch_size(self.batch_size, len(train_idx)), int(rng.integers(0, 2**62)),
         )
-        history = trainer.train(train_idx, val_idx, int(self.max_epochs), int(self.patience))
+        with _torch_threads(self.n_threads if device.type == "cpu" else None):
+            history = trainer.train(train_idx, val_idx, int(self.max_epochs), int(self.patience))
+            # Train accuracy of the kept weights, measured after training (not a running mean).
+            train_accuracy = trainer.evaluate(train_idx)[0]
 
         coef = trainer.weight.cpu().numpy()
         intercept = trainer.bias.cpu().numpy()
@@ -308,8 +331,7 @@ class LinearProbe(RankingMethod):
         self.n_epochs_ = history["n_epochs"]
         self.best_epoch_ = history["best_epoch"]
         self.validation_accuracy_ = history["validation"]
-        # Train accuracy of the kept weights, measured after training (not a running average).
-        self.train_accuracy_ = trainer.evaluate(train_idx)[0]
+        self.train_accuracy_ = train_accuracy
         return self
 
     def _encode_target(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -526,6 +548,7 @@ class _Trainer:
         lambda1: float,
         lambda2: float,
         lr: float,
+        cosine: bool,
         batch_size: int,
         seed: int,
     ) -> None:
@@ -540,6 +563,7 @@ class _Trainer:
         self.mean = None if mean is None else torch.from_numpy(mean).to(device)
         self.inv_scale = None if scale is None else torch.from_numpy(1.0 / scale).to(device)
         self.lambda1, self.lambda2, self.lr = lambda1, lambda2, lr
+        self.base_lr, self.cosine = lr, cosine
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.weight = torch.zeros(n_out, x.shape[1], device=device)
@@ -642,9 +666,14 @@ class _Trainer:
         best: tuple[float, float] | None = None
         best_state = (self.weight.clone(), self.bias.clone())
         best_epoch, waited, epoch = 0, 0, 0
+        n_batches = -(-len(train_idx) // self.batch_size)
         for epoch in range(1, max_epochs + 1):
             order = train_idx[torch.randperm(len(train_idx), generator=self.generator).numpy()]
-            for start in range(0, len(order), self.batch_size):
+            for j, start in enumerate(range(0, len(order), self.batch_size)):
+                if self.cosine:
+                    done = ((epoch - 1) * n_batches + j) / (max_epochs * n_batches)
+                    self.lr = self.base_lr * (_LR_FLOOR + (1 - _LR_FLOOR) * 0.5
+                                              * (1 + math.cos(math.pi * done)))
                 # Sorted rows within a batch: same gradient, friendlier memory access.
                 self._step(np.sort(order[start : start + self.batch_size]))
             if len(val_idx) == 0:
@@ -731,6 +760,19 @@ def _streaming_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     # Constant neurons keep scale 1 (as in scikit-learn's StandardScaler).
     std[std < 1e-12 * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads, restoring the previous count."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _batch_size(setting: int | str, n_train: int) -> int:

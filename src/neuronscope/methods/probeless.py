@@ -43,7 +43,7 @@ class Probeless(RankingMethod):
         """Rank neurons per concept by summed absolute class-mean differences."""
         data = prepare_input(activations, labels, self.neurons)
         classes = require_concepts(data.y, None)
-        moments = class_moments(data, classes)
+        moments = class_moments(data, classes, second_moments=False)
         means = moments.means  # (C, D)
         # |q(c) - q(c')| summed over c': (C, D)
         pair = np.abs(means[:, None, :] - means[None, :, :]).sum(axis=1)

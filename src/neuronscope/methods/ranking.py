@@ -210,6 +210,12 @@ class Ranking:
         except (json.JSONDecodeError, KeyError) as err:
             raise NeuronscopeError(f"{source}: not a valid ranking file: {err}") from err
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: top neurons per concept (rendered by ``neuronscope.report``)."""
+        from neuronscope.report.rankings import ranking_html  # lazy: keeps imports light
+
+        return ranking_html(self)
+
     def __repr__(self) -> str:
         return (f"Ranking(method={self.method!r}, concepts={len(self.concepts)}, "
                 f"neurons={len(self.global_order)}, store={self.store_fingerprint})")

@@ -46,9 +46,15 @@ class ClassMoments:
         return (self.sums.sum(axis=0) - self.sums[index]) / max(n, 1)
 
 
-def class_moments(data: MethodInput, classes: Sequence[str]) -> ClassMoments:
-    """One streaming pass: counts, sums and sums of squares per class (rows of other labels
-    count only towards min/max and the totals of no class)."""
+def class_moments(
+    data: MethodInput, classes: Sequence[str], second_moments: bool = True
+) -> ClassMoments:
+    """One streaming pass: counts, sums (and sums of squares) per class.
+
+    Rows whose label is not in ``classes`` count only towards min/max. Each chunk is summed
+    in float32 by one BLAS product and accumulated across chunks in float64. Without
+    ``second_moments`` the sums of squares stay zero (and the pass is about twice as fast).
+    """
     index = {c: i for i, c in enumerate(classes)}
     code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
     n_cls, n_dim = len(classes), data.n_neurons
@@ -58,14 +64,14 @@ def class_moments(data: MethodInput, classes: Sequence[str]) -> ClassMoments:
     lo = np.full(n_dim, np.inf)
     hi = np.full(n_dim, -np.inf)
     for start, stop, block in data.chunks():
-        b = block.astype(np.float64)
         c = code[start:stop]
         keep = c >= 0
         # A one-hot matrix product sums rows per class in one BLAS call.
-        onehot = np.zeros((n_cls, stop - start))
+        onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
         onehot[c[keep], np.nonzero(keep)[0]] = 1.0
-        sums += onehot @ b
-        sumsq += onehot @ (b * b)
-        lo = np.minimum(lo, b.min(axis=0))
-        hi = np.maximum(hi, b.max(axis=0))
+        sums += onehot @ block
+        if second_moments:
+            sumsq += onehot @ np.square(block)
+        lo = np.minimum(lo, block.min(axis=0))
+        hi = np.maximum(hi, block.max(axis=0))
     return ClassMoments(list(classes), counts, sums, sumsq, lo, hi)

@@ -1,0 +1,276 @@
+"""Gaussian probe (Torroba Hennigen et al. 2020): planted neuron pairs found first, MI and
+accuracy curves against a from-scratch Student-t reference, tiny classes, streaming == in-memory
+== store, per-concept gains, no mutation, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_t
+
+from neuronscope.corpus.corpus import Corpus
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import prepare_input
+from neuronscope.methods.gaussian_probe import GaussianProbe, _scatter_pass
+from neuronscope.methods.ranking import Ranking
+from neuronscope.store.store import ActivationStore, StoreWriter
+
+N, D = 2000, 12
+
+
+def quadrants(seed: int = 0, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    """12 noise neurons; the class is the sign quadrant of (n3, n8), so it takes both of them.
+
+    n5 = n3 + noise is a decoy: informative alone, redundant once n3 is known.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    x[:, 5] = x[:, 3] + 2.0 * rng.standard_normal(n).astype(np.float32)
+    y = np.asarray(["A", "B", "C", "D"])[2 * (x[:, 3] > 0) + (x[:, 8] > 0)]
+    return x, y
+
+
+def make_store(path: Path, rows: np.ndarray, y: np.ndarray) -> tuple[ActivationStore, Corpus]:
+    """A ``hidden`` store (2 layers x 6 neurons, chunks of 64 words) and its labelled corpus."""
+    words = [f"w{i}" for i in range(len(rows))]
+    sentences = [words[i : i + 7] for i in range(0, len(words), 7)]
+    tags = [list(y[i : i + 7]) for i in range(0, len(words), 7)]
+    corpus = Corpus(sentences, {"tag": tags}, name="quadrants")
+    meta = {
+        "tool_version": "test",
+        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
+                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
+        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
+                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
+        "components": {"hidden": {"layers": [0, 1], "neurons": 6, "head_dim": None,
+                                  "source": "hidden_states", "modules": {}}},
+        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
+        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
+    }
+    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
+    writer.write_rows("hidden", 0, rows)
+    writer.commit(corpus.n_words, corpus.n_sentences)
+    writer.finalize()
+    return ActivationStore(path), corpus
+
+
+def reference_log_joint(
+    x: np.ndarray, y: np.ndarray, held: np.ndarray, cols: list[int]
+) -> tuple[np.ndarray, list[str]]:
+    """``(C, H)`` log prior + Student-t posterior predictive of the held-out rows on ``cols``,
+    from the Normal-Inverse-Wishart formulas applied to the training rows directly."""
+    train = np.ones(len(y), dtype=bool)
+    train[held] = False
+    xt, yt = x[train][:, cols].astype(np.float64), y[train]
+    classes = sorted(set(y.tolist()))
+    mu0 = xt.mean(0)
+    within = sum(((xt[yt == c] - xt[yt == c].mean(0)) ** 2).sum(0) for c in classes)
+    lam = np.maximum(within / (len(xt) - len(classes)), 1e-6 * xt.var(0))
+    out = []
+    for c in classes:
+        xc = xt[yt == c]
+        n, mean = len(xc), xc.mean(0)
+        kappa, df = 0.01 + n, n + 3.0
+        diff = mean - mu0
+        scatter = (xc - mean).T @ (xc - mean)
+        lam_n = np.diag(lam) + scatter + 0.01 * n / kappa * np.outer(diff, diff)
+        dist = multivariate_t(loc=(0.01 * mu0 + n * mean) / kappa,
+                              shape=lam_n * (kappa + 1) / (kappa * df), df=df)
+        out.append(np.log(n / len(xt)) + np.atleast_1d(dist.logpdf(x[held][:, cols])))
+    return np.stack(out), classes
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[GaussianProbe, Ranking, np.ndarray, np.ndarray]:
+    x, y = quadrants()
+    probe = GaussianProbe(max_neurons=6)
+    return probe, probe.rank(x, y), x, y
+
+
+def test_planted_pair_selected_first_then_plateau(fitted) -> None:
+    probe, ranking, _, _ = fitted
+    assert set(probe.selected_[:2].tolist()) == {3, 8}
+    assert set(ranking.top(2)) == {"n3", "n8"}
+    mi = np.array([step["mi_bits"] for step in probe.curve_])
+    acc = np.array([step["accuracy"] for step in probe.curve_])
+    entropy = ranking.extra["class_entropy_bits"]
+    assert entropy == pytest.approx(2.0, abs=0.01)  # four balanced quadrants
+    assert (mi >= 0).all() and (mi <= entropy + 1e-9).all()
+    assert abs(probe.baseline_["mi_bits"]) < 0.01  # class prior alone: no information
+    # One sign carries about half of the two bits, both most of them; the rest adds nothing.
+    assert 0.6 < mi[0] < 1.1 and mi[1] > mi[0] + 0.5 and mi[1] > 1.4
+    assert np.abs(mi[2:] - mi[1]).max() < 0.03
+    assert acc[1] > 0.95 and probe.baseline_["accuracy"] < 0.35  # chance is 0.25
+    np.testing.assert_allclose(ranking.global_scores, mi)
+    curve = ranking.extra["selection_curve"]
+    assert [c["neuron"] for c in curve] == probe.selected_names_
+    assert set(curve[0]) == {"neuron", "id", "mi_bits", "accuracy"}
+    assert ranking.method == "gaussian" and len(ranking.global_order) == 6
+
+
+def test_curve_and_predictions_match_student_t_reference(fitted) -> None:
+    probe, _, x, y = fitted
+    held = probe.validation_rows_
+    truth = np.searchsorted(probe.classes_, y[held])
+    for k in range(1, 4):
+        joint, classes = reference_log_joint(x, y, held, probe.selected_[:k].tolist())
+        assert classes == probe.classes_
+        log_post = joint - logsumexp(joint, axis=0)
+        freq = np.bincount(truth) / len(truth)
+        own = log_post[truth, np.arange(len(held))]
+        mi = -(freq * np.log2(freq)).sum() + own.mean() / np.log(2)
+        assert probe.curve_[k - 1]["mi_bits"] == pytest.approx(mi, abs=1e-6)
+        assert probe.curve_[k - 1]["accuracy"] == pytest.approx(
+            (log_post.argmax(0) == truth).mean())
+        np.testing.assert_allclose(probe.predict_log_proba(x[held], n_neurons=k), log_post.T,
+                                   atol=1e-9)
+    pred = probe.predict(x[held], n_neurons=2)
+    assert pred.shape == (len(held),) and set(pred.tolist()) <= set(probe.classes_)
+    assert probe.score(x[held], y[held], n_neurons=2) == pytest.approx(probe.curve_[1]["accuracy"])
+    assert probe.score(x[held], y[held], n_neurons=2, metric="mi") == pytest.approx(
+        probe.curve_[1]["mi_bits"], abs=1e-9)
+
+
+def test_accuracy_criterion_finds_the_pair() -> None:
+    x, y = quadrants(seed=1)
+    probe = GaussianProbe(criterion="accuracy", max_neurons=3, random_state=3)
+    ranking = probe.rank(x, y)
+    assert set(probe.selected_[:2].tolist()) == {3, 8}
+    np.testing.assert_allclose(ranking.global_scores, [c["accuracy"] for c in probe.curve_])
+    assert ranking.global_scores[1] > 0.95
+
+
+def test_per_concept_order_follows_class_gains() -> None:
+    """n2 marks A, n7 marks B: A's words gain more from n2 than from n7 (about log2 3 bits
+    against 0 when n2 comes first), B's words the other way round (1 against log2 1.5 bits)."""
+    rng = np.random.default_rng(2)
+    y = np.asarray(["A", "B", "C"])[rng.integers(0, 3, N)]
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    x[y == "A", 2] += 5.0
+    x[y == "B", 7] += 5.0
+    ranking = GaussianProbe(max_neurons=3, concepts=["A", "B"]).rank(x, y)
+    assert ranking.concept_names == ["A", "B"]
+    assert ranking.top(1, "A") == ["n2"] and ranking.top(1, "B") == ["n7"]
+    gains_a, gains_b = ranking.scores("A"), ranking.scores("B")  # bits per word of the class
+    assert set(ranking.top(2)) == {"n2", "n7"}
+    assert gains_a["n2"] > gains_a["n7"] + 0.4 and gains_b["n7"] > gains_b["n2"] + 0.3
+    back = Ranking.from_json(ranking.to_json())
+    assert back.extra["selection_curve"] == ranking.extra["selection_curve"]
+
+
+def test_tiny_classes_stay_finite() -> None:
+    x, y = quadrants(n=400)
+    y = y.astype(object)
+    y[:2], y[2] = "tiny", "single"  # a class of 2 words and one of 1
+    probe = GaussianProbe(max_neurons=4)
+    ranking = probe.rank(x, y)
+    assert set(probe.selected_[:2].tolist()) == {3, 8}
+    assert all(np.isfinite([c["mi_bits"], c["accuracy"]]).all() for c in probe.curve_)
+    proba = probe.predict_log_proba(x)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(np.exp(proba).sum(1), 1.0)
+    for concept in ("tiny", "single"):
+        assert np.isfinite(ranking.concepts[concept].scores).all()
+        assert len(ranking.concepts[concept].ids) == 4
+
+
+def test_store_streaming_matches_in_memory(tmp_path: Path) -> None:
+    x, y = quadrants()
+    store, corpus = make_store(tmp_path / "store", x, y)
+    from_store = GaussianProbe(max_neurons=4)
+    ranking = from_store.rank(store, corpus.concept_labels("tag"))
+    in_memory = GaussianProbe(max_neurons=4)
+    in_memory.rank(x, y)
+    np.testing.assert_array_equal(from_store.selected_, in_memory.selected_)
+    for a, b in zip(from_store.curve_, in_memory.curve_, strict=True):
+        assert a["mi_bits"] == pytest.approx(b["mi_bits"], abs=1e-9)
+    assert ranking.store_fingerprint == store.fingerprint and ranking.label_layer == "tag"
+    assert ranking.names[int(from_store.selected_[0])] == store.layout.names(
+        from_store.selected_[:1])[0]
+    assert from_store.score(store, corpus.concept_labels("tag")) == pytest.approx(
+        in_memory.score(x, y))
+
+
+def test_streamed_statistics_match_direct_computation() -> None:
+    """Many small chunks (some all held out) give the same moments as one in-memory pass."""
+    x, y = quadrants(n=500)
+    x[:, 0] += 1000.0  # a large offset must not cost digits (moments are taken about a shift)
+    data = prepare_input(x, y, chunk_words=37)
+    code = np.searchsorted(["A", "B", "C", "D"], y)
+    held = np.zeros(len(y), dtype=bool)
+    held[::3] = True
+    held[:37] = True
+    counts, means, scatter, x_held, varying = _scatter_pass(data, code, held, 4)
+    np.testing.assert_array_equal(x_held, x[held])
+    assert varying.all()
+    x64 = x.astype(np.float64)
+    for c in range(4):
+        rows = x64[(code == c) & ~held]
+        assert counts[c] == len(rows)
+        np.testing.assert_allclose(means[c], rows.mean(0), rtol=1e-12)
+        centred = rows - rows.mean(0)
+        np.testing.assert_allclose(scatter[c], centred.T @ centred, rtol=1e-9, atol=1e-9)
+
+
+def test_candidate_prefilter_keeps_informative_neurons() -> None:
+    x, y = quadrants()
+    x[:, 10] = 7.0  # constant: never a candidate
+    probe = GaussianProbe(max_neurons=2, max_candidates=4)
+    ranking = probe.rank(x, y)
+    assert {3, 8} <= set(probe.candidates_.tolist()) and 10 not in probe.candidates_
+    assert ranking.extra["n_candidates"] == 4
+    assert set(probe.selected_.tolist()) == {3, 8}
+
+
+def test_constant_neurons_are_dropped_and_max_neurons_capped() -> None:
+    x, y = quadrants(n=300)
+    x = x[:, [3, 8, 0]].copy()
+    x[:, 2] = 1.5
+    probe = GaussianProbe(max_neurons=10)
+    probe.rank(x, y)
+    assert sorted(probe.selected_.tolist()) == [0, 1]
+
+
+def test_inputs_not_mutated() -> None:
+    x, y = quadrants(n=300)
+    x_copy, y_copy = x.copy(), y.copy()
+    GaussianProbe(max_neurons=2).rank(x, y)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(y, y_copy)
+
+
+@pytest.mark.parametrize(
+    ("params", "activations", "labels", "message"),
+    [
+        ({}, np.zeros((10, 3), np.float32) + np.arange(10)[:, None], ["A"] * 10, "single class"),
+        ({}, np.ones((10, 3), np.float32), ["A", "B"] * 4, "8 labels for 10"),
+        ({}, np.full((10, 3), np.nan, np.float32), ["A", "B"] * 5, "NaN"),
+        ({"criterion": "f1"}, np.ones((10, 3), np.float32), ["A", "B"] * 5, "criterion"),
+        ({"max_neurons": 0}, np.ones((10, 3), np.float32), ["A", "B"] * 5, "max_neurons"),
+        ({"validation_fraction": 1.0}, np.ones((10, 3), np.float32), ["A", "B"] * 5,
+         "validation_fraction"),
+        ({"concepts": ["Z"]}, np.ones((10, 3), np.float32), ["A", "B"] * 5, "absent"),
+        ({}, np.ones((4, 3), np.float32), ["A", "B", "C", "D"], "held out"),
+        ({}, np.ones((10, 3), np.float32), ["A", "B"] * 5, "constant"),
+    ],
+)
+def test_failures_are_clear(params, activations, labels, message) -> None:
+    with pytest.raises(NeuronscopeError, match=message):
+        GaussianProbe(**params).rank(activations, np.asarray(labels))
+
+
+def test_prediction_errors_are_clear(fitted) -> None:
+    probe, _, x, y = fitted
+    with pytest.raises(NeuronscopeError, match="not fitted"):
+        GaussianProbe().predict(x)
+    with pytest.raises(NeuronscopeError, match="n_neurons"):
+        probe.predict(x, n_neurons=7)
+    with pytest.raises(NeuronscopeError, match="columns"):
+        probe.predict(x[:, :4])
+    with pytest.raises(NeuronscopeError, match="not seen"):
+        probe.score(x[:3], np.asarray(["A", "B", "Q"]))
+    with pytest.raises(NeuronscopeError, match="metric"):
+        probe.score(x, y, metric="f1")
