@@ -265,6 +265,35 @@ def demo(
     run_demo(out, model=model, console=console, progress=progress)
 
 
+#: Packages whose `commands.py` adds commands to the CLI.
+STAGES_WITH_COMMANDS = (
+    "evaluation",
+    "benchmark",
+    "interventions",
+    "report",
+    "methods.unsupervised",
+    "methods.explanations",
+)
+
+
+def _register_stage_commands() -> None:
+    # Each later stage keeps its commands next to its code, in `<stage>/commands.py`, with a
+    # `register(app, console)` function; a stage not written yet is simply absent.
+    import importlib
+
+    for stage in STAGES_WITH_COMMANDS:
+        try:
+            module = importlib.import_module(f"neuronscope.{stage}.commands")
+        except ModuleNotFoundError as err:
+            if not f"neuronscope.{stage}.commands".startswith(err.name or "?"):
+                raise  # a real missing dependency inside an existing module
+            continue
+        module.register(app, console)
+
+
+_register_stage_commands()
+
+
 def main() -> None:
     """Entry point: run the app and turn neuronscope errors into one clear line."""
     try:
