@@ -1,0 +1,168 @@
+"""The whole evaluation of one ranking on one store, as run by ``neuronscope evaluate``.
+
+Loads the ranked neurons once, makes one seeded split by sentence (words labelled
+``NO_LABEL`` left out), then runs probing with selected neurons, ablation in the probe trained
+on all ranked neurons, control-task selectivity of every top-``k`` set and the layer
+distribution, and writes ``summary.json`` and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuronscope import __version__
+from neuronscope.corpus.corpus import NO_LABEL, Corpus
+from neuronscope.errors import NeuronscopeError
+from neuronscope.evaluation._common import (
+    check_k,
+    check_ranking,
+    concept_target,
+    load_neurons,
+    ranking_order,
+    train_test_masks,
+)
+from neuronscope.evaluation.ablation import MODES, ablation_curves, default_steps
+from neuronscope.evaluation.control import control_selectivity
+from neuronscope.evaluation.layers import layer_distribution
+from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
+from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
+from neuronscope.methods.ranking import Ranking
+from neuronscope.store.store import ActivationStore
+
+SUMMARY_FORMAT = "neuronscope-evaluation"
+
+
+def check_ranking_matches_store(ranking: Ranking, store: ActivationStore) -> list[str]:
+    """Refuse a ranking of another store; returns warnings for what cannot be verified.
+
+    Beyond the fingerprint, the ranking's neuron names must be this store's names for the
+    same ids (a ranking without a fingerprint, e.g. edited by hand, is checked this way).
+    """
+    check_ranking(ranking, store)
+    warnings = []
+    if ranking.store_fingerprint is None:
+        warnings.append("the ranking records no store fingerprint; only its neuron names "
+                        "were checked against the store")
+    ids = np.asarray(sorted(ranking.names), dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= store.n_neurons):
+        raise NeuronscopeError(
+            f"the ranking names neuron ids up to {ids.max()}, but store {store.path} has "
+            f"{store.n_neurons} neurons: it was computed on other activations"
+        )
+    wrong = [i for i in ids.tolist() if store.layout.name(i) != ranking.names[i]]
+    if wrong:
+        i = wrong[0]
+        raise NeuronscopeError(
+            f"{len(wrong)} neuron name(s) of the ranking differ from store {store.path}'s "
+            f"(id {i}: {ranking.names[i]!r} vs {store.layout.name(i)!r}): it was computed on "
+            "other activations"
+        )
+    return warnings
+
+
+def run_evaluation(
+    store: ActivationStore,
+    corpus: Corpus,
+    ranking: Ranking,
+    layer: str,
+    out: str | os.PathLike,
+    ks: Sequence[int] | None = None,
+    concept: str | None = None,
+    *,
+    n_random: int = 3,
+    ablation_steps: int = 10,
+    mode: str = "zero",
+    test_size: float = 0.2,
+    max_epochs: int = 10,
+    random_state: int | None = 0,
+) -> dict[str, Any]:
+    """Evaluate ``ranking`` on ``store`` against ``layer`` of ``corpus``; write ``out``.
+
+    Returns the summary written to ``out/summary.json``. Probes are ``LinearProbe`` with
+    ``max_epochs`` and ``random_state``; ``ks`` default to those of (10, 50, 100) that fit.
+    """
+    started = time.perf_counter()
+    # Cheap checks first: a typo should not cost the probes trained before it is noticed.
+    if mode not in MODES:
+        raise NeuronscopeError(f"mode must be one of {MODES}, got {mode!r}")
+    default_steps(1, ablation_steps)  # raises for a bad grid size
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
+        raise NeuronscopeError(f"n_random must be a positive integer, got {n_random!r}")
+    store.check_corpus(corpus)
+    warnings = check_ranking_matches_store(ranking, store)
+    y_all = corpus.labels_array(layer)  # clear error for an unknown layer
+    if ranking.label_layer is not None and ranking.label_layer != layer:
+        warnings.append(f"the ranking was computed against layer {ranking.label_layer!r}, "
+                        f"evaluated here against {layer!r}")
+    order = ranking_order(ranking, concept)
+    ks_list = ([check_k(k, len(order)) for k in ks] if ks is not None
+               else [k for k in DEFAULT_KS if k <= len(order)] or [len(order)])
+    concept_target(y_all, concept)  # clear error for a concept absent from the labels
+
+    from neuronscope.methods.linear_probe import LinearProbe
+
+    def factory() -> LinearProbe:
+        return LinearProbe(max_epochs=max_epochs, random_state=random_state)
+
+    matrix = load_neurons(store, np.sort(order))
+    labelled = y_all != NO_LABEL
+    train, test = train_test_masks(store.n_words, test_size, matrix.groups, random_state)
+    train, test = train & labelled, test & labelled
+    labels = corpus.concept_labels(layer)
+
+    selection = evaluate_selection(
+        matrix, labels, ranking, ks_list, concept=concept, train_mask=train, test_mask=test,
+        probe_factory=factory, n_random=n_random, random_state=random_state,
+    )
+    y = concept_target(y_all, concept)
+    ablation = ablation_curves(
+        selection.full_probe, matrix.rows(test), y[test], ranking, concept, mode=mode,
+        n_steps=ablation_steps, n_random=n_random, random_state=random_state,
+    )
+    control = [
+        control_selectivity(
+            matrix, corpus, layer, ranking.top_ids(k, concept), concept, probe_factory=factory,
+            train_mask=train, test_mask=test, random_state=random_state,
+        ).to_dict() | {"k": k}
+        for k in selection.ks
+    ]
+    layers = layer_distribution(ranking, k=max(selection.ks),
+                                concepts=None if concept is None else [concept],
+                                include_global=concept is None)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [*plot_selection(selection, out / "selection"),
+             *plot_ablation(ablation, out / "ablation"),
+             *plot_layer_distribution(layers, out / "layers")]
+    summary = {
+        "format": SUMMARY_FORMAT,
+        "tool_version": __version__,
+        "store": str(store.path),
+        "store_fingerprint": store.fingerprint,
+        "corpus": corpus.name,
+        "labels": layer,
+        "concept": concept,
+        "ranking": {"method": ranking.method, "label_layer": ranking.label_layer,
+                    "store_fingerprint": ranking.store_fingerprint,
+                    "n_neurons": len(order)},
+        "split": {"by": "sentence", "test_size": test_size, "n_train": int(train.sum()),
+                  "n_test": int(test.sum()), "random_state": random_state},
+        "probe": {"class": "LinearProbe", "max_epochs": max_epochs},
+        "selection": selection.to_dict(),
+        "ablation": ablation.to_dict(),
+        "control": control,
+        "layers": layers.to_dict(),
+        "plots": [p.name for p in plots],
+        "warnings": warnings,
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
