@@ -30,6 +30,13 @@ def test_demo_runs_every_stage(tmp_path, tiny_bert_dir):
             assert ranking.top(5, concept) == result.methods[name]["top"][concept]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["n_sentences"] == 400
+    # The evaluation retrained probes on top / random / bottom k neurons of the probe ranking.
+    evaluation = summary["evaluation"]
+    assert [row["k"] for row in evaluation["table"]] == [10, 50, 200]
+    for row in evaluation["table"]:
+        assert 0.0 <= row["bottom"] <= 1.0 and 0.0 <= row["top"] <= 1.0
+    assert 0.0 < evaluation["full_accuracy"] <= 1.0
     text = console.export_text()
     assert "Which layers encode part of speech" in text
     assert "top neuron per tag and method" in text
+    assert "Are the top neurons the right ones?" in text

@@ -2,7 +2,8 @@
 
 It answers the questions a researcher asks first: which layers encode part of speech best
 (per-layer probe accuracy on held-out sentences), and which neurons does each ranking method
-pick for closed-class (DET, ADP) and open-class (NOUN, VERB) tags, with their top words.
+pick for closed-class (DET, ADP) and open-class (NOUN, VERB) tags, with their top words, and
+do probes retrained on the top-ranked neurons beat random and bottom-ranked ones.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class DemoResult:
     layer_accuracy: list[LayerProbeResult]
     neurons: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -96,6 +98,26 @@ def compare_methods(
         ranking = method.rank(store, labels)
         results[name] = (ranking, time.perf_counter() - start)
     return results
+
+
+def evaluate_probe_ranking(
+    store: ActivationStore, corpus: Corpus, ranking: Ranking, console: Console,
+    ks: tuple[int, ...] = (10, 50, 200),
+) -> dict[str, Any]:
+    """Do the probe's top neurons beat random and bottom ones? Retrain probes to find out."""
+    from neuronscope.evaluation import evaluate_selection
+
+    selection = evaluate_selection(store, corpus.concept_labels("upos"), ranking, ks=ks,
+                                   n_random=2, random_state=0)
+    table = Table(title="Are the top neurons the right ones? UPOS probes on k selected neurons")
+    for col in ("k", "top-k", "random-k", "bottom-k", "all neurons"):
+        table.add_column(col, justify="right")
+    for row in selection.table():
+        table.add_row(str(row["k"]), f"{row['top']:.3f}",
+                      f"{row['random_mean']:.3f} ± {row['random_std']:.3f}",
+                      f"{row['bottom']:.3f}", f"{row['full']:.3f}")
+    console.print(table)
+    return selection.to_dict()
 
 
 def run_demo(
@@ -162,6 +184,8 @@ def run_demo(
         }
     console.print(table)
     console.print("(+) words that switch the neuron on most, (−) words that switch it off most")
+
+    result.evaluation = evaluate_probe_ranking(store, corpus, rankings["probe"][0], console)
 
     summary = out / "summary.json"
     summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
