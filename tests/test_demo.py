@@ -40,3 +40,7 @@ def test_demo_runs_every_stage(tmp_path, tiny_bert_dir):
     assert "Which layers encode part of speech" in text
     assert "top neuron per tag and method" in text
     assert "Are the top neurons the right ones?" in text
+    # ... and a static report was written, linking its neuron cards.
+    index = tmp_path / "demo" / "report" / "index.html"
+    assert result.report == str(index) and index.exists()
+    assert "neurons/" in index.read_text(encoding="utf-8")

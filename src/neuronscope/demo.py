@@ -49,6 +49,7 @@ class DemoResult:
     neurons: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    report: str | None = None
 
 
 def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -190,4 +191,10 @@ def run_demo(
     summary = out / "summary.json"
     summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
     console.print(f"summary written to {summary}")
+
+    from neuronscope.report import report_for_demo
+
+    index = report_for_demo(out)
+    result.report = str(index)
+    console.print(f"[bold]report[/]: open {index} in a browser (works offline)")
     return result

@@ -1,0 +1,146 @@
+"""What the report derives from rankings: concepts, method labels, agreement, layer counts,
+probe weights, and the notebook table of a :class:`~neuronscope.methods.ranking.Ranking`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.ranking import Ranking
+from neuronscope.report.html import esc, fmt, scoped_css, table
+from neuronscope.store.store import ActivationStore
+
+
+@dataclass(frozen=True)
+class ConceptKey:
+    """A concept of one label layer (``layer`` is None when the ranking did not say)."""
+
+    layer: str | None
+    concept: str
+
+    def display(self, qualified: bool) -> str:
+        """``NOUN``, or ``upos:NOUN`` when the report mixes label layers."""
+        return f"{self.layer}:{self.concept}" if qualified and self.layer else self.concept
+
+
+def method_labels(rankings: Sequence[Ranking]) -> list[str]:
+    """A unique column label per ranking: the method name, qualified only when needed.
+
+    Two rankings of one method (say a probe on ``upos`` and on its control task) would
+    otherwise share a column.
+    """
+    methods = [r.method for r in rankings]
+    labels = [f"{r.method} [{r.label_layer}]" if methods.count(r.method) > 1 and r.label_layer
+              else r.method for r in rankings]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if labels.count(label) == 1 else f"{label} #{seen[label]}")
+    return out
+
+
+def check_rankings(store: ActivationStore, rankings: Sequence[Ranking]) -> None:
+    """Refuse rankings made on another store: their neuron ids would name other neurons."""
+    for r in rankings:
+        if r.store_fingerprint and r.store_fingerprint != store.fingerprint:
+            raise NeuronscopeError(
+                f"{r.method} ranking was made on store {r.store_fingerprint}, not on this "
+                f"store ({store.fingerprint}): rank the neurons of this store first"
+            )
+        for nid, name in list(r.names.items())[:1000]:
+            if not 0 <= nid < store.n_neurons or store.layout.name(nid) != name:
+                raise NeuronscopeError(
+                    f"{r.method} ranking names neuron {nid} {name!r}, which this store "
+                    f"calls {store.layout.name(nid) if 0 <= nid < store.n_neurons else 'nothing'}"
+                    "; was it made on another store?"
+                )
+
+
+def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of the top ``k`` neurons two orderings have in common (``|A ∩ B| / k``)."""
+    if k <= 0:
+        return float("nan")
+    k_eff = min(k, len(a), len(b))
+    if k_eff == 0:
+        return float("nan")
+    return len(set(a[:k_eff].tolist()) & set(b[:k_eff].tolist())) / k_eff
+
+
+def layer_keys(store: ActivationStore) -> list[str]:
+    """Every ``L{layer}.{component}`` of the store, component by component."""
+    return [f"L{layer}.{name}" for name, comp in store.layout.components.items()
+            for layer in comp.layers]
+
+
+def layer_counts(store: ActivationStore, ids: Sequence[int]) -> dict[str, int]:
+    """How many of ``ids`` sit in each ``L{layer}.{component}``."""
+    out: dict[str, int] = {}
+    for component, layer in store.layout.layer_of(ids):
+        key = f"L{layer}.{component}"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+_WEIGHT_KEYS = ("probe_weights", "weights", "coef", "coefficients")
+
+
+def probe_weights(ranking: Ranking, name: str) -> list[tuple[str, float]]:
+    """``(concept, weight)`` of a neuron when the ranking's ``extra`` holds probe weights.
+
+    Understood layouts under ``extra["probe_weights" | "weights" | "coef"]``:
+    ``{concept: {neuron name: w}}``, ``{concept: [w per neuron]}`` aligned with
+    ``extra["neuron_ids"]`` or ``extra["neurons"]`` (ids or names), or a list of rows (one per
+    concept, in ``extra["classes"]`` or ranking order) aligned the same way. Anything else
+    yields nothing.
+    """
+    extra = ranking.extra
+    weights = next((extra[k] for k in _WEIGHT_KEYS if k in extra), None)
+    if weights is None:
+        return []
+    columns = extra.get("neuron_ids", extra.get("neurons"))
+    position = None
+    if isinstance(columns, list):
+        nid = next((i for i, n in ranking.names.items() if n == name), None)
+        for j, c in enumerate(columns):
+            if c == name or (nid is not None and c == nid):
+                position = j
+                break
+    if isinstance(weights, list):
+        concepts = extra.get("classes", ranking.concept_names)
+        weights = dict(zip(map(str, concepts), weights, strict=False))
+    if not isinstance(weights, Mapping):
+        return []
+    out = []
+    for concept, row in weights.items():
+        value: Any = None
+        if isinstance(row, Mapping):
+            value = row.get(name)
+        elif isinstance(row, list) and position is not None and position < len(row):
+            value = row[position]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append((str(concept), float(value)))
+    return out
+
+
+def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
+    """The top ``k`` neurons per concept as an HTML table (``Ranking._repr_html_``)."""
+    concepts = ranking.concept_names
+    rows = []
+    for concept in concepts[:max_concepts]:
+        scores = list(ranking.scores(concept).items())[:k]
+        cells = " ".join(f'<span class="badge">{esc(n)} <span class="muted">{fmt(s)}</span>'
+                         "</span>" for n, s in scores)
+        rows.append((esc(concept), cells))
+    more = len(concepts) - max_concepts
+    tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
+    layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
+    head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
+            f"{len(ranking.global_order)} neurons; store {esc(ranking.store_fingerprint)}</p>")
+    body = table(["concept", f"top {k} neurons (score)"], rows)
+    style = f"<style>{scoped_css('.ns-ranking')}</style>"
+    return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'
