@@ -20,30 +20,51 @@ Modelling choices made here:
   falls back to the pooled diagonal covariance with heavy tails for tiny classes and tends to
   the maximum-likelihood Gaussian for large ones. The class prior is the training label
   frequency.
-* **Criterion.** Held-out rows (a seeded, per-class stratified split) score each candidate:
+* **Criterion.** Two disjoint parts of the words are held out (one seeded, per-class
+  stratified split): *validation* words (``validation_fraction``), which score each candidate,
+  and *report* words (``report_fraction``), on which everything reported is measured.
   ``criterion="mi"`` maximises the mutual information estimate
-  ``I(class; neurons) = H(class) - CE`` in bits, where ``H`` is the entropy of the held-out
-  labels and ``CE`` the probe's held-out cross-entropy (can be slightly negative when the
-  probe is worse than the class prior); ``"accuracy"`` maximises held-out accuracy, ties
-  broken by the MI estimate.
-* **Per-concept ranking.** Adding a neuron changes the held-out log-probability of the true
-  class; averaged over the held-out words of class ``c`` this gives the class's share of the
-  step's MI gain (the global gain is the frequency-weighted sum). A concept's ranking orders
-  the selected neurons by that gain in bits. It is conditional on the neurons chosen before
-  (greedy order); concepts without held-out words get zeros and keep the selection order.
+  ``I(class; neurons) = H(class) - CE`` in bits on the validation words, where ``H`` is the
+  entropy of their labels and ``CE`` the probe's cross-entropy on them; ``"accuracy"``
+  maximises their accuracy, ties broken by the MI estimate.
+* **Reported scores and stopping.** The best of hundreds of noisy held-out gains is biased
+  upwards: on pure noise the chosen neuron always "gains" a few thousandths of a bit on the
+  words that chose it. So the curve (MI estimate, slightly negative when the probe is worse
+  than the class prior, and accuracy) and the per-concept gains are measured on the report
+  words, which played no part in the choice: unbiased estimates for the chosen subsets. The
+  search stops at the first step whose neuron raises the report MI by less than ``min_gain``
+  bits (with either criterion; default 0: the neuron does not help on words that did not
+  choose it). That neuron is not kept; the first one always is (rankings are never empty),
+  and ``max_neurons`` caps the length. Only this yes/no decision per step looks at the report
+  words, so the reported curve stays nearly unbiased, whereas reusing the validation words
+  would add the winner's bias of every step. ``min_gain=None`` never stops early (a fixed-
+  length ranking, e.g. to rank more neurons than the data can support jointly: past the
+  stopping point the report MI falls, each neuron costing more estimation error than it
+  brings).
+* **Per-concept ranking.** Adding a neuron changes the report words' log-probability of the
+  true class; averaged over the report words of class ``c`` this gives the class's share of
+  the step's MI gain (the global gain is the frequency-weighted sum). A concept's ranking
+  orders the selected neurons by that gain in bits. It is conditional on the neurons chosen
+  before (greedy order); concepts without report words get zeros and keep the selection order.
 
 Computation. One streaming pass collects per-class counts, sums and outer-product sums of the
 candidate neurons in float64 (shifted by a first-block mean against cancellation); training
-then only needs sub-blocks of these statistics. The greedy search is a pivoted Cholesky
-factorisation of every class's predictive scale matrix: after choosing neuron ``s`` all
-Schur complements (conditional scales given ``S``) and the held-out rows' conditional residuals
-are updated by rank-one steps, so scoring *all* candidates for all classes costs
-``O(C * n_validation)`` per candidate and step, in float32 chunks, independent of ``|S|``. The
-prior bounds every pivot below by ``Lambda0_jj`` times a positive factor, so no pivot can
-vanish; no eigendecomposition is needed.
+then only needs sub-blocks of these statistics. Every candidate is then standardized with its
+training mean and standard deviation (statistics, prior and held-out words alike): the model is
+affine-equivariant, a per-neuron rescaling multiplies every class's predictive density by the
+same Jacobian, so posteriors, MI and accuracy are unchanged, while the float32 scoring below
+only ever sees unit-scale numbers (real activations mix neurons of scale 1e-32 and 1e2, whose
+raw squares and inverse variances leave float32's range). The greedy search is a pivoted
+Cholesky factorisation of every class's predictive scale matrix: after choosing neuron ``s``
+all Schur complements (conditional scales given ``S``) and the validation words' conditional
+residuals are updated by rank-one steps, so scoring *all* candidates for all classes costs
+``O(C * n_validation)`` per candidate and step, in float32 chunks, independent of ``|S|``
+(residuals beyond ``1e8`` training standard deviations are clipped there; the report words are
+scored in float64). The prior bounds every pivot below by ``Lambda0_jj`` times a positive
+factor, so no pivot can vanish; no eigendecomposition is needed.
 
 Cost limits. The outer products take ``C * D**2 * 8`` bytes for ``D`` candidates (1 GB for
-2688 neurons and 17 classes) and the held-out residuals ``4 * C * D * n_validation`` bytes, so
+2688 neurons and 17 classes) and the validation residuals ``4 * C * D * n_validation`` bytes, so
 at most ``max_candidates`` neurons enter the search; when there are more, a first streaming
 pass keeps those with the highest univariate Gaussian information
 ``0.5 * (log var_j - sum_c p_c log var_cj)`` (with the prior-shrunk class variances). Neurons
@@ -54,6 +75,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +102,7 @@ from neuronscope.store.store import ActivationStore
 _KAPPA0 = 0.01  # prior weight of the mean: the class mean is essentially the empirical one
 _VAR_FLOOR = 1e-6  # Lambda0 floor, relative to a neuron's total variance
 _CHUNK_BYTES = 2 * 2**20  # float32 working set of a candidate chunk: cache-sized is fastest
+_RESID_CLIP = 1e8  # float32 residual cap in standard deviations: squares stay far from overflow
 _CRITERIA = ("mi", "accuracy")
 _LN2 = math.log(2.0)
 
@@ -88,11 +111,22 @@ _LN2 = math.log(2.0)
 class _Posterior:
     """Per-class Student-t predictive over the candidate neurons (float64 numpy)."""
 
-    mean: np.ndarray  # (C, D) predictive location
-    scale: np.ndarray  # (C, D, D) predictive scale matrix
+    mean: np.ndarray  # (C, D) predictive location (standardized units)
+    scale: np.ndarray  # (C, D, D) predictive scale matrix (standardized units)
     df: np.ndarray  # (C,) degrees of freedom
     log_prior: np.ndarray  # (C,) log class prior
     floor: np.ndarray  # (C, D) lower bound of every conditional scale (from Lambda0)
+    loc: np.ndarray  # (D,) training mean: a neuron's standardized value is (x - loc) / unit
+    unit: np.ndarray  # (D,) training standard deviation (> 0)
+
+    def standardize(self, x: np.ndarray, cols: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Rows of raw activations of the neurons ``cols`` in standardized units (float64)."""
+        return (x.astype(np.float64) - self.loc[cols]) / self.unit[cols]
+
+    def subset(self, sel: np.ndarray) -> _Posterior:
+        """The predictive marginalised onto the neurons ``sel`` (in that order)."""
+        return _Posterior(self.mean[:, sel], self.scale[:, sel][:, :, sel], self.df,
+                          self.log_prior, self.floor[:, sel], self.loc[sel], self.unit[sel])
 
 
 class GaussianProbe(RankingMethod):
@@ -100,14 +134,21 @@ class GaussianProbe(RankingMethod):
 
     Args:
         criterion: ``"mi"`` (held-out mutual information estimate, bits) or ``"accuracy"``.
-        max_neurons: how many neurons to select (the ranking holds only these).
+        max_neurons: the most neurons to select (the ranking holds only the selected ones).
+        min_gain: stop at the first step whose neuron raises the MI estimate on the report
+            words by less than this many bits (the neuron is not kept; the first one always
+            is); ``None``: always select ``max_neurons``. The default 0 keeps a neuron only if
+            it helps on words that did not choose it.
         max_candidates: at most this many neurons enter the search; if there are more, the
             ones with the highest univariate Gaussian information are kept (memory and time
             grow with ``C * max_candidates**2`` and ``C * max_candidates * n_validation``).
         validation_fraction: fraction of each class's words held out to score candidates.
-        max_validation_rows: cap on held-out words (the rest train the probe); the search
-            keeps ``4 * C * n_candidates * n_validation`` bytes of residuals (700 MB for 17
-            classes, 1024 candidates and 10000 rows) and its time is proportional to it.
+        report_fraction: fraction of each class's words held out, apart from those, to
+            measure the reported curve, the per-concept gains and ``min_gain``.
+        max_validation_rows: cap on the words of each held-out part (the words not held out
+            train the probe); the search keeps ``4 * C * n_candidates * n_validation`` bytes
+            of residuals (700 MB for 17 classes, 1024 candidates and 10000 rows) and its time
+            is proportional to it.
         random_state: seed of the held-out split.
         concepts: report per-concept rankings only for these (the probe uses every label).
         neurons: restrict to these neurons (names or ids; default: all).
@@ -115,8 +156,10 @@ class GaussianProbe(RankingMethod):
 
     Fitted attributes (after :meth:`rank`): ``selected_`` (global ids in selection order),
     ``selected_names_``, ``classes_``, ``class_prior_``, ``curve_`` (one
-    ``{neuron, id, mi_bits, accuracy}`` per step), ``baseline_`` (the empty probe),
-    ``candidates_`` (ids searched over), ``validation_rows_`` (the held-out row indices).
+    ``{neuron, id, mi_bits, accuracy}`` per step, on the report words), ``baseline_`` (the
+    empty probe), ``stopped_early_`` (whether ``min_gain`` ended the search before
+    ``max_neurons``), ``candidates_`` (ids searched over), ``validation_rows_`` (the row
+    indices that scored the candidates), ``report_rows_`` (those of the report words).
     """
 
     name = "gaussian"
@@ -125,8 +168,10 @@ class GaussianProbe(RankingMethod):
         self,
         criterion: str = "mi",
         max_neurons: int = 50,
+        min_gain: float | None = 0.0,
         max_candidates: int = 1024,
         validation_fraction: float = 0.2,
+        report_fraction: float = 0.1,
         max_validation_rows: int = 10000,
         random_state: int = 0,
         concepts: Sequence[str] | None = None,
@@ -135,8 +180,10 @@ class GaussianProbe(RankingMethod):
     ) -> None:
         self.criterion = criterion
         self.max_neurons = max_neurons
+        self.min_gain = min_gain
         self.max_candidates = max_candidates
         self.validation_fraction = validation_fraction
+        self.report_fraction = report_fraction
         self.max_validation_rows = max_validation_rows
         self.random_state = random_state
         self.concepts = concepts
@@ -152,29 +199,38 @@ class GaussianProbe(RankingMethod):
         wanted = require_concepts(data.y, self.concepts)
         index = {c: i for i, c in enumerate(classes)}
         code = np.array([index[v] for v in data.y.tolist()], dtype=np.int64)
-        held = _stratified_split(code, len(classes), self.validation_fraction,
-                                 self.max_validation_rows, self.random_state)
-        if len(held) == 0:
+        select, report = _stratified_split(
+            code, len(classes), (self.validation_fraction, self.report_fraction),
+            self.max_validation_rows, self.random_state)
+        if len(select) == 0 or len(report) == 0:
             raise NeuronscopeError(
-                f"no word could be held out for validation ({data.n_words} words, "
-                f"validation_fraction={self.validation_fraction}): use more data or a larger "
-                "fraction"
+                f"too few words could be held out for validation ({data.n_words} words, "
+                f"validation_fraction={self.validation_fraction}, report_fraction="
+                f"{self.report_fraction}): choosing neurons and reporting their scores need "
+                "one word each; use more data or larger fractions"
             )
         is_held = np.zeros(data.n_words, dtype=bool)
-        is_held[held] = True
+        is_held[select] = is_held[report] = True
+        in_report = np.isin(np.nonzero(is_held)[0], report)  # held-out rows are in row order
 
         sub, counts, post, x_held = self._statistics(data, classes, code, is_held)
 
         steps = min(self.max_neurons, sub.n_neurons)
         n_jobs = self.n_jobs or min(8, os.cpu_count() or 1)
-        search = _GreedySearch(post, x_held, code[held], n_jobs)
+        search = _GreedySearch(post, x_held[~in_report], code[select], x_held[in_report],
+                               code[report], n_jobs)
         baseline = search.evaluate()
         order, curve, gains = [], [], []
         previous = baseline
+        stopped = False
         for _ in range(steps):
             j = search.best_candidate(self.criterion)
             search.add(j)
             result = search.evaluate()
+            if (order and self.min_gain is not None
+                    and result["mi_bits"] - previous["mi_bits"] < self.min_gain):
+                stopped = True  # j does not help on words that did not choose it
+                break
             order.append(j)
             curve.append({"neuron": sub.names[j], "id": int(sub.ids[j]),
                           "mi_bits": result["mi_bits"], "accuracy": result["accuracy"]})
@@ -188,35 +244,45 @@ class GaussianProbe(RankingMethod):
         self.class_prior_ = np.exp(post.log_prior)
         self.curve_ = curve
         self.baseline_ = {"mi_bits": baseline["mi_bits"], "accuracy": baseline["accuracy"]}
+        self.stopped_early_ = stopped
         self.candidates_ = sub.ids.copy()
-        self.validation_rows_ = held
-        self._predictive = _Posterior(
-            post.mean[:, sel], post.scale[:, sel][:, :, sel], post.df, post.log_prior,
-            post.floor[:, sel],
-        )
+        self.validation_rows_ = select
+        self.report_rows_ = report
+        self._predictive = post.subset(sel)
         extra = {"class_entropy_bits": search.entropy, "n_candidates": len(self.candidates_),
-                 "n_train": int(counts.sum()), "n_validation": search.n_rows}
-        return self._ranking(data, wanted, np.asarray(gains).reshape(steps, len(classes)), extra)
+                 "n_train": int(counts.sum()), "n_validation": len(select),
+                 "n_report": len(report), "stopped_early": stopped}
+        return self._ranking(data, wanted, np.asarray(gains).reshape(len(sel), len(classes)),
+                             extra)
 
     def _statistics(
         self, data: MethodInput, classes: list[str], code: np.ndarray, is_held: np.ndarray
     ) -> tuple[MethodInput, np.ndarray, _Posterior, np.ndarray]:
-        """Candidate neurons, training class counts, the predictive over the candidates and
-        the held-out rows of the candidates."""
+        """Candidate neurons, training class counts, the predictive over the candidates
+        (standardized units) and the held-out rows of the candidates (raw, float32)."""
         cand = np.arange(data.n_neurons)
         if data.n_neurons > self.max_candidates:
             cand = _prefilter(data, classes, is_held, self.max_candidates)
         sub = dataclasses.replace(data, ids=data.ids[cand], names=[data.names[i] for i in cand])
         counts, means, scatter, x_held, varying = _scatter_pass(sub, code, is_held,
                                                                 len(classes))
+        n = counts[:, None]
+        loc = (n * means).sum(0) / counts.sum()
+        total = np.einsum("cjj->j", scatter) + (n * (means - loc) ** 2).sum(0)
+        varying &= total > 0  # a variance lost to rounding: nothing to standardize by
         if not varying.any():
             raise NeuronscopeError("every candidate neuron is constant on the training words")
         if not varying.all():  # constant neurons carry nothing and would make pivots vanish
             keep = np.nonzero(varying)[0]
-            means, x_held = means[:, keep], x_held[:, keep]
+            means, x_held, loc, total = means[:, keep], x_held[:, keep], loc[keep], total[keep]
             scatter = scatter[:, keep][:, :, keep]
             sub = dataclasses.replace(sub, ids=sub.ids[keep], names=[sub.names[i] for i in keep])
-        return sub, counts, _posterior(counts, means, scatter), x_held
+        # Standardize (see the module docstring): the model is affine-equivariant.
+        unit = np.sqrt(total / counts.sum())
+        means = (means - loc) / unit
+        scatter /= unit[:, None]
+        scatter /= unit
+        return sub, counts, _posterior(counts, means, scatter, loc, unit), x_held
 
     def _ranking(
         self, data: MethodInput, wanted: list[str], gains: np.ndarray, extra: dict[str, Any]
@@ -250,10 +316,20 @@ class GaussianProbe(RankingMethod):
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise NeuronscopeError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 < self.validation_fraction < 1:
+        for name in ("validation_fraction", "report_fraction"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise NeuronscopeError(f"{name} must be in (0, 1), got {value}")
+        if self.validation_fraction + self.report_fraction >= 1:
             raise NeuronscopeError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+                "validation_fraction + report_fraction must be below 1 (the rest trains the "
+                f"probe), got {self.validation_fraction} + {self.report_fraction}"
             )
+        gain = self.min_gain
+        if gain is not None and (isinstance(gain, bool) or not isinstance(gain, numbers.Real)
+                                 or not math.isfinite(gain)):
+            raise NeuronscopeError(f"min_gain must be a finite number (bits) or None, got "
+                                   f"{gain!r}")
 
     # ------------------------------------------------------------------ prediction
     def predict_log_proba(
@@ -273,7 +349,7 @@ class GaussianProbe(RankingMethod):
         out = np.empty((len(x), len(self.classes_)))
         step = max(1, 2**22 // (len(self.classes_) * p))
         for a in range(0, len(x), step):
-            block = x[a : a + step].astype(np.float64)
+            block = post.standardize(x[a : a + step], slice(0, p))  # Jacobian cancels
             maha = np.stack([
                 np.square(solve_triangular(chol[c], (block - post.mean[c, :p]).T, lower=True))
                 .sum(0)
@@ -322,20 +398,30 @@ class GaussianProbe(RankingMethod):
 
 # ---------------------------------------------------------------------- data passes
 def _stratified_split(
-    code: np.ndarray, n_classes: int, fraction: float, max_rows: int, seed: int
-) -> np.ndarray:
-    """Sorted held-out row indices: the same share of every class, at least one training word
-    per class left (a class of one word is never held out)."""
+    code: np.ndarray, n_classes: int, fractions: tuple[float, float], max_rows: int,
+    seed: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted row indices of two disjoint held-out parts (validation, report), each about its
+    fraction of every class (at most ``max_rows`` rows each), at least one training word per
+    class left (a class of one word is never held out). The validation part is drawn first, so
+    it does not depend on the report fraction; when the report part would be empty (tiny
+    data), one validation word is moved to it."""
     rng = np.random.default_rng(seed)
-    share = min(fraction, max_rows / len(code))
+    shares = [min(f, max_rows / len(code)) for f in fractions]
     perm = rng.permutation(len(code))
     counts = np.bincount(code, minlength=n_classes)
-    held = []
+    parts: list[list[np.ndarray]] = [[], []]
     for c in range(n_classes):
-        k = min(int(round(share * counts[c])), counts[c] - 1)
-        if k > 0:
-            held.append(perm[code[perm] == c][:k])
-    return np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+        rows = perm[code[perm] == c]
+        k_sel = min(int(round(shares[0] * counts[c])), counts[c] - 1)
+        k_rep = min(int(round(shares[1] * counts[c])), counts[c] - 1 - k_sel)
+        parts[0].append(rows[:k_sel])
+        parts[1].append(rows[k_sel : k_sel + max(k_rep, 0)])
+    select, report = (np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
+    if len(report) == 0 and len(select) > 1:  # tiny data
+        moved = rng.integers(len(select))
+        select, report = np.delete(select, moved), select[moved : moved + 1]
+    return select, report
 
 
 def _prefilter(
@@ -398,8 +484,12 @@ def _scatter_pass(
     return counts, means, outer, x_held, hi > lo
 
 
-def _posterior(counts: np.ndarray, means: np.ndarray, scatter: np.ndarray) -> _Posterior:
-    """Normal-Inverse-Wishart posterior predictive (Student-t) of every class."""
+def _posterior(
+    counts: np.ndarray, means: np.ndarray, scatter: np.ndarray, loc: np.ndarray,
+    unit: np.ndarray,
+) -> _Posterior:
+    """Normal-Inverse-Wishart posterior predictive (Student-t) of every class, from class
+    means and scatter matrices in the units of ``(x - loc) / unit``."""
     n_cls = len(counts)
     total_n = counts.sum()
     n = counts[:, None]
@@ -419,7 +509,7 @@ def _posterior(counts: np.ndarray, means: np.ndarray, scatter: np.ndarray) -> _P
     scale *= factor[:, None, None]
     mean = (_KAPPA0 * mu0 + n * means) / kappa[:, None]
     log_prior = np.log(counts / total_n)
-    return _Posterior(mean, scale, df, log_prior, factor[:, None] * lam[None, :])
+    return _Posterior(mean, scale, df, log_prior, factor[:, None] * lam[None, :], loc, unit)
 
 
 def _columns(activations: Activations, ids: np.ndarray) -> np.ndarray:
@@ -449,26 +539,32 @@ def _t_const(df: np.ndarray, p: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------- greedy search
 class _GreedySearch:
-    """Held-out scoring of every candidate with rank-one (pivoted Cholesky) updates.
+    """Scoring of every candidate with rank-one (pivoted Cholesky) updates.
 
-    State for the selected set ``S``: per class the conditional scale matrices given ``S``
-    (Schur complements, float64), the Mahalanobis distance and log-determinant of the held-out
-    rows under ``S`` (float64), and each candidate's conditional residual per class and row
-    (``(D, C, H)`` float32): adding candidate ``j`` adds ``r**2 / v`` to the distance and
-    ``log v`` to the log-determinant. The rank-one update of the residuals is deferred to the
-    next scoring sweep so that each chunk is read once per step while it is in cache.
+    State for the selected set ``S`` (all in standardized units): per class the conditional
+    scale matrices given ``S`` (Schur complements, float64) and the log-determinant of the
+    selected block; for the *validation* words the Mahalanobis distance under ``S`` (float64)
+    and each candidate's conditional residual per class and word (``(D, C, H)`` float32):
+    adding candidate ``j`` adds ``r**2 / v`` to the distance and ``log v`` to the
+    log-determinant. The rank-one update of the residuals is deferred to the next scoring sweep
+    so that each chunk is read once per step while it is in cache. The *report* words, scored
+    only for the chosen neurons, keep their distance and, per step, the Cholesky column and
+    their standardized residual of the pivot (float64), from which the residual of the next
+    pivot follows in ``O(|S| * C * n_report)``.
     """
 
     def __init__(
-        self, post: _Posterior, x_held: np.ndarray, y_held: np.ndarray, n_jobs: int
+        self, post: _Posterior, x_sel: np.ndarray, y_sel: np.ndarray, x_rep: np.ndarray,
+        y_rep: np.ndarray, n_jobs: int,
     ) -> None:
         self.n_cls, self.n_dim = post.mean.shape
-        self.n_rows = len(y_held)
+        self.n_rows = len(y_sel)
         self.n_jobs = n_jobs
-        self.y = y_held
+        self.y = y_sel
         self.df = post.df
         self.log_prior = post.log_prior
         self.floor = post.floor
+        self.mean = post.mean
         self.cond = post.scale.copy()  # (C, D, D)
         self.maha = np.zeros((self.n_cls, self.n_rows))
         self.logdet = np.zeros(self.n_cls)
@@ -477,11 +573,18 @@ class _GreedySearch:
         self.chunk = max(1, _CHUNK_BYTES // (4 * self.n_cls * max(self.n_rows, 1)))
         self.pending: tuple[np.ndarray, np.ndarray] | None = None  # (beta (D, C), r (C, H))
         self.resid = np.empty((self.n_dim, self.n_cls, self.n_rows), dtype=np.float32)
-        xt = x_held.T.astype(np.float64)
         for a, b in self._chunks():
-            self.resid[a:b] = xt[a:b, None, :] - post.mean[:, a:b].T[:, :, None]
-        self.class_rows = np.bincount(self.y, minlength=self.n_cls).astype(np.float64)
-        freq = self.class_rows[self.class_rows > 0] / self.n_rows
+            z = post.standardize(x_sel[:, a:b], slice(a, b)).T  # (b - a, H)
+            r = z[:, None, :] - post.mean[:, a:b].T[:, :, None]
+            np.clip(r, -_RESID_CLIP, _RESID_CLIP, out=self.resid[a:b])
+        # Report words.
+        self.rep_y = y_rep
+        self.rep_x = post.standardize(x_rep)  # (R, D)
+        self.rep_maha = np.zeros((self.n_cls, len(y_rep)))
+        self.rep_cols: list[np.ndarray] = []  # per step: (C, D) Cholesky column of the pivot
+        self.rep_z: list[np.ndarray] = []  # per step: (C, R) standardized pivot residual
+        self.class_rows = np.bincount(y_rep, minlength=self.n_cls).astype(np.float64)
+        freq = self.class_rows[self.class_rows > 0] / len(y_rep)
         self.entropy = float(-(freq * np.log2(freq)).sum())
 
     def _chunks(self) -> list[tuple[int, int]]:
@@ -503,7 +606,7 @@ class _GreedySearch:
         self.pending = None
 
     def best_candidate(self, criterion: str) -> int:
-        """Index of the candidate whose addition scores best on the held-out rows."""
+        """Index of the candidate whose addition scores best on the validation words."""
         p = self.size + 1
         var = np.maximum(np.diagonal(self.cond, axis1=1, axis2=2), self.floor)  # (C, D)
         coef = (-0.5 * (self.df + p)).astype(np.float32)[None, :, None]
@@ -548,26 +651,34 @@ class _GreedySearch:
         r = self.resid[j].astype(np.float64)  # (C, H)
         self.maha += r**2 / pivot[:, None]
         self.logdet += np.log(pivot)
+        # Report words: the pivot's residual given S from the earlier Cholesky columns.
+        r_rep = self.rep_x[:, j][None, :] - self.mean[:, j][:, None]  # (C, R)
+        for col, z in zip(self.rep_cols, self.rep_z, strict=True):
+            r_rep -= col[:, j][:, None] * z
+        self.rep_maha += r_rep**2 / pivot[:, None]
         # Regression of every candidate on j, per class; applied in the next sweep.
         self.pending = ((g / pivot[:, None]).T.astype(np.float32), self.resid[j].copy())
         gs = g / np.sqrt(pivot)[:, None]
+        self.rep_cols.append(gs)
+        self.rep_z.append(r_rep / np.sqrt(pivot)[:, None])
         self.cond -= gs[:, :, None] * gs[:, None, :]
         self.active[j] = False
         self.size += 1
 
     def evaluate(self) -> dict[str, Any]:
-        """Held-out MI (bits), accuracy and per-class mean log2-probability of the true class
-        under the current selection (float64)."""
+        """MI (bits), accuracy and per-class mean log2-probability of the true class on the
+        report words under the current selection (float64)."""
         p = self.size
+        y, rows = self.rep_y, len(self.rep_y)
         joint = (self.log_prior + _t_const(self.df, p) - 0.5 * self.logdet)[:, None]
-        joint = joint - 0.5 * (self.df + p)[:, None] * np.log1p(self.maha / self.df[:, None])
-        own = joint[self.y, np.arange(self.n_rows)] - logsumexp(joint, axis=0)
-        per_class = np.bincount(self.y, weights=own, minlength=self.n_cls)
-        with np.errstate(invalid="ignore"):  # NaN for classes without held-out rows
+        joint = joint - 0.5 * (self.df + p)[:, None] * np.log1p(self.rep_maha / self.df[:, None])
+        own = joint[y, np.arange(rows)] - logsumexp(joint, axis=0)
+        per_class = np.bincount(y, weights=own, minlength=self.n_cls)
+        with np.errstate(invalid="ignore"):  # NaN for classes without report words
             class_bits = per_class / self.class_rows / _LN2
         return {
             "mi_bits": self.entropy + float(own.mean()) / _LN2,
-            "accuracy": float((joint.argmax(0) == self.y).mean()),
+            "accuracy": float((joint.argmax(0) == y).mean()),
             "entropy_bits": self.entropy,
             "class_bits": class_bits,
         }
