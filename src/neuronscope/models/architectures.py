@@ -9,6 +9,12 @@ same pattern works whether the model was loaded bare (``encoder.layer.3...``) or
   input is ``act_fn(gate) * up``).
 * ``attn``: the module whose *input* is the concatenation of the per-head attention outputs,
   before the output projection.
+* ``block``: each transformer block; its output is the residual stream after block k, i.e.
+  ``hidden_states[k + 1]`` (interventions edit it to change ``hidden`` neurons).
+* ``embeddings``: the module whose *output* is ``hidden_states[0]`` (no group; the last match
+  wins, so ELECTRA's ``embeddings_project`` is preferred over ``embeddings``).
+* ``final_norm``: the final normalization whose *output* is ``hidden_states[-1]`` in models
+  that normalize after the last block (GPT-2, Llama, GPT-NeoX); empty when there is none.
 """
 
 from __future__ import annotations
@@ -28,32 +34,49 @@ class ArchitecturePatterns:
     family: str
     mlp: str
     attn: str
+    block: str = ""
+    embeddings: str = ""
+    final_norm: str = ""
 
 
 _BERT = ArchitecturePatterns(
     "bert",
     mlp=r"(?:^|\.)encoder\.layer\.(\d+)\.output\.dense$",
     attn=r"(?:^|\.)encoder\.layer\.(\d+)\.attention\.output\.dense$",
+    block=r"(?:^|\.)encoder\.layer\.(\d+)$",
+    embeddings=r"(?:^|\.)(?:embeddings|embeddings_project)$",
 )
 _DISTILBERT = ArchitecturePatterns(
     "distilbert",
     mlp=r"(?:^|\.)transformer\.layer\.(\d+)\.ffn\.lin2$",
     attn=r"(?:^|\.)transformer\.layer\.(\d+)\.attention\.out_lin$",
+    block=r"(?:^|\.)transformer\.layer\.(\d+)$",
+    embeddings=r"(?:^|\.)embeddings$",
 )
 _GPT2 = ArchitecturePatterns(
     "gpt2",
     mlp=r"(?:^|\.)h\.(\d+)\.mlp\.c_proj$",
     attn=r"(?:^|\.)h\.(\d+)\.attn\.c_proj$",
+    block=r"(?:^|\.)h\.(\d+)$",
+    # wte + wpe (+ token types) is summed inline; the dropout after it outputs hidden_states[0].
+    embeddings=r"^(?:transformer\.)?drop$",
+    final_norm=r"^(?:transformer\.)?ln_f$",
 )
 _LLAMA = ArchitecturePatterns(
     "llama",
     mlp=r"(?:^|\.)layers\.(\d+)\.mlp\.down_proj$",
     attn=r"(?:^|\.)layers\.(\d+)\.self_attn\.o_proj$",
+    block=r"(?:^|\.)layers\.(\d+)$",
+    embeddings=r"(?:^|\.)embed_tokens$",
+    final_norm=r"^(?:model\.)?norm$",
 )
 _GPT_NEOX = ArchitecturePatterns(
     "gpt_neox",
     mlp=r"(?:^|\.)layers\.(\d+)\.mlp\.dense_4h_to_h$",
     attn=r"(?:^|\.)layers\.(\d+)\.attention\.dense$",
+    block=r"(?:^|\.)layers\.(\d+)$",
+    embeddings=r"(?:^|\.)emb_dropout$",
+    final_norm=r"(?:^|\.)final_layer_norm$",
 )
 
 #: model_type (from the Hugging Face config) -> module patterns.

@@ -1,0 +1,314 @@
+"""Rank neurons by what ablating them does to the model (causal rankings, survey §3.4).
+
+* :class:`ErasureRanking` (Li et al. 2016, "Understanding neural networks through
+  representation erasure"): unsupervised; a neuron's importance is the rise of the model's
+  loss when it is erased. The global order uses all scored tokens; with labels, each concept
+  also gets the rise on its own words.
+* :class:`ClassFlipRanking` (Lakretz et al. 2019, "The emergence of number and syntax units
+  in LSTM language models"): supervised; a neuron ranks high for a concept when its ablation
+  changes the model's loss (``criterion="loss"``), turns correct top-1 predictions wrong
+  (``"accuracy"``) or flips them at all (``"flip"``) on the concept's words more than on
+  other words.
+
+Both follow the :class:`~neuronscope.methods.base.RankingMethod` interface: configure with
+the model, the corpus and the candidate neurons, then ``rank(activations, labels)``. Cost is
+one pass over the corpus per candidate (or per group of ``group_size`` candidates), with
+sentences batched; restrict ``candidates`` (a layer such as ``"L3.mlp"``, a list of names or
+another ranking's top-N) and ``max_sentences`` to keep it affordable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from neuronscope.corpus.corpus import ConceptLabels, Corpus
+from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.interventions.intervene import (
+    Intervention,
+    check_same_model,
+    neuron_means,
+    resolve_neuron_spec,
+)
+from neuronscope.interventions.scoring import LMScorer, TokenScores
+from neuronscope.interventions.sites import NEURON_NAME, as_loaded, model_sites
+from neuronscope.methods.base import Activations, Labels, RankingMethod, require_concepts
+from neuronscope.methods.ranking import Ranking, ranking_from_scores
+from neuronscope.models.loading import LoadedModel
+from neuronscope.store.store import ActivationStore
+
+Candidates = str | Sequence[str] | tuple[Any, ...]
+CRITERIA = ("loss", "accuracy", "flip")
+
+
+def candidate_names(spec: Candidates, loaded: LoadedModel) -> list[str]:
+    """Neuron names from ``"mlp"`` (every layer), ``"L3.mlp"`` (one layer), names, or a slice."""
+    if isinstance(spec, str) and not NEURON_NAME.match(spec):
+        sites = model_sites(loaded)
+        layout = sites.layout()
+        if "." in spec:
+            layer_s, component = spec.split(".", 1)
+            if not (layer_s.startswith("L") and layer_s[1:].isdigit()):
+                raise NeuronscopeError(f"bad candidates {spec!r}; use e.g. 'L3.mlp' or 'mlp'")
+            layers: list[int] | None = [int(layer_s[1:])]
+        else:
+            component, layers = spec, None
+        if component not in sites.components:
+            why = sites.missing.get(component, f"components: {', '.join(sites.components)}")
+            raise NeuronscopeError(f"candidates {spec!r}: no component {component!r} ({why})")
+        return layout.names(layout.select([component], layers))
+    return resolve_neuron_spec(spec, loaded)
+
+
+class _AblationRanking(RankingMethod):
+    """Shared machinery: ablate each candidate (group) and score the corpus."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        corpus: Corpus,
+        candidates: Candidates = "mlp",
+        batch_size: int = 32,
+        op: str = "zero",
+        group_size: int = 1,
+        max_sentences: int | None = None,
+        mask_fraction: float = 0.15,
+        concepts: Sequence[str] | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.model = model
+        self.corpus = corpus
+        self.candidates = candidates
+        self.batch_size = batch_size
+        self.op = op
+        self.group_size = group_size
+        self.max_sentences = max_sentences
+        self.mask_fraction = mask_fraction
+        self.concepts = concepts
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+    def _labels(self, labels: Labels | None) -> np.ndarray | None:
+        if labels is None:
+            return None
+        if isinstance(labels, ConceptLabels):
+            if labels.corpus_fingerprint != self.corpus.fingerprint:
+                raise FingerprintMismatchError(
+                    f"labels of layer {labels.layer!r} come from another corpus than "
+                    f"{self.corpus.name!r}"
+                )
+            y = np.asarray(labels.values)
+        else:
+            y = np.asarray(labels, dtype=object)
+        if y.ndim != 1 or len(y) != self.corpus.n_words:
+            raise NeuronscopeError(
+                f"{len(y)} labels for {self.corpus.n_words} corpus words: labels must be one "
+                "per word of the configured corpus"
+            )
+        return y
+
+    def _params(self) -> dict[str, Any]:
+        params = self.get_params()
+        params["model"] = as_loaded(self.model).name
+        params["corpus"] = self.corpus.name
+        if not isinstance(self.candidates, str):
+            params["candidates"] = f"{len(self.candidates_)} neurons"
+        return params
+
+    def _effects(
+        self, activations: Activations | None,
+        reduce: Callable[[TokenScores, TokenScores], np.ndarray],
+    ) -> tuple[TokenScores, np.ndarray, ActivationStore | None]:
+        """Baseline scores, ``reduce(baseline, ablated)`` per candidate (rows), the store.
+
+        Reducing right away keeps memory at one row per candidate, not one per token.
+        """
+        loaded = as_loaded(self.model)
+        if self.op not in ("zero", "mean"):
+            raise NeuronscopeError(f"op must be zero or mean, not {self.op!r}")
+        if self.group_size < 1:
+            raise NeuronscopeError("group_size must be at least 1")
+        store = activations if isinstance(activations, ActivationStore) else None
+        if store is not None:
+            check_same_model(store.model_fingerprint, loaded, f"store {store.path}")
+        names = candidate_names(self.candidates, loaded)
+        if not names:
+            raise NeuronscopeError("no candidate neurons")
+        self.candidates_ = names
+        means = None
+        if self.op == "mean":
+            if store is None:
+                raise NeuronscopeError("op 'mean' needs the activation store as activations")
+            means = neuron_means(store, names)
+        sentences = None
+        if self.max_sentences is not None and self.max_sentences < self.corpus.n_sentences:
+            rng = np.random.default_rng(self.random_state)
+            sentences = np.sort(rng.choice(self.corpus.n_sentences, self.max_sentences,
+                                           replace=False)).tolist()
+        scorer = LMScorer(loaded, self.corpus, batch_size=self.batch_size,
+                          mask_fraction=self.mask_fraction, seed=self.random_state,
+                          sentences=sentences)
+        base = scorer.baseline
+        rows: list[np.ndarray] = []
+        for start in range(0, len(names), self.group_size):
+            group = names[start : start + self.group_size]
+            value = None if means is None else means[start : start + len(group)]
+            with Intervention(loaded, group, op=self.op, value=value):
+                row = reduce(base, scorer.run())
+            # A group's effect is shared by its members (coarse, but group_size x cheaper).
+            rows.extend([row] * len(group))
+        return base, np.asarray(rows, dtype=np.float64), store
+
+    def _ids(self, store: ActivationStore | None) -> tuple[np.ndarray, str]:
+        loaded = as_loaded(self.model)
+        if store is not None:
+            return store.layout.ids(self.candidates_), store.fingerprint
+        layout = model_sites(loaded).layout()
+        return (layout.ids(self.candidates_),
+                f"{loaded.fingerprint}-{self.corpus.fingerprint}-model")
+
+
+def _group_means(values: np.ndarray, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per concept code: mean of ``values`` on its tokens and on all other tokens."""
+    counts = np.bincount(codes, minlength=n).astype(np.float64)
+    sums = np.bincount(codes, weights=values, minlength=n)
+    total, n_all = values.sum(), len(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.where(counts > 0, sums / counts, 0.0)
+        outside = np.where(n_all - counts > 0, (total - sums) / (n_all - counts), 0.0)
+    return inside, outside
+
+
+class ErasureRanking(_AblationRanking):
+    """Unsupervised: neurons whose erasure raises the model's loss most (Li et al. 2016).
+
+    Args:
+        model: a causal or masked language model.
+        corpus: text to score (labels optional, aligned with its words).
+        candidates: ``"mlp"``, ``"L3.mlp"``, a list of names, or ``(ranking, concept, N)``.
+        batch_size: pieces per forward pass.
+        op: ``zero`` or ``mean`` (store means; pass the store as ``activations``).
+        group_size: candidates ablated together (each gets the group's score).
+        max_sentences: score a seeded sample of this many sentences.
+        mask_fraction: masked LMs: fraction of words masked.
+        concepts: concepts to rank (default: every label).
+        random_state: seed of sentence sampling and masking.
+    """
+
+    name = "erasure"
+
+    def rank(self, activations: Activations | None = None, labels: Labels | None = None
+             ) -> Ranking:
+        """Rank candidates by mean loss increase (global) and on each concept's words."""
+        y = self._labels(labels)
+        concepts = require_concepts(y, self.concepts) if y is not None else []
+        codes = present = None
+
+        def reduce(base: TokenScores, ablated: TokenScores) -> np.ndarray:
+            nonlocal codes, present
+            delta = ablated.nll - base.nll
+            if y is None:
+                return np.asarray([delta.mean()])
+            if codes is None:
+                token_labels = y[base.word]
+                present = sorted(set(token_labels.tolist()), key=str)
+                code_of = {v: i for i, v in enumerate(present)}
+                codes = np.asarray([code_of[v] for v in token_labels], dtype=np.int64)
+            inside, _ = _group_means(delta, codes, len(present))
+            return np.asarray([delta.mean()] + [inside[present.index(c)] if c in present
+                                                else 0.0 for c in concepts])
+
+        base, rows, store = self._effects(activations, reduce)
+        overall = rows[:, 0]
+        scores = rows[:, 1:].T
+        ids, fingerprint = self._ids(store)
+        extra: dict[str, Any] = {"baseline_loss": float(base.nll.mean()),
+                                 "tokens": int(len(base.nll))}
+        if y is not None:
+            extra["concepts_without_tokens"] = [c for c in concepts if c not in (present or [])]
+        order = np.argsort(-overall, kind="stable")
+        provenance = {
+            "store_fingerprint": fingerprint,
+            "label_layer": labels.layer if isinstance(labels, ConceptLabels) else None,
+            "extra": extra,
+        }
+        if not concepts:  # unsupervised only: the global order is the whole ranking
+            return Ranking(self.name, self._params(), {}, dict(zip(ids.tolist(),
+                           self.candidates_, strict=True)), ids[order], overall[order],
+                           **provenance)
+        ranking = ranking_from_scores(self.name, self._params(), scores, concepts, ids,
+                                      self.candidates_, **provenance)
+        ranking.global_order, ranking.global_scores = ids[order], overall[order]
+        return ranking
+
+
+class ClassFlipRanking(_AblationRanking):
+    """Supervised: neurons whose ablation changes the model most on a concept's words.
+
+    Score of a neuron for concept c: mean change on c's tokens minus on other tokens, after
+    Lakretz et al. (2019). The change per token is the loss increase (``criterion="loss"``),
+    the accuracy lost (``"accuracy"``: +1 when a correct top-1 prediction turns wrong, -1 the
+    other way round) or any flip of the top-1 prediction (``"flip"``). Other arguments as
+    :class:`ErasureRanking`.
+    """
+
+    name = "class-flip"
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        corpus: Corpus,
+        candidates: Candidates = "mlp",
+        batch_size: int = 32,
+        criterion: str = "loss",
+        op: str = "zero",
+        group_size: int = 1,
+        max_sentences: int | None = None,
+        mask_fraction: float = 0.15,
+        concepts: Sequence[str] | None = None,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__(model, corpus, candidates, batch_size, op, group_size, max_sentences,
+                         mask_fraction, concepts, random_state)
+        self.criterion = criterion
+
+    def rank(self, activations: Activations | None, labels: Labels) -> Ranking:
+        """Rank candidates per concept by concept-specific change of loss or prediction."""
+        if self.criterion not in CRITERIA:
+            raise NeuronscopeError(
+                f"criterion must be one of {', '.join(CRITERIA)}, not {self.criterion!r}"
+            )
+        y = self._labels(labels)
+        if y is None:
+            raise NeuronscopeError("class-flip ranking is supervised: give the concept labels")
+        concepts = require_concepts(y, self.concepts)
+        codes = present = None
+
+        def reduce(base: TokenScores, ablated: TokenScores) -> np.ndarray:
+            nonlocal codes, present
+            if codes is None:
+                token_labels = y[base.word]
+                present = sorted(set(token_labels.tolist()), key=str)
+                code_of = {v: i for i, v in enumerate(present)}
+                codes = np.asarray([code_of[v] for v in token_labels], dtype=np.int64)
+            if self.criterion == "loss":
+                change = ablated.nll - base.nll
+            elif self.criterion == "accuracy":  # +1 correct -> wrong, -1 wrong -> correct
+                change = base.correct.astype(np.float64) - ablated.correct
+            else:
+                change = (ablated.pred != base.pred).astype(np.float64)
+            inside, outside = _group_means(change, codes, len(present))
+            return np.asarray([inside[present.index(c)] - outside[present.index(c)]
+                               if c in present else 0.0 for c in concepts])
+
+        base, rows, store = self._effects(activations, reduce)
+        ids, fingerprint = self._ids(store)
+        return ranking_from_scores(
+            self.name, self._params(), rows.T, concepts, ids, self.candidates_,
+            store_fingerprint=fingerprint,
+            label_layer=labels.layer if isinstance(labels, ConceptLabels) else None,
+            extra={"baseline_loss": float(base.nll.mean()), "tokens": int(len(base.nll)),
+                   "concepts_without_tokens": [c for c in concepts if c not in (present or [])]},
+        )
