@@ -120,7 +120,7 @@ def test_ranking_from_another_store_is_refused(store, conllu, ranking, tmp_path)
     other.to_json(path)
     result = _evaluate(store, conllu, path, tmp_path / "x", "--ks", "5")
     assert isinstance(result.exception, FingerprintMismatchError)
-    assert "another store" in str(result.exception)
+    assert "another model" in str(result.exception)
     # Without a fingerprint, mismatching names give away a foreign ranking too.
     other.store_fingerprint = None
     other.names = {i: f"L9.mlp.{i}" for i in other.names}
@@ -129,6 +129,19 @@ def test_ranking_from_another_store_is_refused(store, conllu, ranking, tmp_path)
     assert isinstance(result.exception, NeuronscopeError)
     assert "differ from store" in str(result.exception)
     assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_ranking_from_another_corpus_of_the_same_model_is_accepted(store, conllu, ranking,
+                                                                   tmp_path):
+    # Rank on training text, evaluate on held-out text: same neurons, other corpus.
+    other = Ranking.from_json(ranking)
+    model_fp, _, aggregation = other.store_fingerprint.split("-")
+    other.store_fingerprint = f"{model_fp}-0123456789abcdef-{aggregation}"
+    path = tmp_path / "train-ranking.json"
+    other.to_json(path)
+    result = _evaluate(store, conllu, path, tmp_path / "x", "--ks", "5")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / "summary.json").exists()
 
 
 @pytest.mark.parametrize("ks, message", [("0", "between 1 and 224"),

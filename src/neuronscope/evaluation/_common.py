@@ -230,15 +230,22 @@ def concept_target(y: np.ndarray, concept: str | None) -> np.ndarray:
 
 
 def check_ranking(ranking: Ranking, activations: Activations) -> None:
-    """Refuse a ranking computed on another store than these activations."""
+    """Refuse a ranking of another model's neurons than these activations'.
+
+    Store fingerprints read ``{model}-{corpus}-{aggregation}``. A ranking computed on another
+    corpus of the same model and aggregation is accepted: ranking on training text and
+    evaluating on held-out text is the point of a held-out evaluation.
+    """
     store_fp, _ = fingerprints(activations)
-    if store_fp is not None and ranking.store_fingerprint is not None and (
-        ranking.store_fingerprint != store_fp
-    ):
+    if store_fp is None or ranking.store_fingerprint is None:
+        return
+    ours, theirs = store_fp.split("-"), ranking.store_fingerprint.split("-")
+    same_neurons = len(ours) == len(theirs) == 3 and (ours[0], ours[2]) == (theirs[0], theirs[2])
+    if ranking.store_fingerprint != store_fp and not same_neurons:
         raise FingerprintMismatchError(
-            f"the ranking ({ranking.method}) was computed on another store (fingerprint "
-            f"{ranking.store_fingerprint}) than these activations ({store_fp}); "
-            "rank again on this store"
+            f"the ranking ({ranking.method}) was computed on activations of another model or "
+            f"aggregation (store fingerprint {ranking.store_fingerprint}) than these "
+            f"({store_fp}); rank again on this store"
         )
 
 
