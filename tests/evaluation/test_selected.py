@@ -120,7 +120,7 @@ def test_other_failures(planted, ranking_of):
         evaluate_selection(x, y, ranking_of([3], 14), ks=[1])
     # A ranking recorded on another store than a loaded matrix.
     matrix = NeuronMatrix(x, np.arange(12), [f"n{i}" for i in range(12)], store_fingerprint="s1")
-    with pytest.raises(FingerprintMismatchError, match="another store"):
+    with pytest.raises(FingerprintMismatchError, match="another model"):
         evaluate_selection(matrix, y, ranking_of([3], 12, fingerprint="s2"), ks=[1])
 
 
