@@ -116,7 +116,8 @@ class LoadedModel:
         config = self.model.config.to_dict()
         # Where it was loaded from, which head class saved it and which transformers release
         # wrote it do not change what the model computes.
-        for key in ("_name_or_path", "architectures", "transformers_version"):
+        for key in ("_name_or_path", "architectures", "transformers_version", "dtype",
+                    "torch_dtype"):
             config.pop(key, None)
         text = json.dumps(config, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
