@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli_options import load_corpus_option as _load_corpus
+from neuronscope.cli_options import open_store_and_corpus as _open_store_and_corpus
+from neuronscope.cli_options import select_neurons
 from neuronscope.errors import NeuronscopeError
 
 app = typer.Typer(
@@ -20,24 +23,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
-
-
-def _load_corpus(path: str, fmt: str | None, label_files: list[str] | None):
-    from neuronscope.corpus import load_corpus
-
-    return load_corpus(path, format=fmt, label_paths=_label_files(label_files))
 
 
 @app.command()
@@ -162,15 +147,6 @@ def annotate(
     console.print(f"wrote {out}: {corpus.n_sentences} sentences, {corpus.n_words} words")
 
 
-def _open_store_and_corpus(store: Path, corpus: str, fmt: str | None, label_file: list[str] | None):
-    from neuronscope.store import ActivationStore
-
-    st = ActivationStore(store)
-    corp = _load_corpus(corpus, fmt, label_file)
-    st.check_corpus(corp)
-    return st, corp
-
-
 @app.command()
 def rank(
     store: Path = typer.Argument(..., help="Store directory."),
@@ -190,7 +166,6 @@ def rank(
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    from neuronscope.extraction.components import parse_layers
     from neuronscope.methods import build_method
 
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
@@ -200,10 +175,7 @@ def rank(
 
         corp = control_layer(corp, labels, random_state=seed)
         layer = f"{labels}-control"
-    neurons = None
-    if components or layers:
-        comps = [c.strip() for c in components.split(",")] if components else None
-        neurons = st.layout.select(comps, parse_layers(layers)).tolist()
+    neurons = select_neurons(st, components, layers)
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
     for name in method:
         instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from neuronscope.cli_options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
 
 
@@ -32,18 +33,6 @@ def _numbers(text: str | None, kind: type, option: str) -> list[Any] | None:
         return [kind(t) for t in items]
     except ValueError as err:
         raise NeuronscopeError(f"{option} takes comma-separated numbers, got {text!r}") from err
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
 
 
 def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli_options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
 
 
@@ -22,18 +23,6 @@ def parse_ks(text: str | None) -> list[int] | None:
         return [int(p) for p in parts]
     except ValueError as err:
         raise NeuronscopeError(f"--ks takes comma-separated integers, got {text!r}") from err
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
 
 
 def register(app: typer.Typer, console: Console) -> None:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli_options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
 
 
@@ -31,18 +32,6 @@ def _table(frame: Any, title: str, columns: dict[str, str] | None = None) -> Tab
     for _, row in frame[list(cols)].iterrows():
         table.add_row(*[_fmt(row[c]) for c in cols])
     return table
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
 
 
 def register(app: typer.Typer, console: Console) -> None:

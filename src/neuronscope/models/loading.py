@@ -114,8 +114,8 @@ class LoadedModel:
     def config_hash(self) -> str:
         """Hash of the model config (architecture and sizes)."""
         config = self.model.config.to_dict()
-        # Where it was loaded from, which head class saved it and which transformers release
-        # wrote it do not change what the model computes.
+        # Where it was loaded from, the head class and dtype it was saved with and the
+        # transformers release that wrote it do not change what the model computes.
         for key in ("_name_or_path", "architectures", "transformers_version", "dtype",
                     "torch_dtype"):
             config.pop(key, None)

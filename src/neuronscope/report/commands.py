@@ -7,20 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from neuronscope.errors import NeuronscopeError
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    """``NAME=PATH`` options as a dict (as the other commands read ``--label-file``)."""
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
+from neuronscope.cli_options import label_files as _label_files
 
 
 def register(app: typer.Typer, console: Console) -> None:

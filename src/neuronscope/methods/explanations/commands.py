@@ -6,7 +6,6 @@ Heavy imports happen inside the commands, so registering them costs nothing at s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,53 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from neuronscope.cli_options import load_corpus_option as _corpus
+from neuronscope.cli_options import open_store_and_corpus as _store_and_corpus
+from neuronscope.cli_options import select_neurons as _select
+from neuronscope.cli_options import write_json as _write
 from neuronscope.errors import NeuronscopeError
-
-
-def _label_files(items: list[str] | None) -> dict[str, str] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise NeuronscopeError(f"--label-file takes NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        out[name] = path
-    return out
-
-
-def _corpus(path: str, fmt: str | None, label_file: list[str] | None) -> Any:
-    from neuronscope.corpus import load_corpus
-
-    return load_corpus(path, format=fmt, label_paths=_label_files(label_file))
-
-
-def _store_and_corpus(store: Path, corpus: str, fmt: str | None,
-                      label_file: list[str] | None) -> tuple[Any, Any]:
-    from neuronscope.store import ActivationStore
-
-    st = ActivationStore(store)
-    corp = _corpus(corpus, fmt, label_file)
-    st.check_corpus(corp)
-    return st, corp
-
-
-def _select(store: Any, components: str | None, layers: str | None) -> list[int] | None:
-    """Neuron ids of some components/layers of a store (None: all)."""
-    if not components and not layers:
-        return None
-    from neuronscope.extraction.components import parse_layers
-
-    comps = [c.strip() for c in components.split(",") if c.strip()] if components else None
-    return store.layout.select(comps, parse_layers(layers)).tolist()
-
-
-def _write(out: Path | None, data: dict[str, Any], console: Console) -> None:
-    if out is None:
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    console.print(f"wrote {out}")
 
 
 def register(app: typer.Typer, console: Console) -> None:
