@@ -18,6 +18,7 @@ a store is only marked ``complete`` once every row is on disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import (
     FingerprintMismatchError,
@@ -411,3 +413,70 @@ class StoreWriter:
             )
         self.meta.update(fields, complete=True, finished=_now())
         write_json_atomic(self.path / META_FILE, self.meta)
+
+
+def store_from_arrays(
+    path: str | os.PathLike,
+    corpus: Corpus,
+    components: Mapping[str, np.ndarray | tuple[np.ndarray, Sequence[int]]],
+    *,
+    model_name: str = "arrays",
+    model_fingerprint: str | None = None,
+    aggregation: str = "unknown",
+    dtype: str = "float32",
+    chunk_words: int = 4096,
+    overwrite: bool = False,
+) -> ActivationStore:
+    """Write activations computed elsewhere into a store aligned with ``corpus``.
+
+    Args:
+        path: store directory to create.
+        corpus: the words the rows belong to (row ``i`` = flat word ``i``).
+        components: name -> ``(n_words, n_layers * neurons)`` array, or ``(array, layers)``
+            to number the layers (default ``0..n_layers-1``, one layer when a bare array).
+        model_name: recorded as the model's name.
+        model_fingerprint: identity of the model; by default a hash of the name and shapes.
+        aggregation: how subwords were combined, recorded in the metadata.
+        dtype: storage dtype, float32 or float16.
+        chunk_words: rows per Zarr chunk.
+        overwrite: replace an existing store at ``path``.
+    """
+    layouts: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in components.items():
+        array, layers = (value if isinstance(value, tuple) else (value, [0]))
+        array = np.asarray(array)
+        layers = [int(x) for x in layers]
+        if array.ndim != 2 or array.shape[0] != corpus.n_words:
+            raise StoreError(
+                f"component {name!r}: expected ({corpus.n_words}, n_neurons) activations for "
+                f"corpus {corpus.name!r}, got shape {array.shape}"
+            )
+        if array.shape[1] % len(layers):
+            raise StoreError(f"component {name!r}: {array.shape[1]} columns do not split into "
+                             f"{len(layers)} equal layers")
+        layouts[name] = {"layers": layers, "neurons": array.shape[1] // len(layers),
+                         "head_dim": None, "source": "arrays", "modules": {}}
+        arrays[name] = array
+    if model_fingerprint is None:
+        shapes = ";".join(f"{n}:{a.shape}" for n, a in arrays.items())
+        model_fingerprint = hashlib.sha256(f"{model_name}|{shapes}".encode()).hexdigest()[:16]
+    meta = {
+        "tool_version": __version__,
+        "model": {"name": model_name, "gguf_file": None, "model_type": None, "config_hash": None,
+                  "fingerprint": model_fingerprint, "random_init": False, "seed": None,
+                  "num_layers": max(len(c["layers"]) for c in layouts.values())},
+        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
+                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
+        "components": layouts,
+        "aggregation": aggregation, "sentence_pooling": "none", "dtype": dtype,
+        "block_words": chunk_words, "batch_size": None, "windows_config": None,
+        "windows": {},
+    }
+    writer = StoreWriter.create(path, meta, corpus, overwrite=overwrite, chunk_words=chunk_words)
+    for name, array in arrays.items():
+        for start in range(0, corpus.n_words, chunk_words):
+            writer.write_rows(name, start, array[start : start + chunk_words])
+    writer.commit(corpus.n_words, corpus.n_sentences)
+    writer.finalize()
+    return ActivationStore(path)
