@@ -1,0 +1,513 @@
+"""Neuron-by-neuron Pearson correlation, computed by streaming over words.
+
+The activations are never loaded at once: rows are read chunk by chunk (``chunk_words``) and
+each chunk's centred Gram matrix is merged into float64 running statistics with the pairwise
+update of Chan, Golub & LeVeque (1979), the scheme of baukit's ``RunningCovariance``::
+
+    M2 += (Xc^T Xc - c d d^T) + (n c / (n + c)) delta delta^T
+
+where ``Xc`` is the chunk centred on its (float32-rounded) mean, ``d`` the rounding residue
+of that centre and ``delta`` the difference between the chunk mean and the running mean.
+Centring each chunk first keeps the float32 products free of the cancellation that
+``E[x^2] - E[x]^2`` suffers on neurons with a large mean.
+
+Memory: the float64 accumulator holds ``D x D`` values when ``D * D * 8 <= max_bytes``; for
+wider selections the matrix is computed by row blocks of neurons, one pass over the words
+per block (block ``[lo, hi)`` accumulates ``X[:, lo:hi]^T X[:, lo:]``; the lower triangle
+is filled by symmetry). Diagonal blocks go through BLAS ``syrk``, which computes one
+triangle only (half the arithmetic of a general product). The result is a float32
+``D x D`` matrix, in memory or, with ``out=``, a memory-mapped ``.npy`` file (with a JSON
+sidecar of neuron names).
+
+Constant neurons (standard deviation <= ``1e-6 * |mean| + 1e-12``, i.e. no variation beyond
+float32 rounding) have no defined correlation. They are listed in ``constant`` and given a
+correlation of 0 with every other neuron and 1 with themselves (the convention of NeuroX'
+``create_correlation_clusters``, which replaces NaN by 0), so no NaN ever reaches the
+matrix or the clustering built on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.linalg import blas
+
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import check_finite
+from neuronscope.store.store import ActivationStore
+
+Activations = ActivationStore | np.ndarray
+
+#: Default budget of the float64 accumulator (bytes); wider selections go by neuron blocks.
+DEFAULT_MAX_BYTES = 512 * 2**20
+PRECISIONS = ("float32", "float64")
+#: Target size of one chunk of rows read (bytes); wide selections read fewer rows at once.
+_BLOCK_BYTES = 128 * 2**20
+
+
+# ---------------------------------------------------------------------- column sources
+@dataclass
+class _Part:
+    source: Activations
+    ids: np.ndarray
+    names: list[str]
+    all_columns: bool
+
+
+class ColumnSource:
+    """Row-aligned activations of one or more stores or arrays, chosen neurons side by side.
+
+    Several parts (e.g. two models' stores of the same corpus) are read chunk by chunk in
+    lockstep, so cross-model statistics stream like single-model ones.
+
+    Args:
+        parts: ``(activations, neurons)`` pairs; ``neurons`` are names or global ids for a
+            store, column indices for an array, ``None`` for all.
+        chunk_words: rows per chunk.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[Activations, Sequence[str | int] | np.ndarray | None]],
+        chunk_words: int = 8192,
+    ) -> None:
+        if not parts:
+            raise NeuronscopeError("no activations given")
+        if not isinstance(chunk_words, (int, np.integer)) or chunk_words < 1:
+            raise NeuronscopeError(f"chunk_words must be a positive integer, got {chunk_words}")
+        self.chunk_words = int(chunk_words)
+        self.parts = [_make_part(src, neurons) for src, neurons in parts]
+        rows = {_n_rows(p.source) for p in self.parts}
+        if len(rows) != 1:
+            raise NeuronscopeError(
+                f"activations differ in number of words ({sorted(rows)}); they must describe "
+                "the same corpus, row for row"
+            )
+        self.n_rows = rows.pop()
+        sizes = [len(p.ids) for p in self.parts]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        if self.offsets[-1] == 0:
+            raise NeuronscopeError("no neurons selected")
+        # Wide selections read fewer rows at a time, so that a chunk (two are in flight)
+        # stays near _BLOCK_BYTES; rounded to whole store chunks, which zarr reads whole.
+        fit = max(1, _BLOCK_BYTES // (4 * self.n_cols))
+        if fit < self.chunk_words:
+            unit = max((p.source.chunk_words for p in self.parts
+                        if isinstance(p.source, ActivationStore)), default=1)
+            self.chunk_words = min(self.chunk_words, max(unit, fit // unit * unit))
+
+    @classmethod
+    def of(
+        cls,
+        source: Activations | ColumnSource,
+        neurons: Sequence[str | int] | np.ndarray | None = None,
+        chunk_words: int = 8192,
+    ) -> ColumnSource:
+        """A source over one store or array (or ``source`` itself when already one)."""
+        if isinstance(source, ColumnSource):
+            return source
+        return cls([(source, neurons)], chunk_words)
+
+    @property
+    def n_cols(self) -> int:
+        """Columns over all parts."""
+        return int(self.offsets[-1])
+
+    @property
+    def names(self) -> list[str]:
+        """Names of all columns (parts concatenated)."""
+        return [n for p in self.parts for n in p.names]
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Global ids of all columns (ids restart in each part)."""
+        return np.concatenate([p.ids for p in self.parts])
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of every column as a new float32 array (never a view)."""
+        out = np.empty((stop - start, self.n_cols), dtype=np.float32)
+        for part, off in zip(self.parts, self.offsets[:-1].tolist(), strict=True):
+            src, width = part.source, len(part.ids)
+            target = out[:, off:off + width]
+            if isinstance(src, ActivationStore):
+                rows = slice(start, stop)
+                if not part.all_columns:
+                    target[...] = src.neurons(part.ids, rows)
+                else:  # component by component: no concatenated copy
+                    col = 0
+                    for name in src.components:
+                        size = src.layout.components[name].size
+                        target[:, col:col + size] = src.component(name, rows=rows)
+                        col += size
+            elif part.all_columns:
+                target[...] = src[start:stop]
+            else:
+                target[...] = src[start:stop, part.ids]
+            check_finite(target, start)
+        return out
+
+    def chunks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``(start, stop, block)``; the next chunk is read while this one is used.
+
+        ``rows`` (sorted indices) restricts the stream to those rows; ``start``/``stop``
+        then count positions in ``rows``.
+        """
+        n = self.n_rows if rows is None else len(rows)
+        bounds = [(s, min(s + self.chunk_words, n)) for s in range(0, n, self.chunk_words)]
+        if rows is None:
+            def read(b: tuple[int, int]) -> np.ndarray:
+                return self._read(*b)
+        else:
+            def read(b: tuple[int, int]) -> np.ndarray:
+                return self.take(rows[b[0]:b[1]])
+        # One reader thread: zarr decoding and BLAS both release the GIL, so reading the next
+        # chunk overlaps the multiplication of this one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(read, bounds[0]) if bounds else None
+            for i, b in enumerate(bounds):
+                block = pending.result()
+                pending = pool.submit(read, bounds[i + 1]) if i + 1 < len(bounds) else None
+                yield b[0], b[1], block
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Chosen rows (sorted indices) of every column, float32 ``(len(rows), n_cols)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return np.zeros((0, self.n_cols), dtype=np.float32)
+        out = np.empty((len(rows), self.n_cols), dtype=np.float32)
+        # Read contiguous spans of at most chunk_words rows, keep the wanted ones.
+        pos = 0
+        while pos < len(rows):
+            start = int(rows[pos])
+            end = int(np.searchsorted(rows, start + self.chunk_words, side="left"))
+            end = max(end, pos + 1)
+            span = self._read(start, int(rows[end - 1]) + 1)
+            out[pos:end] = span[rows[pos:end] - start]
+            pos = end
+        return out
+
+
+def _make_part(source: Activations, neurons: Sequence[str | int] | np.ndarray | None) -> _Part:
+    if isinstance(source, ActivationStore):
+        ids = (np.arange(source.n_neurons, dtype=np.int64) if neurons is None
+               else source.layout.ids(list(neurons)))
+        all_cols = bool(len(ids) == source.n_neurons and np.all(ids == np.arange(len(ids))))
+        return _Part(source, ids, source.layout.names(ids), all_cols)
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2:
+            raise NeuronscopeError(
+                f"activations must be (n_words, n_neurons), got shape {source.shape}"
+            )
+        width = source.shape[1]
+        if neurons is None:
+            ids = np.arange(width, dtype=np.int64)
+        else:
+            try:
+                ids = np.asarray([int(i) for i in neurons], dtype=np.int64)
+            except (TypeError, ValueError) as err:
+                raise NeuronscopeError(
+                    "neurons of a plain array are column indices (integers)"
+                ) from err
+            if len(ids) and (ids.min() < 0 or ids.max() >= width):
+                raise NeuronscopeError(
+                    f"neuron ids must lie in [0, {width}) for this array, got "
+                    f"{ids.min()}..{ids.max()}"
+                )
+        all_cols = bool(len(ids) == width and np.all(ids == np.arange(width)))
+        return _Part(source, ids, [f"n{i}" for i in ids], all_cols)
+    raise NeuronscopeError(
+        f"activations must be an ActivationStore or a numpy array, not {type(source).__name__}"
+    )
+
+
+def _n_rows(source: Activations) -> int:
+    return source.n_words if isinstance(source, ActivationStore) else int(source.shape[0])
+
+
+# ---------------------------------------------------------------------- result
+@dataclass
+class CorrelationResult:
+    """A neuron-by-neuron correlation matrix and the statistics behind it.
+
+    Attributes:
+        matrix: float32 ``(D, D)`` Pearson correlations (a ``np.memmap`` when written to disk);
+            constant neurons have 0 off the diagonal and 1 on it.
+        names: neuron names, one per row/column.
+        ids: global store ids (column indices for arrays).
+        constant: names of the constant neurons.
+        mean: float64 mean of each neuron.
+        std: float64 population standard deviation of each neuron (0 for constant ones).
+        n_words: rows the statistics were computed on.
+        part_offsets: column offsets of the parts when several sources were combined.
+        path: the ``.npy`` file holding ``matrix``, if written to disk.
+    """
+
+    matrix: np.ndarray
+    names: list[str]
+    ids: np.ndarray
+    constant: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    n_words: int
+    part_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    path: Path | None = None
+
+    @property
+    def n_neurons(self) -> int:
+        """Rows (= columns) of the matrix."""
+        return len(self.names)
+
+    @property
+    def constant_mask(self) -> np.ndarray:
+        """Boolean mask of the constant neurons."""
+        return self.std == 0
+
+    def block(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
+        """Correlations ``rows x cols``; contiguous index ranges are read as slices (views)."""
+        rows, cols = _as_slice(rows), _as_slice(cols)
+        if isinstance(rows, slice) and isinstance(cols, slice):
+            return np.asarray(self.matrix[rows, cols])
+        return np.asarray(self.matrix[rows][:, cols])
+
+    def covariance(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
+        """Population covariance block ``rows x cols`` (float64), from correlation and std."""
+        block = self.block(rows, cols).astype(np.float64)
+        return block * self.std[rows][:, None] * self.std[cols][None, :]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description (no matrix)."""
+        return {
+            "n_neurons": self.n_neurons,
+            "n_words": int(self.n_words),
+            "constant": list(self.constant),
+            "path": None if self.path is None else str(self.path),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``matrix`` as ``.npy`` plus a ``.json`` sidecar (names, ids, stats)."""
+        path = Path(path)
+        if path.suffix != ".npy":
+            path = path.with_suffix(".npy")
+        if self.path is None or Path(self.path).resolve() != path.resolve():
+            np.save(path, np.asarray(self.matrix, dtype=np.float32))
+        _write_sidecar(path, self)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = True) -> CorrelationResult:
+        """Read a matrix written by :meth:`save` or by ``correlation_matrix(out=...)``."""
+        path = Path(path)
+        side = path.with_suffix(".json")
+        if not path.exists() or not side.exists():
+            raise NeuronscopeError(f"{path}: no correlation matrix (.npy + .json) there")
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        if meta.get("format") != "neuronscope-correlation":
+            raise NeuronscopeError(f"{side}: not a neuronscope correlation sidecar")
+        matrix = np.load(path, mmap_mode="r" if mmap else None)
+        return cls(
+            matrix=matrix, names=list(meta["names"]), ids=np.asarray(meta["ids"], dtype=np.int64),
+            constant=list(meta["constant"]), mean=np.asarray(meta["mean"], dtype=np.float64),
+            std=np.asarray(meta["std"], dtype=np.float64), n_words=int(meta["n_words"]),
+            part_offsets=np.asarray(meta.get("part_offsets", []), dtype=np.int64), path=path,
+        )
+
+
+def _as_slice(index: slice | np.ndarray) -> slice | np.ndarray:
+    """A contiguous increasing index array as a slice (cheap views of big matrices)."""
+    if isinstance(index, slice):
+        return index
+    index = np.asarray(index)
+    if index.ndim == 1 and len(index) and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def _write_sidecar(path: Path, result: CorrelationResult) -> None:
+    meta = {
+        "format": "neuronscope-correlation",
+        "names": result.names,
+        "ids": result.ids.tolist(),
+        "constant": result.constant,
+        "mean": result.mean.tolist(),
+        "std": result.std.tolist(),
+        "n_words": int(result.n_words),
+        "part_offsets": result.part_offsets.tolist(),
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- streaming statistics
+class _Moments:
+    """Running count, mean and per-column sum of squared deviations (Chan et al. merge)."""
+
+    def __init__(self, n_cols: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(n_cols, dtype=np.float64)
+        self.m2 = np.zeros(n_cols, dtype=np.float64)
+
+    def merge(self, c: int, chunk_mean: np.ndarray, chunk_m2: np.ndarray) -> tuple[np.ndarray,
+                                                                                      float]:
+        """Fold in a chunk; returns ``(delta, weight)`` for the matching Gram update."""
+        n = self.n + c
+        delta = chunk_mean - self.mean
+        weight = self.n * c / n
+        self.mean += delta * (c / n)
+        self.m2 += chunk_m2 + weight * delta * delta
+        self.n = n
+        return delta, weight
+
+
+def _rank1_update(acc: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
+    """``acc += alpha * outer(x, y)`` in place (BLAS ``dger`` on the Fortran view)."""
+    if alpha == 0.0 or acc.size == 0:
+        return
+    out = blas.dger(alpha, y, x, a=acc.T, overwrite_a=True)
+    if not np.shares_memory(out, acc):  # dger copied (unexpected layout): write it back
+        acc[...] = out.T
+
+
+_SLAB = 1024  # columns per float64 slab when summing squares outside the Gram
+
+
+def _block_pass(
+    source: ColumnSource, lo: int, hi: int, precision: str, rows: np.ndarray | None,
+) -> tuple[_Moments, np.ndarray]:
+    """One pass over the words: moments of columns ``lo:`` and ``M2[lo:hi, lo:]``."""
+    width, h = source.n_cols - lo, hi - lo
+    moments = _Moments(width)
+    acc = np.zeros((h, width), dtype=np.float64)
+    for _, _, block in source.chunks(rows):
+        c = len(block)
+        if c == 0:
+            continue
+        x = block[:, lo:]
+        chunk_mean = x.mean(axis=0, dtype=np.float64)
+        if precision == "float32":
+            centre = chunk_mean.astype(np.float32)
+            x -= centre  # in place: blocks are private copies
+        else:
+            centre = chunk_mean.astype(np.float32).astype(np.float64)
+            x = x.astype(np.float64) - centre
+        # Centring on a rounded mean leaves sum(x) = c * resid; corrected exactly below.
+        resid = chunk_mean - centre.astype(np.float64)
+        xs = x[:, :h]
+        gram = xs.T @ xs  # numpy calls BLAS syrk for x.T @ x: one triangle, mirrored
+        acc[:, :h] += gram
+        m2 = np.empty(width, dtype=np.float64)
+        m2[:h] = np.diagonal(gram)
+        if h < width:
+            acc[:, h:] += xs.T @ x[:, h:]
+            for a in range(h, width, _SLAB):
+                sl = x[:, a:a + _SLAB]
+                m2[a:a + _SLAB] = np.einsum("ij,ij->j", sl, sl, dtype=np.float64)
+        del gram
+        m2 -= c * resid * resid
+        _rank1_update(acc, -float(c), resid[:h], resid)
+        delta, weight = moments.merge(c, chunk_mean, m2)
+        _rank1_update(acc, weight, delta[:h], delta)
+    return moments, acc
+
+
+def _row_blocks(d: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Neuron row blocks ``[lo, hi)`` whose float64 accumulator ``(hi-lo) x (d-lo)`` fits."""
+    blocks, lo = [], 0
+    while lo < d:
+        width = d - lo
+        rows = max(1, min(width, int(max_bytes // (8 * width))))
+        blocks.append((lo, lo + rows))
+        lo += rows
+    return blocks
+
+
+def constant_neurons(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Mask of neurons with no variation beyond float32 rounding (see the module docstring)."""
+    return std <= 1e-6 * np.abs(mean) + 1e-12
+
+
+def correlation_matrix(
+    activations: Activations | ColumnSource,
+    neurons: Sequence[str | int] | np.ndarray | None = None,
+    chunk_words: int = 8192,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    out: str | os.PathLike | None = None,
+    precision: str = "float32",
+    rows: np.ndarray | None = None,
+) -> CorrelationResult:
+    """Pearson correlation between every pair of chosen neurons, streamed over words.
+
+    Args:
+        activations: a store, a ``(n_words, n_neurons)`` array, or a :class:`ColumnSource`.
+        neurons: names or ids to include (default: all); ignored for a ``ColumnSource``.
+        chunk_words: rows per chunk read.
+        max_bytes: budget of the float64 accumulator; above ``D * D * 8`` the matrix is
+            built by neuron row blocks, one pass over the words each.
+        out: write the float32 matrix to this ``.npy`` file (memory-mapped, plus a ``.json``
+            sidecar) instead of keeping it in memory; for very wide selections.
+        precision: ``"float32"`` multiplies each centred chunk in float32 (accumulating in
+            float64; ~1e-7 error on correlations, twice as fast) or ``"float64"``.
+        rows: restrict to these row indices (sorted), e.g. a training split.
+
+    Returns:
+        :class:`CorrelationResult`.
+    """
+    if precision not in PRECISIONS:
+        raise NeuronscopeError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not isinstance(max_bytes, (int, np.integer)) or max_bytes < 8:
+        raise NeuronscopeError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    source = ColumnSource.of(activations, neurons, chunk_words)
+    if rows is not None:
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(rows) and (rows[0] < 0 or rows[-1] >= source.n_rows):
+            raise NeuronscopeError(f"rows must lie in [0, {source.n_rows})")
+    n_words = source.n_rows if rows is None else len(rows)
+    if n_words < 2:
+        raise NeuronscopeError(f"correlations need at least 2 words, got {n_words}")
+    d = source.n_cols
+    if out is not None:
+        path = Path(out)
+        if path.suffix != ".npy":
+            path = path.with_suffix(".npy")
+        matrix: np.ndarray = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float32, shape=(d, d)
+        )
+    else:
+        path = None
+        matrix = np.empty((d, d), dtype=np.float32)
+    std = mean = None
+    for lo, hi in _row_blocks(d, int(max_bytes)):
+        moments, acc = _block_pass(source, lo, hi, precision, rows)
+        if std is None:  # the first block starts at 0: its moments cover every column
+            mean = moments.mean
+            std = np.sqrt(np.maximum(moments.m2, 0.0) / moments.n)
+            const = constant_neurons(mean, std)
+            std[const] = 0.0
+            # 1/sd with constants -> 0 turns their rows and columns into zeros.
+            inv = np.zeros(d)
+            inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2[~const], 1e-300))
+        acc *= inv[lo:hi, None]
+        acc *= inv[None, lo:]
+        np.clip(acc, -1.0, 1.0, out=acc)
+        idx = np.arange(lo, hi)
+        acc[idx - lo, idx - lo] = 1.0
+        matrix[lo:hi, lo:] = acc
+        matrix[lo:, lo:hi] = acc.T
+        del acc
+    assert std is not None and mean is not None
+    names = source.names
+    result = CorrelationResult(
+        matrix=matrix, names=names, ids=source.ids,
+        constant=[names[i] for i in np.nonzero(std == 0)[0]],
+        mean=mean, std=std, n_words=n_words, part_offsets=source.offsets.copy(), path=path,
+    )
+    if path is not None:
+        matrix.flush()
+        _write_sidecar(path, result)
+    return result
