@@ -22,7 +22,10 @@ from tokenizers import (
     processors,
     trainers,
 )
+from typer.testing import CliRunner
 
+from neuronscope.cli import app
+from neuronscope.corpus import write_conllu
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
 from neuronscope.models import wrap_model
@@ -164,13 +167,18 @@ def tiny_bert(bert_tokenizer):
     return wrap_model(model, bert_tokenizer, name="tiny-bert")
 
 
+def _saved(tmp_path_factory, loaded, name: str) -> Path:
+    """``loaded`` saved as a Hugging Face model folder, for loading by path."""
+    path = tmp_path_factory.mktemp(name)
+    loaded.model.save_pretrained(path)
+    loaded.tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, tiny_bert) -> Path:
     """``tiny_bert`` saved as a Hugging Face model folder, for loading by path."""
-    path = tmp_path_factory.mktemp("tiny-bert-model")
-    tiny_bert.model.save_pretrained(path)
-    tiny_bert.tokenizer.save_pretrained(path)
-    return path
+    return _saved(tmp_path_factory, tiny_bert, "tiny-bert-model")
 
 
 @pytest.fixture(scope="session")
@@ -193,10 +201,37 @@ def tiny_gpt2(gpt2_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, tiny_gpt2) -> Path:
+    """``tiny_gpt2`` saved as a Hugging Face model folder, for loading by path."""
+    return _saved(tmp_path_factory, tiny_gpt2, "tiny-gpt2-model")
+
+
+@pytest.fixture(scope="session")
 def small_corpus() -> Corpus:
     """Ten sentences, one of them longer than 64 subwords for both tiny tokenizers."""
     labels = {"upos": [[_upos(w) for w in s] for s in SENTENCES]}
     return Corpus(SENTENCES, labels, name="small")
+
+
+@pytest.fixture(scope="session")
+def small_conllu(tmp_path_factory, small_corpus) -> Path:
+    """``small_corpus`` written as a CoNLL-U file."""
+    path = tmp_path_factory.mktemp("small-corpus") / "small.conllu"
+    write_conllu(small_corpus, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cli_store(tmp_path_factory, tiny_bert_dir, small_conllu) -> Path:
+    """The store ``neuronscope extract`` writes for ``small_conllu`` with ``tiny_bert_dir``
+    (hidden and mlp; mean aggregation, the default)."""
+    out = tmp_path_factory.mktemp("cli-store") / "small.store"
+    result = CliRunner().invoke(app, [
+        "extract", str(small_conllu), "--out", str(out), "--model", str(tiny_bert_dir),
+        "--components", "hidden,mlp", "--no-progress",
+    ])
+    assert result.exit_code == 0, result.output
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -26,26 +26,8 @@ def model_dir(tiny_bert_dir) -> Path:
     return tiny_bert_dir
 
 
-@pytest.fixture(scope="module")
-def conllu(tmp_path_factory, small_corpus) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "small.conllu"
-    write_conllu(small_corpus, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, model_dir, conllu) -> Path:
-    out = tmp_path_factory.mktemp("stores") / "small.store"
-    result = runner.invoke(app, [
-        "extract", str(conllu), "--out", str(out), "--model", str(model_dir),
-        "--components", "hidden,mlp", "--no-progress",
-    ])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_extract_then_info_json(store, small_corpus):
-    result = runner.invoke(app, ["info", str(store), "--json"])
+def test_extract_then_info_json(cli_store, small_corpus):
+    result = runner.invoke(app, ["info", str(cli_store), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["n_words"] == small_corpus.n_words
@@ -58,25 +40,26 @@ def test_extract_then_info_json(store, small_corpus):
     assert info["windows"]["sentences_windowed"] >= 1
 
 
-def test_info_table(store):
-    result = runner.invoke(app, ["info", str(store)])
+def test_info_table(cli_store):
+    result = runner.invoke(app, ["info", str(cli_store)])
     assert result.exit_code == 0
     assert "component hidden" in result.output and "3" in result.output
 
 
-def test_existing_store_is_refused_and_left_untouched(store, model_dir, conllu):
-    before = (store / "neuronscope.json").read_bytes()
+def test_existing_store_is_refused_and_left_untouched(cli_store, model_dir, small_conllu):
+    before = (cli_store / "neuronscope.json").read_bytes()
     result = runner.invoke(app, [
-        "extract", str(conllu), "--out", str(store), "--model", str(model_dir), "--no-progress",
+        "extract", str(small_conllu), "--out", str(cli_store), "--model", str(model_dir),
+        "--no-progress",
     ])
     assert isinstance(result.exception, StoreError)
     assert "already exists" in str(result.exception)
-    assert (store / "neuronscope.json").read_bytes() == before
+    assert (cli_store / "neuronscope.json").read_bytes() == before
 
 
-def test_unknown_component_lists_valid_ones(tmp_path, model_dir, conllu):
+def test_unknown_component_lists_valid_ones(tmp_path, model_dir, small_conllu):
     result = runner.invoke(app, [
-        "extract", str(conllu), "--out", str(tmp_path / "s"), "--model", str(model_dir),
+        "extract", str(small_conllu), "--out", str(tmp_path / "s"), "--model", str(model_dir),
         "--components", "hidden,ffn",
     ])
     assert isinstance(result.exception, UnknownComponentError)
@@ -104,57 +87,57 @@ def test_entry_point_prints_one_clear_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_rank_writes_readable_rankings(store, conllu, tmp_path):
+def test_rank_writes_readable_rankings(cli_store, small_conllu, tmp_path):
     out = tmp_path / "ranking.json"
     result = runner.invoke(app, [
-        "rank", str(store), str(conllu), "--labels", "upos", "--method", "probeless",
+        "rank", str(cli_store), str(small_conllu), "--labels", "upos", "--method", "probeless",
         "--method", "selectivity", "--out", str(out), "--components", "mlp",
     ])
     assert result.exit_code == 0, result.output
     for method in ("probeless", "selectivity"):
         ranking = Ranking.from_json(tmp_path / f"ranking.{method}.json")
         assert ranking.method == method
-        assert set(ranking.concept_names) == set(read_conllu(conllu).label_counts("upos"))
+        assert set(ranking.concept_names) == set(read_conllu(small_conllu).label_counts("upos"))
         # --components mlp restricts the candidates.
         assert all(".mlp." in name for name in ranking.top(10))
     assert "top 5 neurons per concept" in result.output
 
 
-def test_rank_rejects_other_corpus(store, tmp_path, small_corpus):
+def test_rank_rejects_other_corpus(cli_store, tmp_path, small_corpus):
     other = tmp_path / "other.conllu"
     write_conllu(small_corpus.subset(range(3)), other)
-    result = runner.invoke(app, ["rank", str(store), str(other), "--labels", "upos",
+    result = runner.invoke(app, ["rank", str(cli_store), str(other), "--labels", "upos",
                                  "--method", "probeless", "--out", str(tmp_path / "r.json")])
     assert isinstance(result.exception, StoreError)
     assert "fingerprint" in str(result.exception)
 
 
-def test_top_words(store, conllu):
-    st = ActivationStore(store)
+def test_top_words(cli_store, small_conllu):
+    st = ActivationStore(cli_store)
     neuron = "L1.mlp.3"
     values = st.neurons([neuron])[:, 0]
     best_word = st.words()[int(np.argmax(values))]
-    result = runner.invoke(app, ["top-words", str(store), str(conllu), "--neuron", neuron,
+    result = runner.invoke(app, ["top-words", str(cli_store), str(small_conllu), "--neuron", neuron,
                                  "-k", "5"])
     assert result.exit_code == 0, result.output
     assert best_word in result.output
     assert "top contexts" in result.output
 
 
-def test_export_and_import_neurox_round_trip(store, conllu, tmp_path):
+def test_export_and_import_neurox_round_trip(cli_store, small_conllu, tmp_path):
     h5 = tmp_path / "acts.hdf5"
-    result = runner.invoke(app, ["export", str(store), "--format", "neurox-hdf5",
+    result = runner.invoke(app, ["export", str(cli_store), "--format", "neurox-hdf5",
                                  "--component", "hidden", "--out", str(h5)])
     assert result.exit_code == 0, result.output
-    st = ActivationStore(store)
+    st = ActivationStore(cli_store)
     hidden = st.component("hidden")
     with h5py.File(h5, "r") as f:
         first = f["0"][()]
-        n0 = len(read_conllu(conllu).sentences[0])
+        n0 = len(read_conllu(small_conllu).sentences[0])
         assert first.shape == (3, n0, 32)
         np.testing.assert_array_equal(first[1], hidden[:n0, 32:64])
     back = tmp_path / "back.store"
-    result = runner.invoke(app, ["import-neurox", str(h5), "--corpus", str(conllu),
+    result = runner.invoke(app, ["import-neurox", str(h5), "--corpus", str(small_conllu),
                                  "--out", str(back)])
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(ActivationStore(back).component("hidden"), hidden)

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from neuronscope.benchmark import Leaderboard
 from neuronscope.benchmark.commands import register
-from neuronscope.corpus import write_conllu
 from neuronscope.errors import NeuronscopeError, StoreError
 
 runner = CliRunner()
@@ -59,13 +58,11 @@ def test_default_run_extracts_demo_and_writes_leaderboard(app, tiny_bert_dir, tm
     assert Leaderboard.from_json(out / "leaderboard.json").results.equals(board.results)
 
 
-def test_store_and_corpus(app, extracted, small_corpus, tmp_path):
+def test_store_and_corpus(app, extracted, small_conllu, tmp_path):
     store = extracted("bert", components=("hidden",))
-    conllu = tmp_path / "small.conllu"
-    write_conllu(small_corpus, conllu)
     out = tmp_path / "out"
     result = runner.invoke(app, [
-        "benchmark", "--store", str(store.path), "--corpus", str(conllu), "--labels", "upos",
+        "benchmark", "--store", str(store.path), "--corpus", str(small_conllu), "--labels", "upos",
         "--out", str(out), "--methods", "ap", "--kinds", "focused,redundant", "--snrs", "2",
         "--n-concepts", "1", "--min-concept-words", "5", "--repeats", "1", "--ks", "3",
         "--no-progress",
@@ -101,9 +98,7 @@ def test_bad_input_is_a_clear_error(app, tiny_bert_dir, tmp_path, args, error, m
         assert not (out / "store").exists()
 
 
-def test_store_that_is_not_a_store(app, tmp_path, small_corpus):
-    conllu = tmp_path / "small.conllu"
-    write_conllu(small_corpus, conllu)
-    result = runner.invoke(app, ["benchmark", "--store", str(tmp_path), "--corpus", str(conllu),
-                                 "--no-progress"])
+def test_store_that_is_not_a_store(app, tmp_path, small_conllu):
+    result = runner.invoke(app, ["benchmark", "--store", str(tmp_path),
+                                 "--corpus", str(small_conllu), "--no-progress"])
     assert isinstance(result.exception, StoreError)

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from neuronscope.cli import app
-from neuronscope.corpus import write_conllu
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.evaluation import (
@@ -26,27 +25,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def conllu(tmp_path_factory, small_corpus) -> Path:
-    path = tmp_path_factory.mktemp("eval-corpus") / "small.conllu"
-    write_conllu(small_corpus, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_bert_dir, conllu) -> Path:
-    out = tmp_path_factory.mktemp("eval-stores") / "small.store"
-    result = runner.invoke(app, [
-        "extract", str(conllu), "--out", str(out), "--model", str(tiny_bert_dir),
-        "--components", "hidden,mlp", "--no-progress",
-    ])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def ranking(store, conllu, tmp_path_factory) -> Path:
+def ranking(cli_store, small_conllu, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval-rankings") / "ranking.json"
-    result = runner.invoke(app, ["rank", str(store), str(conllu), "--labels", "upos",
+    result = runner.invoke(app, ["rank", str(cli_store), str(small_conllu), "--labels", "upos",
                                  "--method", "probeless", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
@@ -59,14 +40,14 @@ def _evaluate(store, conllu, ranking, out, *extra):
     ])
 
 
-def test_evaluate_writes_summary_and_plots(store, conllu, ranking, tmp_path):
+def test_evaluate_writes_summary_and_plots(cli_store, small_conllu, ranking, tmp_path):
     out = tmp_path / "eval"
-    result = _evaluate(store, conllu, ranking, out, "--ks", "5,20")
+    result = _evaluate(cli_store, small_conllu, ranking, out, "--ks", "5,20")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert {"format", "store_fingerprint", "labels", "concept", "ranking", "split", "selection",
             "ablation", "control", "layers", "plots", "warnings"} <= set(summary)
-    assert summary["store_fingerprint"] == ActivationStore(store).fingerprint
+    assert summary["store_fingerprint"] == ActivationStore(cli_store).fingerprint
     n_neurons = 3 * 32 + 2 * 64  # hidden layers 0-2, mlp layers 0-1
     sel = summary["selection"]
     assert sel["n_neurons"] == n_neurons and [r["k"] for r in sel["table"]] == [5, 20]
@@ -89,8 +70,8 @@ def test_evaluate_writes_summary_and_plots(store, conllu, ranking, tmp_path):
     assert "top-k" in result.output and "selectivity" in result.output
 
 
-def test_evaluate_one_concept(store, conllu, ranking, tmp_path):
-    result = _evaluate(store, conllu, ranking, tmp_path / "noun", "--ks", "3",
+def test_evaluate_one_concept(cli_store, small_conllu, ranking, tmp_path):
+    result = _evaluate(cli_store, small_conllu, ranking, tmp_path / "noun", "--ks", "3",
                        "--concept", "NOUN", "--mode", "mean")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "noun" / "summary.json").read_text())
@@ -101,37 +82,37 @@ def test_evaluate_one_concept(store, conllu, ranking, tmp_path):
     assert summary["ablation"]["mode"] == "mean"
 
 
-def test_bad_options_fail_before_any_probe(store, conllu, ranking, tmp_path):
-    result = _evaluate(store, conllu, ranking, tmp_path / "x", "--mode", "noise")
+def test_bad_options_fail_before_any_probe(cli_store, small_conllu, ranking, tmp_path):
+    result = _evaluate(cli_store, small_conllu, ranking, tmp_path / "x", "--mode", "noise")
     assert isinstance(result.exception, NeuronscopeError) and "mode" in str(result.exception)
-    result = _evaluate(store, conllu, ranking, tmp_path / "x", "--concept", "NOPE")
+    result = _evaluate(cli_store, small_conllu, ranking, tmp_path / "x", "--concept", "NOPE")
     assert isinstance(result.exception, NeuronscopeError)
     assert "no concept 'NOPE'" in str(result.exception)
-    result = runner.invoke(app, ["evaluate", str(store), str(conllu), str(ranking),
+    result = runner.invoke(app, ["evaluate", str(cli_store), str(small_conllu), str(ranking),
                                  "--labels", "xpos", "--out", str(tmp_path / "x")])
     assert isinstance(result.exception, NeuronscopeError)
     assert "no label layer 'xpos'" in str(result.exception)
 
 
-def test_ranking_from_another_store_is_refused(store, conllu, ranking, tmp_path):
+def test_ranking_from_another_store_is_refused(cli_store, small_conllu, ranking, tmp_path):
     other = Ranking.from_json(ranking)
     other.store_fingerprint = "0123456789abcdef-other-mean"
     path = tmp_path / "other.json"
     other.to_json(path)
-    result = _evaluate(store, conllu, path, tmp_path / "x", "--ks", "5")
+    result = _evaluate(cli_store, small_conllu, path, tmp_path / "x", "--ks", "5")
     assert isinstance(result.exception, FingerprintMismatchError)
     assert "another model" in str(result.exception)
     # Without a fingerprint, mismatching names give away a foreign ranking too.
     other.store_fingerprint = None
     other.names = {i: f"L9.mlp.{i}" for i in other.names}
     other.to_json(path)
-    result = _evaluate(store, conllu, path, tmp_path / "x", "--ks", "5")
+    result = _evaluate(cli_store, small_conllu, path, tmp_path / "x", "--ks", "5")
     assert isinstance(result.exception, NeuronscopeError)
     assert "differ from store" in str(result.exception)
     assert not (tmp_path / "x" / "summary.json").exists()
 
 
-def test_ranking_from_another_corpus_of_the_same_model_is_accepted(store, conllu, ranking,
+def test_ranking_from_another_corpus_of_the_same_model_is_accepted(cli_store, small_conllu, ranking,
                                                                    tmp_path):
     # Rank on training text, evaluate on held-out text: same neurons, other corpus.
     other = Ranking.from_json(ranking)
@@ -139,7 +120,7 @@ def test_ranking_from_another_corpus_of_the_same_model_is_accepted(store, conllu
     other.store_fingerprint = f"{model_fp}-0123456789abcdef-{aggregation}"
     path = tmp_path / "train-ranking.json"
     other.to_json(path)
-    result = _evaluate(store, conllu, path, tmp_path / "x", "--ks", "5")
+    result = _evaluate(cli_store, small_conllu, path, tmp_path / "x", "--ks", "5")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "x" / "summary.json").exists()
 
@@ -147,14 +128,14 @@ def test_ranking_from_another_corpus_of_the_same_model_is_accepted(store, conllu
 @pytest.mark.parametrize("ks, message", [("0", "between 1 and 224"),
                                          ("5,225", "between 1 and 224"),
                                          ("ten", "comma-separated integers")])
-def test_bad_k_is_refused(store, conllu, ranking, tmp_path, ks, message):
-    result = _evaluate(store, conllu, ranking, tmp_path / "x", "--ks", ks)
+def test_bad_k_is_refused(cli_store, small_conllu, ranking, tmp_path, ks, message):
+    result = _evaluate(cli_store, small_conllu, ranking, tmp_path / "x", "--ks", ks)
     assert isinstance(result.exception, NeuronscopeError)
     assert message in str(result.exception)
 
 
-def test_library_on_a_store_splits_by_sentence(store, conllu, ranking, small_corpus):
-    st = ActivationStore(store)
+def test_library_on_a_store_splits_by_sentence(cli_store, small_conllu, ranking, small_corpus):
+    st = ActivationStore(cli_store)
     rk = Ranking.from_json(ranking)
     result = evaluate_selection(st, small_corpus.concept_labels("upos"), rk, ks=[4],
                                 n_random=1, test_size=0.3)
@@ -165,8 +146,8 @@ def test_library_on_a_store_splits_by_sentence(store, conllu, ranking, small_cor
     assert matrix.names == rk.top(4) and np.isfinite(matrix.x).all()
 
 
-def test_information_on_a_store_checks_the_corpus(store, ranking, small_corpus):
-    st = ActivationStore(store)
+def test_information_on_a_store_checks_the_corpus(cli_store, ranking, small_corpus):
+    st = ActivationStore(cli_store)
     rk = Ranking.from_json(ranking)
     labels = small_corpus.concept_labels("upos")
     per = neuron_mutual_information(st, labels, neurons=rk.top(3))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from neuronscope.cli import app
-from neuronscope.corpus import write_conllu
 from neuronscope.errors import NeuronscopeError
 from neuronscope.extraction import extract
 from neuronscope.interventions.sites import model_sites
@@ -22,26 +20,16 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def bert_setup(tmp_path_factory, tiny_bert_dir, small_corpus):
+def bert_setup(tmp_path_factory, tiny_bert_dir, small_corpus, small_conllu):
     """Corpus file, store and ranking made with the tiny BERT as loaded from disk."""
     root = tmp_path_factory.mktemp("cli-interventions")
-    conllu = root / "small.conllu"
-    write_conllu(small_corpus, conllu)
     loaded = load_model(str(tiny_bert_dir))
     store = extract(small_corpus, root / "store", loaded, components=["mlp"], progress=False)
     ranking = Probeless().rank(store, small_corpus.concept_labels("upos"))
     ranking_path = root / "ranking.json"
     ranking.to_json(ranking_path)
-    return {"model": str(tiny_bert_dir), "store": str(root / "store"), "corpus": str(conllu),
+    return {"model": str(tiny_bert_dir), "store": str(root / "store"), "corpus": str(small_conllu),
             "ranking": str(ranking_path), "root": root}
-
-
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory, tiny_gpt2) -> Path:
-    path = tmp_path_factory.mktemp("tiny-gpt2-model")
-    tiny_gpt2.model.save_pretrained(path)
-    tiny_gpt2.tokenizer.save_pretrained(path)
-    return path
 
 
 def test_ablate_command(bert_setup):
@@ -72,8 +60,8 @@ def test_attribute_command(bert_setup):
     assert "suppress" in result.output
 
 
-def test_steer_command(gpt2_dir, tmp_path):
-    loaded = load_model(str(gpt2_dir))
+def test_steer_command(tiny_gpt2_dir, tmp_path):
+    loaded = load_model(str(tiny_gpt2_dir))
     names = [f"L1.mlp.{i}" for i in range(8)]
     ranking = ranking_from_scores(
         "manual", {}, np.array([np.linspace(1, 0, 8)]), ["DET"],
@@ -83,13 +71,13 @@ def test_steer_command(gpt2_dir, tmp_path):
     path = tmp_path / "ranking.json"
     ranking.to_json(path)
     result = runner.invoke(app, [
-        "steer", str(gpt2_dir), str(path), "--concept", "DET", "--prompt", "the cat sat",
+        "steer", str(tiny_gpt2_dir), str(path), "--concept", "DET", "--prompt", "the cat sat",
         "--prompt", "we visited", "-k", "2", "--value", "25", "--words", "the,a",
         "--max-new-tokens", "5",
     ])
     assert result.exit_code == 0, result.output
     assert "steering 2 neurons of 'DET'" in result.output and "generations" in result.output
-    missing = runner.invoke(app, ["steer", str(gpt2_dir), str(path), "--concept", "DET",
+    missing = runner.invoke(app, ["steer", str(tiny_gpt2_dir), str(path), "--concept", "DET",
                                   "--prompt", "the cat"])
     assert isinstance(missing.exception, NeuronscopeError)
     assert "--value" in str(missing.exception)

@@ -1,8 +1,10 @@
-"""Average precision (Suau et al. 2020): equal to scikit-learn's, ties included; planted neuron,
-store == array, no mutation, clear errors."""
+"""Average precision (Suau et al. 2020): equal to scikit-learn's, ties included (both ways of
+handling them, signed zeros, constant neurons, single-positive concepts, many neurons on
+threads); planted neuron, store == array, no mutation, clear errors."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from sklearn.metrics import average_precision_score
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.methods import average_precision as ap_module
 from neuronscope.methods.average_precision import AveragePrecision
 from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore, StoreWriter
@@ -136,3 +139,124 @@ def test_clear_errors(tmp_path):
     elsewhere = Corpus([[f"v{i}" for i in range(N)]], {"tag": [list(y)]}, name="other")
     with pytest.raises(FingerprintMismatchError, match="other than the one store"):
         AveragePrecision().rank(store, elsewhere.concept_labels("tag"))
+
+
+# ---------------------------------------------------------------------------- fast paths
+@pytest.fixture(params=["auto", "corrected", "runs"])
+def tie_path(request, monkeypatch):
+    """Run a test with the automatic choice, or force one of the two ways ties are handled."""
+    if request.param == "corrected":  # never sum over runs: correct the tied words
+        monkeypatch.setattr(ap_module, "_RUNS_FRACTION", -1.0)
+    elif request.param == "runs":  # always sum over runs, even without ties
+        monkeypatch.setattr(ap_module, "_RUNS_FRACTION", 2.0)
+    return request.param
+
+
+def random_problem(seed: int, n: int, d: int, decimals: int | None):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    if decimals is not None:
+        x = np.round(x, decimals)
+    labels = np.asarray(["a", "b", "c", "d", "e", "f"])
+    y = labels[rng.choice(6, n, p=[0.3, 0.25, 0.2, 0.15, 0.07, 0.03])]
+    return x, y
+
+
+@functools.cache
+def many_neurons(decimals: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """40 neurons x 900 words, and scikit-learn's AP (computed once for every tie path)."""
+    x, y = random_problem(11, 900, 40, decimals)
+    return x, y, sklearn_ap(x, y, ["a", "b", "c", "d", "e", "f"])
+
+
+@pytest.mark.parametrize("decimals", [None, 3, 2, 1, 0])
+def test_many_neurons_equal_sklearn(tie_path, decimals):
+    """Many neurons at once (threads, several blocks), from no ties to massive ties."""
+    x, y, expected = many_neurons(decimals)
+    method = AveragePrecision(block_neurons=17, n_jobs=2)
+    method.rank(x, y)
+    np.testing.assert_allclose(method.scores_, expected, rtol=0, atol=1e-12)
+    # The same scores one neuron at a time, without threads.
+    single = AveragePrecision(block_neurons=1, n_jobs=1)
+    single.rank(x, y)
+    np.testing.assert_allclose(single.scores_, method.scores_, rtol=0, atol=1e-15)
+
+
+def test_subset_of_concepts_with_ties(tie_path):
+    """Words of other labels are negatives, also inside tied groups."""
+    x, y = random_problem(12, 500, 20, 1)
+    concepts = ["f", "b"]  # rare and common; "a", "c", "d", "e" words are negatives only
+    method = AveragePrecision(concepts=concepts, n_jobs=2)
+    method.rank(x, y)
+    np.testing.assert_allclose(method.scores_, sklearn_ap(x, y, concepts), rtol=0, atol=1e-12)
+
+
+def test_signed_zeros_are_one_value(tie_path):
+    rng = np.random.default_rng(13)
+    n = 400
+    y = np.asarray(CONCEPTS)[rng.integers(0, len(CONCEPTS), n)]
+    x = np.zeros((n, 4), np.float32)
+    x[:, 0] = np.where(rng.random(n) < 0.5, -0.0, 0.0)  # only zeros of both signs
+    # Zeros of both signs among positive and negative values (a ReLU-like unit and another).
+    x[:, 1] = np.where(rng.random(n) < 0.6, rng.choice([-0.0, 0.0], n), rng.standard_normal(n))
+    x[:, 2] = np.maximum(rng.standard_normal(n), 0) * rng.choice([-1.0, 1.0], n)
+    x[:, 3] = np.where(y == "A", 0.0, -0.0)  # the sign alone must not separate A
+    assert np.signbit(x[:, 0]).any() and np.signbit(x[:, 3]).any()
+    method = AveragePrecision(n_jobs=1)
+    method.rank(x, y)
+    np.testing.assert_allclose(method.scores_, sklearn_ap(x, y, CONCEPTS), rtol=0, atol=1e-12)
+    base = [(y == c).mean() for c in CONCEPTS]
+    np.testing.assert_allclose(method.scores_[:, 0], base, atol=1e-15)
+    np.testing.assert_allclose(method.scores_[:, 3], base, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 3e38 summed
+@pytest.mark.parametrize("value", [0.0, -0.0, -7.25, 3e38, 1e-45])
+def test_constant_neuron_scores_base_rate(tie_path, value):
+    x, y = planted()
+    x[:, 2] = value
+    method = AveragePrecision()
+    method.rank(x, y)
+    np.testing.assert_allclose(method.scores_[:, 2], [(y == c).mean() for c in CONCEPTS],
+                               atol=1e-15)
+    np.testing.assert_allclose(method.scores_, sklearn_ap(x, y, CONCEPTS), atol=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_single_positive_concepts(tie_path, decimals):
+    rng = np.random.default_rng(14)
+    n = 300
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    if decimals is not None:
+        x = np.round(x, decimals)
+    y = np.full(n, "rest", dtype=object)
+    y[[0, 7, 150, n - 1]] = ["first", "second", "middle", "last"]  # one word each
+    x[7, 1] = x[:, 1].max() + 1  # "second" holds neuron 1's top value alone: AP 1
+    x[150, 4] = x[151, 4] = x[:, 4].max() + 1  # "middle" shares neuron 4's top value: 1/2
+    concepts = ["first", "second", "middle", "last", "rest"]
+    method = AveragePrecision(concepts=concepts, n_jobs=1)
+    method.rank(x, y)
+    np.testing.assert_allclose(method.scores_, sklearn_ap(x, y, concepts), rtol=0, atol=1e-12)
+    assert method.scores_[1, 1] == 1.0 and method.scores_[2, 4] == pytest.approx(0.5)
+
+
+def test_sort_keys_order_floats_descending():
+    special = [np.finfo(np.float32).max, -np.finfo(np.float32).max, 1e-45, -1e-45,
+               np.finfo(np.float32).tiny, 0.0, -0.0, 1.0, -1.0, 2.5, -2.5]
+    rng = np.random.default_rng(15)
+    x = np.concatenate([special, rng.standard_normal(500) * 10.0 ** rng.integers(-30, 30, 500)])
+    x = x.astype(np.float32)
+    keys = ap_module._sort_keys(x)
+    assert keys.dtype == np.uint32
+    # Ascending keys are descending values, equal values (0.0 and -0.0 included) equal keys.
+    for i, j in rng.integers(0, len(x), (3000, 2)):
+        assert (keys[i] < keys[j]) == (x[i] > x[j]) and (keys[i] == keys[j]) == (x[i] == x[j])
+    order = np.lexsort(ap_module._halves(keys))
+    assert np.all(np.diff(x[order].astype(np.float64)) <= 0)
+
+
+def test_nan_in_a_later_block_with_threads():
+    x, y = random_problem(16, 300, 50, None)
+    x[123, 41] = np.nan
+    with pytest.raises(NeuronscopeError, match="NaN or inf .*row 123, neuron n41"):
+        AveragePrecision(block_neurons=20, n_jobs=2).rank(x, y)

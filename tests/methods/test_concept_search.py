@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from neuronscope.methods.concept_search import (
     top_sentences,
     top_words,
 )
-from neuronscope.store.store import ActivationStore, StoreWriter
+from neuronscope.store import ActivationStore, store_from_arrays
 
 # Flat rows:  S0: 0-5, S1: 6-8, S2: 9-14, S3: 15-16, S4: 17-19
 SENTENCES = [
@@ -58,26 +57,6 @@ def planted_rows() -> np.ndarray:
     return rows
 
 
-def make_store(path: Path, corpus: Corpus, rows: np.ndarray, chunk_words: int = 4):
-    """Write a ``hidden`` store (layers 0 and 1, 3 neurons each) holding ``rows``."""
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 3, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=chunk_words)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path)
-
-
 @pytest.fixture(scope="module")
 def corpus() -> Corpus:
     labels = {
@@ -90,7 +69,9 @@ def corpus() -> Corpus:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, corpus) -> ActivationStore:
-    return make_store(tmp_path_factory.mktemp("cs") / "store", corpus, planted_rows())
+    """A ``hidden`` store (layers 0 and 1, 3 neurons each, chunks of 4 words) of the rows."""
+    return store_from_arrays(tmp_path_factory.mktemp("cs") / "store", corpus,
+                             {"hidden": (planted_rows(), [0, 1])}, chunk_words=4)
 
 
 @pytest.fixture

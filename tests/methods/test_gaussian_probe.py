@@ -13,12 +13,12 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_t
 
-from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import prepare_input
 from neuronscope.methods.gaussian_probe import GaussianProbe, _scatter_pass
 from neuronscope.methods.ranking import Ranking
-from neuronscope.store.store import ActivationStore, StoreWriter
+
+from .conftest import labelled_store
 
 N, D = 2000, 12
 
@@ -33,30 +33,6 @@ def quadrants(seed: int = 0, n: int = N) -> tuple[np.ndarray, np.ndarray]:
     x[:, 5] = x[:, 3] + 2.0 * rng.standard_normal(n).astype(np.float32)
     y = np.asarray(["A", "B", "C", "D"])[2 * (x[:, 3] > 0) + (x[:, 8] > 0)]
     return x, y
-
-
-def make_store(path: Path, rows: np.ndarray, y: np.ndarray) -> tuple[ActivationStore, Corpus]:
-    """A ``hidden`` store (2 layers x 6 neurons, chunks of 64 words) and its labelled corpus."""
-    words = [f"w{i}" for i in range(len(rows))]
-    sentences = [words[i : i + 7] for i in range(0, len(words), 7)]
-    tags = [list(y[i : i + 7]) for i in range(0, len(words), 7)]
-    corpus = Corpus(sentences, {"tag": tags}, name="quadrants")
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 6, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path), corpus
 
 
 def reference_log_joint(
@@ -187,7 +163,7 @@ def test_tiny_classes_stay_finite() -> None:
 
 def test_store_streaming_matches_in_memory(tmp_path: Path) -> None:
     x, y = quadrants()
-    store, corpus = make_store(tmp_path / "store", x, y)
+    store, corpus = labelled_store(tmp_path / "store", x, y, "quadrants")
     from_store = GaussianProbe(max_neurons=4)
     ranking = from_store.rank(store, corpus.concept_labels("tag"))
     in_memory = GaussianProbe(max_neurons=4)

@@ -3,17 +3,16 @@ the subsample fallback, store == array, no mutation, clear errors."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from neuronscope.corpus.corpus import ConceptLabels, Corpus
+from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods import iou as iou_module
 from neuronscope.methods.iou import IoU, tail_quantiles
 from neuronscope.methods.ranking import Ranking
-from neuronscope.store.store import ActivationStore, StoreWriter
+
+from .conftest import labelled_store
 
 N = 600
 CONCEPTS = ["A", "B", "C", "D"]
@@ -26,30 +25,6 @@ def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(CONCEPTS)[rng.integers(0, len(CONCEPTS), N)]
     x[y == "A", 5] += 3.0
     return x, y
-
-
-def make_store(path: Path, rows: np.ndarray, y: np.ndarray) -> tuple[ActivationStore, Corpus]:
-    """A ``hidden`` store (2 layers x 4 neurons, chunks of 64 words) and its labelled corpus."""
-    words = [f"w{i}" for i in range(len(rows))]
-    sentences = [words[i : i + 7] for i in range(0, len(words), 7)]
-    tags = [list(y[i : i + 7]) for i in range(0, len(words), 7)]
-    corpus = Corpus(sentences, {"tag": tags}, name="planted")
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 4, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path), corpus
 
 
 def direct_iou(x: np.ndarray, y: np.ndarray, concept: str, alpha: float) -> np.ndarray:
@@ -157,7 +132,7 @@ def test_subsampled_cut_is_exact_and_falls_back():
 
 def test_store_matches_array_and_neuron_subsets(tmp_path):
     x, y = planted()
-    store, corpus = make_store(tmp_path / "store", x, y)
+    store, corpus = labelled_store(tmp_path / "store", x, y)
     labels = corpus.concept_labels("tag")
     from_store = IoU(alpha=0.05, block_neurons=3)
     ranking = from_store.rank(store, labels)
@@ -199,7 +174,7 @@ def test_clear_errors(tmp_path):
             IoU(block_neurons=3).rank(broken, y)
     with pytest.raises(NeuronscopeError, match="alpha"):
         IoU(alpha=1.5).rank(x, y)
-    store, corpus = make_store(tmp_path / "store", x, y)
+    store, corpus = labelled_store(tmp_path / "store", x, y)
     other = ConceptLabels(np.asarray(y), "tag", "0" * 16)
     with pytest.raises(FingerprintMismatchError, match="other than the one store"):
         IoU().rank(store, other)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.linear_probe import (
     LinearProbe,
     weight_mass_ordering,
     weight_mass_top,
 )
-from neuronscope.store.store import ActivationStore, StoreWriter
+
+from .conftest import labelled_store
 
 CLASSES = np.array(["A", "B", "C"])
 
@@ -281,41 +281,9 @@ def test_save_load_round_trip(fitted: LinearProbe, data: tuple[np.ndarray, np.nd
 
 
 # ---------------------------------------------------------------------- store input
-def write_store(path: Path, rows: np.ndarray, corpus: Corpus, chunk_words: int = 64
-                ) -> ActivationStore:
-    """A ``hidden`` store (2 layers) holding exactly ``rows``."""
-    neurons = rows.shape[1] // 2
-    meta = {
-        "tool_version": "test",
-        "model": {
-            "name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-            "fingerprint": "p" * 16, "random_init": True, "seed": 0, "num_layers": 1,
-        },
-        "corpus": {
-            "name": corpus.name, "fingerprint": corpus.fingerprint,
-            "n_sentences": corpus.n_sentences, "n_words": corpus.n_words,
-        },
-        "components": {
-            "hidden": {"layers": [0, 1], "neurons": neurons, "head_dim": None,
-                       "source": "hidden_states", "modules": {}},
-        },
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=chunk_words)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path)
-
-
 def test_store_input_matches_array(data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     x, y = data
-    words = [f"w{i}" for i in range(len(y))]
-    sentences = [words[i : i + 8] for i in range(0, len(words), 8)]
-    tags = [list(y[i : i + 8]) for i in range(0, len(y), 8)]
-    corpus = Corpus(sentences, labels={"upos": tags}, name="planted")
-    store = write_store(tmp_path / "store", x, corpus)
+    store, corpus = labelled_store(tmp_path / "store", x, y, layer="upos", sentence_length=8)
     labels = corpus.concept_labels("upos")
 
     from_store = LinearProbe(max_epochs=3, random_state=2)

@@ -3,16 +3,15 @@ in-memory == store, no mutation, clear errors."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from neuronscope.corpus.corpus import ConceptLabels, Corpus
+from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods.ranking import Ranking
 from neuronscope.methods.selectivity import Selectivity
-from neuronscope.store.store import ActivationStore, StoreWriter
+
+from .conftest import labelled_store
 
 N = 600
 CONCEPTS = ["A", "B", "C", "D"]
@@ -26,30 +25,6 @@ def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x[y == "A", 5] += 3.0
     x[y == "B", 2] -= 3.0
     return x, y
-
-
-def make_store(path: Path, rows: np.ndarray, y: np.ndarray) -> tuple[ActivationStore, Corpus]:
-    """A ``hidden`` store (2 layers x 4 neurons, chunks of 64 words) and its labelled corpus."""
-    words = [f"w{i}" for i in range(len(rows))]
-    sentences = [words[i : i + 7] for i in range(0, len(words), 7)]
-    tags = [list(y[i : i + 7]) for i in range(0, len(words), 7)]
-    corpus = Corpus(sentences, {"tag": tags}, name="planted")
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 4, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path), corpus
 
 
 def hand_selectivity(x: np.ndarray, y: np.ndarray, concept: str) -> np.ndarray:
@@ -103,7 +78,7 @@ def test_constant_neuron_and_concept_subset():
 
 def test_streaming_store_and_array_agree(tmp_path):
     x, y = planted()
-    store, corpus = make_store(tmp_path / "store", x, y)
+    store, corpus = labelled_store(tmp_path / "store", x, y)
     labels = corpus.concept_labels("tag")
     in_memory = Selectivity(chunk_words=10_000)
     in_memory.rank(x, y)
@@ -143,6 +118,6 @@ def test_clear_errors(tmp_path):
             Selectivity(chunk_words=64).rank(broken, y)
     with pytest.raises(NeuronscopeError, match="chunk_words"):
         Selectivity(chunk_words=0).rank(x, y)
-    store, _ = make_store(tmp_path / "store", x, y)
+    store, _ = labelled_store(tmp_path / "store", x, y)
     with pytest.raises(FingerprintMismatchError, match="other than the one store"):
         Selectivity().rank(store, ConceptLabels(np.asarray(y), "tag", "1" * 16))

@@ -4,7 +4,6 @@ high-variance neurons, store == array."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError, UnknownComponentError
 from neuronscope.methods.shortlists import NeuronStatistics, neuron_statistics, shortlists
-from neuronscope.store.store import ActivationStore, StoreWriter
+from neuronscope.store import store_from_arrays
 
 N = 1000
 
@@ -117,29 +116,10 @@ def test_neuron_selection_and_serialization(x):
     assert list(df.index) == ["n4", "n1"] and df.loc["n1", "zero_fraction"] == 1.0
 
 
-def make_store(path: Path, rows: np.ndarray) -> ActivationStore:
-    """A ``hidden`` store with 2 layers of 4 neurons over a one-word-per-sentence corpus."""
-    corpus = Corpus([[f"w{i}"] for i in range(len(rows))], name="stats")
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 4, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=128)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path)
-
-
 def test_store_matches_array(tmp_path, x):
-    store = make_store(tmp_path / "store", x)
+    corpus = Corpus([[f"w{i}"] for i in range(len(x))], name="stats")  # one word a sentence
+    store = store_from_arrays(tmp_path / "store", corpus, {"hidden": (x, [0, 1])},
+                              chunk_words=128)
     from_store = neuron_statistics(store)
     from_array = neuron_statistics(x)
     assert from_store.names[:5] == ["L0.hidden.0", "L0.hidden.1", "L0.hidden.2",

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neuronscope.cli import app
-from neuronscope.corpus import load_demo_corpus, write_conllu
+from neuronscope.corpus import load_demo_corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.extraction import extract
 from neuronscope.methods import Ranking, get_method
@@ -308,16 +308,14 @@ def test_no_rankings(report_store, small_corpus, tmp_path):
 
 
 # ------------------------------------------------------------------------ CLI and demo
-def test_cli_report(report_store, small_corpus, report_rankings, tmp_path):
-    conllu = tmp_path / "small.conllu"
-    write_conllu(small_corpus, conllu)
+def test_cli_report(report_store, small_conllu, report_rankings, tmp_path):
     paths = []
     for r in report_rankings[:2]:
         paths.append(tmp_path / f"{r.method}.json")
         r.to_json(paths[-1])
     out = tmp_path / "site"
     result = CliRunner().invoke(app, [
-        "report", str(report_store.path), str(conllu), *map(str, paths), "--out", str(out),
+        "report", str(report_store.path), str(small_conllu), *map(str, paths), "--out", str(out),
         "--top-k", "3", "--max-neurons", "5", "--title", "My <report>",
     ])
     assert result.exit_code == 0, result.output

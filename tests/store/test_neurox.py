@@ -11,8 +11,8 @@ import pytest
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import CorpusFormatError, FingerprintMismatchError, StoreError
+from neuronscope.store import ActivationStore, store_from_arrays
 from neuronscope.store.neurox import export_neurox_hdf5, import_neurox, neurox_sentence_key
-from neuronscope.store.store import ActivationStore, StoreWriter
 
 SENTENCES = [
     ["the", "cat", "sat"],
@@ -36,32 +36,9 @@ def make_store(
     """Write a ``hidden`` store of random values directly; returns it and its rows."""
     rng = np.random.default_rng(seed)
     rows = rng.standard_normal((corpus.n_words, len(layers) * neurons)).astype(dtype)
-    meta = {
-        "tool_version": "test",
-        "model": {
-            "name": "random", "gguf_file": None, "model_type": "test", "config_hash": "c",
-            "fingerprint": "f" * 16, "random_init": True, "seed": seed,
-            "num_layers": max(layers),
-        },
-        "corpus": {
-            "name": corpus.name, "fingerprint": corpus.fingerprint,
-            "n_sentences": corpus.n_sentences, "n_words": corpus.n_words,
-        },
-        "components": {
-            "hidden": {"layers": list(layers), "neurons": neurons, "head_dim": None,
-                       "source": "hidden_states", "modules": {}},
-        },
-        "aggregation": "first", "sentence_pooling": "none", "dtype": dtype,
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=chunk_words)
-    # Two writes so that more than one block / chunk boundary is exercised.
-    half = corpus.n_words // 2
-    writer.write_rows("hidden", 0, rows[:half])
-    writer.write_rows("hidden", half, rows[half:])
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path), rows.astype(np.float32)
+    store = store_from_arrays(path, corpus, {"hidden": (rows, layers)}, model_name="random",
+                              aggregation="first", dtype=dtype, chunk_words=chunk_words)
+    return store, rows.astype(np.float32)
 
 
 def per_sentence(rows: np.ndarray, corpus: Corpus, n_layers: int) -> list[np.ndarray]:

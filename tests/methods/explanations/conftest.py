@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neuronscope.corpus.corpus import Corpus
-from neuronscope.store.store import ActivationStore, StoreWriter
+from neuronscope.store import ActivationStore, store_from_arrays
 
 TAGS = ("NOUN", "VERB", "DET", "ADJ", "ADP")
 
@@ -18,30 +18,13 @@ def write_store(
     corpus: Corpus,
     rows: np.ndarray,
     layers: tuple[int, ...] = (0,),
-    component: str = "hidden",
     fingerprint: str = "f" * 16,
 ) -> ActivationStore:
-    """Write ``rows`` (n_words, len(layers) * neurons) as a complete store of ``corpus``."""
-    rows = np.asarray(rows, dtype=np.float32)
-    neurons = rows.shape[1] // len(layers)
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "synthetic", "gguf_file": None, "model_type": "test",
-                  "config_hash": "c", "fingerprint": fingerprint, "random_init": True,
-                  "seed": 0, "num_layers": max(layers)},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {component: {"layers": list(layers), "neurons": neurons,
-                                   "head_dim": None, "source": "hidden_states",
-                                   "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
-    writer.write_rows(component, 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path)
+    """Write ``rows`` (n_words, len(layers) * neurons) as a complete ``hidden`` store of
+    ``corpus``; stores share a model when they share ``fingerprint``."""
+    return store_from_arrays(path, corpus, {"hidden": (np.asarray(rows, np.float32), layers)},
+                             model_name="synthetic", model_fingerprint=fingerprint,
+                             aggregation="first", chunk_words=64)
 
 
 def tagged_corpus(n_sentences: int = 300, seed: int = 0, name: str = "tagged") -> Corpus:

@@ -26,12 +26,11 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture(scope="module")
-def files(extracted, small_corpus, tmp_path_factory):
-    """The tiny BERT store of ``small_corpus`` (hidden + mlp) and the corpus as CoNLL-U."""
+def files(extracted, small_conllu, tmp_path_factory):
+    """The tiny BERT store of ``small_corpus`` (hidden + mlp), the corpus as CoNLL-U and a
+    folder for outputs."""
     folder = tmp_path_factory.mktemp("explain-cli")
-    conllu = folder / "small.conllu"
-    write_conllu(small_corpus, conllu)
-    return extracted("bert", components=("hidden", "mlp")), conllu, folder
+    return extracted("bert", components=("hidden", "mlp")), small_conllu, folder
 
 
 def test_registered_on_the_main_cli():
