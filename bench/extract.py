@@ -4,8 +4,9 @@ On the first N sentences of UD English EWT train with MiniLM, both sides tokeniz
 sentences, group them into the same blocks, sort by length inside a block and run batches of
 the same size. The baseline only runs ``model(..., output_hidden_states=True)``; neuronscope
 also aligns subwords to words (mean), and writes all 7 hidden layers to a Zarr store.
-Times are medians of ``--repeats`` interleaved runs. Peak RSS of an extraction is measured in
-a fresh child process per corpus size, next to the RSS after loading the model.
+Times are medians of ``--repeats`` interleaved runs. Peak RSS is measured in fresh child
+processes per corpus size: after loading the model, for a bare forward pass over the corpus,
+and for an extraction of it (running the model alone already grows RSS: allocator caches).
 
 Usage: python bench/extract.py [--sentences 2000] [--repeats 3] [--batch-size 32]
 Last line: ratio_vs_bare_forward=<words/s of neuronscope / words/s of bare forward>
@@ -65,15 +66,21 @@ def run_extract(corpus, loaded, out: Path, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def child_rss(n_sentences: int, batch_size: int) -> None:
-    """In a fresh process: RSS after loading the model, then peak RSS of one extraction."""
+def child_rss(n_sentences: int, batch_size: int, mode: str) -> None:
+    """In a fresh process: RSS after loading the model, then the peak RSS of either a bare
+    forward pass over the corpus or one extraction of it."""
     from neuronscope.models import load_model
 
     corpus = load_sentences(n_sentences)
     loaded = load_model()
     model_rss = psutil.Process().memory_info().rss
-    with tempfile.TemporaryDirectory() as tmp:
-        run_extract(corpus, loaded, Path(tmp) / "store", batch_size)
+    if mode == "bare":
+        n_neurons = (loaded.num_layers + 1) * loaded.config.hidden_size
+        bare_forward(corpus, loaded, batch_size, int(min(16384, max(256, 64 * 2**20 // (
+            4 * n_neurons)))))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_extract(corpus, loaded, Path(tmp) / "store", batch_size)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"words": corpus.n_words, "model_rss": model_rss, "peak_rss": peak}))
 
@@ -85,9 +92,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rss-sizes", default="500,2000", help="corpus sizes for peak RSS")
     parser.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-mode", default="extract", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_rss is not None:
-        child_rss(args.child_rss, args.batch_size)
+        child_rss(args.child_rss, args.batch_size, args.child_mode)
         return
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
@@ -113,14 +121,21 @@ def main() -> None:
     print(f"bare_forward_words_per_s={bare_wps:.0f}")
     print(f"neuronscope_extract_words_per_s={ours_wps:.0f}")
     for size in [int(s) for s in args.rss_sizes.split(",") if s]:
-        res = subprocess.run(
-            [sys.executable, __file__, "--child-rss", str(size), "--batch-size",
-             str(args.batch_size)], capture_output=True, text=True, check=True,
-        )
-        data = json.loads(res.stdout.strip().splitlines()[-1])
-        print(f"peak_rss_extract words={data['words']}: model {data['model_rss'] / 2**20:.0f} MB, "
-              f"peak {data['peak_rss'] / 2**20:.0f} MB, "
-              f"over model {(data['peak_rss'] - data['model_rss']) / 2**20:.0f} MB")
+        peaks = {}
+        for mode in ("bare", "extract"):
+            res = subprocess.run(
+                [sys.executable, __file__, "--child-rss", str(size), "--child-mode", mode,
+                 "--batch-size", str(args.batch_size)], capture_output=True, text=True,
+                check=True,
+            )
+            peaks[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+        mb = 2**20
+        ext, bare = peaks["extract"], peaks["bare"]
+        print(f"peak_rss words={ext['words']}: loaded model {ext['model_rss'] / mb:.0f} MB; "
+              f"bare forward peak {bare['peak_rss'] / mb:.0f} MB; "
+              f"extraction peak {ext['peak_rss'] / mb:.0f} MB "
+              f"(+{(ext['peak_rss'] - ext['model_rss']) / mb:.0f} MB over the loaded model, "
+              f"+{(ext['peak_rss'] - bare['peak_rss']) / mb:.0f} MB over the bare forward pass)")
     print(f"ratio_vs_bare_forward={ours_wps / bare_wps:.2f}")
 
 
