@@ -153,3 +153,14 @@ def test_annotate_writes_conllu(tmp_path):
     corpus = read_conllu(out)
     assert corpus.sentences[0] == ["The", "dogs", "barked", "loudly", "."]
     assert corpus.labels["upos"][0][1] == "NOUN"
+
+
+def test_rank_passes_method_parameters(cli_store, small_conllu, tmp_path):
+    out = tmp_path / "iou.json"
+    result = runner.invoke(app, ["rank", str(cli_store), str(small_conllu), "--labels", "upos",
+                                 "--method", "iou", "--param", "alpha=0.25", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Ranking.from_json(out).params["alpha"] == 0.25
+    bad = runner.invoke(app, ["rank", str(cli_store), str(small_conllu), "--labels", "upos",
+                              "--method", "iou", "--param", "alpha", "--out", str(out)])
+    assert "KEY=VALUE" in str(bad.exception)

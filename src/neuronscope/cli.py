@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from neuronscope.cli_options import load_corpus_option as _load_corpus
+from neuronscope.cli_options import method_params, select_neurons
 from neuronscope.cli_options import open_store_and_corpus as _open_store_and_corpus
-from neuronscope.cli_options import select_neurons
 from neuronscope.errors import NeuronscopeError
 
 app = typer.Typer(
@@ -162,6 +162,10 @@ def rank(
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
+    param: list[str] | None = typer.Option(
+        None, help="Method parameter KEY=VALUE, e.g. alpha=0.01 (repeatable; applied to every "
+        "method that has it)."
+    ),
     fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
 ) -> None:
@@ -178,7 +182,8 @@ def rank(
     neurons = select_neurons(st, components, layers)
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
     for name in method:
-        instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed)
+        instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed,
+                                **method_params(param))
         ranking = instance.rank(st, corp.concept_labels(layer))
         suffix = out.suffix or ".json"
         path = out if len(method) == 1 else out.with_name(f"{out.stem}.{name}{suffix}")

@@ -53,6 +53,21 @@ def select_neurons(store: Any, components: str | None, layers: str | None) -> li
     return store.layout.select(comps, parse_layers(layers)).tolist()
 
 
+def method_params(items: list[str] | None) -> dict[str, Any]:
+    """Repeated ``--param KEY=VALUE`` options; values parse as JSON (numbers, booleans, null)
+    and otherwise stay strings."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise NeuronscopeError(f"--param takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
 def write_json(out: Path | None, data: dict[str, Any], console: Console) -> None:
     """Write a command's result as JSON when ``--out`` was given."""
     if out is None:
