@@ -221,6 +221,12 @@ def load_model(
             model = auto.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"could not load model {name_or_path!r}: {err}") from err
+    if gguf_file is not None:
+        # GGUF weights arrive de-quantized to float32: drop the quantizer marker so the model
+        # can be saved (e.g. to cache a float32 copy) like any other.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if tokenizer.pad_token is None:
         # Causal LMs often lack a pad token; any id works because padded positions are masked.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
