@@ -40,7 +40,7 @@ def load_sentences(n: int):
 
 def bare_forward(corpus, loaded, batch_size: int, block_words: int) -> float:
     """Seconds for tokenizer + forward with hidden states, same blocks/sorting/batches."""
-    from neuronscope.extraction.extractor import block_bounds
+    from neuronscope.store.store import block_bounds
 
     tok, model = loaded.tokenizer, loaded.model
     start = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
-from neuronscope.methods.base import check_finite
+from neuronscope.methods.base import array_column_ids, check_finite
 from neuronscope.methods.ranking import GLOBAL, Ranking
 from neuronscope.store.store import ActivationStore
 
@@ -132,21 +132,7 @@ def load_neurons(
             raise NeuronscopeError(
                 f"activations must be (n_words, n_neurons), got shape {activations.shape}"
             )
-        n_cols = activations.shape[1]
-        if neurons is None:
-            ids = np.arange(n_cols, dtype=np.int64)
-        else:
-            try:
-                ids = np.asarray([int(i) for i in neurons], dtype=np.int64)
-            except (TypeError, ValueError) as err:
-                raise NeuronscopeError(
-                    "neurons of a plain array are column indices (integers)"
-                ) from err
-            if len(ids) and (ids.min() < 0 or ids.max() >= n_cols):
-                raise NeuronscopeError(
-                    f"neuron ids must lie in [0, {n_cols}) for this array, got "
-                    f"{ids.min()}..{ids.max()}"
-                )
+        ids = array_column_ids(activations.shape[1], neurons)
         x = np.asarray(activations[:, ids], dtype=np.float32)
         check_finite(x, 0)
         return NeuronMatrix(x, ids, [f"n{i}" for i in ids])

@@ -26,24 +26,10 @@ from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, W
 from neuronscope.extraction.components import Component, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
-from neuronscope.store.store import ActivationStore, StoreWriter, read_meta
+from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
 DTYPES = ("float32", "float16")
-
-
-def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
-    """Split sentences into consecutive blocks of about ``block_words`` words (>= 1 sentence)."""
-    bounds = []
-    start, count = 0, 0
-    for i, n in enumerate(lengths):
-        count += int(n)
-        if count >= block_words:
-            bounds.append((start, i + 1))
-            start, count = i + 1, 0
-    if start < len(lengths):
-        bounds.append((start, len(lengths)))
-    return bounds
 
 
 def length_sorted_batches(pieces: Sequence[Piece], batch_size: int) -> Iterator[list[Piece]]:

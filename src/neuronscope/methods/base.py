@@ -99,6 +99,21 @@ class MethodInput:
         }
 
 
+def array_column_ids(n_cols: int, neurons: Sequence[Any] | None) -> np.ndarray:
+    """Column ids of a plain ``(n_words, n_cols)`` array: all, or the given integers in range."""
+    if neurons is None:
+        return np.arange(n_cols, dtype=np.int64)
+    try:
+        ids = np.asarray([int(i) for i in neurons], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise NeuronscopeError("neurons of a plain array are column indices (integers)") from err
+    if len(ids) and (ids.min() < 0 or ids.max() >= n_cols):
+        raise NeuronscopeError(
+            f"neuron ids must lie in [0, {n_cols}) for this array, got {ids.min()}..{ids.max()}"
+        )
+    return ids
+
+
 def check_finite(block: np.ndarray, row_offset: int) -> None:
     """Raise a clear error naming the first row and column holding NaN or inf."""
     # The sum is NaN/inf whenever an element is (one fast reduction, no boolean copy);
@@ -150,10 +165,7 @@ def prepare_input(
                 f"activations must be (n_words, n_neurons), got shape {activations.shape}"
             )
         n_rows = activations.shape[0]
-        if neurons is None:
-            ids = np.arange(activations.shape[1], dtype=np.int64)
-        else:
-            ids = np.asarray(list(neurons), dtype=np.int64)
+        ids = array_column_ids(activations.shape[1], neurons)
         names = [f"n{i}" for i in ids]
         store_fp = None
     else:

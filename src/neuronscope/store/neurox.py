@@ -51,7 +51,7 @@ from neuronscope.errors import (
     NeuronscopeError,
     StoreError,
 )
-from neuronscope.store.store import META_FILE, ActivationStore, StoreWriter
+from neuronscope.store.store import META_FILE, ActivationStore, StoreWriter, block_bounds
 
 DTYPES = ("float32", "float16")
 SENTENCE_POOLINGS = ("mean", "none")
@@ -61,19 +61,6 @@ ATTR_PREFIX = "neuronscope_"
 
 
 # ---------------------------------------------------------------------------- helpers
-def _sentence_blocks(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
-    """Consecutive sentence ranges ``[lo, hi)`` of about ``block_words`` words each."""
-    bounds, start, count = [], 0, 0
-    for i, n in enumerate(lengths):
-        count += int(n)
-        if count >= block_words:
-            bounds.append((start, i + 1))
-            start, count = i + 1, 0
-    if start < len(lengths):
-        bounds.append((start, len(lengths)))
-    return bounds
-
-
 def neurox_sentence_key(text: str, taken: dict[str, str]) -> str:
     """The ``sentence_to_index`` key NeuroX gives ``text`` when ``taken`` already has keys.
 
@@ -141,7 +128,7 @@ def export_neurox_hdf5(
     try:
         with h5py.File(tmp, "w") as f:
             sentence_to_index: dict[str, str] = {}
-            for lo, hi in _sentence_blocks(lengths, block_words):
+            for lo, hi in block_bounds(lengths, block_words):
                 r0, r1 = int(offsets[lo]), int(offsets[hi])
                 rows = store.component(component, rows=slice(r0, r1))
                 rows = rows.reshape(r1 - r0, n_layers, n_neurons)

@@ -64,6 +64,20 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
+def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
+    """Split sentences into consecutive blocks of about ``block_words`` words (>= 1 sentence)."""
+    bounds = []
+    start, count = 0, 0
+    for i, n in enumerate(lengths):
+        count += int(n)
+        if count >= block_words:
+            bounds.append((start, i + 1))
+            start, count = i + 1, 0
+    if start < len(lengths):
+        bounds.append((start, len(lengths)))
+    return bounds
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """Read a store's metadata, with a clear error when the folder is not a store."""
     meta_path = Path(path) / META_FILE

@@ -40,7 +40,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import check_finite
+from neuronscope.methods.base import array_column_ids, check_finite
 from neuronscope.store.store import ActivationStore
 
 Activations = ActivationStore | np.ndarray
@@ -206,20 +206,7 @@ def _make_part(source: Activations, neurons: Sequence[str | int] | np.ndarray | 
                 f"activations must be (n_words, n_neurons), got shape {source.shape}"
             )
         width = source.shape[1]
-        if neurons is None:
-            ids = np.arange(width, dtype=np.int64)
-        else:
-            try:
-                ids = np.asarray([int(i) for i in neurons], dtype=np.int64)
-            except (TypeError, ValueError) as err:
-                raise NeuronscopeError(
-                    "neurons of a plain array are column indices (integers)"
-                ) from err
-            if len(ids) and (ids.min() < 0 or ids.max() >= width):
-                raise NeuronscopeError(
-                    f"neuron ids must lie in [0, {width}) for this array, got "
-                    f"{ids.min()}..{ids.max()}"
-                )
+        ids = array_column_ids(width, neurons)
         all_cols = bool(len(ids) == width and np.all(ids == np.arange(width)))
         return _Part(source, ids, [f"n{i}" for i in ids], all_cols)
     raise NeuronscopeError(
