@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,7 +73,20 @@ def child_rss(n_sentences: int, batch_size: int, mode: str) -> None:
 
     corpus = load_sentences(n_sentences)
     loaded = load_model()
-    model_rss = psutil.Process().memory_info().rss
+    process = psutil.Process()
+    model_rss = process.memory_info().rss
+    # ru_maxrss would report the transient peak of reading the corpus and loading the model;
+    # sample RSS while the measured work runs instead.
+    samples = [model_rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(process.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     if mode == "bare":
         n_neurons = (loaded.num_layers + 1) * loaded.config.hidden_size
         bare_forward(corpus, loaded, batch_size, int(min(16384, max(256, 64 * 2**20 // (
@@ -81,7 +94,9 @@ def child_rss(n_sentences: int, batch_size: int, mode: str) -> None:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             run_extract(corpus, loaded, Path(tmp) / "store", batch_size)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stop.set()
+    sampler.join()
+    peak = max(samples)
     print(json.dumps({"words": corpus.n_words, "model_rss": model_rss, "peak_rss": peak}))
 
 
