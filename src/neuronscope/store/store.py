@@ -238,8 +238,13 @@ class ActivationStore:
         for component in self.components:
             off, size = self.layout.offset(component), self.layout.components[component].size
             picked = np.nonzero((ids >= off) & (ids < off + size))[0]
-            if len(picked):
-                out[:, picked] = self._read(component, rows, ids[picked] - off)
+            if not len(picked):
+                continue
+            block = self._read(component, rows, ids[picked] - off)
+            if picked[-1] - picked[0] + 1 == len(picked):
+                out[:, picked[0] : picked[-1] + 1] = block  # a slice copy, no scatter
+            else:
+                out[:, picked] = block
         return out
 
     def matrix(self, rows: slice | None = None) -> np.ndarray:
@@ -291,7 +296,9 @@ class ActivationStore:
             rows = slice(*rows.indices(self.n_words))
         if isinstance(cols, np.ndarray) and len(cols):
             lo, hi = int(cols.min()), int(cols.max()) + 1
-            if hi - lo <= 4 * len(cols):
+            if hi - lo == len(cols) and np.all(np.diff(cols) == 1):
+                data = arr[rows, lo:hi]  # already in order: no gather
+            elif hi - lo <= 4 * len(cols):
                 # Close-together columns: one contiguous read, then pick in memory. Zarr's
                 # per-column orthogonal selection costs ~8x more CPU for a whole layer.
                 data = np.asarray(arr[rows, lo:hi])[:, cols - lo]
