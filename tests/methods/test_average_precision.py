@@ -5,7 +5,6 @@ threads); planted neuron, store == array, no mutation, clear errors."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods import average_precision as ap_module
 from neuronscope.methods.average_precision import AveragePrecision
 from neuronscope.methods.ranking import Ranking
-from neuronscope.store.store import ActivationStore, StoreWriter
+
+from .conftest import labelled_store
 
 N = 600
 CONCEPTS = ["A", "B", "C", "D"]
@@ -29,30 +29,6 @@ def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(CONCEPTS)[rng.integers(0, len(CONCEPTS), N)]
     x[y == "A", 5] += 3.0
     return x, y
-
-
-def make_store(path: Path, rows: np.ndarray, y: np.ndarray) -> tuple[ActivationStore, Corpus]:
-    """A ``hidden`` store (2 layers x 4 neurons, chunks of 64 words) and its labelled corpus."""
-    words = [f"w{i}" for i in range(len(rows))]
-    sentences = [words[i : i + 7] for i in range(0, len(words), 7)]
-    tags = [list(y[i : i + 7]) for i in range(0, len(words), 7)]
-    corpus = Corpus(sentences, {"tag": tags}, name="planted")
-    meta = {
-        "tool_version": "test",
-        "model": {"name": "planted", "gguf_file": None, "model_type": "test", "config_hash": "c",
-                  "fingerprint": "f" * 16, "random_init": True, "seed": 0, "num_layers": 2},
-        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint,
-                   "n_sentences": corpus.n_sentences, "n_words": corpus.n_words},
-        "components": {"hidden": {"layers": [0, 1], "neurons": 4, "head_dim": None,
-                                  "source": "hidden_states", "modules": {}}},
-        "aggregation": "first", "sentence_pooling": "none", "dtype": "float32",
-        "block_words": 256, "batch_size": 1, "windows_config": None, "windows": {},
-    }
-    writer = StoreWriter.create(path, meta, corpus, chunk_words=64)
-    writer.write_rows("hidden", 0, rows)
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
-    return ActivationStore(path), corpus
 
 
 def sklearn_ap(x: np.ndarray, y: np.ndarray, concepts: list[str]) -> np.ndarray:
@@ -98,7 +74,7 @@ def test_equals_sklearn_exactly_with_ties(decimals):
 def test_store_matches_array(tmp_path):
     x, y = planted()
     x[:, 0] = np.round(x[:, 0], 1)
-    store, corpus = make_store(tmp_path / "store", x, y)
+    store, corpus = labelled_store(tmp_path / "store", x, y)
     from_store = AveragePrecision(block_neurons=3, n_jobs=1)
     ranking = from_store.rank(store, corpus.concept_labels("tag"))
     from_array = AveragePrecision()
@@ -135,7 +111,7 @@ def test_clear_errors(tmp_path):
             AveragePrecision(block_neurons=3).rank(broken, y)
     with pytest.raises(NeuronscopeError, match="n_jobs"):
         AveragePrecision(n_jobs=0).rank(x, y)
-    store, _ = make_store(tmp_path / "store", x, y)
+    store, _ = labelled_store(tmp_path / "store", x, y)
     elsewhere = Corpus([[f"v{i}" for i in range(N)]], {"tag": [list(y)]}, name="other")
     with pytest.raises(FingerprintMismatchError, match="other than the one store"):
         AveragePrecision().rank(store, elsewhere.concept_labels("tag"))
