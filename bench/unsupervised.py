@@ -60,8 +60,8 @@ def peak_rss_gb() -> float:
 
 
 def run_part(part: str, threshold: float) -> None:
-    from neuronscope.methods.unsupervised.clustering import cluster_correlations
-    from neuronscope.methods.unsupervised.correlation import (
+    from neuronscope.unsupervised.clustering import cluster_correlations
+    from neuronscope.unsupervised.correlation import (
         DEFAULT_MAX_BYTES,
         _row_blocks,
         correlation_matrix,

@@ -218,7 +218,7 @@ def report_evolve(res: dict) -> None:
 def planted(store, corpus, out: Path, seeds: int, repeats: int, reuse: bool) -> dict:
     """GA vs LinearProbe top-k at k = group size on planted jointly-coding groups."""
     from neuronscope.benchmark import PlantedBenchmark
-    from neuronscope.methods.explanations import (
+    from neuronscope.explanations import (
         GeneticSelector,
         compare_with_probe,
         planted_group_problem,

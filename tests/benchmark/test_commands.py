@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from neuronscope.benchmark import Leaderboard
-from neuronscope.benchmark.commands import register
+from neuronscope.cli.benchmark import register
 from neuronscope.errors import NeuronscopeError, StoreError
 
 runner = CliRunner()

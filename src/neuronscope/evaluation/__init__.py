@@ -20,7 +20,7 @@ import importlib
 from typing import Any
 
 # Public name -> submodule. Imported on first use, so that `neuronscope` CLI start-up (which
-# imports `evaluation.commands`) does not pay for matplotlib, pandas and scipy.stats.
+# imports `neuronscope.cli.evaluation`) does not pay for matplotlib, pandas and scipy.stats.
 _EXPORTS: dict[str, str] = {
     "NeuronMatrix": "_common",
     "Probe": "_common",

@@ -17,7 +17,7 @@ import types
 from typing import Any
 
 #: public name -> defining module; imported on first use, so that loading the CLI (which
-#: imports ``neuronscope.interventions.commands``) does not import torch and Captum.
+#: imports ``neuronscope.cli.interventions``) does not import torch and Captum.
 _EXPORTS = {
     "neuronscope.interventions.ablation": ["AblationResult", "ablation_effect"],
     "neuronscope.interventions.ablation_ranking": ["ClassFlipRanking", "ErasureRanking"],

@@ -1,0 +1,24 @@
+"""The ``neuronscope`` command line: a thin layer over the Python API.
+
+Every command lives in this package, one module per stage (``core``, ``evaluation``,
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``); each
+stage module has ``register(app, console)``. Library packages never import this package or
+Typer. Commands import the library lazily inside their bodies so that ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+from neuronscope.cli import (
+    benchmark,
+    evaluation,
+    explanations,
+    interventions,
+    report,
+    unsupervised,
+)
+from neuronscope.cli.core import app, console, err_console, main
+
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations):
+    _stage.register(app, console)
+
+__all__ = ["app", "console", "err_console", "main"]

@@ -1,0 +1,276 @@
+"""CLI commands of the explanation methods: ``explain``, ``concepts``, ``generate``, ``evolve``
+and ``domains``.
+
+Heavy imports happen inside the commands, so registering them costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from neuronscope.cli.options import load_corpus_option as _corpus
+from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
+from neuronscope.cli.options import select_neurons as _select
+from neuronscope.cli.options import write_json as _write
+from neuronscope.errors import NeuronscopeError
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add the explanation commands to ``app``."""
+
+    @app.command("explain")
+    def explain(
+        store: Path = typer.Argument(..., help="Store directory."),
+        corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+        neuron: list[str] = typer.Option(..., "--neuron", "-n",
+                                         help="Neuron name, e.g. L3.mlp.17 (repeatable)."),
+        max_length: int = typer.Option(3, help="Most atoms in a formula."),
+        beam: int = typer.Option(10, help="Beam width (1: greedy)."),
+        alpha: float = typer.Option(0.005, help="Top share of activations forming the mask."),
+        relu: bool = typer.Option(False, help="Mask = activation > 0 instead (compexp's NLI)."),
+        length_penalty: float = typer.Option(1.0, help="Score = IoU * penalty^(length-1)."),
+        min_count: int = typer.Option(5, help="Fewest words an atom must cover."),
+        or_not: bool = typer.Option(False, help="Also try F OR NOT A."),
+        top: int = typer.Option(5, help="Formulas shown per neuron."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    ) -> None:
+        """Explain neurons by logical formulas of concepts (Mu & Andreas 2020)."""
+        from neuronscope.explanations.compositional import (
+            DEFAULT_OPS,
+            CompositionalExplainer,
+        )
+
+        st, corp = _store_and_corpus(store, corpus, fmt, label_file)
+        st.layout.ids(neuron)  # unknown neurons fail before the atoms are built
+        explainer = CompositionalExplainer(
+            alpha=None if relu else alpha, max_length=max_length, beam=beam,
+            length_penalty=length_penalty, min_count=min_count, top_n=top,
+            ops=(*DEFAULT_OPS, "or_not") if or_not else DEFAULT_OPS,
+        )
+        atoms = explainer.atoms(corp)
+        console.print(f"{atoms.n_atoms} atoms (labels of {', '.join(corp.layers) or 'no layer'}"
+                      f", word forms, endings) covering >= {min_count} words")
+        results = explainer.explain(st, corp, neuron, atoms=atoms)
+        for exp in results:
+            table = Table(title=f"{exp.neuron}: {exp.mask_size} of {exp.n_words} words above "
+                                f"{exp.threshold:.4g}")
+            for col in ("formula", "IoU", "coverage", "precision", "examples"):
+                table.add_column(col, justify="left" if col in ("formula", "examples")
+                                 else "right")
+            for f in exp.formulas:
+                table.add_row(escape(f.formula), f"{f.iou:.3f}", f"{f.coverage:.3f}",
+                              f"{f.precision:.3f}", escape(", ".join(f.examples)))
+            if not exp.formulas:
+                table.add_row("(empty mask: the neuron never exceeds its threshold)", "", "",
+                              "", "")
+            console.print(table)
+        _write(out, {"store": str(st.path), "params": explainer.get_params(),
+                     "n_atoms": atoms.n_atoms,
+                     "explanations": [e.to_dict() for e in results]}, console)
+
+    @app.command("concepts")
+    def concepts(
+        store: Path = typer.Argument(..., help="Store directory."),
+        corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+        layer: int = typer.Option(..., "--layer", "-l", help="Layer to cluster."),
+        k: int = typer.Option(200, "-k", help="Number of clusters (latent concepts)."),
+        component: str = typer.Option("hidden", help="Component of the layer."),
+        method: str = typer.Option("agglomerative", help="agglomerative (Ward) or kmeans."),
+        threshold: float = typer.Option(0.9, help="Share of a label that aligns a cluster."),
+        max_fit_words: int = typer.Option(10000, help="Words the clustering is fitted on; 0: "
+                                                      "all."),
+        min_count: int = typer.Option(1, help="Drop word types rarer than this."),
+        max_per_type: int = typer.Option(0, help="Keep at most this many occurrences per "
+                                                 "word type; 0: all."),
+        show: int = typer.Option(10, help="Unexplained clusters shown."),
+        seed: int = typer.Option(0, help="Seed of the sample and of k-means."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    ) -> None:
+        """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
+        from neuronscope.explanations.latent import LatentConceptDiscovery
+
+        st, corp = _store_and_corpus(store, corpus, fmt, label_file)
+        found = LatentConceptDiscovery(
+            k=k, method=method, threshold=threshold, max_fit_words=max_fit_words or None,
+            min_count=min_count, max_per_type=max_per_type or None, random_state=seed,
+        ).discover(st, corp, layer, component)
+        shares = found.aligned_share()
+        summary = Table(title=f"L{layer}.{component}: {k} clusters of {len(found.rows)} words "
+                              f"({method}); aligned at >= {threshold:.0%}")
+        summary.add_column("label layer")
+        summary.add_column("clusters explained", justify="right")
+        for name, share in shares.items():
+            summary.add_row(name, f"{share:.1%}")
+        console.print(summary)
+        table = Table(title=f"unexplained clusters (largest {show} of "
+                            f"{len(found.unexplained)})")
+        for col in ("cluster", "size", "words", "best labels", "contexts"):
+            table.add_column(col, justify="right" if col in ("cluster", "size") else "left")
+        for c in found.unexplained[:show]:
+            table.add_row(
+                str(c.id), str(c.size),
+                escape(", ".join(f"{w} ({n})" for w, n in c.top_words[:6])),
+                escape(", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
+                                 in c.best.items() if layer not in ("form", "ending"))),
+                escape(" | ".join(c.contexts)),
+            )
+        console.print(table)
+        _write(out, found.to_dict(), console)
+
+    @app.command("generate")
+    def generate(
+        model: str = typer.Argument(..., help="Hugging Face name or local path of the model."),
+        neuron: str = typer.Option(..., "--neuron", "-n", help="Neuron name, e.g. L3.mlp.17."),
+        steps: int = typer.Option(200, help="Optimization steps."),
+        length: int = typer.Option(5, help="Tokens to generate."),
+        position: int = typer.Option(-1, help="Generated token whose activation counts."),
+        samples: int = typer.Option(8, help="Gumbel-softmax samples per step."),
+        learning_rate: float = typer.Option(0.5, "--lr", help="Adam step size."),
+        n_sequences: int = typer.Option(5, help="Sequences reported."),
+        store: Path | None = typer.Option(
+            None, help="Store of this model: compare with its top contexts."),
+        seed: int = typer.Option(0, help="Seed of the initial logits and the noise."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+    ) -> None:
+        """Generate token sequences that excite a neuron (Poerner et al. 2018)."""
+        from neuronscope.interventions.generation import NeuronTextGenerator
+        from neuronscope.models import load_model
+
+        st = None
+        if store is not None:
+            from neuronscope.store import ActivationStore
+
+            st = ActivationStore(store)
+        loaded = load_model(model)
+        result = NeuronTextGenerator(
+            length=length, steps=steps, position=position, samples=samples,
+            learning_rate=learning_rate, n_sequences=n_sequences, random_state=seed,
+        ).generate(loaded, neuron, st)
+        table = Table(title=f"{result.neuron} of {loaded.name}: generated (position "
+                            f"{result.position} of {result.length})")
+        table.add_column("activation", justify="right")
+        table.add_column("tokens")
+        for s in result.sequences:
+            table.add_row(f"{s.activation:.4g}", escape(" ".join(s.tokens)))
+        table.add_row(f"{result.initial.activation:.4g}",
+                      f"[dim]start: {escape(' '.join(result.initial.tokens))}[/]")
+        console.print(table)
+        if result.corpus_top:
+            corpus_table = Table(title="top corpus contexts (word-level activations)")
+            corpus_table.add_column("activation", justify="right")
+            corpus_table.add_column("context")
+            for c in result.corpus_top:
+                corpus_table.add_row(f"{c['activation']:.4g}", escape(c["text"]))
+            console.print(corpus_table)
+            verdict = "beats" if result.beats_corpus else "does not beat"
+            console.print(f"the best generated sequence {verdict} the corpus' top activation")
+        _write(out, result.to_dict(), console)
+
+    @app.command("evolve")
+    def evolve(
+        store: Path = typer.Argument(..., help="Store directory."),
+        corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+        labels: str = typer.Option(..., help="Label layer to decode, e.g. upos."),
+        k: int = typer.Option(10, "-k", help="Neuron budget (largest subset)."),
+        components: str | None = typer.Option(None, help="Candidate components."),
+        layers: str | None = typer.Option(None, help="Candidate layers, e.g. 0-3."),
+        population: int = typer.Option(50, help="Individuals per generation."),
+        generations: int = typer.Option(40, help="Generations."),
+        size_penalty: float = typer.Option(0.005, help="Fitness cost per neuron."),
+        metric: str = typer.Option("balanced_accuracy", help="balanced_accuracy or accuracy."),
+        concept: str | None = typer.Option(None, help="Probe's top-k for this concept."),
+        seed: int = typer.Option(0, help="Seed of the split, the GA and the probe."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    ) -> None:
+        """Search neuron groups with a genetic algorithm; compare with the LinearProbe top-k."""
+        from neuronscope.explanations.evolutionary import (
+            GeneticSelector,
+            compare_with_probe,
+        )
+
+        st, corp = _store_and_corpus(store, corpus, fmt, label_file)
+        selector = GeneticSelector(k=k, population=population, generations=generations,
+                                   size_penalty=size_penalty, metric=metric,
+                                   random_state=seed)
+        cmp = compare_with_probe(st, corp.concept_labels(labels), k=k, selector=selector,
+                                 concept=concept, neurons=_select(st, components, layers),
+                                 random_state=seed)
+        table = Table(title=f"{labels}: held-out {cmp.metric} of a linear discriminant on "
+                            f"<= {k} neurons ({cmp.n_test} test words)")
+        for col in ("selection", "neurons", "score"):
+            table.add_column(col, justify="right" if col == "score" else "left")
+        table.add_row(f"genetic ({cmp.ga.n_evaluations} subsets scored)",
+                      ", ".join(cmp.ga.names), f"{cmp.ga_accuracy:.3f}")
+        table.add_row("linear probe top-k", ", ".join(cmp.probe_names),
+                      f"{cmp.probe_accuracy:.3f}")
+        console.print(table)
+        _write(out, cmp.to_dict(), console)
+
+    @app.command("domains")
+    def domains(
+        store_a: Path = typer.Argument(..., help="Store of domain A (the source)."),
+        store_b: Path = typer.Argument(..., help="Store of domain B (the target), same model."),
+        names: str = typer.Option("A,B", help="Names of the two domains."),
+        measure: str = typer.Option("d", help="d (Cohen's d) or ap (average precision)."),
+        top: int = typer.Option(20, help="Domain neurons shown."),
+        components: str | None = typer.Option(None, help="Restrict to these components."),
+        layers: str | None = typer.Option(None, help="Restrict to these layers, e.g. 0-3."),
+        corpus_a: str | None = typer.Option(None, help="Corpus of store A (for --labels)."),
+        corpus_b: str | None = typer.Option(None, help="Corpus of store B (for --labels)."),
+        labels: str | None = typer.Option(
+            None, help="Label layer of both corpora: report a probe's accuracy on B before "
+                       "and after shifting the top-k domain neurons."),
+        k: int = typer.Option(10, "-k", help="Domain neurons shifted."),
+        alpha: float = typer.Option(1.0, help="Shift strength (1: B's means onto A's)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+    ) -> None:
+        """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
+        from neuronscope.explanations.domains import DomainNeurons, adaptation_effect
+        from neuronscope.store import ActivationStore
+
+        pair = [n.strip() for n in names.split(",") if n.strip()]
+        if len(pair) != 2:
+            raise NeuronscopeError(f"--names takes two comma-separated names, got {names!r}")
+        if labels is not None and (corpus_a is None or corpus_b is None):
+            raise NeuronscopeError("--labels needs --corpus-a and --corpus-b")
+        sa, sb = ActivationStore(store_a), ActivationStore(store_b)
+        neurons = _select(sa, components, layers)
+        ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
+                                neurons=neurons).rank(sa, sb)
+        d = ranking.extra["cohens_d"]
+        table = Table(title=f"top {top} domain neurons ({measure}; d > 0: higher on {pair[1]})")
+        for col in ("neuron", "Cohen's d", f"AP {pair[0]}", f"AP {pair[1]}"):
+            table.add_column(col, justify="left" if col == "neuron" else "right")
+        for name in ranking.top(top):
+            table.add_row(name, f"{d[name]:+.3f}", f"{ranking.extra['ap'][pair[0]][name]:.3f}",
+                          f"{ranking.extra['ap'][pair[1]][name]:.3f}")
+        console.print(table)
+        data: dict[str, Any] = {"ranking": ranking.to_dict()}
+        if labels is not None:
+            ca = _corpus(corpus_a, fmt, None)
+            cb = _corpus(corpus_b, fmt, None)
+            sa.check_corpus(ca)
+            sb.check_corpus(cb)
+            effect = adaptation_effect(sa, ca.concept_labels(labels), sb,
+                                       cb.concept_labels(labels), k=k, alpha=alpha,
+                                       ranking=ranking, neurons=neurons)
+            console.print(
+                f"probe on {labels} trained on {pair[0]}: {effect.accuracy_source:.3f} on "
+                f"{pair[0]} (held out), {effect.accuracy_before:.3f} on {pair[1]}, "
+                f"{effect.accuracy_after:.3f} after shifting {k} neurons "
+                f"({effect.gain:+.3f})")
+            data["adaptation"] = effect.to_dict()
+        _write(out, data, console)

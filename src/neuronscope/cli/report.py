@@ -1,0 +1,50 @@
+"""``neuronscope report``: the static report site from a store, its corpus and rankings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from neuronscope.cli.options import label_files as _label_files
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add the ``report`` command to the CLI."""
+
+    @app.command()
+    def report(
+        store: Path = typer.Argument(..., help="Store directory."),
+        corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
+        rankings: list[Path] | None = typer.Argument(
+            None, help="Ranking JSON files (from `neuronscope rank`), one per method."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
+        evaluation: list[Path] | None = typer.Option(
+            None, help="Folder of evaluation / intervention results (repeatable)."
+        ),
+        top_k: int = typer.Option(10, help="Neurons per concept and method (and overlap@k)."),
+        max_neurons: int = typer.Option(200, help="Neuron cards written at most."),
+        max_concepts: int = typer.Option(60, help="Concept pages written at most."),
+        max_sentences: int = typer.Option(
+            10_000, help="Sentences analysed at most (a seeded random sample beyond)."
+        ),
+        title: str | None = typer.Option(None, help="Report title."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    ) -> None:
+        """Write a self-contained HTML report: concepts, top neurons, neuron cards, plots."""
+        from neuronscope.corpus import load_corpus
+        from neuronscope.report.site import build_report
+        from neuronscope.store import ActivationStore
+
+        st = ActivationStore(store)
+        corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
+        st.check_corpus(corp)
+        index = build_report(
+            st, corp, list(rankings or []), out, evaluation_dir=evaluation or None,
+            max_sentences=max_sentences, top_k=top_k, max_neurons=max_neurons,
+            max_concepts=max_concepts, title=title,
+        )
+        console.print(f"wrote {index}")
