@@ -21,7 +21,7 @@ from rich.table import Table
 from neuronscope.corpus import load_demo_corpus
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
-from neuronscope.methods import METHODS, Ranking, build_method
+from neuronscope.methods import METHODS, Ranking, build_supervised
 from neuronscope.methods.concept_search import top_words
 from neuronscope.models import load_model
 from neuronscope.store import ActivationStore
@@ -94,7 +94,7 @@ def compare_methods(
     labels = corpus.concept_labels(layer_name)
     results = {}
     for name in methods:
-        method = build_method(name, random_state=random_state)
+        method = build_supervised(name, random_state=random_state)
         start = time.perf_counter()
         ranking = method.rank(store, labels)
         results[name] = (ranking, time.perf_counter() - start)

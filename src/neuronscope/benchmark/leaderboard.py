@@ -38,7 +38,7 @@ from rich.table import Table
 from neuronscope import __version__
 from neuronscope.benchmark.planting import KINDS, PlantedData
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods import METHODS, build_method, method_class
+from neuronscope.methods import METHODS, build_supervised, method_spec
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 FORMAT = "neuronscope-benchmark-leaderboard"
@@ -318,7 +318,7 @@ def run_benchmark(
     for name in names:
         if name in (RANDOM, CHANCE):
             raise NeuronscopeError(f"{name!r} is always reported; do not list it as a method")
-        method_class(name)  # unknown names: a clear error listing the valid ones
+        method_spec(name, "supervised")  # unknown names: an error listing the valid ones
     ks = tuple(DEFAULT_KS if ks is None else ks)
     if any(not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
         raise NeuronscopeError(f"every k must be a positive integer, got {list(ks)}")
@@ -327,7 +327,7 @@ def run_benchmark(
         raise NeuronscopeError(f"random_repeats must be a positive integer, got {random_repeats}")
     params = {m: dict(p) for m, p in DEFAULT_METHOD_PARAMS.items()}
     for name, extra in (method_params or {}).items():
-        method_class(name)
+        method_spec(name, "supervised")
         params.setdefault(name, {}).update(extra)
     say = log or (lambda _line: None)
 
@@ -341,7 +341,7 @@ def run_benchmark(
         seeds.append(seed)
         where = f" (instance {number + 1} of {len(instances)})" if len(instances) > 1 else ""
         for name in names:
-            method = build_method(name, random_state=seed, concepts=data.concepts)
+            method = build_supervised(name, random_state=seed, concepts=data.concepts)
             method.set_params(**params.get(name, {}))
             say(f"ranking with {name}{where} ...")
             start = time.perf_counter()

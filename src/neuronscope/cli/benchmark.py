@@ -108,12 +108,12 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
-        from neuronscope.methods import method_class
+        from neuronscope.methods import method_spec
 
         # Everything that can be refused is checked before any extraction.
         method_names = _names(methods)
         for name in method_names or []:
-            method_class(name)
+            method_spec(name, "supervised")
         bench = PlantedBenchmark(
             kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs"),
             n_concepts=n_concepts, concepts=_names(concepts), group_size=group_size,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -163,25 +164,57 @@ def rank(
     corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
     labels: str = typer.Option(..., help="Label layer to rank against, e.g. upos."),
     method: list[str] = typer.Option(
-        ["probe"], help="probe, gaussian, iou, ap, probeless, selectivity (repeatable)."
+        ["probe"], help="A ranker listed by `neuronscope methods` (repeatable): supervised "
+        "ones, or causal ones (erasure, class-flip), which need --model."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Ranking JSON (one per method if several)."),
     concepts: str | None = typer.Option(None, help="Comma-separated concepts to rank."),
-    components: str | None = typer.Option(None, help="Restrict to these components."),
-    layers: str | None = typer.Option(None, help="Restrict to these layers, e.g. 0-3."),
+    components: str | None = typer.Option(
+        None, help="Restrict to these components (causal methods: their candidates)."),
+    layers: str | None = typer.Option(
+        None, help="Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
     param: list[str] | None = typer.Option(
-        None, help="Method parameter KEY=VALUE, e.g. alpha=0.01 (repeatable; applied to every "
-        "method that has it)."
+        None, help="Method parameter KEY=VALUE, e.g. alpha=0.01 (repeatable). Applied to every "
+        "requested method that has it; a KEY that none of them has is an error."
+    ),
+    model: str | None = typer.Option(
+        None, help="The model the store was extracted from (name or path): runs the causal "
+        "methods, which ablate its neurons while it reads the corpus."
     ),
     fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    from neuronscope.methods import build_method
+    from neuronscope.methods import (
+        CausalRanker,
+        SupervisedRanker,
+        build_method,
+        method_spec,
+        split_params,
+    )
 
+    # Everything that can be refused is checked before the store, corpus or model is read.
+    families = {name: method_spec(name).load().family for name in method}
+    pairwise = [n for n, f in families.items() if f == "pairwise"]
+    if pairwise:
+        raise NeuronscopeError(
+            f"method(s) {', '.join(pairwise)} compare two stores, not a store and labels: "
+            "use `neuronscope domains STORE_A STORE_B`"
+        )
+    causal = [n for n, f in families.items() if f == "causal"]
+    if causal and model is None:
+        raise NeuronscopeError(
+            f"method(s) {', '.join(causal)} are causal: they need the model the store was "
+            "extracted from; give --model"
+        )
+    if model is not None and not causal:
+        raise NeuronscopeError(
+            "--model is only used by causal methods (erasure, class-flip); none was requested"
+        )
+    per_method = split_params(method, method_params(param))
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
     layer = labels
     if control:
@@ -191,15 +224,55 @@ def rank(
         layer = f"{labels}-control"
     neurons = select_neurons(st, components, layers)
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
+    loaded = None
+    if causal:
+        from neuronscope.models import load_model
+
+        loaded = load_model(model)
     for name in method:
-        instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed,
-                                **method_params(param))
-        ranking = instance.rank(st, corp.concept_labels(layer))
+        common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
+        user = dict(per_method[name])
+        if families[name] == "causal":
+            if neurons is not None:  # --components/--layers choose the candidates to ablate
+                user.setdefault("candidates", st.layout.names(neurons))
+        else:
+            common["neurons"] = neurons
+        ranker = build_method(name, user, **common)
+        labels_of_layer = corp.concept_labels(layer)
+        if isinstance(ranker, CausalRanker):
+            ranking = ranker.rank(loaded, corp, labels_of_layer, activations=st)
+        else:
+            assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
+            ranking = ranker.rank(st, labels_of_layer)
         suffix = out.suffix or ".json"
         path = out if len(method) == 1 else out.with_name(f"{out.stem}.{name}{suffix}")
         ranking.to_json(path)
         _print_ranking(ranking, top)
         console.print(f"wrote {path}")
+
+
+@app.command("methods")
+def methods_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List every registered ranking method with its capability tags and parameters."""
+    from neuronscope.methods import REGISTRY
+    from neuronscope.params import jsonable
+
+    data = {name: {"summary": spec.summary, "class": spec.path, **spec.tags(),
+                   "params": jsonable(spec.params())} for name, spec in REGISTRY.items()}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for name, row in data.items():
+        tags = (f"family {row['family']}" + (" (needs --model)" if row["needs_model"] else "")
+                + f" | labels {row['labels']} | reads {row['reads']} | random "
+                + ("yes" if row["random"] else "no"))
+        params = ", ".join(f"{k}={v!r}" for k, v in row["params"].items())
+        # markup=False: defaults such as ['A', 'B'] are data, not rich markup.
+        console.print(f"{name}: {row['summary']}", markup=False, highlight=False)
+        console.print(f"  {tags}", markup=False, highlight=False)
+        console.print(f"  params: {params}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_ranking(ranking, top: int) -> None:

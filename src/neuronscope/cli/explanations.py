@@ -249,7 +249,7 @@ def register(app: typer.Typer, console: Console) -> None:
         sa, sb = ActivationStore(store_a), ActivationStore(store_b)
         neurons = _select(sa, components, layers)
         ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
-                                neurons=neurons).rank(sa, sb)
+                                neurons=neurons).rank_pair(sa, sb)
         d = ranking.extra["cohens_d"]
         table = Table(title=f"top {top} domain neurons ({measure}; d > 0: higher on {pair[1]})")
         for col in ("neuron", "Cohen's d", f"AP {pair[0]}", f"AP {pair[1]}"):
