@@ -8,7 +8,6 @@ do probes retrained on the top-ranked neurons beat random and bottom-ranked ones
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.table import Table
 from neuronscope.corpus import load_demo_corpus
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
+from neuronscope.io import atomic_write_json
 from neuronscope.methods import METHODS, Ranking, build_method
 from neuronscope.methods.concept_search import top_words
 from neuronscope.models import load_model
@@ -189,7 +189,7 @@ def run_demo(
     result.evaluation = evaluate_probe_ranking(store, corpus, rankings["probe"][0], console)
 
     summary = out / "summary.json"
-    summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
+    atomic_write_json(summary, asdict(result))
     console.print(f"summary written to {summary}")
 
     from neuronscope.report import report_for_demo

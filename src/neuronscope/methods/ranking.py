@@ -19,6 +19,7 @@ import numpy as np
 
 from neuronscope import __version__
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
 
 GLOBAL = "__all__"
 
@@ -193,7 +194,7 @@ class Ranking:
         """Serialize to JSON; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict())
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
         return text
 
     @classmethod

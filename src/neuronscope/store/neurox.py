@@ -51,6 +51,7 @@ from neuronscope.errors import (
     NeuronscopeError,
     StoreError,
 )
+from neuronscope.io import atomic_path
 from neuronscope.store.store import META_FILE, ActivationStore, StoreWriter, block_bounds
 
 DTYPES = ("float32", "float16")
@@ -122,36 +123,28 @@ def export_neurox_hdf5(
     words_array = store._group["words/word"]
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            sentence_to_index: dict[str, str] = {}
-            for lo, hi in block_bounds(lengths, block_words):
-                r0, r1 = int(offsets[lo]), int(offsets[hi])
-                rows = store.component(component, rows=slice(r0, r1))
-                rows = rows.reshape(r1 - r0, n_layers, n_neurons)
-                words = [str(w) for w in words_array[r0:r1]]
-                for s in range(lo, hi):
-                    a, b = int(offsets[s]) - r0, int(offsets[s + 1]) - r0
-                    data = np.ascontiguousarray(rows[a:b].transpose(1, 0, 2), dtype=out_dtype)
-                    # Same call as NeuroX: contiguous, uncompressed, named by the index.
-                    f.create_dataset(str(s), data.shape, dtype=out_dtype, data=data)
-                    key = neurox_sentence_key(" ".join(words[a:b]), sentence_to_index)
-                    sentence_to_index[key] = str(s)
-            index = f.create_dataset(INDEX_DATASET, (1,), dtype=h5py.special_dtype(vlen=str))
-            index[0] = json.dumps(sentence_to_index)
-            f.attrs[ATTR_PREFIX + "component"] = component
-            f.attrs[ATTR_PREFIX + "layers"] = json.dumps(list(comp.layers))
-            f.attrs[ATTR_PREFIX + "model"] = str(store.meta["model"]["name"])
-            f.attrs[ATTR_PREFIX + "model_fingerprint"] = store.model_fingerprint
-            f.attrs[ATTR_PREFIX + "corpus_fingerprint"] = store.corpus_fingerprint
-            f.attrs[ATTR_PREFIX + "aggregation"] = str(store.meta["aggregation"])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        sentence_to_index: dict[str, str] = {}
+        for lo, hi in block_bounds(lengths, block_words):
+            r0, r1 = int(offsets[lo]), int(offsets[hi])
+            rows = store.component(component, rows=slice(r0, r1))
+            rows = rows.reshape(r1 - r0, n_layers, n_neurons)
+            words = [str(w) for w in words_array[r0:r1]]
+            for s in range(lo, hi):
+                a, b = int(offsets[s]) - r0, int(offsets[s + 1]) - r0
+                data = np.ascontiguousarray(rows[a:b].transpose(1, 0, 2), dtype=out_dtype)
+                # Same call as NeuroX: contiguous, uncompressed, named by the index.
+                f.create_dataset(str(s), data.shape, dtype=out_dtype, data=data)
+                key = neurox_sentence_key(" ".join(words[a:b]), sentence_to_index)
+                sentence_to_index[key] = str(s)
+        index = f.create_dataset(INDEX_DATASET, (1,), dtype=h5py.special_dtype(vlen=str))
+        index[0] = json.dumps(sentence_to_index)
+        f.attrs[ATTR_PREFIX + "component"] = component
+        f.attrs[ATTR_PREFIX + "layers"] = json.dumps(list(comp.layers))
+        f.attrs[ATTR_PREFIX + "model"] = str(store.meta["model"]["name"])
+        f.attrs[ATTR_PREFIX + "model_fingerprint"] = store.model_fingerprint
+        f.attrs[ATTR_PREFIX + "corpus_fingerprint"] = store.corpus_fingerprint
+        f.attrs[ATTR_PREFIX + "aggregation"] = str(store.meta["aggregation"])
     return path
 
 
