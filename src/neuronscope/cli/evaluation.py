@@ -65,7 +65,7 @@ def register(app: typer.Typer, console: Console) -> None:
         )
         _print_summary(console, summary)
         for warning in summary["warnings"]:
-            console.print(f"[yellow]warning: {warning}[/]")
+            console.print(f"warning: {warning}", style="yellow")
         console.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
 
 

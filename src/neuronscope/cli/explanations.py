@@ -11,8 +11,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
@@ -66,8 +66,8 @@ def register(app: typer.Typer, console: Console) -> None:
                 table.add_column(col, justify="left" if col in ("formula", "examples")
                                  else "right")
             for f in exp.formulas:
-                table.add_row(escape(f.formula), f"{f.iou:.3f}", f"{f.coverage:.3f}",
-                              f"{f.precision:.3f}", escape(", ".join(f.examples)))
+                table.add_row(f.formula, f"{f.iou:.3f}", f"{f.coverage:.3f}",
+                              f"{f.precision:.3f}", ", ".join(f.examples))
             if not exp.formulas:
                 table.add_row("(empty mask: the neuron never exceeds its threshold)", "", "",
                               "", "")
@@ -119,10 +119,10 @@ def register(app: typer.Typer, console: Console) -> None:
         for c in found.unexplained[:show]:
             table.add_row(
                 str(c.id), str(c.size),
-                escape(", ".join(f"{w} ({n})" for w, n in c.top_words[:6])),
-                escape(", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
-                                 in c.best.items() if layer not in ("form", "ending"))),
-                escape(" | ".join(c.contexts)),
+                ", ".join(f"{w} ({n})" for w, n in c.top_words[:6]),
+                ", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
+                                 in c.best.items() if layer not in ("form", "ending")),
+                " | ".join(c.contexts),
             )
         console.print(table)
         _write(out, found.to_dict(), console)
@@ -161,16 +161,16 @@ def register(app: typer.Typer, console: Console) -> None:
         table.add_column("activation", justify="right")
         table.add_column("tokens")
         for s in result.sequences:
-            table.add_row(f"{s.activation:.4g}", escape(" ".join(s.tokens)))
+            table.add_row(f"{s.activation:.4g}", " ".join(s.tokens))
         table.add_row(f"{result.initial.activation:.4g}",
-                      f"[dim]start: {escape(' '.join(result.initial.tokens))}[/]")
+                      Text(f"start: {' '.join(result.initial.tokens)}", style="dim"))
         console.print(table)
         if result.corpus_top:
             corpus_table = Table(title="top corpus contexts (word-level activations)")
             corpus_table.add_column("activation", justify="right")
             corpus_table.add_column("context")
             for c in result.corpus_top:
-                corpus_table.add_row(f"{c['activation']:.4g}", escape(c["text"]))
+                corpus_table.add_row(f"{c['activation']:.4g}", c["text"])
             console.print(corpus_table)
             verdict = "beats" if result.beats_corpus else "does not beat"
             console.print(f"the best generated sequence {verdict} the corpus' top activation")

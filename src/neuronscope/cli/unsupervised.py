@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from neuronscope.cli.options import load_corpus_option
 from neuronscope.cli.options import select_neurons as _neurons
@@ -92,8 +93,8 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(_matrix_table("mean max |rho| of row-layer neurons in column layer",
                                         lay.labels, lay.labels, lay.max_corr))
         if result.constant:
-            console.print(f"[yellow]{len(result.constant)} constant neuron(s) left out: "
-                          f"{', '.join(result.constant[:10])}[/]")
+            console.print(f"{len(result.constant)} constant neuron(s) left out: "
+                          f"{', '.join(result.constant[:10])}", style="yellow")
         _write(out, result.to_dict(), console)
 
     @app.command()
@@ -148,8 +149,8 @@ def register(app: typer.Typer, console: Console) -> None:
                         f"{result.train_speedup:.1f}x / {result.predict_speedup:.1f}x")
         console.print(summary)
         if not result.reached:
-            console.print("[yellow]no neuron subset reached the target; all cluster "
-                          "representatives are returned[/]")
+            console.print("no neuron subset reached the target; all cluster "
+                          "representatives are returned", style="yellow")
         if ranking_out is not None:
             result.ranking.to_json(ranking_out)
             console.print(f"wrote {ranking_out}")
@@ -195,7 +196,7 @@ def register(app: typer.Typer, console: Console) -> None:
                 loadings.add_column(f"F{f}", justify="right")
             for word, row in zip(result.words or [], result.word_loadings, strict=True):
                 best = int(row.argmax())
-                loadings.add_row(word, *[f"[bold]{v:.2f}[/]" if i == best else f"{v:.2f}"
+                loadings.add_row(word, *[Text(f"{v:.2f}", style="bold" if i == best else "")
                                          for i, v in enumerate(row)])
             console.print(loadings)
         else:
