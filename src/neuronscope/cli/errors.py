@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
+from typer.exceptions import Abort, Exit, TyperException
 
 from neuronscope.errors import NeuronscopeError
 
@@ -93,28 +93,28 @@ def _say(message: str) -> None:
         pass
 
 
-def run(command: click.Command, args: Sequence[str] | None = None,
-        prog_name: str = "neuronscope") -> int:
-    """Run ``command`` (the Typer app's Click command) and return the exit code."""
+def run(command: Any, args: Sequence[str] | None = None, prog_name: str = "neuronscope") -> int:
+    """Run ``command`` (``typer.main.get_command(app)``) and return the exit code."""
     argv = list(sys.argv[1:] if args is None else args)
     try:
         result: Any = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except NeuronscopeError as err:
         if debug_enabled():
             traceback.print_exc()
-        _say(f"error: {one_line(str(err))}")
+        _say(f"error: {_clip(one_line(str(err)))}")
         return EXIT_USER
-    except click.exceptions.Abort:
+    except (Abort, KeyboardInterrupt):
         _say("interrupted")
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return EXIT_INTERRUPTED
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Exit as err:
-        return err.exit_code
+    except TyperException as err:  # usage errors: Typer's own message and code (2)
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()
+        else:
+            _say(f"error: {one_line(err.format_message())}")
+        return int(err.exit_code)
+    except Exit as err:
+        return int(err.exit_code)
     except BrokenPipeError:
         # `neuronscope rank ... | head`: the reader left; nothing more to say.
         _silence_stdout()
@@ -127,7 +127,7 @@ def run(command: click.Command, args: Sequence[str] | None = None,
             return EXIT_UNEXPECTED
         log = write_log(err, argv)
         where = f"; traceback in {log}" if log else ""
-        _say(f"unexpected error ({type(err).__name__}): {one_line(str(err))[:500]}{where} "
+        _say(f"unexpected error ({type(err).__name__}): {_clip(one_line(str(err)), 500)}{where} "
              "(run with --debug to see it here; please report it)")
         return EXIT_UNEXPECTED
     return result if isinstance(result, int) else EXIT_OK
@@ -140,3 +140,10 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def _clip(text: str, limit: int = 2000) -> str:
+    # A message quoting a 100,000-character input must stay readable.
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from neuronscope.cli.options import check_out_file
 from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
 from neuronscope.cli.options import select_neurons as _select
@@ -39,6 +40,7 @@ def register(app: typer.Typer, console: Console) -> None:
         or_not: bool = typer.Option(False, help="Also try F OR NOT A."),
         top: int = typer.Option(5, help="Formulas shown per neuron."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
@@ -48,6 +50,7 @@ def register(app: typer.Typer, console: Console) -> None:
             CompositionalExplainer,
         )
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         st.layout.ids(neuron)  # unknown neurons fail before the atoms are built
         explainer = CompositionalExplainer(
@@ -93,12 +96,14 @@ def register(app: typer.Typer, console: Console) -> None:
         show: int = typer.Option(10, help="Unexplained clusters shown."),
         seed: int = typer.Option(0, help="Seed of the sample and of k-means."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
         """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
         from neuronscope.explanations.latent import LatentConceptDiscovery
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         found = LatentConceptDiscovery(
             k=k, method=method, threshold=threshold, max_fit_words=max_fit_words or None,
@@ -141,11 +146,13 @@ def register(app: typer.Typer, console: Console) -> None:
             None, help="Store of this model: compare with its top contexts."),
         seed: int = typer.Option(0, help="Seed of the initial logits and the noise."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Generate token sequences that excite a neuron (Poerner et al. 2018)."""
         from neuronscope.interventions.generation import NeuronTextGenerator
         from neuronscope.models import load_model
 
+        check_out_file(out, overwrite, (store,))
         st = None
         if store is not None:
             from neuronscope.store import ActivationStore
@@ -191,6 +198,7 @@ def register(app: typer.Typer, console: Console) -> None:
         concept: str | None = typer.Option(None, help="Probe's top-k for this concept."),
         seed: int = typer.Option(0, help="Seed of the split, the GA and the probe."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
@@ -200,6 +208,7 @@ def register(app: typer.Typer, console: Console) -> None:
             compare_with_probe,
         )
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         selector = GeneticSelector(k=k, population=population, generations=generations,
                                    size_penalty=size_penalty, metric=metric,
@@ -235,12 +244,14 @@ def register(app: typer.Typer, console: Console) -> None:
         k: int = typer.Option(10, "-k", help="Domain neurons shifted."),
         alpha: float = typer.Option(1.0, help="Shift strength (1: B's means onto A's)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     ) -> None:
         """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
         from neuronscope.explanations.domains import DomainNeurons, adaptation_effect
         from neuronscope.store import ActivationStore
 
+        check_out_file(out, overwrite, (store_a, store_b, corpus_a, corpus_b))
         pair = [n.strip() for n in names.split(",") if n.strip()]
         if len(pair) != 2:
             raise NeuronscopeError(f"--names takes two comma-separated names, got {names!r}")

@@ -15,13 +15,12 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from neuronscope.errors import NeuronscopeError
@@ -31,9 +30,28 @@ FORMATS = ("table", "json", "csv")
 PIPE_WIDTH = 100_000
 
 
+class LiteralConsole(Console):
+    """A Rich console for data: markup, highlighting and emoji codes off, and unlimited width
+    when writing to a pipe or file without ``COLUMNS`` (so no table is ever cut there)."""
+
+    def __init__(self, stderr: bool = False, **kwargs: Any) -> None:
+        super().__init__(stderr=stderr, markup=False, highlight=False, emoji=False, **kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS"):
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
 def make_console(stderr: bool = False) -> Console:
     """A console that prints text literally (no markup, no highlighting)."""
-    return Console(stderr=stderr, markup=False, highlight=False, emoji=False)
+    return LiteralConsole(stderr=stderr)
 
 
 def output_format_option() -> Any:
@@ -107,20 +125,14 @@ class Rows:
         return table
 
     def records(self) -> list[dict[str, Any]]:
-        """Rows as dictionaries (JSON output)."""
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-
-def table_width(console: Console) -> int | None:
-    """The width to print tables at: the terminal's, ``COLUMNS``, or unlimited for pipes."""
-    if console.is_terminal or os.environ.get("COLUMNS"):
-        return None
-    return PIPE_WIDTH
+        """Rows as dictionaries (JSON output; NaN and infinities become null)."""
+        return [{c: _finite(v) for c, v in zip(self.columns, row, strict=True)}
+                for row in self.rows]
 
 
 def print_table(console: Console, table: Table) -> None:
-    """Print a Rich table, whole when output is piped."""
-    console.print(table, width=table_width(console), crop=False)
+    """Print a Rich table; never cropped (a :class:`LiteralConsole` is unlimited on pipes)."""
+    console.print(table, crop=False)
 
 
 def emit(console: Console, tables: Sequence[Rows], fmt: str) -> None:
@@ -150,3 +162,9 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

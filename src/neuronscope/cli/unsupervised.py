@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from neuronscope.cli.options import load_corpus_option
+from neuronscope.cli.options import check_out_file, load_corpus_option
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import check_output
 
 
 def _open(store: Path, corpus: str | None = None, fmt: str | None = None,
@@ -29,6 +30,16 @@ def _open(store: Path, corpus: str | None = None, fmt: str | None = None,
         corp = load_corpus_option(corpus, fmt, label_file)
         st.check_corpus(corp)
     return st, corp
+
+
+def _check_outs(overwrite: bool, inputs: tuple[Any, ...], out: Path | None,
+                *more: tuple[str, Path | None]) -> None:
+    """Check ``--out`` and other output files before any work."""
+    check_out_file(out, overwrite, inputs)
+    for option, path in more:
+        if path is not None and option == "--matrix-out" and path.suffix != ".npy":
+            path = path.with_suffix(".npy")  # the matrix is written there
+        check_out_file(path, overwrite, inputs, option=option)
 
 
 def _matrix_table(title: str, rows: list[str], cols: list[str], values: Any) -> Table:
@@ -59,11 +70,13 @@ def register(app: typer.Typer, console: Console) -> None:
         matrix_out: Path | None = typer.Option(
             None, help="Also write the correlation matrix here (.npy + .json sidecar)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Correlation-cluster neurons: redundancy per layer and layer similarity."""
         from neuronscope.unsupervised.clustering import cluster_correlations
         from neuronscope.unsupervised.correlation import correlation_matrix
 
+        _check_outs(overwrite, (store,), out, ("--matrix-out", matrix_out))
         st, _ = _open(store)
         corr = correlation_matrix(st, _neurons(st, components, layers), max_bytes=max_bytes,
                                   out=matrix_out)
@@ -118,10 +131,12 @@ def register(app: typer.Typer, console: Console) -> None:
         ranking_out: Path | None = typer.Option(
             None, help="Write the representatives' probe ranking (Ranking JSON) here."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Select a small set of neurons for a task (LayerSelector + clustering + probe)."""
         from neuronscope.unsupervised.selection import select_neurons
 
+        _check_outs(overwrite, (store, corpus), out, ("--ranking-out", ranking_out))
         st, corp = _open(store, corpus, fmt, label_file)
         result = select_neurons(
             st, corp.concept_labels(labels), keep=keep, layer_keep=layer_keep,
@@ -174,6 +189,7 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Non-negative matrix factorization of one sentence's (or a sample's) activations."""
         from neuronscope.unsupervised.factorization import (
@@ -181,6 +197,7 @@ def register(app: typer.Typer, console: Console) -> None:
             factorize_sentence,
         )
 
+        _check_outs(overwrite, (store, corpus), out)
         st, corp = _open(store, corpus, fmt, label_file)
         neurons = _neurons(st, components, layers)
         if sentence is not None:
@@ -225,12 +242,17 @@ def register(app: typer.Typer, console: Console) -> None:
         rankings_dir: Path | None = typer.Option(
             None, help="Write each ranking (Ranking JSON) as DIR/<model>.<method>.json."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Compare models of the same corpus: MaxCorr/MinCorr/LinReg neurons, SVCCA/PWCCA/CKA."""
         from neuronscope.unsupervised.multimodel import compare_models
 
         if len(stores) < 2:
             raise NeuronscopeError("compare needs at least two stores")
+        _check_outs(overwrite, tuple(stores), out)
+        if rankings_dir is not None:
+            check_output(rankings_dir, kind="dir", overwrite=overwrite, inputs=tuple(stores),
+                         option="--rankings-dir")
         opened = [_open(s)[0] for s in stores]
         selections = [_neurons(s, components, layers) for s in opened]
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
