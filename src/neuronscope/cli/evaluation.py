@@ -25,8 +25,6 @@ def parse_ks(text: str | None) -> list[int] | None:
         values = [int(p) for p in parts]
     except ValueError as err:
         raise NeuronscopeError(f"--ks takes comma-separated integers, got {text!r}") from err
-    if any(v < 1 for v in values):
-        raise InvalidOptionError(f"--ks takes positive neuron counts, got {text!r}")
     return values
 
 
