@@ -126,12 +126,14 @@ def info(
     if out_fmt == "json":
         print(json.dumps(data, indent=2))
         return
-    rows = Rows("info", f"store {store}", ["key", "value"], left={"key", "value"})
+    rows = Rows("info", "store", ["key", "value"], left={"key", "value"})
+    rows.add("path", str(store))
     for key in ("model", "corpus", "n_sentences", "n_words", "aggregation", "dtype", "complete"):
         rows.add(key, str(data[key]))
     for name, comp in data["components"].items():
         rows.add(f"component {name}", f"layers {comp['layers']} x {comp['neurons']} neurons")
-    rows.add("windowed sentences", str(data["windows"]["sentences_windowed"]))
+    # Stores written from arrays or NeuroX files have no windowing record.
+    rows.add("windowed sentences", str((data.get("windows") or {}).get("sentences_windowed", 0)))
     if out_fmt == "csv":
         emit(console, [rows], "csv")
         return

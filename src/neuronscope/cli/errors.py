@@ -130,7 +130,10 @@ def run(command: Any, args: Sequence[str] | None = None, prog_name: str = "neuro
         _say(f"unexpected error ({type(err).__name__}): {_clip(one_line(str(err)), 500)}{where} "
              "(run with --debug to see it here; please report it)")
         return EXIT_UNEXPECTED
-    return result if isinstance(result, int) else EXIT_OK
+    code = result if isinstance(result, int) else EXIT_OK
+    if code == EXIT_INTERRUPTED:  # Typer returns Ctrl-C as exit code 130
+        _say("interrupted")
+    return code
 
 
 def _silence_stdout() -> None:
