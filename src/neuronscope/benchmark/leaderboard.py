@@ -38,6 +38,7 @@ from rich.table import Table
 from neuronscope import __version__
 from neuronscope.benchmark.planting import KINDS, PlantedData
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
 from neuronscope.methods import METHODS, build_supervised, method_spec
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
@@ -165,7 +166,7 @@ class Leaderboard:
         """Serialize to JSON; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -186,8 +187,8 @@ class Leaderboard:
         paths = {"json": out / "leaderboard.json", "csv": out / "leaderboard.csv",
                  "cases": out / "cases.csv"}
         self.to_json(paths["json"])
-        self.results.to_csv(paths["csv"], index=False)
-        self.cases.to_csv(paths["cases"], index=False)
+        atomic_write_text(paths["csv"], self.results.to_csv(index=False))
+        atomic_write_text(paths["cases"], self.cases.to_csv(index=False))
         return paths
 
     def __repr__(self) -> str:

@@ -54,9 +54,10 @@ def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
                     and store.model_fingerprint == loaded.fingerprint):
                 console.print(f"reusing {store}")
                 return store
-            console.print(f"[yellow]{path} holds another corpus or model: re-extracting[/]")
+            console.print(f"{path} holds another corpus or model: re-extracting",
+                          style="yellow")
         except StoreError as err:
-            console.print(f"[yellow]{path} is unusable ({err}): re-extracting[/]")
+            console.print(f"{path} is unusable ({err}): re-extracting", style="yellow")
     console.print(f"extracting {corpus.name} ({corpus.n_words} words) with {loaded.name} "
                   f"into {path}")
     return extract(corpus, path, loaded, components=["hidden"],

@@ -372,6 +372,22 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds a surrogate code point."""
+    stack = [value]  # iterative: parsed JSON can be nested deeper than Python recursion
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None) -> Corpus:
     """Read JSON lines such as ``{"words": [...], "upos": [...], "topic": "sports"}``.
 
@@ -392,6 +408,12 @@ def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None
         except json.JSONDecodeError as exc:
             raise CorpusFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
                                     str(path), line_no) from None
+        except RecursionError:
+            raise CorpusFormatError("JSON nested too deeply", str(path), line_no) from None
+        if "\\u" in line and _has_lone_surrogate(obj):
+            # "\ud800" escapes decode to text that cannot be written back as UTF-8.
+            raise CorpusFormatError("a string holds a lone surrogate escape (\\ud800-\\udfff): "
+                                    "not valid Unicode text", str(path), line_no)
         if not isinstance(obj, dict):
             raise CorpusFormatError(
                 f"expected a JSON object, found {type(obj).__name__}", str(path), line_no

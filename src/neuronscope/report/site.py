@@ -20,7 +20,6 @@ fixed number of words, contexts and sentences. Each page states what was sampled
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_json, atomic_write_text
 from neuronscope.methods.ranking import Ranking
 from neuronscope.report.evaluation import (
     MAX_CURVE_GROUPS,
@@ -382,7 +382,7 @@ class _Builder:
                               self.methods, probe, effects)
                     + self.sampling_note())
             html = page(f"{s.name} · neuron card", body, root="../", subtitle=self.title)
-            (self.out / "neurons" / f"{s.name}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "neurons" / f"{s.name}.html", html)
 
     # ------------------------------------------------------------------ concept pages
     def _top_table(self, concept: _Concept, root: str, k: int) -> str:
@@ -446,7 +446,7 @@ class _Builder:
             parts.append(self.sampling_note())
             html = page(f"{concept.name} · concept", "".join(parts), root="../",
                         subtitle=self.title)
-            (self.out / "concepts" / f"{concept.file}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "concepts" / f"{concept.file}.html", html)
 
     def _examples_html(self, concept: _Concept) -> str:
         if not concept.examples:
@@ -540,7 +540,7 @@ class _Builder:
         html = page(f"{self.title} · neuronscope report", body, subtitle=self.title,
                     script=_SEARCH_JS)
         index = self.out / "index.html"
-        index.write_text(html, encoding="utf-8")
+        atomic_write_text(index, html)
         self._write_manifest()
         return index
 
@@ -673,7 +673,7 @@ class _Builder:
                       "neurons": {s.name: f"neurons/{s.name}.html"
                                   for s in self.summaries.values()}},
         }
-        (self.out / _MARKER).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        atomic_write_json(self.out / _MARKER, manifest)
 
 
 def _short_model_name(model: str) -> str:
