@@ -214,19 +214,22 @@ def top_words_cmd(
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
 ) -> None:
     """Show the words and contexts that activate a neuron most."""
-    from neuronscope.methods.concept_search import top_contexts, top_words
+    from neuronscope.methods.inspection import CorpusIndex, read_columns
 
-    st, _ = _open_store_and_corpus(store, corpus, fmt, label_file)
+    st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
+    # One read of the column and one index of the corpus for both tables.
+    values = read_columns(st, [neuron])[:, 0]
+    index = CorpusIndex.build(st, corp)
     table = Table(title=f"{neuron}: top words")
     for col in ("word", "max", "mean", "count"):
         table.add_column(col, justify="left" if col == "word" else "right")
-    for w in top_words(st, neuron, k=k, lowest=lowest):
+    for w in index.top_words(values, k=k, lowest=lowest):
         table.add_row(w.word, f"{w.max_activation:.3f}", f"{w.mean_activation:.3f}", str(w.count))
     console.print(table)
     contexts = Table(title=f"{neuron}: top contexts")
     contexts.add_column("activation", justify="right")
     contexts.add_column("context")
-    for c in top_contexts(st, neuron, k=k, lowest=lowest):
+    for c in index.top_contexts(values, k=k, lowest=lowest):
         contexts.add_row(f"{c.activation:.3f}", c.text)
     console.print(contexts)
 

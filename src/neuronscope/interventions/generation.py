@@ -23,7 +23,7 @@ store holds can be targeted; the forward pass stops right after that module (a s
 ``Trace`` whose edit raises), since later layers cannot change the value.
 
 Comparison with the corpus. Given the store the neuron's name comes from, the result also
-lists the corpus contexts where it fires most (:func:`~neuronscope.methods.concept_search.
+lists the corpus contexts where it fires most (:func:`~neuronscope.methods.inspection.
 top_contexts`). Those are word-level values (subwords aggregated as at extraction, inside whole
 sentences) while generated values are one token's, in a short n-gram: comparable in scale, not
 identical in kind. A store from another model is refused: token ids and neurons would not
@@ -293,7 +293,7 @@ class NeuronTextGenerator:
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_sequences]
         corpus_top: list[dict[str, Any]] = []
         if store is not None and self.n_corpus:
-            from neuronscope.methods.concept_search import top_contexts
+            from neuronscope.methods.inspection import top_contexts
 
             corpus_top = [{"text": c.text, "word": c.word, "activation": c.activation,
                            "sentence_id": c.sentence_id}
