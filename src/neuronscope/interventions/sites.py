@@ -29,10 +29,7 @@ from neuronscope.models.architectures import (
     input_width,
 )
 from neuronscope.models.loading import LoadedModel
-from neuronscope.store.names import ComponentLayout, NeuronLayout
-
-#: Same grammar as store names: ``L<layer>.<component>.[h<head>.]<index>``.
-NEURON_NAME = re.compile(r"^L(\d+)\.([A-Za-z_][\w-]*)\.(?:h(\d+)\.)?(\d+)$")
+from neuronscope.store.names import ComponentLayout, NeuronLayout, parse_name
 
 BUILTIN = ("hidden", "mlp", "attn")
 
@@ -94,7 +91,8 @@ def model_sites(loaded: LoadedModel) -> ModelSites:
     model = loaded.model
     result = ModelSites()
     model_type = getattr(model.config, "model_type", None)
-    pats: ArchitecturePatterns | None = ARCHITECTURES.get(model_type)
+    pats: ArchitecturePatterns | None = (ARCHITECTURES.get(model_type)
+                                         if isinstance(model_type, str) else None)
     if pats is None:
         reason = (f"no built-in module patterns for model_type {model_type!r} "
                   f"(known: {', '.join(sorted(ARCHITECTURES))})")
@@ -164,14 +162,13 @@ def parse_neuron(name: str, components: Mapping[str, ComponentSites],
         raise UnknownComponentError(
             f"neuron names must be strings like 'L3.mlp.1021', got {name!r}"
         )
-    match = NEURON_NAME.match(name.strip())
-    if not match:
+    parsed = parse_name(name)
+    if parsed is None:
         raise UnknownComponentError(
             f"bad neuron name {name!r}; expected like 'L3.mlp.1021', 'L2.attn.h5.17' or "
             "'L4.hidden.7'"
         )
-    layer_s, component, head, index_s = match.groups()
-    layer, index = int(layer_s), int(index_s)
+    layer, component, head, index = parsed.layer, parsed.component, parsed.head, parsed.index
     if component not in components:
         if component in missing:
             raise UnknownComponentError(
@@ -192,11 +189,11 @@ def parse_neuron(name: str, components: Mapping[str, ComponentSites],
         if not comp.head_dim:
             raise UnknownComponentError(f"{name!r}: component {component!r} has no heads")
         n_heads = comp.width // comp.head_dim
-        if int(head) >= n_heads or index >= comp.head_dim:
+        if head >= n_heads or index >= comp.head_dim:
             raise UnknownComponentError(
                 f"{name!r}: {component} has {n_heads} heads of size {comp.head_dim}"
             )
-        index = int(head) * comp.head_dim + index
+        index = head * comp.head_dim + index
     if index >= comp.width:
         raise UnknownComponentError(
             f"{name!r}: index {index} out of range; {component} has {comp.width} neurons per layer"
