@@ -332,21 +332,9 @@ class _Runner:
         """Run the model until the neuron's module has been captured, then stop: the later
         layers (and any head) cannot change the value, so they are not computed."""
         where = self.target.where
-        trace = Trace(self.model, [self.target.module], retain_output=where == "output",
-                      retain_input=where == "input", detach=detach)
-
-        def stop(name: str, x: torch.Tensor) -> torch.Tensor:
-            raise _Captured
-
-        # Entered after ``trace``, so its hook runs after the capture.
-        stopper = Trace(self.model, [self.target.module], retain_output=False,
-                        edit_input=stop if where == "input" else None,
-                        edit_output=stop if where == "output" else None)
-        with trace, stopper:
-            try:
-                self.model(**inputs)
-            except _Captured:
-                pass
+        with Trace(self.model, [self.target.module], retain_output=where == "output",
+                   retain_input=where == "input", detach=detach, stop=True) as trace:
+            self.model(**inputs)
         found = trace.inputs if where == "input" else trace.outputs
         return found[self.target.module][:, self.position, self.target.index]
 
@@ -367,10 +355,6 @@ class _Runner:
                           self.suffix.expand(n, -1)], dim=1)
         values = self._run(True, input_ids=full, attention_mask=torch.ones_like(full))
         return [float(v) for v in values.float().cpu()]
-
-
-class _Captured(Exception):
-    """Raised by a hook to end a forward pass once the neuron has been read."""
 
 
 def generate_for_neuron(loaded: LoadedModel, neuron: str, store: ActivationStore | None = None,
