@@ -22,7 +22,7 @@ from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
 from neuronscope.io import atomic_write_json
 from neuronscope.methods import METHODS, Ranking, build_supervised
-from neuronscope.methods.concept_search import top_words
+from neuronscope.methods.inspection import top_words
 from neuronscope.models import load_model
 from neuronscope.store import ActivationStore
 from neuronscope.store.store import META_FILE

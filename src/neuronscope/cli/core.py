@@ -371,18 +371,21 @@ def top_words_cmd(
     out_fmt: str = output_format_option(),
 ) -> None:
     """Show the words and contexts that activate a neuron most."""
-    from neuronscope.methods.concept_search import top_contexts, top_words
+    from neuronscope.methods.inspection import CorpusIndex, read_columns
 
     out_fmt = check_format(out_fmt)
     check_positive(k, "-k")
-    st, _ = _open_store_and_corpus(store, corpus, fmt, label_file)
+    st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
+    # One read of the column and one index of the corpus for both tables.
+    values = read_columns(st, [neuron])[:, 0]
+    index = CorpusIndex.build(st, corp)
     words = Rows("top_words", f"{neuron}: top words", ["word", "max", "mean", "count"],
                  formats={"max": ".3f", "mean": ".3f"}, left={"word"})
-    for w in top_words(st, neuron, k=k, lowest=lowest):
+    for w in index.top_words(values, k=k, lowest=lowest):
         words.add(w.word, float(w.max_activation), float(w.mean_activation), int(w.count))
     contexts = Rows("top_contexts", f"{neuron}: top contexts", ["activation", "context"],
                     formats={"activation": ".3f"}, left={"context"})
-    for c in top_contexts(st, neuron, k=k, lowest=lowest):
+    for c in index.top_contexts(values, k=k, lowest=lowest):
         contexts.add(float(c.activation), c.text)
     emit(console, [words, contexts], out_fmt)
 

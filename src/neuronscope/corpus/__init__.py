@@ -15,6 +15,7 @@ from neuronscope.corpus.annotators import (
     spacy_annotate_text,
 )
 from neuronscope.corpus.corpus import NO_LABEL, BinaryView, Corpus, corpus_from_records
+from neuronscope.corpus.demo import load_demo_corpus
 from neuronscope.corpus.readers import (
     CorpusFileNotFoundError,
     EmptyCorpusFileError,
@@ -31,17 +32,6 @@ from neuronscope.corpus.tables import (
     read_hf_dataset,
 )
 from neuronscope.corpus.writers import write_conllu, write_parallel
-
-
-def __getattr__(name: str) -> object:
-    # The demo functions are imported lazily so that ``python -m neuronscope.corpus.demo``
-    # does not find its own module already imported by this package (runpy warns then).
-    if name in ("generate_demo_corpus", "load_demo_corpus"):
-        from neuronscope.corpus import demo
-
-        return getattr(demo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "NO_LABEL",
@@ -63,7 +53,6 @@ __all__ = [
     "corpus_from_pandas",
     "corpus_from_records",
     "detect_format",
-    "generate_demo_corpus",
     "load_corpus",
     "load_demo_corpus",
     "load_spacy",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ def _parse_key_values(
 
 def _misc_labels(field: str, path: PathLike, line_no: int) -> list[tuple[str, str]]:
     """The ``label.KEY=VALUE`` entries of a MISC column (other MISC entries are ignored)."""
-    out = []
+    out: list[tuple[str, str]] = []
     for item in field.split("|") if field != NO_LABEL else []:
         if item.startswith(LABEL_PREFIX):
             pairs = _parse_key_values(item, "MISC", path, line_no)
@@ -349,6 +349,7 @@ def read_text(path: PathLike, tokenizer: str = "whitespace", name: str | None = 
             tokenizer, no tagging).
         name: corpus name; defaults to the file's stem.
     """
+    split: Callable[[str], list[str]]
     if tokenizer == "whitespace":
         split = str.split
     elif tokenizer == "spacy":

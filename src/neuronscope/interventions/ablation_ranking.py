@@ -35,11 +35,12 @@ from neuronscope.interventions.intervene import (
     resolve_neuron_spec,
 )
 from neuronscope.interventions.scoring import LMScorer, TokenScores
-from neuronscope.interventions.sites import NEURON_NAME, as_loaded, model_sites
+from neuronscope.interventions.sites import as_loaded, model_sites
 from neuronscope.methods.base import Activations, Labels, require_concepts
 from neuronscope.methods.families import CausalRanker
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.models.loading import LoadedModel
+from neuronscope.store.names import parse_name
 from neuronscope.store.store import ActivationStore
 
 Candidates = str | Sequence[str] | tuple[Any, ...]
@@ -48,7 +49,7 @@ CRITERIA = ("loss", "accuracy", "flip")
 
 def candidate_names(spec: Candidates, loaded: LoadedModel) -> list[str]:
     """Neuron names from ``"mlp"`` (every layer), ``"L3.mlp"`` (one layer), names, or a slice."""
-    if isinstance(spec, str) and not NEURON_NAME.match(spec):
+    if isinstance(spec, str) and parse_name(spec) is None:
         sites = model_sites(loaded)
         layout = sites.layout()
         if "." in spec:

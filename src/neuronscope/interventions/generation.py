@@ -23,7 +23,7 @@ store holds can be targeted; the forward pass stops right after that module (a s
 ``Trace`` whose edit raises), since later layers cannot change the value.
 
 Comparison with the corpus. Given the store the neuron's name comes from, the result also
-lists the corpus contexts where it fires most (:func:`~neuronscope.methods.concept_search.
+lists the corpus contexts where it fires most (:func:`~neuronscope.methods.inspection.
 top_contexts`). Those are word-level values (subwords aggregated as at extraction, inside whole
 sentences) while generated values are one token's, in a short n-gram: comparable in scale, not
 identical in kind. A store from another model is refused: token ids and neurons would not
@@ -284,7 +284,7 @@ class NeuronTextGenerator(Configurable):
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_sequences]
         corpus_top: list[dict[str, Any]] = []
         if store is not None and self.n_corpus:
-            from neuronscope.methods.concept_search import top_contexts
+            from neuronscope.methods.inspection import top_contexts
 
             corpus_top = [{"text": c.text, "word": c.word, "activation": c.activation,
                            "sentence_id": c.sentence_id}
@@ -323,21 +323,9 @@ class _Runner:
         """Run the model until the neuron's module has been captured, then stop: the later
         layers (and any head) cannot change the value, so they are not computed."""
         where = self.target.where
-        trace = Trace(self.model, [self.target.module], retain_output=where == "output",
-                      retain_input=where == "input", detach=detach)
-
-        def stop(name: str, x: torch.Tensor) -> torch.Tensor:
-            raise _Captured
-
-        # Entered after ``trace``, so its hook runs after the capture.
-        stopper = Trace(self.model, [self.target.module], retain_output=False,
-                        edit_input=stop if where == "input" else None,
-                        edit_output=stop if where == "output" else None)
-        with trace, stopper:
-            try:
-                self.model(**inputs)
-            except _Captured:
-                pass
+        with Trace(self.model, [self.target.module], retain_output=where == "output",
+                   retain_input=where == "input", detach=detach, stop=True) as trace:
+            self.model(**inputs)
         found = trace.inputs if where == "input" else trace.outputs
         return found[self.target.module][:, self.position, self.target.index]
 
@@ -358,10 +346,6 @@ class _Runner:
                           self.suffix.expand(n, -1)], dim=1)
         values = self._run(True, input_ids=full, attention_mask=torch.ones_like(full))
         return [float(v) for v in values.float().cpu()]
-
-
-class _Captured(Exception):
-    """Raised by a hook to end a forward pass once the neuron has been read."""
 
 
 def generate_for_neuron(loaded: LoadedModel, neuron: str, store: ActivationStore | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from neuronscope import __version__
+from neuronscope.display import esc, fmt, scoped_css, table
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import atomic_write_text
 from neuronscope.methods.ranking_schema import load_ranking_json, validate_ranking_dict
@@ -88,9 +89,14 @@ class Ranking:
         """Concepts in this ranking."""
         return list(self.concepts)
 
+    def _global(self) -> tuple[np.ndarray, np.ndarray]:
+        # ``__post_init__`` always fills both; None is only a constructor default.
+        assert self.global_order is not None and self.global_scores is not None
+        return self.global_order, self.global_scores
+
     def _get(self, concept: str | None) -> tuple[np.ndarray, np.ndarray]:
         if concept is None or concept == GLOBAL:
-            return self.global_order, self.global_scores
+            return self._global()
         if concept not in self.concepts:
             raise NeuronscopeError(
                 f"ranking has no concept {concept!r}; concepts: {', '.join(self.concepts)}"
@@ -166,7 +172,7 @@ class Ranking:
                 c: {"ids": r.ids.tolist(), "scores": r.scores.tolist()}
                 for c, r in self.concepts.items()
             },
-            "global": {"ids": self.global_order.tolist(), "scores": self.global_scores.tolist()},
+            "global": {"ids": self._global()[0].tolist(), "scores": self._global()[1].tolist()},
             "extra": _jsonable(self.extra),
         }
 
@@ -206,14 +212,12 @@ class Ranking:
         return cls.from_dict(data)
 
     def _repr_html_(self) -> str:
-        """Jupyter display: top neurons per concept (rendered by ``neuronscope.report``)."""
-        from neuronscope.report.rankings import ranking_html  # lazy: keeps imports light
-
+        """Jupyter display: top neurons per concept (see :func:`ranking_html`)."""
         return ranking_html(self)
 
     def __repr__(self) -> str:
         return (f"Ranking(method={self.method!r}, concepts={len(self.concepts)}, "
-                f"neurons={len(self.global_order)}, store={self.store_fingerprint})")
+                f"neurons={len(self._global()[0])}, store={self.store_fingerprint})")
 
 
 def ranking_from_scores(
@@ -255,3 +259,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
+
+
+def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
+    """The top ``k`` neurons per concept as an HTML table (``Ranking._repr_html_``)."""
+    concepts = ranking.concept_names
+    rows = []
+    for concept in concepts[:max_concepts]:
+        scores = list(ranking.scores(concept).items())[:k]
+        cells = " ".join(f'<span class="badge">{esc(n)} <span class="muted">{fmt(s)}</span>'
+                         "</span>" for n, s in scores)
+        rows.append((esc(concept), cells))
+    more = len(concepts) - max_concepts
+    tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
+    layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
+    head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
+            f"{len(ranking._global()[0])} neurons; store {esc(ranking.store_fingerprint)}</p>")
+    body = table(["concept", f"top {k} neurons (score)"], rows)
+    style = f"<style>{scoped_css('.ns-ranking')}</style>"
+    return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'
