@@ -16,8 +16,10 @@ neuronscope lives here; every stage that combines these objects calls it:
   model is what a held-out evaluation needs. A ranking without a store fingerprint (edited by
   hand, or computed on a plain array) is checked by its names only, with a warning.
   (:func:`check_ranking_compatible`)
-* **Two stores** compared neuron by neuron (domains, agreement of two rankings) must share
-  model, aggregation and layout; their corpora may differ.
+* **Two stores** compared neuron by neuron (domain neurons) must share model, aggregation
+  and layout; their corpora may differ (:func:`check_same_neurons`). Stores compared *row by
+  row* (similarity of two models, multi-model correlation) must share the corpus and may
+  differ in model (:func:`check_same_rows`).
 """
 
 from __future__ import annotations
@@ -73,11 +75,15 @@ class Provenance:
         """Split a store fingerprint ``{model}-{corpus}-{aggregation}`` into its parts.
 
         Model and corpus fingerprints are hex digests, so the first two dashes separate the
-        parts; a fingerprint of another shape keeps only ``store_fingerprint``.
+        parts. A fingerprint without a dash is a bare model fingerprint (what rankings over
+        two corpora, e.g. domain neurons, record); one of another shape keeps only
+        ``store_fingerprint``.
         """
-        if fingerprint is None:
+        if not fingerprint:
             return cls(label_layer=label_layer, where=where)
         parts = fingerprint.split("-", 2)
+        if len(parts) == 1:
+            return cls(fingerprint, fingerprint, label_layer=label_layer, where=where)
         if len(parts) != 3:
             return cls(fingerprint, label_layer=label_layer, where=where)
         return cls(fingerprint, parts[0], parts[1], parts[2], label_layer, where)
@@ -95,10 +101,12 @@ class Provenance:
             return None
         if self.store_fingerprint == other.store_fingerprint:
             return True
-        if None in (self.model_fingerprint, other.model_fingerprint):
+        if None in (self.model_fingerprint, other.model_fingerprint) or (
+                self.model_fingerprint != other.model_fingerprint):
             return False
-        return (self.model_fingerprint, self.aggregation) == (
-            other.model_fingerprint, other.aggregation)
+        # A bare model fingerprint does not say how words were aggregated: not a difference.
+        return None in (self.aggregation, other.aggregation) or (
+            self.aggregation == other.aggregation)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (``where`` left out)."""
@@ -135,7 +143,8 @@ def check_ranking_compatible(
             f"(store fingerprint {theirs.store_fingerprint}) than {target.where} "
             f"({target.store_fingerprint}); rank the neurons of this store first"
         )
-    if same and theirs.corpus_fingerprint != target.corpus_fingerprint:
+    if same and None not in (theirs.corpus_fingerprint, target.corpus_fingerprint) and (
+            theirs.corpus_fingerprint != target.corpus_fingerprint):
         notes.append(
             f"{theirs.where} was computed on another corpus (fingerprint "
             f"{theirs.corpus_fingerprint}) of the same model; its neurons are used on "
@@ -184,4 +193,15 @@ def check_same_neurons(a: ActivationStore, b: ActivationStore, why: str) -> None
         raise FingerprintMismatchError(
             f"stores {a.path} and {b.path} aggregate subwords differently ({pa.aggregation} "
             f"vs {pb.aggregation}); {why}"
+        )
+
+
+def check_same_rows(stores: list[ActivationStore], why: str) -> None:
+    """Refuse stores compared row by row (word for word) unless they share one corpus."""
+    fps = {s.corpus_fingerprint for s in stores}
+    if len(fps) > 1:
+        detail = ", ".join(f"{s.path} ({s.corpus_fingerprint})" for s in stores)
+        raise FingerprintMismatchError(
+            f"{why} needs stores of the same corpus, word for word; these come from "
+            f"different corpora: {detail}"
         )

@@ -370,6 +370,33 @@ class ActivationView:
         check_finite(x, 0)
         return x
 
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of the selected neurons as float32, checked finite.
+
+        With ``out`` (a float32 ``(stop - start, n_neurons)`` array, possibly a slice of a
+        wider one) the rows are written there: a store holding every column is then read
+        component by component with no concatenated copy. A new array is returned otherwise
+        (never a view of the source).
+        """
+        if out is None:
+            out = np.empty((max(stop - start, 0), self.n_neurons), dtype=np.float32)
+        src, rows = self.source, slice(start, stop)
+        if isinstance(src, ActivationStore):
+            if not self.all_columns():
+                out[...] = src.neurons(self.ids, rows)
+            else:
+                col = 0
+                for name in src.components:
+                    size = src.layout.components[name].size
+                    out[:, col:col + size] = src.component(name, rows=rows)
+                    col += size
+        elif self.all_columns():
+            out[...] = src[start:stop]
+        else:
+            out[...] = src[start:stop, self.ids]
+        check_finite(out, start)
+        return out
+
     def column(self, neuron: int | str) -> np.ndarray:
         """One neuron's activations (by global id or name) over the view's rows."""
         nid = int(self._subselect([neuron], None, None)[0])
