@@ -133,7 +133,7 @@ def test_labels_aligned_and_checked(store, tmp_path):
     rows = np.array([3, 4, 50])
     np.testing.assert_array_equal(view.restrict(rows).labels(labels), labels.values[rows])
     other = _corpus("other", offset=1000).concept_labels("tag")
-    with pytest.raises(FingerprintMismatchError, match="layer 'tag' come from a corpus"):
+    with pytest.raises(FingerprintMismatchError, match="layer 'tag' come from another corpus"):
         align_labels(other, view)
     with pytest.raises(NeuronscopeError, match="1-D"):
         align_labels(np.zeros((N_WORDS, 2)), view)
@@ -186,3 +186,16 @@ def test_acceptance_policy(tmp_path, store, data):
     bare.names[99] = "L9.mlp.0"
     with pytest.raises(FingerprintMismatchError, match="20 neurons"):
         view.check_ranking(bare)
+
+
+def test_two_rankings_compared_under_the_same_policy(tmp_path, store, data):
+    from neuronscope.evaluation.agreement import overlap_at_k
+
+    held = _ranking(_store(tmp_path / "oc", _corpus("held", offset=500), data))
+    assert overlap_at_k(_ranking(store), held, 3) == 1.0  # other corpus, same neurons
+    with pytest.raises(FingerprintMismatchError, match="another model or aggregation"):
+        overlap_at_k(_ranking(store), _ranking(_store(tmp_path / "om", _corpus(), data,
+                                                      model="other")), 3)
+    with pytest.raises(FingerprintMismatchError, match="neuron layout"):
+        overlap_at_k(_ranking(store), _ranking(_store(tmp_path / "ol", _corpus(), data,
+                                                      layers=(1, 2))), 3)

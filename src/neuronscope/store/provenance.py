@@ -158,6 +158,25 @@ def check_ranking_compatible(
     return notes
 
 
+def check_rankings_comparable(a: RankingLike, b: RankingLike) -> None:
+    """Refuse comparing two rankings neuron by neuron unless their ids name the same neurons
+    (same model and aggregation, and no id named differently); their corpora may differ."""
+    pa, pb = Provenance.of_ranking(a), Provenance.of_ranking(b)
+    if pa.same_neurons(pb) is False:
+        raise FingerprintMismatchError(
+            f"rankings {a.method!r} and {b.method!r} were computed on different stores of "
+            f"another model or aggregation ({pa.store_fingerprint} vs {pb.store_fingerprint}); "
+            "their neuron ids do not name the same neurons"
+        )
+    wrong = [i for i, n in a.names.items() if i in b.names and b.names[i] != n]
+    if wrong:
+        i = wrong[0]
+        raise FingerprintMismatchError(
+            f"rankings {a.method!r} and {b.method!r} name neuron id {i} differently "
+            f"({a.names[i]!r} vs {b.names[i]!r}): different stores with another neuron layout"
+        )
+
+
 def check_names(names: Mapping[int, str], layout: NeuronLayout, what: str, where: str) -> None:
     """Refuse neuron ids outside the layout or named otherwise than the layout names them."""
     ids = np.asarray(sorted(names), dtype=np.int64)

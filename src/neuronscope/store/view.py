@@ -475,9 +475,9 @@ def align_labels(labels: LabelsLike, view: ActivationView | Source) -> np.ndarra
     if isinstance(labels, ConceptLabels):
         if corpus_fp is not None and labels.corpus_fingerprint != corpus_fp:
             raise FingerprintMismatchError(
-                f"labels of layer {labels.layer!r} come from a corpus (fingerprint "
-                f"{labels.corpus_fingerprint}) other than the one {view.provenance.where} "
-                f"was extracted from ({corpus_fp})"
+                f"labels of layer {labels.layer!r} come from another corpus (fingerprint "
+                f"{labels.corpus_fingerprint}) than the one {view.provenance.where} was "
+                f"extracted from ({corpus_fp})"
             )
         y = np.asarray(labels.values)
     else:
