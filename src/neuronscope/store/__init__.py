@@ -4,7 +4,8 @@ view every stage reads through, and the provenance / acceptance policy."""
 from neuronscope.store.names import ComponentLayout, NeuronLayout
 from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore, StoreWriter, read_meta, store_from_arrays
-from neuronscope.store.view import ActivationView, RowSubsetStore, align_labels
+from neuronscope.store.subset import RowSubsetStore
+from neuronscope.store.view import ActivationView, align_labels
 
 __all__ = [
     "ActivationStore",
