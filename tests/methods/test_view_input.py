@@ -44,5 +44,5 @@ def test_prepare_input_restricts_corpus_labels(planted):
     np.testing.assert_array_equal(data.y, y[rows])
     np.testing.assert_array_equal(data.matrix(), x[np.ix_(rows, [5, 3])])
     assert data.names == ["L0.hidden.5", "L0.hidden.3"]
-    with pytest.raises(NeuronscopeError, match="3 labels for 150 activation rows"):
+    with pytest.raises(NeuronscopeError, match="3 labels for 150 rows"):
         prepare_input(ActivationView(store, rows=rows), ["A", "B", "A"])

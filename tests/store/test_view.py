@@ -137,7 +137,7 @@ def test_labels_aligned_and_checked(store, tmp_path):
         align_labels(other, view)
     with pytest.raises(NeuronscopeError, match="1-D"):
         align_labels(np.zeros((N_WORDS, 2)), view)
-    with pytest.raises(NeuronscopeError, match="89 labels for 90 activation rows"):
+    with pytest.raises(NeuronscopeError, match="89 labels for 90 rows of store"):
         align_labels(["A"] * 89, view)
     # Plain arrays of labels carry no fingerprint: only their length is checked.
     assert len(align_labels(list(labels.values), store)) == N_WORDS

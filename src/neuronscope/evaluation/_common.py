@@ -21,7 +21,7 @@ from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods.ranking import GLOBAL, Ranking
 from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
-from neuronscope.store.view import ActivationView, align_labels, as_view
+from neuronscope.store.view import ActivationView, align_labels, as_view, check_labels
 
 
 @runtime_checkable
@@ -174,16 +174,7 @@ def label_array(activations: Activations, labels: ConceptLabels | np.ndarray | S
     if isinstance(data, ActivationView):
         return align_labels(labels, data)
     # An in-memory matrix: the same checks against its recorded corpus and row count.
-    return align_labels(labels, _RowsOnly(data.n_words, provenance(data)))
-
-
-class _RowsOnly(ActivationView):
-    """A view with rows and provenance but no columns, to check labels of a NeuronMatrix."""
-
-    def __init__(self, n: int, prov: Provenance) -> None:  # noqa: D107
-        self._set_source(np.empty((n, 0), dtype=np.float32))
-        self._provenance = prov
-        self.ids, self.names, self.chunk_words = np.zeros(0, dtype=np.int64), [], 1
+    return check_labels(labels, data.n_words, provenance(data).corpus_fingerprint)
 
 
 def concept_target(y: np.ndarray, concept: str | None) -> np.ndarray:

@@ -411,26 +411,44 @@ def align_labels(labels: LabelsLike, view: ActivationView | Source) -> np.ndarra
     """
     if not isinstance(view, ActivationView):
         view = ActivationView(view)
-    corpus_fp = view.provenance.corpus_fingerprint
+    y = label_values(labels, view.provenance.corpus_fingerprint, view.provenance.where)
+    if view.row_index is not None and len(y) == view.source_rows != view.n_words:
+        y = y[view.row_index]
+    return check_labels(y, view.n_words, where=view.provenance.where)
+
+
+def check_labels(labels: LabelsLike, n_rows: int, corpus_fingerprint: str | None = None,
+                 where: str = "the activations") -> np.ndarray:
+    """Labels as a 1-D array of ``n_rows`` entries, from the corpus ``corpus_fingerprint``.
+
+    The same checks as :func:`align_labels`, for rows that are not a view (words of a
+    corpus, an in-memory matrix).
+    """
+    y = label_values(labels, corpus_fingerprint, where)
+    if len(y) != n_rows:
+        raise NeuronscopeError(
+            f"{len(y)} labels for {n_rows} rows of {where}: labels and activations must "
+            "describe the same words"
+        )
+    return y
+
+
+def label_values(labels: LabelsLike, corpus_fingerprint: str | None = None,
+                 where: str = "the activations") -> np.ndarray:
+    """The values of ``labels`` as a 1-D array; corpus labels must come from the corpus
+    ``corpus_fingerprint`` (not checked when ``None``, e.g. for plain arrays)."""
     if isinstance(labels, ConceptLabels):
-        if corpus_fp is not None and labels.corpus_fingerprint != corpus_fp:
+        if corpus_fingerprint is not None and labels.corpus_fingerprint != corpus_fingerprint:
             raise FingerprintMismatchError(
                 f"labels of layer {labels.layer!r} come from another corpus (fingerprint "
-                f"{labels.corpus_fingerprint}) than the one {view.provenance.where} was "
-                f"extracted from ({corpus_fp})"
+                f"{labels.corpus_fingerprint}) than the one {where} was extracted from "
+                f"({corpus_fingerprint})"
             )
         y = np.asarray(labels.values)
     else:
         y = np.asarray(labels)
     if y.ndim != 1:
         raise NeuronscopeError(f"labels must be one label per word (1-D), got shape {y.shape}")
-    if view.row_index is not None and len(y) == view.source_rows != view.n_words:
-        y = y[view.row_index]
-    if len(y) != view.n_words:
-        raise NeuronscopeError(
-            f"{len(y)} labels for {view.n_words} activation rows: labels and activations "
-            "must describe the same words"
-        )
     return y
 
 
