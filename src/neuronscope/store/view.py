@@ -189,11 +189,16 @@ class ActivationView:
         """Fingerprints of the activations (all ``None`` for arrays)."""
         return self._provenance
 
+    def _source_shape(self) -> tuple[int, int]:
+        src = self.source
+        if isinstance(src, ActivationStore):
+            return src.n_words, src.n_neurons
+        return int(src.shape[0]), int(src.shape[1])
+
     @property
     def n_words(self) -> int:
         """Rows of the view."""
-        src = self.source
-        return int(src.n_words if isinstance(src, ActivationStore) else src.shape[0])
+        return self._source_shape()[0]
 
     @property
     def n_neurons(self) -> int:
@@ -213,8 +218,7 @@ class ActivationView:
     @property
     def source_neurons(self) -> int:
         """Columns of the source (all of the store's neurons, or the array's width)."""
-        src = self.source
-        return int(src.n_neurons if isinstance(src, ActivationStore) else src.shape[1])
+        return self._source_shape()[1]
 
     def __len__(self) -> int:
         return self.n_words
