@@ -445,8 +445,8 @@ def label_values(labels: LabelsLike, corpus_fingerprint: str | None = None,
         if corpus_fingerprint is not None and labels.corpus_fingerprint != corpus_fingerprint:
             raise FingerprintMismatchError(
                 f"labels of layer {labels.layer!r} come from another corpus (fingerprint "
-                f"{labels.corpus_fingerprint}) than the one {where} was extracted from "
-                f"({corpus_fingerprint})"
+                f"{labels.corpus_fingerprint}), other than the one {where} was extracted "
+                f"from ({corpus_fingerprint})"
             )
         y = np.asarray(labels.values)
     else:
