@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels, Corpus
-from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.errors import NeuronscopeError
 from neuronscope.interventions.intervene import (
     Intervention,
     check_same_model,
@@ -42,6 +42,7 @@ from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.models.loading import LoadedModel
 from neuronscope.store.names import parse_name
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import check_labels
 
 Candidates = str | Sequence[str] | tuple[Any, ...]
 CRITERIA = ("loss", "accuracy", "flip")
@@ -93,21 +94,8 @@ class _AblationRanking(CausalRanker):
     def _labels(self, corpus: Corpus, labels: Labels | None) -> np.ndarray | None:
         if labels is None:
             return None
-        if isinstance(labels, ConceptLabels):
-            if labels.corpus_fingerprint != corpus.fingerprint:
-                raise FingerprintMismatchError(
-                    f"labels of layer {labels.layer!r} come from another corpus than "
-                    f"{corpus.name!r}"
-                )
-            y = np.asarray(labels.values)
-        else:
-            y = np.asarray(labels, dtype=object)
-        if y.ndim != 1 or len(y) != corpus.n_words:
-            raise NeuronscopeError(
-                f"{len(y)} labels for {corpus.n_words} corpus words: labels must be one "
-                "per word of the corpus"
-            )
-        return y
+        return check_labels(labels, corpus.n_words, corpus.fingerprint,
+                            f"corpus {corpus.name!r}")
 
     def _effects(
         self, loaded: LoadedModel, corpus: Corpus, activations: Activations | None,
