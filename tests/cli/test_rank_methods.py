@@ -98,6 +98,11 @@ def test_rank_refuses_what_it_cannot_run(cli_store, small_conllu, tiny_bert_dir,
     assert isinstance(stray.exception, NeuronscopeError) and "causal" in str(stray.exception)
     pair = _rank(cli_store, small_conllu, out, "--method", "domain")
     assert isinstance(pair.exception, NeuronscopeError) and "domains" in str(pair.exception)
+    # Candidates outside the store are refused before any pass over the corpus.
+    outside = _rank(cli_store, small_conllu, out, "--method", "erasure", "--model",
+                    str(tiny_bert_dir), "--param", "candidates=L0.attn")
+    assert isinstance(outside.exception, NeuronscopeError)
+    assert "'attn'" in str(outside.exception)
     unknown = _rank(cli_store, small_conllu, out, "--method", "nope")
     assert "valid: probe" in str(unknown.exception)
     assert not list(tmp_path.iterdir())

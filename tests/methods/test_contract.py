@@ -271,14 +271,30 @@ CONFIGURABLE = [LatentConceptDiscovery, CompositionalExplainer, GeneticSelector,
                 *(spec.load() for spec in REGISTRY.values())]
 
 
+#: Valid non-default values for classes that check their parameters in ``__init__``.
+CUSTOM: dict[type, dict[str, Any]] = {
+    PlantedBenchmark: {"kinds": ("group", "focused"), "snrs": (3.0,), "n_concepts": 2,
+                       "concepts": ["X", "Y"], "group_size": 4, "n_redundant": 5,
+                       "max_words": 50, "max_background": 9, "min_concept_words": 3,
+                       "group_noise": 0.3, "copy_noise": 0.2, "shuffle_background": False,
+                       "separate_snrs": True, "random_state": 4},
+    LDAClassifier: {"shrinkage": 0.5, "priors": "uniform"},
+}
+
+
 @pytest.mark.parametrize("cls", CONFIGURABLE, ids=lambda c: c.__name__)
 def test_every_configurable_class_reports_its_constructor(cls):
     assert issubclass(cls, Configurable)
+    assert "get_params" not in vars(cls) and "set_params" not in vars(cls)
     instance = cls()
     params = instance.get_params()
     assert list(params) == [p for p in inspect.signature(cls.__init__).parameters
                             if p != "self"]
     assert _equal(params, cls.param_defaults())
+    # Non-default values for every parameter come back as given (no drift, no dropping).
+    custom = CUSTOM.get(cls) or {k: _other_value(v) for k, v in cls.param_defaults().items()}
+    assert set(custom) == set(params)
+    assert _equal(cls(**custom).get_params(), custom)
     assert _equal(instance.clone().get_params(), params)
     with pytest.raises(NeuronscopeError, match="'nope'"):
         instance.set_params(nope=1)

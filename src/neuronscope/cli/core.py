@@ -222,7 +222,8 @@ def rank(
     out: Path = typer.Option(..., "--out", "-o", help="Ranking JSON (one per method if several)."),
     concepts: str | None = typer.Option(None, help="Comma-separated concepts to rank."),
     components: str | None = typer.Option(
-        None, help="Restrict to these components (causal methods: their candidates)."),
+        None, help="Restrict to these components (causal methods: the neurons ablated, by "
+        "default all of the store's, one pass over the corpus each)."),
     layers: str | None = typer.Option(
         None, help="Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
@@ -293,8 +294,9 @@ def rank(
         common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
         user = dict(per_method[name])
         if families[name] == "causal":
-            if neurons is not None:  # --components/--layers choose the candidates to ablate
-                user.setdefault("candidates", st.layout.names(neurons))
+            # The candidates to ablate: the store's neurons, or --components/--layers of it.
+            user.setdefault("candidates", st.layout.names(
+                range(st.n_neurons) if neurons is None else neurons))
         else:
             common["neurons"] = neurons
         ranker = build_method(name, user, **common)

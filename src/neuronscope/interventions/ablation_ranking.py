@@ -115,6 +115,8 @@ class _AblationRanking(CausalRanker):
         names = candidate_names(self.candidates, loaded)
         if not names:
             raise NeuronscopeError("no candidate neurons")
+        if store is not None:  # refused before the (long) passes, not after them
+            store.layout.ids(names)
         self.candidates_ = names
         means = None
         if self.op == "mean":
