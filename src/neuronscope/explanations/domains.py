@@ -300,7 +300,8 @@ def adaptation_effect(
         shrinkage: the LDA probe's shrinkage.
         random_state: seed of A's split.
     """
-    from neuronscope.explanations.evolutionary import LDAClassifier, _split
+    from neuronscope.explanations.evolutionary import LDAClassifier
+    from neuronscope.splits import split_by_sentence
 
     ids, names, _ = _selection(domain_a, domain_b, neurons)
     ya, layer = _labels(domain_a, labels_a, "domain A")
@@ -322,7 +323,7 @@ def adaptation_effect(
     ca = np.asarray([code[v] for v in ya.tolist()], dtype=np.int64)
     cb = np.asarray([code[v] for v in yb.tolist()], dtype=np.int64)
     rng = np.random.default_rng(random_state)
-    train, test = _split(len(xa), test_fraction, rng, ca)
+    train, test = split_by_sentence(None, test_fraction, rng, n_rows=len(xa), stratify=ca)
     probe = LDAClassifier(shrinkage).fit(xa[train], ca[train], len(classes))
     before = float(np.mean(probe.predict(xb) == cb))
     after = float(np.mean(probe.predict(shift_activations(xb, shift, columns)) == cb))

@@ -40,6 +40,7 @@ import numpy as np
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Activations, Labels, prepare_input
+from neuronscope.splits import split_by_sentence
 
 METRICS = ("accuracy", "balanced_accuracy")
 
@@ -315,7 +316,8 @@ class GeneticSelector:
         y = np.asarray(y, dtype=np.int64)
         self._check(x.shape[1])
         rng = np.random.default_rng(self.random_state)
-        train, val = _split(len(x), self.validation_fraction, rng, y)
+        train, val = split_by_sentence(None, self.validation_fraction, rng, n_rows=len(x),
+                                       stratify=y)
         fitness = SubsetFitness(x[train], y[train], x[val], y[val], int(y.max()) + 1,
                                 self.size_penalty, self.metric, self.shrinkage)
         d = x.shape[1]
@@ -406,31 +408,6 @@ class GeneticSelector:
         return nxt
 
 
-def _split(n: int, fraction: float, rng: np.random.Generator,
-           y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(train, held-out)`` row indices; stratified by ``y`` when given, so that
-    every class with at least two rows appears on both sides."""
-    if n < 2:
-        raise NeuronscopeError(f"{n} rows cannot be split into train and held-out parts")
-    if y is None:
-        perm = rng.permutation(n)
-        cut = min(max(int(round(fraction * n)), 1), n - 1)
-        return np.sort(perm[cut:]), np.sort(perm[:cut])
-    held: list[np.ndarray] = []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        take = int(round(fraction * len(members))) if len(members) > 1 else 0
-        if len(members) > 1:
-            take = min(max(take, 1), len(members) - 1)
-        held.append(members[:take])
-    out = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
-    if len(out) == 0 or len(out) == n:
-        return _split(n, fraction, rng, None)
-    mask = np.zeros(n, dtype=bool)
-    mask[out] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
-
-
 # ---------------------------------------------------------------------------- comparison
 @dataclass
 class ProbeComparison:
@@ -496,7 +473,7 @@ def compare_with_probe(
     if len(np.unique(y)) < 2:
         raise NeuronscopeError("the labels have a single class; nothing to decode")
     rng = np.random.default_rng(random_state)
-    rest, test = _split(len(x), test_fraction, rng, y)
+    rest, test = split_by_sentence(None, test_fraction, rng, n_rows=len(x), stratify=y)
     selector = copy.copy(selector) if selector is not None else GeneticSelector(
         random_state=random_state)
     selector.k = k  # on a copy: the caller's selector keeps its settings
