@@ -32,7 +32,7 @@ background neurons with :class:`neuronscope.benchmark.PlantedBenchmark` (``group
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +157,7 @@ class SubsetFitness:
         """Validation score of the probe on ``subset`` (no penalty)."""
         return self(subset)[1]
 
-    def __call__(self, subset: Sequence[int]) -> tuple[float, float]:
+    def __call__(self, subset: Iterable[int]) -> tuple[float, float]:
         """``(fitness, validation score)`` of a subset."""
         key = tuple(sorted(int(i) for i in subset))
         hit = self.cache.get(key)
@@ -386,7 +386,7 @@ class GeneticSelector:
 
     def _next_generation(self, pop: list[frozenset[int]], scores: np.ndarray,
                          rng: np.random.Generator, d: int) -> list[frozenset[int]]:
-        order = np.lexsort(([len(s) for s in pop], -scores))
+        order = np.lexsort((np.asarray([len(s) for s in pop]), -scores))
         nxt = [pop[i] for i in order[: self.elitism]]
         taken = set(nxt)
         while len(nxt) < self.population:
