@@ -300,7 +300,7 @@ def adaptation_effect(
         shrinkage: the LDA probe's shrinkage.
         random_state: seed of A's split.
     """
-    from neuronscope.explanations.evolutionary import LDAClassifier
+    from neuronscope.explanations.lda import LDAClassifier
     from neuronscope.splits import split_by_sentence
 
     ids, names, _ = _selection(domain_a, domain_b, neurons)
