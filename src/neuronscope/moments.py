@@ -74,14 +74,27 @@ class RunningMoments:
             centred = rows - shift
             m2_b[g] = (np.einsum("ij,ij->j", centred, centred, dtype=np.float64)
                        - counts_b[g] * (mean_b[g] - shift) ** 2)
-        total = self.count_ + counts_b
-        safe = np.where(total > 0, total, 1.0)[:, None]
-        delta = mean_b - self.mean_
-        self.mean_ = self.mean_ + delta * (counts_b[:, None] / safe)
-        self.m2_ = self.m2_ + np.maximum(m2_b, 0.0) + delta**2 * (
-            self.count_[:, None] * counts_b[:, None] / safe)
-        self.count_ = total
+        for g in np.flatnonzero(counts_b):
+            self.merge(float(counts_b[g]), mean_b[g], np.maximum(m2_b[g], 0.0), int(g))
         return self
+
+    def merge(self, count: float, mean: np.ndarray, m2: np.ndarray,
+              group: int = 0) -> tuple[np.ndarray, float]:
+        """Fold in the moments of ``count`` rows (their mean and M2) for one group.
+
+        Returns ``(delta, weight)``: the difference of the means and ``n_old * count / n``,
+        what a co-moment (Gram) matrix accumulated alongside needs for the same merge.
+        """
+        if count <= 0:
+            return np.zeros(self.n_columns), 0.0
+        n_old = float(self.count_[group])
+        n = n_old + count
+        delta = mean - self.mean_[group]
+        weight = n_old * count / n
+        self.mean_[group] += delta * (count / n)
+        self.m2_[group] += m2 + weight * delta * delta
+        self.count_[group] = n
+        return delta, weight
 
     @property
     def variance_(self) -> np.ndarray:
