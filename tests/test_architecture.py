@@ -24,8 +24,6 @@ MAX_LINES = 600
 OVERSIZED = {
     "neuronscope/methods/linear_probe.py": "owned by the trust-ranking work in this round",
     "neuronscope/methods/gaussian_probe.py": "owned by the trust-ranking work in this round",
-    "neuronscope/report/site.py": "TEMPORARY: being split on this branch",
-    "neuronscope/explanations/compositional.py": "TEMPORARY: being split on this branch",
 }
 
 

@@ -24,6 +24,7 @@ from neuronscope.io import atomic_write_json
 from neuronscope.methods import METHODS, Ranking, build_supervised
 from neuronscope.methods.inspection import top_words
 from neuronscope.models import load_model
+from neuronscope.splits import split_masks
 from neuronscope.store import ActivationStore
 from neuronscope.store.store import META_FILE
 
@@ -54,9 +55,7 @@ class DemoResult:
 
 def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
     """Boolean mask over words: True for words of held-out (test) sentences."""
-    rng = np.random.default_rng(seed)
-    test_sentences = rng.random(corpus.n_sentences) < test_fraction
-    return np.repeat(test_sentences, corpus.sentence_lengths())
+    return split_masks(corpus.sentence_ids(), test_fraction, seed)[1]
 
 
 def layer_probe_accuracy(

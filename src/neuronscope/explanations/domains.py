@@ -206,7 +206,7 @@ def adaptation_intervention(loaded: Any, shift: DomainShift, positions: Any = "a
     Use it as ``with adaptation_intervention(loaded, shift): loaded.model(**batch)``; the model
     must be the one the stores were extracted with.
     """
-    from neuronscope.interventions import intervene
+    from neuronscope.interventions.intervene import intervene
 
     if shift.model_fingerprint and shift.model_fingerprint != loaded.fingerprint:
         raise FingerprintMismatchError(
@@ -278,7 +278,8 @@ def adaptation_effect(
         shrinkage: the LDA probe's shrinkage.
         random_state: seed of A's split.
     """
-    from neuronscope.explanations.evolutionary import LDAClassifier, _split
+    from neuronscope.explanations.lda import LDAClassifier
+    from neuronscope.splits import split_by_sentence
 
     ids, names, _ = _selection(domain_a, domain_b, neurons)
     ya, layer = _labels(domain_a, labels_a, "domain A")
@@ -300,7 +301,7 @@ def adaptation_effect(
     ca = np.asarray([code[v] for v in ya.tolist()], dtype=np.int64)
     cb = np.asarray([code[v] for v in yb.tolist()], dtype=np.int64)
     rng = np.random.default_rng(random_state)
-    train, test = _split(len(xa), test_fraction, rng, ca)
+    train, test = split_by_sentence(None, test_fraction, rng, n_rows=len(xa), stratify=ca)
     probe = LDAClassifier(shrinkage).fit(xa[train], ca[train], len(classes))
     before = float(np.mean(probe.predict(xb) == cb))
     after = float(np.mean(probe.predict(shift_activations(xb, shift, columns)) == cb))

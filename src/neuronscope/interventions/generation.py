@@ -222,7 +222,7 @@ class NeuronTextGenerator(Configurable):
             check_store_model(store, loaded)
             store.layout.ids([target.name])  # the store must hold this neuron
         model = loaded.model
-        embedding = model.get_input_embeddings().weight
+        embedding = _embeddings(model).weight.detach()
         tok = loaded.tokenizer
         if len(tok) > embedding.shape[0]:
             raise NeuronscopeError(
@@ -250,7 +250,7 @@ class NeuronTextGenerator(Configurable):
         theta0 = torch.randn((self.length, embedding.shape[0]), generator=gen) * self.init_scale
         theta = theta0.to(device).masked_fill(~allowed, float("-inf")).requires_grad_(True)
         optimizer = torch.optim.Adam([theta], lr=self.learning_rate)
-        emb = embedding.detach()
+        emb = embedding
 
         seen: dict[tuple[int, ...], float] = {}
         initial_ids = theta.detach().argmax(dim=-1)
@@ -315,7 +315,7 @@ class _Runner:
         device = loaded.device
         self.prefix = torch.tensor(prefix, dtype=torch.long, device=device)
         self.suffix = torch.tensor(suffix, dtype=torch.long, device=device)
-        emb = self.model.get_input_embeddings()
+        emb = _embeddings(self.model)
         self.prefix_emb = emb(self.prefix).detach()
         self.suffix_emb = emb(self.suffix).detach()
 
@@ -346,6 +346,12 @@ class _Runner:
                           self.suffix.expand(n, -1)], dim=1)
         values = self._run(True, input_ids=full, attention_mask=torch.ones_like(full))
         return [float(v) for v in values.float().cpu()]
+
+
+def _embeddings(model: torch.nn.Module) -> torch.nn.Embedding:
+    """The input embedding module of a Hugging Face model (typed for the checker)."""
+    module: torch.nn.Embedding = model.get_input_embeddings()  # type: ignore[operator]
+    return module
 
 
 def generate_for_neuron(loaded: LoadedModel, neuron: str, store: ActivationStore | None = None,

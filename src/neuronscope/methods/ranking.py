@@ -89,6 +89,11 @@ class Ranking:
         """Concepts in this ranking."""
         return list(self.concepts)
 
+    @property
+    def n_ranked(self) -> int:
+        """Neurons in the global order."""
+        return len(self._global()[0])
+
     def _global(self) -> tuple[np.ndarray, np.ndarray]:
         # ``__post_init__`` always fills both; None is only a constructor default.
         assert self.global_order is not None and self.global_scores is not None
@@ -217,7 +222,7 @@ class Ranking:
 
     def __repr__(self) -> str:
         return (f"Ranking(method={self.method!r}, concepts={len(self.concepts)}, "
-                f"neurons={len(self._global()[0])}, store={self.store_fingerprint})")
+                f"neurons={self.n_ranked}, store={self.store_fingerprint})")
 
 
 def ranking_from_scores(
@@ -274,7 +279,7 @@ def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
     tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
     layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
     head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
-            f"{len(ranking._global()[0])} neurons; store {esc(ranking.store_fingerprint)}</p>")
+            f"{ranking.n_ranked} neurons; store {esc(ranking.store_fingerprint)}</p>")
     body = table(["concept", f"top {k} neurons (score)"], rows)
     style = f"<style>{scoped_css('.ns-ranking')}</style>"
     return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'

@@ -118,13 +118,13 @@ class LoadedModel:
     @property
     def is_causal(self) -> bool:
         """Whether the model attends only to the left (decoder-only LM)."""
-        cfg = self.model.config
+        cfg = self.config
         return bool(getattr(cfg, "is_decoder", False)) or cfg.model_type in _CAUSAL_TYPES
 
     @property
     def num_layers(self) -> int:
         """Number of transformer blocks."""
-        cfg = self.model.config
+        cfg = self.config
         for key in ("num_hidden_layers", "n_layer", "n_layers"):
             if getattr(cfg, key, None) is not None:
                 return int(getattr(cfg, key))
@@ -133,12 +133,12 @@ class LoadedModel:
     @property
     def max_length(self) -> int:
         """Longest token sequence the model accepts."""
-        cfg = self.model.config
-        limits = [
+        cfg = self.config
+        found = [
             getattr(cfg, k, None)
             for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
         ]
-        limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
+        limits = [int(x) for x in found if isinstance(x, int) and x > 0]
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
             limits.append(tok_max)
@@ -152,7 +152,7 @@ class LoadedModel:
     @property
     def config_hash(self) -> str:
         """Hash of the model config (architecture and sizes)."""
-        config = self.model.config.to_dict()
+        config = self.config.to_dict()
         # Where it was loaded from, the head class and dtype it was saved with and the
         # transformers release that wrote it do not change what the model computes.
         for key in ("_name_or_path", "architectures", "transformers_version", "dtype",
