@@ -129,7 +129,7 @@ def test_file_named_like_json_text_is_a_path(tmp_path):
 
 @pytest.mark.parametrize("content, fragment", [
     (b"\xff\xfe{}", "not UTF-8"),
-    ("{".encode() * 1, "not valid JSON"),
+    (b"{", "not valid JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     (b"", "not valid JSON"),
     (b"null", "expected a JSON object"),

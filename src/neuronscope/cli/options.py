@@ -45,11 +45,15 @@ def open_store_and_corpus(
 
 def select_neurons(store: Any, components: str | None, layers: str | None) -> list[int] | None:
     """Neuron ids of ``--components``/``--layers`` of a store (None: all neurons)."""
-    if not components and not layers:
+    if components is None and layers is None:
         return None
     from neuronscope.extraction.components import parse_layers
 
-    comps = [c.strip() for c in components.split(",") if c.strip()] if components else None
+    comps = None
+    if components is not None:
+        comps = [c.strip() for c in components.split(",") if c.strip()]
+        if not comps:
+            raise InvalidOptionError(f"--components {components!r} names no component")
     return store.layout.select(comps, parse_layers(layers)).tolist()
 
 
