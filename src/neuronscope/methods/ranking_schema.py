@@ -75,7 +75,7 @@ def validate_ranking_dict(data: Any, source: str = "ranking") -> None:
     for key in ("store_fingerprint", "label_layer"):
         if data.get(key) is not None:
             _expect(data[key], str, source, key)
-    if "extra" in data and data["extra"] is not None:
+    if "extra" in data:
         _expect(data["extra"], Mapping, source, "extra")
     names = data["names"]
     _expect(names, Mapping, source, "names")
