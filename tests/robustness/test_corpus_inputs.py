@@ -100,3 +100,19 @@ def test_joining_words_never_collides(sentences, sep):
     joined = [[sep.join(s)] for s in sentences]
     if joined != sentences:
         assert Corpus(joined).fingerprint != Corpus(sentences).fingerprint
+
+
+def test_old_fingerprint_gets_a_clear_message(tmp_path):
+    import numpy as np
+
+    from neuronscope.errors import FingerprintMismatchError
+    from neuronscope.store import ActivationStore, store_from_arrays
+    from neuronscope.store.store import META_FILE
+
+    corpus = Corpus([["a", "b"], ["c"]])
+    store = store_from_arrays(tmp_path / "s", corpus, {"hidden": np.zeros((3, 2), "float32")})
+    meta = json.loads((store.path / META_FILE).read_text())
+    meta["corpus"]["fingerprint"] = corpus.legacy_fingerprint  # as 0.1.0 wrote it
+    (store.path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FingerprintMismatchError, match="older neuronscope"):
+        ActivationStore(store.path).check_corpus(corpus)

@@ -160,6 +160,16 @@ class Corpus:
             h.update(b"".join(len(w).to_bytes(8, "little") + w for w in words))
         return h.hexdigest()[:16]
 
+    @property
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint of neuronscope <= 0.1.0 (separator-joined words, which a word holding
+        U+001F could forge); only used to explain why an old store no longer matches."""
+        h = hashlib.sha256()
+        for s in self.sentences:
+            h.update(b"\x1e")
+            h.update("\x1f".join(s).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:16]
+
     # ------------------------------------------------------------------ labels
     def layer(self, name: str) -> list[list[str]]:
         """The per-sentence labels of a word-level layer, with a clear error when missing."""
