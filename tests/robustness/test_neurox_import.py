@@ -178,3 +178,12 @@ def test_import_command_refuses_damaged_file(cli, tmp_path):
     result = cli(["import-neurox", ok, "--corpus", corpus, "--out", tmp_path / "store"])
     assert result.code == 0, result.text
     assert ActivationStore(tmp_path / "store").n_words == CORPUS.n_words
+
+
+def test_error_text_with_brackets_prints_whole(cli, tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"words": s}) + "\n" for s in CORPUS.sentences))
+    flat = _hdf5(tmp_path / "flat.hdf5", [np.zeros((7, 8), np.float32)] * 2)
+    result = cli(["import-neurox", flat, "--corpus", corpus, "--out", tmp_path / "store"])
+    assert result.code == 2
+    assert "expected [layers, words, neurons], got (7, 8)" in result.err

@@ -89,3 +89,12 @@ def test_evaluate_json_output(cli, cli_store, small_conllu, tmp_path):
     assert data["selection"][0]["top-k"] == summary["selection"]["table"][0]["top"]
     assert [r["neurons ablated"] for r in data["ablation"]] == summary["ablation"]["steps"]
     assert "wrote" in result.err
+
+
+def test_report_with_markup_in_labels_and_words(cli, rb, tmp_path):
+    out = tmp_path / "site"
+    result = cli(["report", rb.store, rb.corpus, rb.ranking, "--out", out])
+    assert result.code == 0, result.text
+    html = "".join(p.read_text(encoding="utf-8") for p in out.rglob("*.html"))
+    # The labels "[/]" and "[red]" are concepts of the ranking: shown literally in the HTML.
+    assert "[/]" in html and "[red]" in html
