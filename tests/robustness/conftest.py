@@ -32,13 +32,31 @@ def examples(fast: int, full: int) -> int:
     return full if FUZZ else fast
 
 
+SAMPLE_EVERY = 3  # make test runs every 3rd case of a parametrized robustness test
+
+
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest hook signature
+    """Without NEURONSCOPE_FUZZ: skip tests marked ``fuzz`` and run a fixed sample (the first
+    and every third) of the cases of each parametrized test in this folder."""
     if FUZZ:
         return
-    skip = pytest.mark.skip(reason="full fuzz set: run `make fuzz` (NEURONSCOPE_FUZZ=1)")
+    here = Path(__file__).parent
+    full = pytest.mark.skip(reason="full fuzz set: run `make fuzz` (NEURONSCOPE_FUZZ=1)")
+    sampled = pytest.mark.skip(reason="sampled out of `make test`; `make fuzz` runs it")
+    seen: dict[str, int] = {}
     for item in items:
+        if here not in Path(str(item.fspath)).parents:
+            continue
         if "fuzz" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(full)
+            continue
+        if getattr(item, "callspec", None) is None:
+            continue
+        key = f"{item.fspath}::{item.originalname}"
+        index = seen.get(key, 0)
+        seen[key] = index + 1
+        if index % SAMPLE_EVERY:
+            item.add_marker(sampled)
 
 
 # Words and labels that Rich markup, CSV, JSON or a naive joiner would mangle.

@@ -73,3 +73,28 @@ def test_info_formats(cli, rb):
     assert as_csv.code == 0 and as_csv.out.startswith("key,value\n")
     as_json = cli(["info", rb.store, "--output-format", "json"])
     assert json.loads(as_json.out)["n_words"] == sum(len(s) for s in SENTENCES)
+
+
+def test_evaluate_json_output(cli, cli_store, small_conllu, tmp_path):
+    ranking = tmp_path / "r.json"
+    assert cli(["rank", cli_store, small_conllu, "--labels", "upos", "--method", "probeless",
+                "--out", ranking]).code == 0
+    result = cli(["evaluate", cli_store, small_conllu, ranking, "--labels", "upos", "--out",
+                  tmp_path / "ev", "--ks", "4", "--n-random", "1", "--ablation-steps", "2",
+                  "--max-epochs", "2", "--output-format", "json"])
+    assert result.code == 0, result.text
+    data = json.loads(result.out)
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert data["selection"][0]["k"] == 4
+    assert data["selection"][0]["top-k"] == summary["selection"]["table"][0]["top"]
+    assert [r["neurons ablated"] for r in data["ablation"]] == summary["ablation"]["steps"]
+    assert "wrote" in result.err
+
+
+def test_report_with_markup_in_labels_and_words(cli, rb, tmp_path):
+    out = tmp_path / "site"
+    result = cli(["report", rb.store, rb.corpus, rb.ranking, "--out", out])
+    assert result.code == 0, result.text
+    html = "".join(p.read_text(encoding="utf-8") for p in out.rglob("*.html"))
+    # The labels "[/]" and "[red]" are concepts of the ranking: shown literally in the HTML.
+    assert "[/]" in html and "[red]" in html

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import check_output
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -111,7 +112,9 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
         from neuronscope.methods import method_spec
 
-        # Everything that can be refused is checked before any extraction.
+        # Everything that can be refused is checked before any extraction. The folder is
+        # reused on purpose (its store is a cache), so only its kind and access are checked.
+        check_output(out, kind="dir", overwrite=True, inputs=(store, corpus))
         method_names = _names(methods)
         for name in method_names or []:
             method_spec(name, "supervised")

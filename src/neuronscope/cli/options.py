@@ -45,12 +45,27 @@ def open_store_and_corpus(
 
 def select_neurons(store: Any, components: str | None, layers: str | None) -> list[int] | None:
     """Neuron ids of ``--components``/``--layers`` of a store (None: all neurons)."""
-    if not components and not layers:
+    if components is None and layers is None:
         return None
     from neuronscope.extraction.components import parse_layers
 
-    comps = [c.strip() for c in components.split(",") if c.strip()] if components else None
-    return store.layout.select(comps, parse_layers(layers)).tolist()
+    comps = None
+    if components is not None:
+        comps = [c.strip() for c in components.split(",") if c.strip()]
+        if not comps:
+            raise InvalidOptionError(f"--components {components!r} names no component")
+    wanted = parse_layers(layers)
+    if wanted is not None:
+        # A layer no selected component has would otherwise be dropped without a word.
+        chosen = comps if comps is not None else list(store.layout.components)
+        have = {layer for name in chosen if name in store.layout.components
+                for layer in store.layout.components[name].layers}
+        missing = sorted(set(wanted) - have)
+        if missing:
+            raise InvalidOptionError(f"--layers {layers!r}: the store has no layer "
+                                     f"{', '.join(map(str, missing))}; its layers: "
+                                     f"{', '.join(map(str, sorted(have))) or '(none)'}")
+    return store.layout.select(comps, wanted).tolist()
 
 
 def method_params(items: list[str] | None) -> dict[str, Any]:

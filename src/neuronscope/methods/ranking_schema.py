@@ -75,7 +75,7 @@ def validate_ranking_dict(data: Any, source: str = "ranking") -> None:
     for key in ("store_fingerprint", "label_layer"):
         if data.get(key) is not None:
             _expect(data[key], str, source, key)
-    if "extra" in data and data["extra"] is not None:
+    if "extra" in data:
         _expect(data["extra"], Mapping, source, "extra")
     names = data["names"]
     _expect(names, Mapping, source, "names")
@@ -111,6 +111,10 @@ def _check_order(entry: Any, known: set[int], source: str, field: str) -> None:
         if value not in known:
             raise RankingFormatError(f"{source}: {field}.ids[{i}] = {value} has no entry in "
                                      "names")
+    if len(set(ids)) != len(ids):
+        seen: set[int] = set()
+        dup = next(v for v in ids if v in seen or seen.add(v))  # type: ignore[func-returns-value]
+        raise RankingFormatError(f"{source}: {field}.ids lists neuron {dup} more than once")
     for i, value in enumerate(scores):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise RankingFormatError(f"{source}: {field}.scores[{i}] must be a number, got "

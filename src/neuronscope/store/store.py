@@ -177,6 +177,11 @@ class ActivationStore:
     def check_corpus(self, corpus: Corpus) -> None:
         """Raise :class:`FingerprintMismatchError` unless ``corpus`` is the store's corpus."""
         if corpus.fingerprint != self.corpus_fingerprint:
+            if corpus.legacy_fingerprint == self.corpus_fingerprint:
+                raise FingerprintMismatchError(
+                    f"store {self.path} was written by an older neuronscope whose corpus "
+                    "fingerprint could collide; re-extract it (or re-import it) to use it"
+                )
             raise FingerprintMismatchError(
                 f"corpus {corpus.name!r} (fingerprint {corpus.fingerprint}, "
                 f"{corpus.n_words} words) is not the corpus store {self.path} was extracted "
