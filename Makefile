@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # The CPU wheel of this torch lies on local disk here; other specs download GBs.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test fuzz lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest -q
+
+# The whole fuzz and fault suite (the default run takes a sample of it).
+fuzz: install
+	$(PY) -m pytest -q -m "fuzz or not fuzz" tests/robustness
 
 demo: install
 	$(VENV)/bin/neuronscope demo

@@ -1,7 +1,7 @@
 """The ``neuronscope`` command line: a thin layer over the Python API.
 
 Every command lives in this package, one module per stage (``core``, ``evaluation``,
-``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``); each
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``, ``store``); each
 stage module has ``register(app, console)``. Library packages never import this package or
 Typer. Commands import the library lazily inside their bodies so that ``--help`` is fast.
 """
@@ -14,11 +14,12 @@ from neuronscope.cli import (
     explanations,
     interventions,
     report,
+    store,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
-for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations):
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations, store):
     _stage.register(app, console)
 
 __all__ = ["app", "console", "err_console", "main"]

@@ -365,10 +365,15 @@ def describe(path: Path, problems: list[str], limit: int = 4) -> str:
 def verify(path: str | os.PathLike) -> list[str]:
     """Every problem of the store at ``path`` (empty when it is intact). Reads all of it."""
     path = Path(path)
-    meta = read_meta(path)
+    try:
+        meta = read_meta(path)
+    except DamagedStoreError as err:
+        return [str(err).split(" is damaged: ", 1)[-1]]
     problems = meta_problems(meta)
     if problems:
         return [f"neuronscope.json: {p}" for p in problems]
+    if meta["format_version"] == 1:
+        return []  # written before manifests: nothing to compare the chunks with
     try:
         layout = NeuronLayout.from_meta(meta["components"])
         entries = read_manifest(path)
