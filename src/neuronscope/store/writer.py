@@ -105,6 +105,9 @@ class StoreWriter:
                              "was interrupted is not kept: start the extraction again)")
         lock = StoreLock(path).acquire()
         try:
+            # Temporary files of writes a crash cut short (Zarr's and the metadata's).
+            for leftover in [*path.rglob("*.partial"), *path.glob(".tmp-*.json")]:
+                leftover.unlink(missing_ok=True)
             meta = read_meta(path)
             if meta_problems(meta):
                 raise DamagedStoreError(describe(path, meta_problems(meta)))
