@@ -121,6 +121,14 @@ class ChunkStore(LocalStore):
             del self.entries[key]
 
 
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a store's group (a clear error if it is a group instead)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise DamagedStoreError(f"store {group.store} is damaged: {name} is not an array")
+    return node
+
+
 # ---------------------------------------------------------------------------- manifest
 def manifest_json(entries: Entries) -> dict[str, Any]:
     """The manifest file's content."""
@@ -336,9 +344,9 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
 def _words_problems(group: zarr.Group, meta: Mapping[str, Any]) -> list[str]:
     """Sentence ids must count up from 0 by steps of 0 or 1; positions restart with each."""
     try:
-        sid = np.asarray(group["words/sentence_id"][:], dtype=np.int64)
-        pos = np.asarray(group["words/position"][:], dtype=np.int64)
-        group["words/word"][:]
+        sid = np.asarray(array(group, "words/sentence_id")[:], dtype=np.int64)
+        pos = np.asarray(array(group, "words/position")[:], dtype=np.int64)
+        array(group, "words/word")[:]
     except DamagedStoreError as err:
         return [str(err)]
     n_sent = meta["corpus"]["n_sentences"]

@@ -44,6 +44,7 @@ from neuronscope.errors import (
     StoreError,
 )
 from neuronscope.store.integrity import (
+    array,
     describe,
     layout_of,
     meta_problems,
@@ -183,20 +184,20 @@ class ActivationStore:
     # ---------------------------------------------------------------- words table
     def words(self) -> list[str]:
         """The word of every row."""
-        return [str(w) for w in self._group["words/word"][: self.n_words]]
+        return [str(w) for w in np.asarray(array(self._group, "words/word")[: self.n_words])]
 
     def sentence_ids(self) -> np.ndarray:
         """The sentence index of every row."""
-        return np.asarray(self._group["words/sentence_id"][: self.n_words], dtype=np.int64)
+        return np.asarray(array(self._group, "words/sentence_id")[: self.n_words], dtype=np.int64)
 
     def positions(self) -> np.ndarray:
         """The position inside its sentence of every row."""
-        return np.asarray(self._group["words/position"][: self.n_words], dtype=np.int64)
+        return np.asarray(array(self._group, "words/position")[: self.n_words], dtype=np.int64)
 
     # ---------------------------------------------------------------- activations
     def _array(self, component: str) -> zarr.Array:
         self.layout.offset(component)  # validates the name
-        return self._group[f"activations/{component}"]
+        return array(self._group, f"activations/{component}")
 
     def layer(
         self, component: str, layer: int, rows: slice | np.ndarray | None = None
@@ -210,9 +211,8 @@ class ActivationStore:
         self, component: str, layers: Sequence[int] | None = None, rows: slice | None = None
     ) -> np.ndarray:
         """Neurons of some (default: all) layers of a component, layers side by side."""
-        comp = self.layout.components.get(component)
-        if comp is None:
-            self.layout.offset(component)  # raises the clear error
+        self.layout.offset(component)  # the clear error for an unknown component
+        comp = self.layout.components[component]
         if layers is None or list(layers) == list(comp.layers):
             return self._read(component, rows, slice(None))
         return np.concatenate([self.layer(component, layer, rows) for layer in layers], axis=1)
@@ -265,7 +265,7 @@ class ActivationStore:
         key = f"sentences/{component}"
         if self.meta["sentence_pooling"] == "none" or key not in self._group:
             raise StoreError(f"store {self.path} has no sentence vectors for {component!r}")
-        return np.asarray(self._group[key][:], dtype=np.float32)
+        return np.asarray(array(self._group, key)[:], dtype=np.float32)
 
     def _n_rows(self, rows: slice | np.ndarray | None) -> int:
         if rows is None:
@@ -283,7 +283,7 @@ class ActivationStore:
         if isinstance(cols, np.ndarray) and len(cols):
             lo, hi = int(cols.min()), int(cols.max()) + 1
             if hi - lo == len(cols) and np.all(np.diff(cols) == 1):
-                data = arr[rows, lo:hi]  # already in order: no gather
+                data: Any = arr[rows, lo:hi]  # already in order: no gather
             elif hi - lo <= 4 * len(cols):
                 # Close-together columns: one contiguous read, then pick in memory. Zarr's
                 # per-column orthogonal selection costs ~8x more CPU for a whole layer.

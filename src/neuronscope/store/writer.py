@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.array_spec import ArrayConfig
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import DamagedStoreError, StoreError
@@ -19,6 +20,7 @@ from neuronscope.store.integrity import (
     MANIFEST_FILE,
     ChunkStore,
     Entries,
+    array,
     describe,
     layout_of,
     manifest_json,
@@ -132,7 +134,7 @@ class StoreWriter:
 
     def write_rows(self, component: str, start: int, block: np.ndarray) -> None:
         """Write rows ``start : start + len(block)`` of a component's activations."""
-        arr = self._group[f"activations/{component}"]
+        arr = array(self._group, f"activations/{component}")
         try:
             arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
         except OSError as err:
@@ -141,7 +143,7 @@ class StoreWriter:
 
     def write_sentences(self, component: str, start: int, block: np.ndarray) -> None:
         """Write pooled sentence vectors for sentences ``start : start + len(block)``."""
-        arr = self._group[f"sentences/{component}"]
+        arr = array(self._group, f"sentences/{component}")
         try:
             arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
         except OSError as err:
@@ -263,7 +265,7 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
     chunks = ChunkStore(path)
     group = zarr.open_group(store=chunks, mode="a")
     # Every chunk is written, even one equal to the fill value, so the manifest lists all.
-    config = {"write_empty_chunks": True}
+    config = ArrayConfig(order="C", write_empty_chunks=True)
     for name, comp in layout.components.items():
         group.create_array(
             f"activations/{name}",
@@ -286,9 +288,11 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
                 config=config,
             )
     chunk = (min(65536, max(n_words, 1)),)
-    columns = {"word": (str, np.array(corpus.words(), dtype=object)),
-               "sentence_id": ("int32", corpus.sentence_ids()),
-               "position": ("int32", corpus.positions())}
+    columns: dict[str, tuple[Any, np.ndarray]] = {
+        "word": (str, np.array(corpus.words(), dtype=object)),
+        "sentence_id": ("int32", corpus.sentence_ids()),
+        "position": ("int32", corpus.positions()),
+    }
     for name, (kind, values) in columns.items():
         group.create_array(f"words/{name}", shape=(n_words,), chunks=chunk, dtype=kind,
                            config=config)[:] = values
