@@ -262,22 +262,29 @@ def _expected_arrays(meta: Mapping[str, Any], layout: NeuronLayout) -> dict[str,
     return out
 
 
-def settled_keys(meta: Mapping[str, Any], layout: NeuronLayout) -> Callable[[str], bool]:
-    """``key -> bool``: whether a file holds only rows that are final (checksum comparable)."""
-    if meta["complete"]:
-        return lambda key: True
-    arrays = _expected_arrays(meta, layout)
-    rows = {"activations": int(meta["chunk_words"]), "sentences": None}
+class SettledKeys:
+    """``key -> bool``: whether a file holds only final rows, so that its checksum holds.
 
-    def settled(key: str) -> bool:
-        path, sep, coords = key.partition("/c/")
-        if not sep or path not in arrays or path.startswith("words/"):
+    In an interrupted store, a chunk holding rows past ``progress.words_done`` may be
+    rewritten by the resume (and sentence-vector chunks are rewritten block by block); their
+    checksums are not compared, only their existence and size. A plain class, not a closure,
+    so that a store can be pickled.
+    """
+
+    def __init__(self, meta: Mapping[str, Any]) -> None:
+        self.complete = bool(meta["complete"])
+        self.words_done = int(meta["progress"]["words_done"])
+        self.chunk_words = int(meta["chunk_words"])
+
+    def __call__(self, key: str) -> bool:
+        if self.complete:
             return True
-        chunk_rows = rows.get(path.split("/")[0])
-        return chunk_rows is not None and (int(coords.split("/")[0]) + 1) * chunk_rows <= (
-            arrays[path][2])
-
-    return settled
+        path, sep, coords = key.partition("/c/")
+        if not sep or path.startswith("words/"):
+            return True  # array metadata and the words table are final from creation
+        if path.startswith("activations/"):
+            return (int(coords.split("/")[0]) + 1) * self.chunk_words <= self.words_done
+        return False
 
 
 def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entries: Entries,
@@ -287,7 +294,7 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
     ``deep`` also compares the checksum of every listed file and the words table.
     """
     problems = []
-    settled = settled_keys(meta, layout)
+    settled = SettledKeys(meta)
     for key, (size, crc) in entries.items():
         file = path / key
         try:
