@@ -156,3 +156,23 @@ def test_writer_lock_refuses_a_second_writer(tmp_path, corpus, values, store):
     writer.close()
     store_from_arrays(tmp_path / "w", corpus, {"hidden": values}, overwrite=True)
     assert verify(tmp_path / "w") == []
+
+
+def test_append_records_added_and_removed_arrays(store, values):
+    """A derived component added (then removed) through the writer keeps the store intact."""
+    writer = StoreWriter.append(store.path)
+    arr = writer.group.create_array("activations/extra", shape=(store.n_words, 6),
+                                    chunks=(64, 6), dtype="float32", fill_value=np.nan)
+    arr[:] = values[:, :6]
+    components = dict(store.meta["components"],
+                      extra={"layers": [0], "neurons": 6, "head_dim": None, "derived": True})
+    writer.update_meta(components=components)
+    writer.close()
+    assert verify(store.path) == []
+    np.testing.assert_array_equal(ActivationStore(store.path).component("extra"), values[:, :6])
+    writer = StoreWriter.append(store.path)
+    del writer.group["activations/extra"]
+    writer.update_meta(components=dict(store.meta["components"]))
+    writer.close()
+    assert verify(store.path) == [] and ActivationStore(store.path).components == ["hidden"]
+    assert not any("extra" in key for key in read_manifest(store.path))

@@ -247,6 +247,9 @@ def layout_of(path: Path, meta: Mapping[str, Any]) -> NeuronLayout:
         raise DamagedStoreError(describe(path, [f"neuronscope.json: components: {err}"])) from None
 
 
+_FLOATS = ("float32", "float16")
+
+
 def _expected_arrays(meta: Mapping[str, Any], layout: NeuronLayout) -> dict[str, tuple]:
     """Array path -> (shape, dtype, rows settled): what the metadata says must be there."""
     n_words, n_sent = meta["corpus"]["n_words"], meta["corpus"]["n_sentences"]
@@ -254,10 +257,11 @@ def _expected_arrays(meta: Mapping[str, Any], layout: NeuronLayout) -> dict[str,
     sent_done = n_sent if meta["complete"] else meta["progress"]["sentences_done"]
     out: dict[str, tuple] = {}
     for name, comp in layout.components.items():
-        out[f"activations/{name}"] = ((n_words, comp.size), meta["dtype"], done)
+        # Any float: a derived component (e.g. SAE latents) may differ from the store's dtype.
+        out[f"activations/{name}"] = ((n_words, comp.size), _FLOATS, done)
         if meta["sentence_pooling"] != "none":
-            out[f"sentences/{name}"] = ((n_sent, comp.size), meta["dtype"], sent_done)
-    for name, dtype in (("word", None), ("sentence_id", "int32"), ("position", "int32")):
+            out[f"sentences/{name}"] = ((n_sent, comp.size), _FLOATS, sent_done)
+    for name, dtype in (("word", None), ("sentence_id", ("int32",)), ("position", ("int32",))):
         out[f"words/{name}"] = ((n_words,), dtype, n_words)
     return out
 
@@ -327,8 +331,8 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
             problems.append(f"array {name} has shape {tuple(arr.shape)}, the metadata says "
                             f"{shape} (corpus, components, layers and neurons)")
             continue
-        if dtype is not None and str(arr.dtype) != dtype:
-            problems.append(f"array {name} has dtype {arr.dtype}, the metadata says {dtype}")
+        if dtype is not None and str(arr.dtype) not in dtype:
+            problems.append(f"array {name} has dtype {arr.dtype}, expected {' or '.join(dtype)}")
         if name.startswith("activations/"):
             comp = layout.components[name.split("/", 1)[1]]
             if arr.chunks[1] != comp.neurons:

@@ -127,6 +127,37 @@ class StoreWriter:
             raise
         return cls(path, meta, entries=entries, lock=lock)
 
+    @classmethod
+    def append(cls, path: str | os.PathLike) -> StoreWriter:
+        """Open a complete, intact store to add or remove arrays (e.g. a derived component).
+
+        Create, fill or delete arrays through :attr:`group`: every file is recorded in the
+        manifest, which :meth:`update_meta` saves before the metadata (so a crash leaves at
+        worst an array the metadata does not list). Holds the lock until :meth:`close`.
+        """
+        path = Path(path)
+        lock = StoreLock(path).acquire()
+        try:
+            meta = read_meta(path)
+            if meta_problems(meta):
+                raise DamagedStoreError(describe(path, meta_problems(meta)))
+            if not meta["complete"] or meta["format_version"] != FORMAT_VERSION:
+                raise StoreError(f"cannot add to store {path}: it is incomplete or was written "
+                                 "by an older neuronscope (no chunk manifest)")
+            entries = read_manifest(path)
+            _, problems = open_checked(path, meta, layout_of(path, meta), entries)
+            if problems:
+                raise DamagedStoreError(describe(path, problems))
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, meta, entries=entries, lock=lock)
+
+    @property
+    def group(self) -> zarr.Group:
+        """The store's Zarr group, writable; writes and deletes are recorded in the manifest."""
+        return self._group
+
     @property
     def words_done(self) -> int:
         """Rows already on disk."""
