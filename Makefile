@@ -25,7 +25,7 @@ test: install lint
 
 # The whole fuzz and fault suite (the default run takes a sample of it).
 fuzz: install
-	$(PY) -m pytest -q -m "fuzz or not fuzz" tests/robustness
+	NEURONSCOPE_FUZZ=1 $(PY) -m pytest -q tests/robustness
 
 demo: install
 	$(VENV)/bin/neuronscope demo

@@ -56,3 +56,7 @@ class DamagedStoreError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another process is writing the store (its advisory writer lock is held)."""
+
+
+class InvalidOptionError(NeuronscopeError, ValueError):
+    """An option or parameter value is out of range or malformed; the message names it."""

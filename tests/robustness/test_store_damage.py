@@ -79,7 +79,7 @@ DAMAGES = {
         lambda m: m["progress"].update(words_done="all"), "progress.words_done"),
     "activation bits flipped": _flip_all_activation_chunks,
 }
-# Run by default; the other damages run with the fuzz suite (`make fuzz`).
+# Run by default; the others with the fuzz suite (`make fuzz`, NEURONSCOPE_FUZZ=1).
 DEFAULT = {"activation chunk deleted", "words chunk deleted", "metadata wrong neuron count",
            "activation bits flipped"}
 

@@ -54,9 +54,10 @@ def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
                     and store.model_fingerprint == loaded.fingerprint):
                 console.print(f"reusing {store}")
                 return store
-            console.print(f"[yellow]{path} holds another corpus or model: re-extracting[/]")
+            console.print(f"{path} holds another corpus or model: re-extracting",
+                          style="yellow")
         except StoreError as err:
-            console.print(f"[yellow]{path} is unusable ({err}): re-extracting[/]")
+            console.print(f"{path} is unusable ({err}): re-extracting", style="yellow")
     console.print(f"extracting {corpus.name} ({corpus.n_words} words) with {loaded.name} "
                   f"into {path}")
     return extract(corpus, path, loaded, components=["hidden"],
@@ -108,12 +109,12 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
-        from neuronscope.methods import method_class
+        from neuronscope.methods import method_spec
 
         # Everything that can be refused is checked before any extraction.
         method_names = _names(methods)
         for name in method_names or []:
-            method_class(name)
+            method_spec(name, "supervised")
         bench = PlantedBenchmark(
             kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs"),
             n_concepts=n_concepts, concepts=_names(concepts), group_size=group_size,

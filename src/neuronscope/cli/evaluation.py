@@ -8,8 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli.options import check_positive
 from neuronscope.cli.options import label_files as _label_files
-from neuronscope.errors import NeuronscopeError
+from neuronscope.errors import InvalidOptionError, NeuronscopeError
+from neuronscope.io import check_output
 
 
 def parse_ks(text: str | None) -> list[int] | None:
@@ -20,9 +22,10 @@ def parse_ks(text: str | None) -> list[int] | None:
     if not parts:
         raise NeuronscopeError("--ks is empty; give comma-separated integers like 10,50,100")
     try:
-        return [int(p) for p in parts]
+        values = [int(p) for p in parts]
     except ValueError as err:
         raise NeuronscopeError(f"--ks takes comma-separated integers, got {text!r}") from err
+    return values
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -47,6 +50,7 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
     ) -> None:
         """Evaluate a ranking: selected-neuron probes, ablation, control selectivity, layers."""
         from neuronscope.corpus import load_corpus
@@ -55,6 +59,14 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.store import ActivationStore
 
         wanted = parse_ks(ks)
+        for value, option in ((n_random, "--n-random"), (ablation_steps, "--ablation-steps"),
+                              (max_epochs, "--max-epochs")):
+            check_positive(value, option)
+        if not 0 < test_size < 1:
+            raise InvalidOptionError(f"--test-size must be between 0 and 1, got {test_size}")
+        # Checked before training a single probe.
+        check_output(out, kind="dir", overwrite=overwrite, inputs=(store, corpus, ranking),
+                     marker="summary.json")
         rk = Ranking.from_json(ranking)
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
@@ -65,7 +77,7 @@ def register(app: typer.Typer, console: Console) -> None:
         )
         _print_summary(console, summary)
         for warning in summary["warnings"]:
-            console.print(f"[yellow]warning: {warning}[/]")
+            console.print(f"warning: {warning}", style="yellow")
         console.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
 
 

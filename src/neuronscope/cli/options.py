@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from neuronscope.errors import NeuronscopeError
+from neuronscope.errors import InvalidOptionError, NeuronscopeError
 
 
 def label_files(items: list[str] | None) -> dict[str, str] | None:
@@ -68,10 +68,40 @@ def method_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def check_max_length(value: int | None, model_limit: int | None = None) -> None:
+    """``--max-length``: a positive number of tokens within the model's position limit."""
+    if value is None:
+        return
+    if value < 1:
+        raise InvalidOptionError(f"--max-length must be a positive number of tokens, got {value} "
+                                 "(leave it out to use the model's maximum)")
+    if model_limit is not None and value > model_limit:
+        raise InvalidOptionError(f"--max-length {value} exceeds the model's limit of "
+                                 f"{model_limit} tokens")
+
+
+def check_positive(value: float | int, option: str, *, allow_zero: bool = False) -> None:
+    """A count or size option must be > 0 (or >= 0)."""
+    if value < 0 or (value == 0 and not allow_zero) or value != value:  # NaN fails too
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidOptionError(f"{option} must be {bound}, got {value}")
+
+
+def check_out_file(out: Path | None, overwrite: bool, inputs: tuple[Any, ...] = (),
+                   option: str = "--out") -> Path | None:
+    """Check a file ``--out`` before any work (see :func:`neuronscope.io.check_output`)."""
+    if out is None:
+        return None
+    from neuronscope.io import check_output
+
+    return check_output(out, kind="file", overwrite=overwrite, inputs=inputs, option=option)
+
+
 def write_json(out: Path | None, data: dict[str, Any], console: Console) -> None:
-    """Write a command's result as JSON when ``--out`` was given."""
+    """Write a command's result as JSON when ``--out`` was given (atomically)."""
     if out is None:
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    from neuronscope.io import atomic_write_json
+
+    atomic_write_json(out, data, default=str)
     console.print(f"wrote {out}")

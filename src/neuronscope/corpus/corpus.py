@@ -148,12 +148,16 @@ class Corpus:
     def fingerprint(self) -> str:
         """A stable hash of the words and sentence boundaries (labels excluded).
 
-        Stores record it, so labels added later by annotators still match a store.
+        Stores record it, so labels added later by annotators still match a store. Every
+        sentence and word is length-prefixed, so no character inside a word (``\x1f``
+        included) can make two different corpora hash alike.
         """
-        h = hashlib.sha256()
+        h = hashlib.sha256(b"neuronscope-corpus-fingerprint-v2\n")
         for s in self.sentences:
-            h.update(b"\x1e")
-            h.update("\x1f".join(s).encode("utf-8"))
+            # surrogatepass: a word built in Python with a lone surrogate still hashes.
+            words = [w.encode("utf-8", "surrogatepass") for w in s]
+            h.update(len(words).to_bytes(8, "little"))
+            h.update(b"".join(len(w).to_bytes(8, "little") + w for w in words))
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ labels

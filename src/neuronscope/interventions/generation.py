@@ -23,7 +23,7 @@ store holds can be targeted; the forward pass stops right after that module (a s
 ``Trace`` whose edit raises), since later layers cannot change the value.
 
 Comparison with the corpus. Given the store the neuron's name comes from, the result also
-lists the corpus contexts where it fires most (:func:`~neuronscope.methods.concept_search.
+lists the corpus contexts where it fires most (:func:`~neuronscope.methods.inspection.
 top_contexts`). Those are word-level values (subwords aggregated as at extraction, inside whole
 sentences) while generated values are one token's, in a short n-gram: comparable in scale, not
 identical in kind. A store from another model is refused: token ids and neurons would not
@@ -43,6 +43,7 @@ from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.extraction.alignment import WordTokenizer
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel
+from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
 
 
@@ -104,7 +105,7 @@ class GenerationResult:
             "length": self.length, "sequences": [s.to_dict() for s in self.sequences],
             "initial": self.initial.to_dict(), "gain": self.gain,
             "beats_corpus": self.beats_corpus, "corpus_top": self.corpus_top,
-            "history": self.history, "params": self.params,
+            "history": self.history, "params": jsonable(self.params),
         }
 
 
@@ -143,7 +144,7 @@ def check_store_model(store: ActivationStore, loaded: LoadedModel) -> None:
         )
 
 
-class NeuronTextGenerator:
+class NeuronTextGenerator(Configurable):
     """Gumbel-softmax input optimization of a token sequence for one neuron.
 
     Args:
@@ -187,16 +188,6 @@ class NeuronTextGenerator:
         self.init_scale = init_scale
         self.n_corpus = n_corpus
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "length": self.length, "steps": self.steps, "learning_rate": self.learning_rate,
-            "samples": self.samples, "temperature": list(self.temperature),
-            "position": self.position, "eval_every": self.eval_every,
-            "n_sequences": self.n_sequences, "init_scale": self.init_scale,
-            "random_state": self.random_state,
-        }
 
     def _check(self) -> None:
         for name in ("length", "steps", "samples", "eval_every", "n_sequences"):
@@ -293,7 +284,7 @@ class NeuronTextGenerator:
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_sequences]
         corpus_top: list[dict[str, Any]] = []
         if store is not None and self.n_corpus:
-            from neuronscope.methods.concept_search import top_contexts
+            from neuronscope.methods.inspection import top_contexts
 
             corpus_top = [{"text": c.text, "word": c.word, "activation": c.activation,
                            "sentence_id": c.sentence_id}
@@ -332,21 +323,9 @@ class _Runner:
         """Run the model until the neuron's module has been captured, then stop: the later
         layers (and any head) cannot change the value, so they are not computed."""
         where = self.target.where
-        trace = Trace(self.model, [self.target.module], retain_output=where == "output",
-                      retain_input=where == "input", detach=detach)
-
-        def stop(name: str, x: torch.Tensor) -> torch.Tensor:
-            raise _Captured
-
-        # Entered after ``trace``, so its hook runs after the capture.
-        stopper = Trace(self.model, [self.target.module], retain_output=False,
-                        edit_input=stop if where == "input" else None,
-                        edit_output=stop if where == "output" else None)
-        with trace, stopper:
-            try:
-                self.model(**inputs)
-            except _Captured:
-                pass
+        with Trace(self.model, [self.target.module], retain_output=where == "output",
+                   retain_input=where == "input", detach=detach, stop=True) as trace:
+            self.model(**inputs)
         found = trace.inputs if where == "input" else trace.outputs
         return found[self.target.module][:, self.position, self.target.index]
 
@@ -367,10 +346,6 @@ class _Runner:
                           self.suffix.expand(n, -1)], dim=1)
         values = self._run(True, input_ids=full, attention_mask=torch.ones_like(full))
         return [float(v) for v in values.float().cpu()]
-
-
-class _Captured(Exception):
-    """Raised by a hook to end a forward pass once the neuron has been read."""
 
 
 def generate_for_neuron(loaded: LoadedModel, neuron: str, store: ActivationStore | None = None,

@@ -20,7 +20,6 @@ fixed number of words, contexts and sentences. Each page states what was sampled
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,15 @@ import numpy as np
 from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_json, atomic_write_text
+from neuronscope.methods.inspection import (
+    N_CONTEXTS,
+    N_SENTENCES,
+    N_WORDS,
+    WINDOW,
+    CorpusIndex,
+    read_columns,
+)
 from neuronscope.methods.ranking import Ranking
 from neuronscope.report.evaluation import (
     MAX_CURVE_GROUPS,
@@ -44,11 +52,9 @@ from neuronscope.report.evaluation import (
 from neuronscope.report.heatmap import heatmap_html, legend
 from neuronscope.report.html import esc, fmt, page, script_json, slug, table
 from neuronscope.report.neuron import (
-    CorpusIndex,
     NeuronSummary,
     RankEntry,
     card_body,
-    read_columns,
     sentence_values_for,
     summarize,
 )
@@ -128,9 +134,9 @@ def build_report(
     top_k: int = 10,
     max_neurons: int = 200,
     max_concepts: int = 60,
-    n_words: int = 15,
-    n_contexts: int = 12,
-    n_sentences: int = 5,
+    n_words: int = N_WORDS,
+    n_contexts: int = N_CONTEXTS,
+    n_sentences: int = N_SENTENCES,
     title: str | None = None,
 ) -> Path:
     """Write a self-contained static report site and return the path of its ``index.html``.
@@ -343,7 +349,7 @@ class _Builder:
                  f"{self.index.describe()}."]
         parts += [n[0].upper() + n[1:] + "." for n in self.notes]
         parts.append(f"Each card shows {self.n_words} top and bottom words, "
-                     f"{self.n_contexts} top contexts (9-word windows), "
+                     f"{self.n_contexts} top contexts ({WINDOW}-word windows), "
                      f"{self.n_sentences} top sentences (cut to {_EXAMPLE_WORDS} words).")
         return f'<p class="note">{esc(" ".join(parts))}</p>'
 
@@ -382,7 +388,7 @@ class _Builder:
                               self.methods, probe, effects)
                     + self.sampling_note())
             html = page(f"{s.name} · neuron card", body, root="../", subtitle=self.title)
-            (self.out / "neurons" / f"{s.name}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "neurons" / f"{s.name}.html", html)
 
     # ------------------------------------------------------------------ concept pages
     def _top_table(self, concept: _Concept, root: str, k: int) -> str:
@@ -446,7 +452,7 @@ class _Builder:
             parts.append(self.sampling_note())
             html = page(f"{concept.name} · concept", "".join(parts), root="../",
                         subtitle=self.title)
-            (self.out / "concepts" / f"{concept.file}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "concepts" / f"{concept.file}.html", html)
 
     def _examples_html(self, concept: _Concept) -> str:
         if not concept.examples:
@@ -540,7 +546,7 @@ class _Builder:
         html = page(f"{self.title} · neuronscope report", body, subtitle=self.title,
                     script=_SEARCH_JS)
         index = self.out / "index.html"
-        index.write_text(html, encoding="utf-8")
+        atomic_write_text(index, html)
         self._write_manifest()
         return index
 
@@ -673,7 +679,7 @@ class _Builder:
                       "neurons": {s.name: f"neurons/{s.name}.html"
                                   for s in self.summaries.values()}},
         }
-        (self.out / _MARKER).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        atomic_write_json(self.out / _MARKER, manifest)
 
 
 def _short_model_name(model: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from neuronscope.errors import DamagedStoreError, StoreError
+from neuronscope.io import atomic_write_json
 
 META_FILE = "neuronscope.json"
 FORMAT = "neuronscope-activation-store"
@@ -25,17 +25,7 @@ def now() -> str:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any], indent: int | None = 2) -> None:
     """Write JSON so that readers see either the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; stores are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data, indent=indent)
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class StoreWriter:
         lock = StoreLock(path).acquire()
         try:
             # Temporary files of writes a crash cut short (Zarr's and the metadata's).
-            for leftover in [*path.rglob("*.partial"), *path.glob(".tmp-*.json")]:
+            for leftover in [*path.rglob("*.partial"), *path.glob(".*.tmp")]:
                 leftover.unlink(missing_ok=True)
             meta = read_meta(path)
             if meta_problems(meta):

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_path, atomic_write_json
 from neuronscope.methods.base import array_column_ids, check_finite
 from neuronscope.store.store import ActivationStore
 
@@ -283,7 +284,8 @@ class CorrelationResult:
         if path.suffix != ".npy":
             path = path.with_suffix(".npy")
         if self.path is None or Path(self.path).resolve() != path.resolve():
-            np.save(path, np.asarray(self.matrix, dtype=np.float32))
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(self.matrix, dtype=np.float32))
         _write_sidecar(path, self)
         self.path = path
         return path
@@ -328,7 +330,7 @@ def _write_sidecar(path: Path, result: CorrelationResult) -> None:
         "n_words": int(result.n_words),
         "part_offsets": result.part_offsets.tolist(),
     }
-    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+    atomic_write_json(path.with_suffix(".json"), meta, indent=None)
 
 
 # ---------------------------------------------------------------------- streaming statistics
