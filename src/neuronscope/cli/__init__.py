@@ -1,9 +1,10 @@
 """The ``neuronscope`` command line: a thin layer over the Python API.
 
 Every command lives in this package, one module per stage (``core``, ``evaluation``,
-``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``); each
-stage module has ``register(app, console)``. Library packages never import this package or
-Typer. Commands import the library lazily inside their bodies so that ``--help`` is fast.
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``, ``show``,
+``store``); each stage module has ``register(app, console)``. Library packages never import
+this package or Typer. Commands import the library lazily inside their bodies so that
+``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from neuronscope.cli import (
     interventions,
     report,
     show,
+    store,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
 for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations,
-               show):
+               show, store):
     _stage.register(app, console)
 
 __all__ = ["app", "console", "err_console", "main"]

@@ -26,6 +26,7 @@ from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, W
 from neuronscope.extraction.components import Component, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
+from neuronscope.store.lock import StoreLock
 from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
@@ -225,6 +226,9 @@ def extract(
             f"output store {out} already exists; pass --overwrite to replace it "
             "or --resume to continue an interrupted extraction"
         )
+    if out.parent.is_dir():
+        with StoreLock(out):  # fail before loading the model if another process writes `out`
+            pass
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     comps = resolve_components(loaded, components, layers, modules)
     n_neurons = sum(len(c.layers) * c.neurons for c in comps)
@@ -246,8 +250,11 @@ def extract(
         settings["windows"] = WindowStats().as_dict()
         writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
                                     chunk_words=chunk_words)
-    _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
-         sentence_pooling, progress)
+    try:
+        _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
+             sentence_pooling, progress)
+    finally:
+        writer.close()  # the lock; an interrupted store stays resumable
     return ActivationStore(out)
 
 
