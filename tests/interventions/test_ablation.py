@@ -34,19 +34,21 @@ def _ranking(loaded, scores: dict[str, float], concept: str = "DET", fingerprint
 
 
 # ----------------------------------------------------------------------------- scoring
-def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus, ref):
+def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus):
     scorer = LMScorer(tiny_gpt2, small_corpus, batch_size=3)
     base = scorer.baseline
     words = small_corpus.sentences[0]
-    ids, word_ids = ref.tokens(tiny_gpt2, words)
+    tok = tiny_gpt2.tokenizer
+    # The sentence's text after BOS, as plain Hugging Face scoring sees it.
+    ids = [tok.bos_token_id, *tok(scorer.texts[0], add_special_tokens=False)["input_ids"]]
     with torch.no_grad():
         logp = torch.log_softmax(tiny_gpt2.model(input_ids=torch.tensor([ids])).logits[0], -1)
     want = [(-logp[t - 1, ids[t]]).item() for t in range(1, len(ids))]
     mine = base.word < len(words)  # sentence 0 comes first in the flat word order
     assert np.allclose(np.sort(base.nll[mine]), np.sort(want), atol=1e-5)
     assert sorted(base.target[mine].tolist()) == sorted(ids[1:])
-    # Every word of every sentence is scored (all but the very first token of a sentence).
-    assert scorer.n_tokens > small_corpus.n_words - small_corpus.n_sentences
+    # Every word of every sentence is scored, its first token included (BOS precedes it).
+    assert set(base.word.tolist()) == set(range(small_corpus.n_words))
 
 
 def test_masked_scores_mask_a_seeded_fraction(tiny_bert, small_corpus):
