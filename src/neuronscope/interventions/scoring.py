@@ -20,7 +20,7 @@ interventions costs only the forward passes.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,9 @@ from neuronscope.extraction.extractor import length_sorted_batches, pad_batch
 from neuronscope.models.loading import LoadedModel
 
 TASKS = ("causal-lm", "masked-lm", "sequence-classification")
+
+#: Progress callback: called with (steps done, steps in all).
+ProgressFn = Callable[[int, int], None]
 
 
 def model_task(loaded: LoadedModel) -> str:
@@ -314,18 +317,30 @@ class LMScorer:
         """Number of scored tokens."""
         return len(self.word)
 
-    def run(self) -> TokenScores:
-        """Score every target token with the model as it is now (interventions included)."""
+    @property
+    def n_batches(self) -> int:
+        """Forward passes per run."""
+        return len(self._batches)
+
+    def run(self, progress: ProgressFn | None = None) -> TokenScores:
+        """Score every target token with the model as it is now (interventions included).
+
+        ``progress`` is called with (batches done, batches in all) after each batch.
+        """
         nll, pred, gold = [], [], []
         model = self.loaded.model
         with torch.inference_mode():
-            for batch in self._batches:
+            for b, batch in enumerate(self._batches):
+                if progress is not None:
+                    progress(b, len(self._batches))
                 logits = model(**batch.inputs).logits
                 rows = logits.reshape(-1, logits.shape[-1]).index_select(0, batch.rows).float()
                 logp = torch.log_softmax(rows, dim=-1)
                 nll.append((-logp.gather(1, batch.targets[:, None])[:, 0]).cpu())
                 pred.append(rows.argmax(dim=-1).cpu())
                 gold.append(batch.targets.cpu())
+        if progress is not None:
+            progress(len(self._batches), len(self._batches))
         return TokenScores(torch.cat(nll).double().numpy(), torch.cat(pred).numpy(),
                            torch.cat(gold).numpy(), self.word)
 
