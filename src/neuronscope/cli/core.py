@@ -31,7 +31,8 @@ def extract(
     corpus: str = typer.Argument(..., help="Corpus: .conllu, .jsonl, or text (+ --label-file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
     model: str | None = typer.Option(
-        None, help="Hugging Face name or local path (.gguf too); default: all-MiniLM-L6-v2."
+        None, help="Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped); "
+        "default: all-MiniLM-L6-v2."
     ),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside --model's folder."),
     components: str = typer.Option("hidden", help="Comma-separated: hidden, mlp, attn."),
@@ -48,6 +49,13 @@ def extract(
     label_file: list[str] | None = typer.Option(
         None, help="NeuroX label file as NAME=PATH (repeatable) for parallel text corpora."
     ),
+    device: str | None = typer.Option(
+        None, help="cpu, cuda, cuda:N or mps (default: cuda when present)."),
+    compute_dtype: str = typer.Option(
+        "float32", help="Model compute dtype: float32, bfloat16 or float16."),
+    device_map: str | None = typer.Option(
+        None, help="'auto': spread a model too large for one device over GPUs and CPU "
+        "(accelerate)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Run a model over a corpus and write word-level activations to a store."""
@@ -55,7 +63,8 @@ def extract(
     from neuronscope.models import load_model
 
     corp = _load_corpus(corpus, fmt, label_file)
-    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init)
+    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init, device=device,
+                        dtype=compute_dtype, device_map=device_map)
     store = run_extract(
         corp, out, loaded,
         components=[c.strip() for c in components.split(",") if c.strip()],

@@ -1,4 +1,5 @@
-"""CLI commands of the unsupervised methods: ``cluster``, ``select``, ``factorize``, ``compare``.
+"""CLI commands of the unsupervised methods: ``cluster``, ``select``, ``factorize``, ``compare``,
+``group``.
 
 Each prints a Rich summary and, with ``--out``, writes the full result as JSON.
 """
@@ -258,3 +259,34 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(f"wrote {len(wanted) * len(result.labels)} rankings to "
                           f"{rankings_dir}")
         _write(out, result.to_dict(top=max(top, 20)), console)
+
+    @app.command()
+    def group(
+        store: Path = typer.Argument(..., help="Store directory."),
+        n_groups: int = typer.Option(8, help="Number of groups (k of k-means)."),
+        components: str | None = typer.Option(None, help="Comma-separated components."),
+        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        profile: str = typer.Option(
+            "activations", help="activations (z-scored, on a word sample) or correlation."),
+        embedding: str = typer.Option("umap", help="umap (umap-learn) or pca."),
+        sample_words: int = typer.Option(5000, help="Words sampled for activation profiles."),
+        seed: int = typer.Option(0, help="Seed of sampling, UMAP and k-means."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+    ) -> None:
+        """Group neurons into functional populations: UMAP + k-means (Meyes et al. 2020)."""
+        from neuronscope.unsupervised.grouping import group_neurons
+
+        st, _ = _open(store)
+        result = group_neurons(st, n_groups=n_groups, neurons=_neurons(st, components, layers),
+                               profile=profile, embedding=embedding, sample_words=sample_words,
+                               random_state=seed)
+        table = Table(title=f"{result.n_groups} groups of {len(result.names)} neurons "
+                            f"({profile} profiles, {embedding} embedding)")
+        for col in ("group", "size", "layers", "members"):
+            table.add_column(col, justify="right" if col in ("group", "size") else "left")
+        for g, (members, lay) in enumerate(zip(result.groups, result.layers, strict=True)):
+            shown = ", ".join(members[:6]) + (" ..." if len(members) > 6 else "")
+            table.add_row(str(g), str(len(members)),
+                          ", ".join(f"{k}: {v}" for k, v in sorted(lay.items())), shown)
+        console.print(table)
+        _write(out, result.to_dict(), console)

@@ -458,7 +458,10 @@ def load_corpus(
 
     Args:
         path: the corpus file.
-        format: force a reader: ``conllu``, ``jsonl``, ``parallel`` or ``text``.
+        format: force a reader: ``conllu``, ``jsonl``, ``parallel``, ``text``, or
+            ``hf-dataset[:tokens=COL,labels=A+B,sentence-labels=C,split=NAME]`` for a
+            Hugging Face dataset saved to disk (or a parquet/arrow file); see
+            :mod:`neuronscope.corpus.tables`.
         label_paths: layer name -> label file (parallel format only).
         name: corpus name; defaults to the file's stem.
 
@@ -469,6 +472,10 @@ def load_corpus(
     """
     if not Path(path).exists():
         raise CorpusFileNotFoundError("corpus file not found", str(path))
+    if format is not None and format.lower().split(":")[0] in ("hf-dataset", "hf"):
+        from neuronscope.corpus.tables import parse_table_format, read_hf_dataset
+
+        return read_hf_dataset(path, name=name, **parse_table_format(format))
     fmt = detect_format(path, label_paths) if format is None else format.lower()
     fmt = _FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in _FORMATS:
