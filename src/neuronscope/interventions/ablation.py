@@ -318,7 +318,7 @@ def _classification_table(loaded: LoadedModel, corpus: Corpus, class_layer: str 
     groups = gold if gold is not None else base
     classes = sorted(set(groups.tolist()))
 
-    def stats(pred: np.ndarray) -> list[dict[str, float]]:
+    def stats(pred: np.ndarray) -> list[dict[str, Any]]:
         out = []
         for c in [*classes, None]:
             sel = np.ones(len(pred), bool) if c is None else groups == c
