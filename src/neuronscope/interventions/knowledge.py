@@ -14,12 +14,9 @@ paper's formula). Then, as in the paper and its reference code:
 * suppressing (zeroing) or enhancing (doubling) them at the predicted position should lower /
   raise the target's probability, which :func:`edit_effect` reports.
 
-Controls (:func:`knowledge_neurons`): the same edit on ``random_repeats`` random sets of as
-many MLP neurons in the same layers (a random set of that size may hurt the fact too); the
-edit's effect on *other facts* (specificity: neurons of one fact should leave other facts
-alone; by default a few capital-city and general facts); and the agreement of the
-paraphrases' coarse sets (pairwise Jaccard), since the refined set means little when the
-paraphrases disagree.
+Controls (:func:`knowledge_neurons`): the same edit on random sets of as many MLP neurons in
+the same layers; its effect on *other facts* (specificity; by default a few capital-city and
+general facts); the agreement of the paraphrases' coarse sets (pairwise Jaccard).
 
 IG runs through Captum's :class:`captum.attr.IntegratedGradients` on a function of the layer
 activation that injects it with a :class:`~neuronscope.extraction.hooks.Trace` edit.
