@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -34,19 +36,21 @@ def _ranking(loaded, scores: dict[str, float], concept: str = "DET", fingerprint
 
 
 # ----------------------------------------------------------------------------- scoring
-def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus, ref):
+def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus):
     scorer = LMScorer(tiny_gpt2, small_corpus, batch_size=3)
     base = scorer.baseline
     words = small_corpus.sentences[0]
-    ids, word_ids = ref.tokens(tiny_gpt2, words)
+    tok = tiny_gpt2.tokenizer
+    # The sentence's text after BOS, as plain Hugging Face scoring sees it.
+    ids = [tok.bos_token_id, *tok(scorer.texts[0], add_special_tokens=False)["input_ids"]]
     with torch.no_grad():
         logp = torch.log_softmax(tiny_gpt2.model(input_ids=torch.tensor([ids])).logits[0], -1)
     want = [(-logp[t - 1, ids[t]]).item() for t in range(1, len(ids))]
     mine = base.word < len(words)  # sentence 0 comes first in the flat word order
     assert np.allclose(np.sort(base.nll[mine]), np.sort(want), atol=1e-5)
     assert sorted(base.target[mine].tolist()) == sorted(ids[1:])
-    # Every word of every sentence is scored (all but the very first token of a sentence).
-    assert scorer.n_tokens > small_corpus.n_words - small_corpus.n_sentences
+    # Every word of every sentence is scored, its first token included (BOS precedes it).
+    assert set(base.word.tolist()) == set(range(small_corpus.n_words))
 
 
 def test_masked_scores_mask_a_seeded_fraction(tiny_bert, small_corpus):
@@ -223,3 +227,27 @@ def test_ablation_ranking_options(tiny_bert, small_corpus, extracted):
     with pytest.raises(FingerprintMismatchError, match="another model"):
         ErasureRanking(candidates=["L0.mlp.1"]).rank(tiny_bert, small_corpus, labels,
                                                      activations=extracted("gpt2", "mean"))
+
+
+def test_ablation_controls_layer_matched_and_notes(planted_det, small_corpus):
+    scores = {PLANTED: 1.0, **{n: 0.5 - i / 100 for i, n in enumerate(CANDIDATES[6:])}}
+    ranking = _ranking(planted_det, scores)
+    ticks = []
+    result = ablation_effect(planted_det, small_corpus, ranking, "DET", k=2, label_layer="upos",
+                             repeats=5, seed=0, progress=lambda d, n: ticks.append((d, n)))
+    top = set(result.neurons["top"][0])
+    assert len(result.neurons["random"]) == 5
+    for names in result.neurons["random"]:  # same layers as the top-2 (both L1), never them
+        assert all(n.startswith("L1.mlp.") for n in names) and not top & set(names)
+    table = result.table.set_index("condition")
+    assert table.loc["random", "sets"] == 5 and table.loc["random", "selectivity_std"] > 0
+    assert any("above the random band" in n and "NOT" not in n for n in result.notes)
+    done, total = ticks[-1]  # 8 runs: none, top, 5 random, bottom
+    assert done == total and total % 8 == 0 and all(n == total for _, n in ticks)
+    data = result.to_dict()
+    assert data["schema"] == "neuronscope.ablation/1" and data["notes"] == result.notes
+    json.dumps(data, allow_nan=False)  # NaN written as null: strict JSON
+    # Ablating the determiner neuron for NOUN hurts the other (DET) tokens more: said so.
+    noun = ablation_effect(planted_det, small_corpus, _ranking(planted_det, scores, "NOUN"),
+                           "NOUN", k=1, label_layer="upos", conditions=("top",))
+    assert any("hurts other tokens more than 'NOUN' tokens" in n for n in noun.notes)

@@ -147,7 +147,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
       that are neither columns nor features).
 
     Comments are ignored, except ``# label.KEY = VALUE`` which sets the sentence-level label
-    ``KEY`` of the sentence it precedes (sentences without it get :data:`NO_LABEL`).
+    ``KEY`` of the sentence it precedes (sentences without it get :data:`NO_LABEL`), and
+    ``# text = ...``, kept as the sentence's original text (:attr:`Corpus.texts`).
 
     Args:
         path: the CoNLL-U file (UTF-8; a BOM, CRLF line ends and a missing final blank line
@@ -166,6 +167,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
     feats: list[dict[str, dict[int, str]]] = []
     misc: list[dict[str, dict[int, str]]] = []
     sent_labels: list[dict[str, str]] = []
+    texts: list[str | None] = []
+    s_text: str | None = None
     feat_keys: dict[str, None] = {}
     misc_keys: dict[str, None] = {}
 
@@ -176,16 +179,17 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
     s_labels: dict[str, str] = {}
 
     def flush() -> None:
-        nonlocal words, cols, s_feats, s_misc, s_labels
+        nonlocal words, cols, s_feats, s_misc, s_labels, s_text
         if words:
             sentences.append(words)
+            texts.append(s_text)
             for c in CONLLU_COLUMN_LAYERS:
                 columns[c].append(cols[c])
             feats.append(s_feats)
             misc.append(s_misc)
             sent_labels.append(s_labels)
         # A block of comments without words (or a range line only) is no sentence.
-        words, s_feats, s_misc, s_labels = [], {}, {}, {}
+        words, s_feats, s_misc, s_labels, s_text = [], {}, {}, {}, None
         cols = {c: [] for c in CONLLU_COLUMN_LAYERS}
 
     for line_no, raw in enumerate(lines, start=1):
@@ -195,7 +199,10 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
             continue
         if line.startswith("#"):
             body = line[1:].strip()
-            if body.startswith(LABEL_PREFIX):
+            key, eq, value = body.partition("=")
+            if eq and key.strip() == "text":
+                s_text = value.strip()
+            elif body.startswith(LABEL_PREFIX):
                 key, eq, value = body[len(LABEL_PREFIX) :].partition("=")
                 key, value = key.strip(), value.strip()
                 if not eq or not key or not value:
@@ -263,7 +270,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
         key: [s.get(key, NO_LABEL) for s in sent_labels]
         for key in dict.fromkeys(k for s in sent_labels for k in s)
     }
-    return Corpus(sentences, labels, sentence_labels, _default_name(path, name))
+    return Corpus(sentences, labels, sentence_labels, _default_name(path, name),
+                  texts if any(t is not None for t in texts) else None)
 
 
 # ---------------------------------------------------------------------------------- parallel
