@@ -1,7 +1,8 @@
 """The ``neuronscope`` command line: a thin layer over the Python API.
 
 Every command lives in this package, one module per stage (``core``, ``evaluation``,
-``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``); each
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``,
+``sae``); each
 stage module has ``register(app, console)``. Library packages never import this package or
 Typer. Commands import the library lazily inside their bodies so that ``--help`` is fast.
 """
@@ -14,11 +15,12 @@ from neuronscope.cli import (
     explanations,
     interventions,
     report,
+    sae,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
-for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations):
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations, sae):
     _stage.register(app, console)
 
 __all__ = ["app", "console", "err_console", "main"]
