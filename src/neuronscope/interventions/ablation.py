@@ -152,7 +152,7 @@ def ablation_effect(
 
     def ablated(names: list[str]) -> Intervention:
         value = [means[n] for n in names] if op == "mean" else None
-        return Intervention(loaded, names, op=op, value=value)
+        return Intervention(loaded, names, op=op, value=value, store=store)  # store: SAE units
 
     if task == "sequence-classification":
         table = _classification_table(loaded, corpus, class_layer, sets, ablated, batch_size)

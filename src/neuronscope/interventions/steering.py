@@ -224,11 +224,12 @@ def steer(
                 "temperature": temperature, "top_k": top_k, "top_p": top_p}
     generations: dict[str, list[str]] = {"none": generate(loaded, prompts, **decoding)}
     top_values = values_for(top)
-    with Intervention(loaded, top, op=op, value=top_values, positions=positions) as iv:
+    with Intervention(loaded, top, op=op, value=top_values, positions=positions,
+                      store=store) as iv:  # store: SAE features resolve through it
         generations["top"] = generate(loaded, prompts, intervention=iv, **decoding)
     for r, names in enumerate(randoms):
         with Intervention(loaded, names, op=op, value=values_for(names),
-                          positions=positions) as iv:
+                          positions=positions, store=store) as iv:
             generations[f"random-{r}"] = generate(loaded, prompts, intervention=iv, **decoding)
 
     rows = []
