@@ -50,6 +50,25 @@ def test_sae_train_attach_and_compare_units_from_the_cli(cli_setup):
     assert [c["concept"] for c in data["concepts"]] == ["A", "B"]
     assert (root / "cmp" / "compare_units.md").read_text().startswith("# Neurons vs SAE")
 
+    # Features go through rank -> evaluate -> top-words -> report like neurons.
+    store, corpus = str(root / "store"), str(corpus_path)
+    res = runner.invoke(app, ["rank", store, corpus, "--labels", "upos", "--method", "ap",
+                              "--components", "sae", "--out", str(root / "ap.json")])
+    assert res.exit_code == 0, res.output
+    ranking = json.loads((root / "ap.json").read_text())
+    top = ranking["names"][str(ranking["concepts"]["A"]["ids"][0])]
+    assert top.startswith("L3.sae.")
+    res = runner.invoke(app, ["evaluate", store, corpus, str(root / "ap.json"), "--labels",
+                              "upos", "--ks", "1,4", "--max-epochs", "5", "--ablation-steps", "2",
+                              "--n-random", "2", "--out", str(root / "eval")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["top-words", store, corpus, "--neuron", top, "-k", "3"])
+    assert res.exit_code == 0 and "w" in res.output, res.output
+    res = runner.invoke(app, ["report", store, corpus, str(root / "ap.json"), "--out",
+                              str(root / "report"), "--evaluation", str(root / "eval")])
+    assert res.exit_code == 0, res.output
+    assert (root / "report" / "index.html").exists()
+
 
 def test_compare_units_finds_the_feature_of_a_planted_direction(sae_store, tmp_path):
     """Tag A = direction 0 on: one feature should carry it; neurons mix 24 directions."""
