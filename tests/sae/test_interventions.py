@@ -82,3 +82,22 @@ def test_mean_op_uses_the_stored_feature_means(tiny_gpt2, gpt2_sae_store):
     expected = clean + (float(means[feature]) - f[:, feature : feature + 1]) * sae.W_dec[feature]
     torch.testing.assert_close(edited, expected, atol=1e-4, rtol=1e-4)
 
+
+
+def test_lm_loss_with_the_reconstruction_spliced_in(tiny_gpt2, tiny_gpt2_dir, small_corpus,
+                                                    gpt2_sae_store):
+    from neuronscope.sae.compare import lm_loss_increase
+
+    store, sae = gpt2_sae_store
+    notes: list[str] = []
+    result = lm_loss_increase(store, sae, "hidden", 1, small_corpus, str(tiny_gpt2_dir), 4,
+                              notes)
+    assert result is not None, notes
+    assert result["sentences"] == 4 and result["site"].startswith("transformer.h.0")
+    assert np.isfinite(result["clean"]) and result["spliced"] != result["clean"]
+    assert result["increase"] == pytest.approx(result["spliced"] - result["clean"])
+    # A model that cannot be loaded is skipped with a note, not an error.
+    notes = []
+    assert lm_loss_increase(store, sae, "hidden", 1, small_corpus, "nonexistent-model-xyz", 4,
+                            notes) is None
+    assert notes and "skipped" in notes[0]
