@@ -85,6 +85,8 @@ def test_compare_units_finds_the_feature_of_a_planted_direction(sae_store, tmp_p
     assert a.features.needed is not None and a.features.needed <= 4
     assert a.features.best_ap > a.neurons.best_ap
     assert a.features.best_ap > 0.7
+    # The control: an untrained SAE of the same shape does worse than the trained one.
+    assert a.random is not None and a.random.best_ap < a.features.best_ap
     assert a.majority_accuracy > 0.8  # A is rare: "not A" is the majority
     assert any("trained on" in n for n in result.notes)  # in-sample warning
     assert 0.5 < result.sae_metrics["fve"] <= 1

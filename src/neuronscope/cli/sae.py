@@ -118,6 +118,8 @@ def register(app: typer.Typer, console: Console) -> None:
         model: str | None = typer.Option(None, help="Model for the LM-loss check of causal "
                                          "LMs (default: the store's model)."),
         lm_sentences: int = typer.Option(200, help="Sentences for the LM-loss check."),
+        control: bool = typer.Option(True, help="Also score a random (untrained) SAE of the "
+                                     "same shape: the control for the features."),
         random_state: int = typer.Option(0, help="Seed of the split."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the JSON "
@@ -131,7 +133,7 @@ def register(app: typer.Typer, console: Console) -> None:
         result = compare_units(
             st, corp, labels, sae, name=name, max_units=max_units, test_size=test_size,
             concepts=[c.strip() for c in concepts.split(",")] if concepts else None,
-            model=model, lm_sentences=lm_sentences, random_state=random_state,
+            model=model, lm_sentences=lm_sentences, control=control, random_state=random_state,
         )
         console.print(result.table())
         if out is not None:

@@ -14,6 +14,11 @@ For each concept (one-vs-rest), on a seeded sentence-level split of the store's 
 * **unit overlap**: Jaccard overlap of the 10 top-AP neurons with the 10 neurons carrying the
   largest decoder weights of the best feature (chance level: about ``10 / width``).
 
+Control (``control=True``): the same statistics for the latents of a *random* SAE of the same
+shape and k (unit-norm random decoder rows, ``W_enc = W_dec.T``, ``b_dec`` = the training
+rows' mean): an overcomplete TopK code without training. Features that beat neurons but not
+this control owe their advantage to the encoding's form, not to what the SAE learned.
+
 Plus the SAE's FVE, L0, dead and dense latents on the held-out rows and, for causal LMs, the
 increase of the LM loss when the layer's output is replaced by its SAE reconstruction.
 """
@@ -34,7 +39,7 @@ from neuronscope.sae.model import SparseAutoencoder
 from neuronscope.store.store import ActivationStore
 
 GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-KINDS = ("neurons", "features")
+KINDS = ("neurons", "features", "random")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class ConceptComparison:
     neurons: UnitStats
     features: UnitStats
     overlap_top10: float  # Jaccard: top-AP neurons vs the best feature's top decoder neurons
+    random: UnitStats | None = None  # the random-SAE control
 
 
 @dataclass
@@ -90,12 +96,15 @@ class Comparison:
             title += f", LM loss +{self.lm_loss['increase']:.3f}"
         table = Table(title=title)
         for col in ("concept", "test n", "majority", "neurons 95%", "features 95%",
-                    "best neuron AP/IoU/sel", "best feature AP/IoU/sel", "overlap"):
+                    "random-SAE 95%", "best neuron AP/IoU/sel", "best feature AP/IoU/sel",
+                    "random-SAE AP", "overlap"):
             table.add_column(col, justify="left" if col == "concept" else "right")
         for c in self.concepts:
             table.add_row(c.concept, str(c.n_test), f"{c.majority_accuracy:.3f}",
-                          _needed(c.neurons), _needed(c.features), _best(c.neurons),
-                          _best(c.features), f"{c.overlap_top10:.2f}")
+                          _needed(c.neurons), _needed(c.features),
+                          _needed(c.random) if c.random else "-", _best(c.neurons),
+                          _best(c.features), f"{c.random.best_ap:.2f}" if c.random else "-",
+                          f"{c.overlap_top10:.2f}")
         return table
 
 
@@ -119,12 +128,18 @@ def render_markdown(result: Comparison) -> str:
                   f"with the SAE reconstruction spliced in (+{result.lm_loss['increase']:.3f}).",
                   ""]
     lines += ["| concept | test n | majority | neurons for 95% | features for 95% | "
-              "best neuron (AP/IoU/sel) | best feature (AP/IoU/sel) | overlap@10 |",
-              "|---|---:|---:|---:|---:|---|---|---:|"]
+              "random-SAE for 95% | acc@1 neuron / feature / random | "
+              "best neuron (AP/IoU/sel) | best feature (AP/IoU/sel) | random-SAE best AP | "
+              "overlap@10 |",
+              "|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|"]
     for c in result.concepts:
+        rnd = c.random
         lines.append(f"| {c.concept} | {c.n_test} | {c.majority_accuracy:.3f} | "
-                     f"{_needed(c.neurons)} | {_needed(c.features)} | {c.neurons.best_unit} "
-                     f"{_best(c.neurons)} | {c.features.best_unit} {_best(c.features)} | "
+                     f"{_needed(c.neurons)} | {_needed(c.features)} | "
+                     f"{_needed(rnd) if rnd else '-'} | {c.neurons.curve[1]:.3f} / "
+                     f"{c.features.curve[1]:.3f} / {rnd.curve[1] if rnd else float('nan'):.3f} | "
+                     f"{c.neurons.best_unit} {_best(c.neurons)} | {c.features.best_unit} "
+                     f"{_best(c.features)} | {f'{rnd.best_ap:.2f}' if rnd else '-'} | "
                      f"{c.overlap_top10:.2f} |")
     lines += [""] + [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
@@ -183,7 +198,7 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
                   sae_dir: str | os.PathLike, name: str = "sae", max_units: int = 64,
                   test_size: float = 0.3, concepts: list[str] | None = None,
                   min_examples: int = 20, model: str | None = None, lm_sentences: int = 200,
-                  random_state: int = 0) -> Comparison:
+                  control: bool = True, random_state: int = 0) -> Comparison:
     """Compare the SAE layer's neurons with the SAE's features (see the module doc).
 
     The store should hold words the SAE was *not* trained on (e.g. the dev set): the SAE is
@@ -222,8 +237,12 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
                                         lay.layer_slice(component, layer).stop)),
              "features": lay.names(range(lay.layer_slice(name, layer).start,
                                          lay.layer_slice(name, layer).stop))}
-    scores_tr = {k: _scores(x[k][train], y_all[train], concepts) for k in KINDS}
-    scores_te = {k: _scores(x[k][test], y_all[test], concepts) for k in KINDS}
+    kinds = list(KINDS if control else KINDS[:2])
+    if control:
+        x["random"] = random_sae_codes(sae, x["neurons"], train, random_state)
+        names["random"] = [f"L{layer}.random-sae.{i}" for i in range(sae.d_sae)]
+    scores_tr = {k: _scores(x[k][train], y_all[train], concepts) for k in kinds}
+    scores_te = {k: _scores(x[k][test], y_all[test], concepts) for k in kinds}
     metrics, _ = evaluate_sae(sae, store, component, layer, test)
     result = Comparison(f"L{layer}.{component}", x["neurons"].shape[1],
                         x["features"].shape[1], metrics.to_dict(), None, notes=notes)
@@ -235,7 +254,7 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
         majority = positive_rate if target[train].mean() > 0.5 else 1 - positive_rate
         stats = {}
         orders = {}
-        for kind in KINDS:
+        for kind in kinds:
             stats[kind], orders[kind] = _unit_stats(
                 x[kind], names[kind], target, train, test, scores_tr[kind], scores_te[kind], ci,
                 majority, max_units, random_state)
@@ -245,10 +264,26 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
         jaccard = len(top_dec & top_neurons) / len(top_dec | top_neurons)
         result.concepts.append(ConceptComparison(
             concept, int(train.sum()), int(test.sum()), majority, stats["neurons"],
-            stats["features"], jaccard))
+            stats["features"], jaccard, stats.get("random")))
     result.lm_loss = lm_loss_increase(store, sae, component, layer, corpus, model,
                                       lm_sentences, notes)
     return result
+
+
+def random_sae_codes(sae: SparseAutoencoder, x: np.ndarray, train: np.ndarray,
+                     random_state: int) -> np.ndarray:
+    """Latents of an untrained SAE shaped like ``sae`` (the control; see the module doc)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(random_state)
+    rand = SparseAutoencoder(sae.d_in, sae.d_sae, sae.architecture, sae.k)
+    with torch.no_grad():
+        w = torch.randn(sae.d_sae, sae.d_in, generator=gen)
+        w /= w.norm(dim=1, keepdim=True)
+        rand.W_dec.copy_(w)
+        rand.W_enc.copy_(w.T)
+        rand.b_dec.copy_(torch.from_numpy(x[train].mean(axis=0)))
+        return rand.encode(torch.from_numpy(x)).numpy()
 
 
 def lm_loss_increase(store: ActivationStore, sae: SparseAutoencoder, component: str, layer: int,
