@@ -143,3 +143,20 @@ def test_bad_constructor_arguments():
     with pytest.raises(SAEFormatError, match="architecture"):
         SparseAutoencoder(4, 8, "gated", 2)
     assert np.isfinite(random_sae().W_enc.detach().numpy()).all()
+
+
+def test_round_trip_with_sae_lens(tmp_path):
+    """Against SAELens itself (optional extra ``sae-lens``; skipped when not installed)."""
+    sae_lens = pytest.importorskip("sae_lens")
+    ours = random_sae()
+    ours.save(tmp_path / "ours")
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "ours"))
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        assert torch.allclose(theirs.encode(x), ours.encode(x), atol=1e-5)
+        assert torch.allclose(theirs.decode(theirs.encode(x)), ours(x), atol=1e-5)
+    made = sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=6, d_sae=10, k=3))
+    made.save_model(str(tmp_path / "theirs"))
+    back = SparseAutoencoder.load(tmp_path / "theirs")
+    with torch.no_grad():
+        assert torch.allclose(back.encode(x), made.encode(x), atol=1e-5)
