@@ -1,9 +1,9 @@
 """The ``neuronscope`` command line: a thin layer over the Python API.
 
 Every command lives in this package, one module per stage (``core``, ``evaluation``,
-``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``, ``show``,
-``store``); each stage module has ``register(app, console)``. Library packages never import
-this package or Typer. Commands import the library lazily inside their bodies so that
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``, ``sae``,
+``show``, ``store``); each stage module has ``register(app, console)``. Library packages never
+import this package or Typer. Commands import the library lazily inside their bodies so that
 ``--help`` is fast.
 """
 
@@ -15,13 +15,14 @@ from neuronscope.cli import (
     explanations,
     interventions,
     report,
+    sae,
     show,
     store,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
-for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations,
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations, sae,
                show, store):
     _stage.register(app, console)
 

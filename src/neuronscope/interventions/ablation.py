@@ -209,7 +209,7 @@ def ablation_effect(
 
     def ablated(names: list[str]) -> Intervention:
         value = [means[n] for n in names] if op == "mean" else None
-        return Intervention(loaded, names, op=op, value=value)
+        return Intervention(loaded, names, op=op, value=value, store=store)  # store: SAE units
 
     settings = {"model": loaded.name, "corpus": corpus.name, "sentences": corpus.n_sentences,
                 "repeats": repeats, "seed": seed, "ranking_method": ranking.method}

@@ -205,6 +205,7 @@ class _Site:
     index: np.ndarray
     values: np.ndarray | None  # per neuron (or one scalar), None for zero
     next_position: int = 0  # absolute position of the next token (position tracking)
+    features: Any = None  # SAE features: edits apply to the latents (neuronscope.sae.sites)
     calls: int = 0
     _cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict
@@ -327,6 +328,10 @@ class Intervention:
         if store is not None:
             for name, comp in store_sites(store.meta["components"]).items():
                 components.setdefault(name, comp)
+            from neuronscope.sae.sites import feature_sites
+
+            for name, comp in feature_sites(store, components).items():
+                components.setdefault(name, comp)
         groups: dict[tuple[str, int], list[int]] = {}
         refs = []
         for i, name in enumerate(self.names):
@@ -342,8 +347,17 @@ class Intervention:
                 np.asarray([refs[i].index for i in members], dtype=np.int64),
                 None if values is None else values[members],
             ))
+        for s in sites:
+            from neuronscope.sae.sites import feature_editor
+
+            s.features = feature_editor(store, s.component, self.loaded.device)
         modules = [s.module for s in sites]
         if len(set(modules)) != len(modules):
+            if any(s.features is not None for s in sites):
+                raise NeuronscopeError(
+                    "SAE features and other units of the same layer cannot be edited by one "
+                    "intervention; nest two interventions instead"
+                )
             # Two components on one module would need one hook; merge them.
             merged: dict[tuple[str, str], _Site] = {}
             for s in sites:
@@ -361,6 +375,11 @@ class Intervention:
 
     # ------------------------------------------------------------------ editing
     def _edit(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
+        if site.features is not None:  # edit the SAE latents, keep the reconstruction error
+            return site.features.edit(x, lambda f: self._edit_values(site, f))
+        return self._edit_values(site, x)
+
+    def _edit_values(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
         site.calls += 1
         mask, operand = site.vectors(self.op, int(x.shape[-1]), x.device, x.dtype)
         pos = self.positions

@@ -293,13 +293,15 @@ def steer(
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "progress": tick}
     generations: dict[str, list[str]] = {"none": generate(loaded, prompts, **decoding)}
     top_values = values_for(top)
-    with Intervention(loaded, top, op=op, value=top_values, positions=positions) as iv:
+    with Intervention(loaded, top, op=op, value=top_values, positions=positions,
+                      store=store) as iv:  # store: SAE features resolve through it
         generations["top"] = generate(loaded, prompts, intervention=iv, **decoding)
     random_values = []
     for r, names in enumerate(randoms):
         vals = values_for(names)
         random_values.append([float(v) for v in vals])
-        with Intervention(loaded, names, op=op, value=vals, positions=positions) as iv:
+        with Intervention(loaded, names, op=op, value=vals, positions=positions,
+                          store=store) as iv:
             generations[f"random-{r}"] = generate(loaded, prompts, intervention=iv, **decoding)
 
     def per_set(keys: list[str], fn: Callable[[str], float] | None) -> list[float]:

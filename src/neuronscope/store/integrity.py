@@ -259,7 +259,9 @@ def _expected_arrays(meta: Mapping[str, Any], layout: NeuronLayout) -> dict[str,
     for name, comp in layout.components.items():
         # Any float: a derived component (e.g. SAE latents) may differ from the store's dtype.
         out[f"activations/{name}"] = ((n_words, comp.size), _FLOATS, done)
-        if meta["sentence_pooling"] != "none":
+        # Derived components (added after extraction) have no pooled sentence vectors.
+        derived = bool(meta["components"].get(name, {}).get("derived"))
+        if meta["sentence_pooling"] != "none" and not derived:
             out[f"sentences/{name}"] = ((n_sent, comp.size), _FLOATS, sent_done)
     for name, dtype in (("word", None), ("sentence_id", ("int32",)), ("position", ("int32",))):
         out[f"words/{name}"] = ((n_words,), dtype, n_words)

@@ -1,0 +1,144 @@
+"""``neuronscope sae train|attach`` and ``neuronscope compare-units``: SAE features as units.
+
+Heavy imports (torch) happen inside the commands so that registering them costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neuronscope.errors import NeuronscopeError
+
+sae_app = typer.Typer(help="Sparse autoencoders: train one on a store layer, attach its "
+                           "latents to a store as a component.", no_args_is_help=True)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise NeuronscopeError(f"{out} already exists and is not empty; pass --overwrite")
+
+
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for col in ("FVE", "L0", "dead latents", "dense latents", "rows"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{metrics['fve']:.3f}", f"{metrics['l0']:.1f}",
+                  f"{metrics['dead_fraction']:.1%}",
+                  f"{metrics['dense_fraction']:.1%} (>{metrics['dense_threshold']:.0%})",
+                  str(metrics["n_rows"]))
+    return table
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add ``sae train``, ``sae attach`` and ``compare-units`` to ``app``."""
+
+    @sae_app.command("train")
+    def train(
+        store: Path = typer.Argument(..., help="Activation store to train on."),
+        out: Path = typer.Option(..., "--out", "-o", help="SAE directory to write (SAELens "
+                                 "layout: cfg.json + sae_weights.safetensors)."),
+        component: str = typer.Option("hidden", help="Store component."),
+        layer: int | None = typer.Option(None, help="Layer (required if several)."),
+        latents: int | None = typer.Option(None, help="Latents (default 4 x width)."),
+        k: int = typer.Option(32, help="Active latents per word (TopK)."),
+        activation: str = typer.Option("topk", help="topk, or relu (with an L1 penalty)."),
+        l1_coefficient: float = typer.Option(5.0, help="L1 weight for --activation relu."),
+        epochs: int = typer.Option(20, help="Passes over the training rows."),
+        batch_size: int = typer.Option(1024, help="Rows per step."),
+        lr: float | None = typer.Option(None, help="Adam learning rate (default: "
+                                        "2e-4 / sqrt(latents / 2^14))."),
+        buffer_rows: int = typer.Option(65536, help="Mixing-buffer rows (bounds memory)."),
+        test_size: float = typer.Option(0.1, help="Share of sentences held out for metrics."),
+        device: str | None = typer.Option(None, help="torch device (default: cuda if any)."),
+        random_state: int = typer.Option(0, help="Seed."),
+        overwrite: bool = typer.Option(False, help="Replace a non-empty --out."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+    ) -> None:
+        """Train a TopK (or ReLU + L1) sparse autoencoder on one layer of a store."""
+        from neuronscope.sae import SAETrainer
+        from neuronscope.store import ActivationStore
+
+        _check_out(out, overwrite)
+        st = ActivationStore(store)
+        trainer = SAETrainer(
+            component=component, layer=layer, n_latents=latents, k=k, activation=activation,
+            l1_coefficient=l1_coefficient, n_epochs=epochs, batch_size=batch_size, lr=lr,
+            buffer_rows=buffer_rows, test_size=test_size, device=device,
+            random_state=random_state, progress=progress,
+        ).fit(st)
+        trainer.sae_.save(out)
+        m = trainer.metrics_.to_dict()
+        console.print(_metrics_table(
+            f"SAE on L{trainer.layer_}.{component}: {trainer.sae_.d_in} -> {trainer.sae_.d_sae}"
+            f" ({activation}{f', k={k}' if activation == 'topk' else ''}), held-out sentences",
+            m))
+        console.print(f"wrote {out} ({trainer.seconds_:.0f} s)")
+
+    @sae_app.command("attach")
+    def attach_cmd(
+        store: Path = typer.Argument(..., help="Activation store of the same model."),
+        sae_dir: Path = typer.Argument(..., help="SAE directory (SAELens layout)."),
+        name: str = typer.Option("sae", help="Component name: units become L<layer>.NAME.<i>."),
+        component: str | None = typer.Option(None, help="Store component the SAE reads "
+                                             "(default: from the SAE's metadata)."),
+        layer: int | None = typer.Option(None, help="Layer the SAE reads (default: metadata)."),
+        device: str | None = typer.Option(None, help="torch device."),
+        overwrite: bool = typer.Option(False, help="Replace an SAE component of that name."),
+    ) -> None:
+        """Write an SAE's latents into a store as a component (materialized, streamed)."""
+        from neuronscope.sae import attach
+
+        st = attach(store, sae_dir, name=name, component=component, layer=layer,
+                    overwrite=overwrite, device=device)
+        comp = st.layout.components[name]
+        console.print(f"attached {comp.neurons} latents of {sae_dir} as component {name!r} "
+                      f"(layer {comp.layers[0]}): {st}")
+
+    app.add_typer(sae_app, name="sae")
+
+    @app.command("compare-units")
+    def compare_units_cmd(
+        store: Path = typer.Argument(..., help="Store with the neurons and an SAE component "
+                                     "(evaluation data: held-out from the SAE's training)."),
+        corpus: str = typer.Argument(..., help="The store's corpus."),
+        labels: str = typer.Option("upos", help="Label layer of the corpus."),
+        sae: Path = typer.Option(..., "--sae", help="SAE directory (attached to STORE "
+                                 "first if it is not yet)."),
+        name: str = typer.Option("sae", help="SAE component name in the store."),
+        concepts: str | None = typer.Option(None, help="Comma-separated concepts (default: "
+                                            "all with enough examples)."),
+        max_units: int = typer.Option(64, help="Largest unit count tried per concept."),
+        test_size: float = typer.Option(0.3, help="Share of sentences held out."),
+        model: str | None = typer.Option(None, help="Model for the LM-loss check of causal "
+                                         "LMs (default: the store's model)."),
+        lm_sentences: int = typer.Option(200, help="Sentences for the LM-loss check."),
+        control: bool = typer.Option(True, help="Also score a random (untrained) SAE of the "
+                                     "same shape: the control for the features."),
+        random_state: int = typer.Option(0, help="Seed of the split."),
+        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the JSON "
+                                        "and Markdown table."),
+    ) -> None:
+        """Neurons vs SAE features per concept: units for 95% of the gain, best single unit."""
+        from neuronscope.cli.options import open_store_and_corpus
+        from neuronscope.sae.compare import compare_units, render_markdown
+
+        st, corp = open_store_and_corpus(store, corpus, fmt, None)
+        result = compare_units(
+            st, corp, labels, sae, name=name, max_units=max_units, test_size=test_size,
+            concepts=[c.strip() for c in concepts.split(",")] if concepts else None,
+            model=model, lm_sentences=lm_sentences, control=control, random_state=random_state,
+        )
+        console.print(result.table())
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "compare_units.json").write_text(json.dumps(result.to_dict(), indent=2,
+                                                               default=float), encoding="utf-8")
+            (out / "compare_units.md").write_text(render_markdown(result), encoding="utf-8")
+            console.print(f"wrote {out / 'compare_units.json'} and {out / 'compare_units.md'}")
