@@ -176,3 +176,19 @@ def test_append_records_added_and_removed_arrays(store, values):
     writer.close()
     assert verify(store.path) == [] and ActivationStore(store.path).components == ["hidden"]
     assert not any("extra" in key for key in read_manifest(store.path))
+
+
+def test_checksums_off_keeps_size_and_existence_checks(store, values):
+    key = "activations/hidden/c/1/0"
+    path = store.path / key
+    data = bytearray(path.read_bytes())
+    data[5] ^= 1
+    path.write_bytes(bytes(data))
+    fast = ActivationStore(store.path, checksums=False)
+    assert not np.array_equal(fast.matrix(), values)  # the flip goes unseen without checksums
+    with pytest.raises(DamagedStoreError, match=f"file {key} fails its checksum"):
+        ActivationStore(store.path).matrix()
+    fast = ActivationStore(store.path, checksums=False)
+    path.write_bytes(bytes(data[:-4]))
+    with pytest.raises(DamagedStoreError, match=f"file {key} has"):
+        fast.matrix()

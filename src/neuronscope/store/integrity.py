@@ -277,12 +277,15 @@ class SettledKeys:
     so that a store can be pickled.
     """
 
-    def __init__(self, meta: Mapping[str, Any]) -> None:
+    def __init__(self, meta: Mapping[str, Any], checksums: bool = True) -> None:
         self.complete = bool(meta["complete"])
         self.words_done = int(meta["progress"]["words_done"])
         self.chunk_words = int(meta["chunk_words"])
+        self.checksums = checksums
 
     def __call__(self, key: str) -> bool:
+        if not self.checksums:
+            return False
         if self.complete:
             return True
         path, sep, coords = key.partition("/c/")
@@ -294,10 +297,12 @@ class SettledKeys:
 
 
 def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entries: Entries,
-                 *, deep: bool = False) -> tuple[zarr.Group | None, list[str]]:
+                 *, deep: bool = False, checksums: bool = True,
+                 ) -> tuple[zarr.Group | None, list[str]]:
     """Open a store's Zarr group for checked reading and list its problems.
 
-    ``deep`` also compares the checksum of every listed file and the words table.
+    ``deep`` also compares the checksum of every listed file and the words table;
+    ``checksums=False`` makes reads check existence and size only.
     """
     problems = []
     settled = SettledKeys(meta)
@@ -315,7 +320,8 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
                 problems.append(f"file {key} fails its checksum")
     if problems:
         return None, problems
-    chunks = ChunkStore(path, read_only=True, entries=entries, check=settled)
+    chunks = ChunkStore(path, read_only=True, entries=entries,
+                        check=SettledKeys(meta, checksums=checksums))
     try:
         group = zarr.open_group(store=chunks, mode="r")
     except Exception as err:  # zarr raises several types for broken metadata

@@ -82,9 +82,13 @@ class ActivationStore:
     Args:
         path: the store directory.
         allow_incomplete: open an interrupted store and expose only the rows written so far.
+        checksums: compare every chunk read with its CRC-32C (about 10 GB per CPU-second);
+            False keeps the existence and size checks only (and ``verify`` still compares
+            all checksums).
     """
 
-    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False,
+                 checksums: bool = True) -> None:
         self.path = Path(path)
         self.meta = read_meta(self.path)
         problems = meta_problems(self.meta)
@@ -101,12 +105,13 @@ class ActivationStore:
         self.complete = bool(self.meta["complete"])
         self.n_words = int(self.meta["corpus"]["n_words"]) if self.complete else done
         self.layout = layout_of(self.path, self.meta)
-        self._group = _open_group(self.path, self.meta, self.layout)
+        self._group = _open_group(self.path, self.meta, self.layout, checksums)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False) -> ActivationStore:
+    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False,
+             checksums: bool = True) -> ActivationStore:
         """Open a store (same as the constructor)."""
-        return cls(path, allow_incomplete=allow_incomplete)
+        return cls(path, allow_incomplete=allow_incomplete, checksums=checksums)
 
     # ---------------------------------------------------------------- description
     @property
@@ -308,7 +313,8 @@ class ActivationStore:
         return f"ActivationStore({self.path}, {self.n_words} words, {comps}, {state})"
 
 
-def _open_group(path: Path, meta: Mapping[str, Any], layout: NeuronLayout) -> zarr.Group:
+def _open_group(path: Path, meta: Mapping[str, Any], layout: NeuronLayout,
+                checksums: bool = True) -> zarr.Group:
     """The store's Zarr group, read through the chunk checks (see ``integrity``)."""
     version = meta["format_version"]
     if version == 1:
@@ -319,7 +325,7 @@ def _open_group(path: Path, meta: Mapping[str, Any], layout: NeuronLayout) -> za
     if version != FORMAT_VERSION:
         raise StoreError(f"store {path} has format version {version}; this neuronscope "
                          f"reads versions 1 and {FORMAT_VERSION}")
-    group, problems = open_checked(path, meta, layout, read_manifest(path))
+    group, problems = open_checked(path, meta, layout, read_manifest(path), checksums=checksums)
     if problems or group is None:
         raise DamagedStoreError(describe(path, problems))
     return group
