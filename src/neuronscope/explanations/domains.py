@@ -206,7 +206,7 @@ def adaptation_intervention(loaded: Any, shift: DomainShift, positions: Any = "a
     Use it as ``with adaptation_intervention(loaded, shift): loaded.model(**batch)``; the model
     must be the one the stores were extracted with.
     """
-    from neuronscope.interventions import intervene
+    from neuronscope.interventions.intervene import intervene
 
     if shift.model_fingerprint and shift.model_fingerprint != loaded.fingerprint:
         raise FingerprintMismatchError(
