@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from neuronscope.cli.options import label_files as _label_files
+from neuronscope.io import check_output
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -33,6 +34,7 @@ def register(app: typer.Typer, console: Console) -> None:
         title: str | None = typer.Option(None, help="Report title."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        overwrite: bool = typer.Option(False, help="Replace a report written earlier."),
     ) -> None:
         """Write a self-contained HTML report: concepts, top neurons, neuron cards, plots."""
         from neuronscope.corpus import load_corpus
@@ -41,6 +43,9 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.report.site import build_report
         from neuronscope.store import ActivationStore
 
+        check_output(out, kind="dir", overwrite=overwrite,
+                     inputs=(store, corpus, *(rankings or []), *(evaluation or [])),
+                     marker="neuronscope-report.json")
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
         st.check_corpus(corp)

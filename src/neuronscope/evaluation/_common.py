@@ -19,6 +19,7 @@ import numpy as np
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.methods.ranking import GLOBAL, Ranking
+from neuronscope.splits import split_masks
 from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView, align_labels, as_view, check_labels
@@ -252,27 +253,9 @@ def train_test_masks(
     sentence never share their context with training words; ``round(test_size * n_groups)``
     groups (at least one, and never all) are held out.
     """
-    if not 0 < test_size < 1:
-        raise NeuronscopeError(f"test_size must be in (0, 1), got {test_size}")
-    rng = np.random.default_rng(random_state)
-    if groups is None:
-        if n < 2:
-            raise NeuronscopeError(f"{n} row(s) cannot be split into training and test rows")
-        n_test = min(max(int(round(test_size * n)), 1), n - 1)
-        test = np.zeros(n, dtype=bool)
-        test[rng.permutation(n)[:n_test]] = True
-        return ~test, test
-    groups = np.asarray(groups)
-    if len(groups) != n:
+    if groups is not None and len(groups) != n:
         raise NeuronscopeError(f"{len(groups)} group ids for {n} rows")
-    unique = np.unique(groups)
-    if len(unique) < 2:
-        raise NeuronscopeError(
-            "a split by sentence needs at least two sentences; pass explicit masks instead"
-        )
-    n_test = min(max(int(round(test_size * len(unique))), 1), len(unique) - 1)
-    test = np.isin(groups, rng.permutation(unique)[:n_test])
-    return ~test, test
+    return split_masks(groups, test_size, random_state, n_rows=n)
 
 
 def resolve_split(

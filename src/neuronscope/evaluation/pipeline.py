@@ -8,7 +8,6 @@ distribution, and writes ``summary.json`` and the figures.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from neuronscope.evaluation.control import control_selectivity
 from neuronscope.evaluation.layers import layer_distribution
 from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
 from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
+from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore
 
@@ -143,5 +143,5 @@ def run_evaluation(
         "warnings": warnings,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_json(out / "summary.json", summary)
     return summary

@@ -11,8 +11,9 @@ source-like values; no target labels are needed.
 Here the two domains are two stores of the *same* model (their model fingerprints and neuron
 layouts must match) over two corpora:
 
-* :class:`DomainNeurons` ranks neurons by Cohen's d, ``(mean_B - mean_A) / s_pooled`` with
-  the pooled standard deviation ``sqrt(((n_A - 1) s_A^2 + (n_B - 1) s_B^2) / (n_A + n_B - 2))``,
+* :class:`DomainNeurons` (``rank_pair(domain_a, domain_b)``) ranks neurons by Cohen's d,
+  ``(mean_B - mean_A) / s_pooled`` with the pooled standard deviation
+  ``sqrt(((n_A - 1) s_A^2 + (n_B - 1) s_B^2) / (n_A + n_B - 2))``,
   or by the average precision of the activation as a detector of domain membership (the
   score of :class:`~neuronscope.methods.average_precision.AveragePrecision`, words of one
   domain positive). The :class:`~neuronscope.methods.ranking.Ranking` has one concept per
@@ -37,6 +38,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.methods.families import PairwiseRanker
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.store.provenance import check_same_neurons
 from neuronscope.store.store import ActivationStore
@@ -95,8 +97,11 @@ def _blocks(a: Domain, ids: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(v) for v in groups.values()]
 
 
-class DomainNeurons:
+class DomainNeurons(PairwiseRanker):
     """Rank neurons by how differently they activate on two domains.
+
+    A :class:`~neuronscope.methods.families.PairwiseRanker`:
+    ``DomainNeurons(...).rank_pair(domain_a, domain_b)``.
 
     Args:
         measure: ``"d"`` (Cohen's d) or ``"ap"`` (average precision of domain membership).
@@ -112,12 +117,7 @@ class DomainNeurons:
         self.domains = tuple(domains)
         self.neurons = neurons
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {"measure": self.measure, "domains": list(self.domains),
-                "neurons": None if self.neurons is None else list(self.neurons)}
-
-    def rank(self, domain_a: Domain, domain_b: Domain) -> Ranking:
+    def rank_pair(self, domain_a: Domain, domain_b: Domain) -> Ranking:
         """A :class:`Ranking` with one concept per domain (see the module docstring)."""
         from neuronscope.methods.average_precision import AveragePrecision
 
@@ -278,14 +278,15 @@ def adaptation_effect(
         shrinkage: the LDA probe's shrinkage.
         random_state: seed of A's split.
     """
-    from neuronscope.explanations.evolutionary import LDAClassifier, _split
+    from neuronscope.explanations.lda import LDAClassifier
+    from neuronscope.splits import split_by_sentence
 
     ids, names, _ = _selection(domain_a, domain_b, neurons)
     ya, layer = _labels(domain_a, labels_a, "domain A")
     yb, _ = _labels(domain_b, labels_b, "domain B")
     xa, xb = _columns(domain_a, ids), _columns(domain_b, ids)
     if ranking is None:
-        ranking = DomainNeurons(neurons=None if neurons is None else list(neurons)).rank(
+        ranking = DomainNeurons(neurons=None if neurons is None else list(neurons)).rank_pair(
             domain_a, domain_b)
     shift = domain_shift(ranking, k, alpha)
     position = {n: j for j, n in enumerate(names)}
@@ -300,7 +301,7 @@ def adaptation_effect(
     ca = np.asarray([code[v] for v in ya.tolist()], dtype=np.int64)
     cb = np.asarray([code[v] for v in yb.tolist()], dtype=np.int64)
     rng = np.random.default_rng(random_state)
-    train, test = _split(len(xa), test_fraction, rng, ca)
+    train, test = split_by_sentence(None, test_fraction, rng, n_rows=len(xa), stratify=ca)
     probe = LDAClassifier(shrinkage).fit(xa[train], ca[train], len(classes))
     before = float(np.mean(probe.predict(xb) == cb))
     after = float(np.mean(probe.predict(shift_activations(xb, shift, columns)) == cb))

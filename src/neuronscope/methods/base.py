@@ -12,17 +12,15 @@ array of one label per row.
 
 from __future__ import annotations
 
-import inspect
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.ranking import Ranking
+from neuronscope.methods.families import SupervisedRanker
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import (
     ActivationView,
@@ -142,36 +140,6 @@ def require_concepts(y: np.ndarray, concepts: Sequence[str] | None) -> list[str]
     return list(concepts)
 
 
-class RankingMethod(ABC):
-    """Base class of neuron-ranking methods: configure in ``__init__``, then :meth:`rank`."""
-
-    #: short name used in CLIs and rankings
-    name: ClassVar[str] = "method"
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self" and
-                sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
-                                               inspect.Parameter.VAR_KEYWORD)]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters and their current values."""
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def set_params(self, **params: Any) -> RankingMethod:
-        """Change parameters; unknown names are an error."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise NeuronscopeError(f"{type(self).__name__} has no parameter {key!r}")
-            setattr(self, key, value)
-        return self
-
-    @abstractmethod
-    def rank(self, activations: Activations, labels: Labels) -> Ranking:
-        """Rank neurons for every concept of ``labels``."""
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+#: The supervised family's base class under its historical name (see
+#: :mod:`neuronscope.methods.families` for the families and their ``rank`` signatures).
+RankingMethod = SupervisedRanker

@@ -33,6 +33,7 @@ import numpy as np
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Activations
+from neuronscope.moments import RunningMoments
 from neuronscope.store.view import ActivationView
 
 
@@ -135,9 +136,7 @@ def neuron_statistics(
         raise NeuronscopeError("no activation rows: statistics need at least one word")
 
     d = data.n_neurons
-    count = 0
-    mean = np.zeros(d)
-    m2 = np.zeros(d)  # sum of squared deviations from the mean
+    moments = RunningMoments(d)
     lo = np.full(d, np.inf)
     hi = np.full(d, -np.inf)
     zeros = np.zeros(d)
@@ -146,19 +145,7 @@ def neuron_statistics(
     if bounds is not None:
         low_cut, high_cut = _cuts(np.full(d, bounds[0]), np.full(d, bounds[1]), margin)
     for _, _, block in data.chunks():
-        n_b = len(block)
-        # Shift by the (float32) chunk mean, so large offsets cancel exactly in float32, and
-        # sum in float64; the shifted-data formula corrects for the shift not being the
-        # exact mean. Avoids a float64 copy of the whole block.
-        mean_b = block.mean(axis=0, dtype=np.float64)
-        shift = mean_b.astype(np.float32)
-        centred = block - shift
-        m2_b = (centred * centred).sum(axis=0, dtype=np.float64) - n_b * (mean_b - shift) ** 2
-        total = count + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / total)
-        m2 = m2 + m2_b + delta**2 * (count * n_b / total)
-        count = total
+        moments.update(block)
         lo = np.minimum(lo, block.min(axis=0))
         hi = np.maximum(hi, block.max(axis=0))
         zeros += (np.abs(block) <= eps).sum(axis=0)
@@ -167,12 +154,13 @@ def neuron_statistics(
             sat_high += (block >= high_cut).sum(axis=0)
     if bounds is None:
         sat_low, sat_high = _observed_saturation(data, lo, hi, margin)
+    count = int(moments.count_[0])
     return NeuronStatistics(
         names=list(data.names),
         ids=data.ids.copy(),
         count=count,
-        mean=mean,
-        variance=np.maximum(m2 / count, 0.0),
+        mean=moments.mean_[0],
+        variance=np.maximum(moments.variance_[0], 0.0),
         minimum=lo.astype(np.float64),
         maximum=hi.astype(np.float64),
         zero_fraction=zeros / count,

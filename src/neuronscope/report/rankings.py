@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from neuronscope.methods.ranking import Ranking
-from neuronscope.report.html import esc, fmt, scoped_css, table
 from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
 
@@ -118,22 +117,3 @@ def probe_weights(ranking: Ranking, name: str) -> list[tuple[str, float]]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append((str(concept), float(value)))
     return out
-
-
-def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
-    """The top ``k`` neurons per concept as an HTML table (``Ranking._repr_html_``)."""
-    concepts = ranking.concept_names
-    rows = []
-    for concept in concepts[:max_concepts]:
-        scores = list(ranking.scores(concept).items())[:k]
-        cells = " ".join(f'<span class="badge">{esc(n)} <span class="muted">{fmt(s)}</span>'
-                         "</span>" for n, s in scores)
-        rows.append((esc(concept), cells))
-    more = len(concepts) - max_concepts
-    tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
-    layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
-    head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
-            f"{len(ranking.global_order)} neurons; store {esc(ranking.store_fingerprint)}</p>")
-    body = table(["concept", f"top {k} neurons (score)"], rows)
-    style = f"<style>{scoped_css('.ns-ranking')}</style>"
-    return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'

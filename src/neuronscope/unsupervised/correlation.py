@@ -40,6 +40,8 @@ import numpy as np
 from scipy.linalg import blas
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_path, atomic_write_json
+from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView, as_view
 
@@ -240,7 +242,8 @@ class CorrelationResult:
         if path.suffix != ".npy":
             path = path.with_suffix(".npy")
         if self.path is None or Path(self.path).resolve() != path.resolve():
-            np.save(path, np.asarray(self.matrix, dtype=np.float32))
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(self.matrix, dtype=np.float32))
         _write_sidecar(path, self)
         self.path = path
         return path
@@ -285,30 +288,10 @@ def _write_sidecar(path: Path, result: CorrelationResult) -> None:
         "n_words": int(result.n_words),
         "part_offsets": result.part_offsets.tolist(),
     }
-    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+    atomic_write_json(path.with_suffix(".json"), meta, indent=None)
 
 
 # ---------------------------------------------------------------------- streaming statistics
-class _Moments:
-    """Running count, mean and per-column sum of squared deviations (Chan et al. merge)."""
-
-    def __init__(self, n_cols: int) -> None:
-        self.n = 0
-        self.mean = np.zeros(n_cols, dtype=np.float64)
-        self.m2 = np.zeros(n_cols, dtype=np.float64)
-
-    def merge(self, c: int, chunk_mean: np.ndarray, chunk_m2: np.ndarray) -> tuple[np.ndarray,
-                                                                                      float]:
-        """Fold in a chunk; returns ``(delta, weight)`` for the matching Gram update."""
-        n = self.n + c
-        delta = chunk_mean - self.mean
-        weight = self.n * c / n
-        self.mean += delta * (c / n)
-        self.m2 += chunk_m2 + weight * delta * delta
-        self.n = n
-        return delta, weight
-
-
 def _rank1_update(acc: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
     """``acc += alpha * outer(x, y)`` in place (BLAS ``dger`` on the Fortran view)."""
     if alpha == 0.0 or acc.size == 0:
@@ -323,10 +306,10 @@ _SLAB = 1024  # columns per float64 slab when summing squares outside the Gram
 
 def _block_pass(
     source: ColumnSource, lo: int, hi: int, precision: str, rows: np.ndarray | None,
-) -> tuple[_Moments, np.ndarray]:
+) -> tuple[RunningMoments, np.ndarray]:
     """One pass over the words: moments of columns ``lo:`` and ``M2[lo:hi, lo:]``."""
     width, h = source.n_cols - lo, hi - lo
-    moments = _Moments(width)
+    moments = RunningMoments(width)
     acc = np.zeros((h, width), dtype=np.float64)
     for _, _, block in source.chunks(rows):
         c = len(block)
@@ -355,7 +338,7 @@ def _block_pass(
         del gram
         m2 -= c * resid * resid
         _rank1_update(acc, -float(c), resid[:h], resid)
-        delta, weight = moments.merge(c, chunk_mean, m2)
+        delta, weight = moments.merge(float(c), chunk_mean, m2)
         _rank1_update(acc, weight, delta[:h], delta)
     return moments, acc
 
@@ -429,13 +412,13 @@ def correlation_matrix(
     for lo, hi in _row_blocks(d, int(max_bytes)):
         moments, acc = _block_pass(source, lo, hi, precision, rows)
         if std is None:  # the first block starts at 0: its moments cover every column
-            mean = moments.mean
-            std = np.sqrt(np.maximum(moments.m2, 0.0) / moments.n)
+            mean = moments.mean_[0]
+            std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])
             const = constant_neurons(mean, std)
             std[const] = 0.0
             # 1/sd with constants -> 0 turns their rows and columns into zeros.
             inv = np.zeros(d)
-            inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2[~const], 1e-300))
+            inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2_[0][~const], 1e-300))
         acc *= inv[lo:hi, None]
         acc *= inv[None, lo:]
         np.clip(acc, -1.0, 1.0, out=acc)
@@ -452,7 +435,7 @@ def correlation_matrix(
         mean=mean, std=std, n_words=n_words, part_offsets=source.offsets.copy(), path=path,
     )
     if path is not None:
-        if isinstance(matrix, np.memmap):
+        if isinstance(matrix, np.memmap):  # the matrix lives in ``path``
             matrix.flush()
         _write_sidecar(path, result)
     return result

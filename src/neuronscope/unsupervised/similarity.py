@@ -162,8 +162,8 @@ def joint_covariance(
     if source.n_rows < 2:
         raise NeuronscopeError(f"covariances need at least 2 words, got {source.n_rows}")
     moments, m2 = _block_pass(source, 0, source.n_cols, precision, None)
-    return JointCovariance(m2 / moments.n, moments.mean, moments.n, source.offsets,
-                           source.names)
+    n = int(moments.count_[0])
+    return JointCovariance(m2 / n, moments.mean_[0], n, source.offsets, source.names)
 
 
 @dataclass
