@@ -219,7 +219,8 @@ def check_ranking(ranking: Ranking, activations: Activations) -> list[str]:
 
 def ranking_order(ranking: Ranking, concept: str | None) -> np.ndarray:
     """All neuron ids a ranking orders for a concept (or globally), best first."""
-    total = max(len(ranking.global_order),
+    n_global = 0 if ranking.global_order is None else len(ranking.global_order)
+    total = max(n_global,
                 max((len(c.ids) for c in ranking.concepts.values()), default=0))
     order = ranking.top_ids(total, concept)  # raises a clear error for an unknown concept
     if len(order) == 0:

@@ -57,9 +57,9 @@ import scipy.sparse as sp
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.explanations.atoms import DEFAULT_OPS, NEGATED_OPS, OPS, AtomSet, Formula
-from neuronscope.methods.base import check_finite
 from neuronscope.params import Configurable
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
 __all__ = [
     "DEFAULT_OPS",
@@ -243,35 +243,21 @@ class CompositionalExplainer(Configurable):
             activations.check_corpus(corpus)
             if neurons is None:
                 raise NeuronscopeError("name the neurons to explain (e.g. ['L3.mlp.17'])")
-            ids = activations.layout.ids(neurons)  # unknown neuron: clear error first
-            names = activations.layout.names(ids)
-        elif isinstance(activations, np.ndarray) and activations.ndim == 2:
-            if activations.shape[0] != corpus.n_words:
-                raise NeuronscopeError(
-                    f"{activations.shape[0]} activation rows for {corpus.n_words} corpus words")
-            ids = (np.arange(activations.shape[1]) if neurons is None
-                   else np.asarray([int(n) for n in neurons], dtype=np.int64))
-            if len(ids) and (ids.min() < 0 or ids.max() >= activations.shape[1]):
-                raise NeuronscopeError(
-                    f"neuron ids must lie in [0, {activations.shape[1]}), got {ids.tolist()}")
-            names = [f"n{i}" for i in ids]
-        else:
-            raise NeuronscopeError("activations must be an ActivationStore or a 2-D array")
+        view = ActivationView(activations, neurons)  # unknown neuron: clear error first
+        if view.n_words != corpus.n_words:
+            raise NeuronscopeError(
+                f"{view.n_words} activation rows for {corpus.n_words} corpus words")
         if atoms is None:
             atoms = self.atoms(corpus)
         elif atoms.n_words != corpus.n_words:
             raise NeuronscopeError("the atom set was built for another corpus")
 
         out: list[Explanation] = []
-        for lo in range(0, len(ids), self.block_neurons):
-            block_ids = ids[lo: lo + self.block_neurons]
-            if isinstance(activations, ActivationStore):
-                block = activations.neurons(block_ids)
-            else:
-                block = np.asarray(activations[:, block_ids], dtype=np.float32)
-            check_finite(block, 0)
+        for lo in range(0, view.n_neurons, self.block_neurons):
+            block_ids = view.ids[lo: lo + self.block_neurons]
+            block = view.select(block_ids).matrix()  # checked finite
             for j, column in enumerate(block.T):
-                out.append(self._explain_one(column, names[lo + j], int(block_ids[j]),
+                out.append(self._explain_one(column, view.names[lo + j], int(block_ids[j]),
                                              atoms, words))
         return out
 

@@ -41,7 +41,7 @@ from neuronscope.interventions.sites import as_loaded
 from neuronscope.methods.ranking import Ranking
 from neuronscope.models.loading import LoadedModel
 from neuronscope.store.store import ActivationStore
-from neuronscope.store.view import align_labels
+from neuronscope.store.view import ActivationView, align_labels
 
 #: A concept detector: generated text -> whether it shows the concept.
 Detector = Callable[[str], bool]
@@ -102,9 +102,8 @@ def concept_values(store: ActivationStore, names: Sequence[str],
     positive = align_labels(labels, store) == concept
     if not positive.any():
         raise NeuronscopeError(f"no word labelled {concept!r}")
-    parts = [block[positive[start:stop]]
-             for start, stop, block in store.iter_chunks(list(names)) if positive[start:stop].any()]
-    rows = np.concatenate(parts)
+    # Only the concept's rows are read (a row-restricted view), each checked finite.
+    rows = ActivationView(store, list(names), rows=np.flatnonzero(positive)).matrix()
     if statistic == "median":
         return np.median(rows, axis=0).astype(np.float32)
     if statistic == "mean":

@@ -46,7 +46,7 @@ class MethodInput:
     (:attr:`view`); the fields stay plain so that methods can narrow a selection with
     :func:`dataclasses.replace`. ``ids`` are global store ids of the columns (column indices
     for plain arrays), ``names`` their readable names, ``source`` what is read (the array,
-    the store, or a :class:`~neuronscope.store.view.RowSubsetStore` of restricted rows) and
+    the store, or a :class:`~neuronscope.store.subset.RowSubsetStore` of restricted rows) and
     ``y`` the labels aligned with its rows.
     """
 

@@ -83,7 +83,8 @@ class ActivationView:
         neurons: names (``L3.mlp.1021``) or global ids for a store, column indices for an
             array; for a view, ids or names among its own.
         components, layers: select whole components and/or layers of a store instead.
-        rows: restrict to these rows (boolean mask or indices, in the source's row numbers).
+        rows: restrict to these rows (boolean mask or indices of the rows of ``source``). A
+            store is read in place; an array is indexed (a copy of those rows).
         chunk_words: rows per chunk of :meth:`chunks`.
 
     Attributes:
@@ -120,7 +121,8 @@ class ActivationView:
                 else parent._subselect(neurons, components, layers)
             self.source = parent.source
             self.ids = ids
-            self.names = [parent.name_of(int(i)) for i in ids.tolist()]
+            self.names = list(parent.names) if ids is parent.ids else [
+                parent.name_of(int(i)) for i in ids.tolist()]
             self.row_index = parent.row_index
             self._provenance = parent._provenance
             self._source_rows = parent._source_rows
