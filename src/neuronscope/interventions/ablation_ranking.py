@@ -230,7 +230,7 @@ class ErasureRanking(_AblationRanking):
         if y is not None:
             extra["concepts_without_tokens"] = [c for c in concepts if c not in (present or [])]
         order = np.argsort(-overall, kind="stable")
-        provenance = {
+        provenance: dict[str, Any] = {
             "store_fingerprint": fingerprint,
             "label_layer": labels.layer if isinstance(labels, ConceptLabels) else None,
             "extra": extra,
