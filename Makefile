@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # The CPU wheel of this torch lies on local disk here; other specs download GBs.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint demo demo-corpus bench clean
+.PHONY: install test lint fuzz demo demo-corpus bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest -q
+
+# The whole robustness suite: every hand case and many more generated inputs (Hypothesis).
+fuzz: install
+	NEURONSCOPE_FUZZ=1 $(PY) -m pytest -q tests/robustness
 
 demo: install
 	$(VENV)/bin/neuronscope demo

@@ -48,3 +48,7 @@ class IncompleteStoreError(StoreError):
 
 class FingerprintMismatchError(StoreError):
     """A store and a corpus (or model) do not belong together."""
+
+
+class InvalidOptionError(NeuronscopeError, ValueError):
+    """An option or parameter value is out of range or malformed; the message names it."""

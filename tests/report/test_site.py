@@ -285,7 +285,7 @@ def test_refuses_foreign_rankings_and_folders(report_store, small_corpus, report
                                               tmp_path):
     foreign = Ranking.from_dict(report_rankings[0].to_dict())
     foreign.store_fingerprint = "someone-else"
-    with pytest.raises(NeuronscopeError, match="made on store"):
+    with pytest.raises(NeuronscopeError, match="another model or aggregation"):
         build_report(report_store, small_corpus, [foreign], tmp_path / "a")
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("do not delete")

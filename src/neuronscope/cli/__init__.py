@@ -14,11 +14,13 @@ from neuronscope.cli import (
     explanations,
     interventions,
     report,
+    show,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
-for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations):
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations,
+               show):
     _stage.register(app, console)
 
 __all__ = ["app", "console", "err_console", "main"]

@@ -120,8 +120,8 @@ def register(app: typer.Typer, console: Console) -> None:
         console.print(per_prompt)
         first = result.prompts[0]
         if first.target_n_tokens > 1:
-            console.print(f"[yellow]target has {first.target_n_tokens} tokens; attributed the "
-                          f"first, {first.target_token!r}[/]")
+            console.print(f"target has {first.target_n_tokens} tokens; attributed the "
+                          f"first, {first.target_token!r}", style="yellow")
         console.print(f"knowledge neurons (coarse in >= {share:.0%} of {len(result.prompts)} "
                       f"prompts): {', '.join(result.neurons) or '(none)'}")
         if result.effects is not None and result.neurons:

@@ -26,6 +26,11 @@ from neuronscope.corpus.readers import (
     read_parallel,
     read_text,
 )
+from neuronscope.corpus.tables import (
+    corpus_from_dataset,
+    corpus_from_pandas,
+    read_hf_dataset,
+)
 from neuronscope.corpus.writers import write_conllu, write_parallel
 
 __all__ = [
@@ -44,12 +49,15 @@ __all__ = [
     "SpacyAnnotator",
     "WordAnnotator",
     "WordListAnnotator",
+    "corpus_from_dataset",
+    "corpus_from_pandas",
     "corpus_from_records",
     "detect_format",
     "load_corpus",
     "load_demo_corpus",
     "load_spacy",
     "read_conllu",
+    "read_hf_dataset",
     "read_jsonl",
     "read_parallel",
     "read_text",

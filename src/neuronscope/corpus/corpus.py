@@ -9,6 +9,7 @@ the label of store row ``i``.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,12 +149,31 @@ class Corpus:
     def fingerprint(self) -> str:
         """A stable hash of the words and sentence boundaries (labels excluded).
 
-        Stores record it, so labels added later by annotators still match a store.
+        Stores record it, so labels added later by annotators still match a store. Every
+        sentence and word is length-prefixed, so no character inside a word (``\x1f``
+        included) can make two different corpora hash alike.
         """
+        h = hashlib.sha256(b"neuronscope-corpus-fingerprint-v2\n")
+        step = 4096  # sentences per block: bounded memory, few Python-level calls
+        for start in range(0, len(self.sentences), step):
+            block = self.sentences[start : start + step]
+            words = [w for sent in block for w in sent]
+            h.update(len(block).to_bytes(8, "little"))
+            h.update(array("Q", map(len, block)).tobytes())  # words per sentence
+            # Characters per word: UTF-8 decodes uniquely, so the lengths split the text.
+            h.update(array("Q", map(len, words)).tobytes())
+            # surrogatepass: a word built in Python with a lone surrogate still hashes.
+            h.update("".join(words).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:16]
+
+    @property
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint of neuronscope <= 0.1.0 (separator-joined words, which a word holding
+        U+001F could forge); only used to explain why an old store no longer matches."""
         h = hashlib.sha256()
         for s in self.sentences:
             h.update(b"\x1e")
-            h.update("\x1f".join(s).encode("utf-8"))
+            h.update("\x1f".join(s).encode("utf-8", "surrogatepass"))
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ labels

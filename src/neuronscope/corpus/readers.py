@@ -373,6 +373,22 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds a surrogate code point."""
+    stack = [value]  # iterative: parsed JSON can be nested deeper than Python recursion
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None) -> Corpus:
     """Read JSON lines such as ``{"words": [...], "upos": [...], "topic": "sports"}``.
 
@@ -393,6 +409,12 @@ def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None
         except json.JSONDecodeError as exc:
             raise CorpusFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
                                     str(path), line_no) from None
+        except RecursionError:
+            raise CorpusFormatError("JSON nested too deeply", str(path), line_no) from None
+        if "\\u" in line and _has_lone_surrogate(obj):
+            # "\ud800" escapes decode to text that cannot be written back as UTF-8.
+            raise CorpusFormatError("a string holds a lone surrogate escape (\\ud800-\\udfff): "
+                                    "not valid Unicode text", str(path), line_no)
         if not isinstance(obj, dict):
             raise CorpusFormatError(
                 f"expected a JSON object, found {type(obj).__name__}", str(path), line_no
@@ -451,7 +473,10 @@ def load_corpus(
 
     Args:
         path: the corpus file.
-        format: force a reader: ``conllu``, ``jsonl``, ``parallel`` or ``text``.
+        format: force a reader: ``conllu``, ``jsonl``, ``parallel``, ``text``, or
+            ``hf-dataset[:tokens=COL,labels=A+B,sentence-labels=C,split=NAME]`` for a
+            Hugging Face dataset saved to disk (or a parquet/arrow file); see
+            :mod:`neuronscope.corpus.tables`.
         label_paths: layer name -> label file (parallel format only).
         name: corpus name; defaults to the file's stem.
 
@@ -462,6 +487,10 @@ def load_corpus(
     """
     if not Path(path).exists():
         raise CorpusFileNotFoundError("corpus file not found", str(path))
+    if format is not None and format.lower().split(":")[0] in ("hf-dataset", "hf"):
+        from neuronscope.corpus.tables import parse_table_format, read_hf_dataset
+
+        return read_hf_dataset(path, name=name, **parse_table_format(format))
     fmt = detect_format(path, label_paths) if format is None else format.lower()
     fmt = _FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in _FORMATS:

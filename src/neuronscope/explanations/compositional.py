@@ -58,6 +58,7 @@ from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.explanations.atoms import DEFAULT_OPS, NEGATED_OPS, OPS, AtomSet, Formula
 from neuronscope.methods.base import check_finite
+from neuronscope.params import Configurable
 from neuronscope.store.store import ActivationStore
 
 __all__ = [
@@ -149,7 +150,7 @@ class _Entry:
 
 
 # ---------------------------------------------------------------------------- explainer
-class CompositionalExplainer:
+class CompositionalExplainer(Configurable):
     """Beam search for logical formulas of concepts that explain neurons (Mu & Andreas 2020).
 
     Args:
@@ -198,16 +199,6 @@ class CompositionalExplainer:
         self.top_n = top_n
         self.n_examples = n_examples
         self.block_neurons = block_neurons
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "alpha": self.alpha, "max_length": self.max_length, "beam": self.beam,
-            "length_penalty": self.length_penalty, "min_count": self.min_count,
-            "ops": list(self.ops), "layers": None if self.layers is None else list(self.layers),
-            "lexical": self.lexical, "suffix_lengths": list(self.suffix_lengths),
-            "max_atoms": self.max_atoms, "top_n": self.top_n, "n_examples": self.n_examples,
-        }
 
     def _check(self) -> None:
         if self.alpha is not None and not 0 < self.alpha < 1:

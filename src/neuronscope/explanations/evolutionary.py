@@ -48,6 +48,7 @@ from neuronscope.explanations.lda import (
     score,
 )
 from neuronscope.methods.base import Activations, Labels, prepare_input
+from neuronscope.params import Configurable, jsonable
 from neuronscope.splits import split_by_sentence
 
 __all__ = [
@@ -94,10 +95,10 @@ class EvolutionResult:
         """JSON-ready fields."""
         return {"ids": self.ids, "names": self.names, "fitness": self.fitness,
                 "accuracy": self.accuracy, "size": self.size, "history": self.history,
-                "n_evaluations": self.n_evaluations, "params": self.params}
+                "n_evaluations": self.n_evaluations, "params": jsonable(self.params)}
 
 
-class GeneticSelector:
+class GeneticSelector(Configurable):
     """Genetic algorithm over neuron subsets (see the module docstring).
 
     Args:
@@ -154,18 +155,6 @@ class GeneticSelector:
         self.patience = patience
         self.random_state = random_state
         self.neurons = neurons
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready; ``neurons`` as a count)."""
-        return {
-            "k": self.k, "population": self.population, "generations": self.generations,
-            "tournament": self.tournament, "crossover_rate": self.crossover_rate,
-            "mutation_rate": self.mutation_rate, "elitism": self.elitism,
-            "size_penalty": self.size_penalty,
-            "validation_fraction": self.validation_fraction, "metric": self.metric,
-            "shrinkage": self.shrinkage, "patience": self.patience,
-            "random_state": self.random_state,
-        }
 
     def _check(self, n_features: int) -> None:
         for name in ("k", "population", "generations", "tournament"):

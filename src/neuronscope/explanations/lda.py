@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.params import Configurable
 
 __all__ = ["METRICS", "LDAClassifier", "SubsetFitness", "encode_labels", "score"]
 
@@ -20,7 +21,7 @@ METRICS = ("accuracy", "balanced_accuracy")
 
 
 # ---------------------------------------------------------------------------- fast probe
-class LDAClassifier:
+class LDAClassifier(Configurable):
     """Linear discriminant analysis with a shrunk pooled covariance (closed form).
 
     Args:

@@ -66,6 +66,9 @@ class Component:
         }
 
 
+_MAX_LAYER = 100_000  # no model has more layers; keeps "0-10**12" from filling memory
+
+
 @dataclass
 class ComponentSites:
     """One component of a model: per layer, the module to hook and whether input or output."""
@@ -159,14 +162,22 @@ def parse_layers(spec: str | Sequence[int] | None) -> list[int] | None:
             continue
         try:
             if "-" in part:
-                lo, hi = part.split("-", 1)
-                layers.update(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
             else:
-                layers.add(int(part))
+                lo = hi = int(part)
         except ValueError as err:
             raise UnknownComponentError(
                 f"bad layer spec {spec!r}; use e.g. '0-6' or '1,3,5'"
             ) from err
+        if lo > hi or hi >= _MAX_LAYER:
+            # A reversed range selected nothing and ended in a division by zero downstream.
+            raise UnknownComponentError(
+                f"bad layer range {part!r} in {spec!r}: give low-high with low <= high "
+                f"< {_MAX_LAYER}"
+            )
+        layers.update(range(lo, hi + 1))
+    if not layers:
+        raise UnknownComponentError(f"layer spec {spec!r} names no layer; use e.g. '0-6'")
     return sorted(layers)
 
 

@@ -99,8 +99,11 @@ class _Aggregator:
 
     def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
         """Word vectors ``(len(unique_rows), n_layers * width)`` from per-layer (B, T, D)."""
+        # `.to` is a no-op on one device; with a model split over devices (device_map) each
+        # layer's output is gathered to the device of the inputs.
         selected = torch.cat(
-            [h.reshape(-1, h.shape[-1]).index_select(0, self.tokens) for h in layers], dim=1
+            [h.reshape(-1, h.shape[-1]).to(self.tokens.device).index_select(0, self.tokens)
+             for h in layers], dim=1,
         ).float()
         if self.aggregation in ("first", "last"):
             out = torch.empty((len(self.unique_rows), selected.shape[1]), device=selected.device)
@@ -121,7 +124,8 @@ class _Aggregator:
         if not pairs:
             return [], torch.empty(0)
         idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.tokens.device)
-        vecs = torch.cat([h.reshape(-1, h.shape[-1]).index_select(0, idx) for h in layers], dim=1)
+        vecs = torch.cat([h.reshape(-1, h.shape[-1]).to(idx.device).index_select(0, idx)
+                          for h in layers], dim=1)
         return [s for s, _ in pairs], vecs.float()
 
 
@@ -137,6 +141,7 @@ def _settings(loaded: LoadedModel, corpus: Corpus, comps: Sequence[Component], *
             "random_init": loaded.random_init,
             "seed": loaded.seed,
             "num_layers": loaded.num_layers,
+            "compute_dtype": loaded.compute_dtype,
         },
         "corpus": {
             "name": corpus.name,
@@ -187,7 +192,8 @@ def extract(
         sentence_pooling: sentence vectors to store: mean (of words), first-token (e.g. CLS),
             last-token, or none.
         batch_size: pieces per forward pass.
-        dtype: storage dtype, float32 or float16 (computation is float32).
+        dtype: storage dtype, float32 or float16 (the compute dtype is the model's: see
+            ``load_model(dtype=...)``; activations are cast to float32 before aggregation).
         max_length: override the model's maximum input length (tokens).
         window_stride: tokens between starts of overlapping windows for long sentences.
         resume: continue an interrupted extraction into ``out``.

@@ -43,6 +43,7 @@ from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.extraction.alignment import WordTokenizer
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel
+from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
 
 
@@ -104,7 +105,7 @@ class GenerationResult:
             "length": self.length, "sequences": [s.to_dict() for s in self.sequences],
             "initial": self.initial.to_dict(), "gain": self.gain,
             "beats_corpus": self.beats_corpus, "corpus_top": self.corpus_top,
-            "history": self.history, "params": self.params,
+            "history": self.history, "params": jsonable(self.params),
         }
 
 
@@ -143,7 +144,7 @@ def check_store_model(store: ActivationStore, loaded: LoadedModel) -> None:
         )
 
 
-class NeuronTextGenerator:
+class NeuronTextGenerator(Configurable):
     """Gumbel-softmax input optimization of a token sequence for one neuron.
 
     Args:
@@ -187,16 +188,6 @@ class NeuronTextGenerator:
         self.init_scale = init_scale
         self.n_corpus = n_corpus
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "length": self.length, "steps": self.steps, "learning_rate": self.learning_rate,
-            "samples": self.samples, "temperature": list(self.temperature),
-            "position": self.position, "eval_every": self.eval_every,
-            "n_sequences": self.n_sequences, "init_scale": self.init_scale,
-            "random_state": self.random_state,
-        }
 
     def _check(self) -> None:
         for name in ("length", "steps", "samples", "eval_every", "n_sequences"):

@@ -42,6 +42,7 @@ from neuronscope.interventions.sites import (
 )
 from neuronscope.methods.ranking import Ranking
 from neuronscope.models.loading import LoadedModel
+from neuronscope.store.provenance import Provenance
 from neuronscope.store.store import ActivationStore
 
 OPS = ("zero", "mean", "constant", "scale", "add")
@@ -64,7 +65,8 @@ def check_same_model(fingerprint: str | None, loaded: LoadedModel, what: str) ->
     """
     if not fingerprint:
         return
-    theirs = str(fingerprint).split("-")[0]
+    # A fingerprint of unknown shape is compared whole: it cannot name this model.
+    theirs = Provenance.from_fingerprint(fingerprint).model_fingerprint or str(fingerprint)
     ours = loaded.fingerprint
     if theirs != ours:
         raise FingerprintMismatchError(

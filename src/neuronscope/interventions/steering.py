@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from neuronscope.corpus.corpus import ConceptLabels
-from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.errors import NeuronscopeError
 from neuronscope.interventions.intervene import (
     Intervention,
     Positions,
@@ -34,6 +34,7 @@ from neuronscope.interventions.sites import as_loaded
 from neuronscope.methods.ranking import Ranking
 from neuronscope.models.loading import LoadedModel
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import align_labels
 
 #: A concept detector: generated text -> whether it shows the concept.
 Detector = Callable[[str], bool]
@@ -71,18 +72,7 @@ def concept_values(store: ActivationStore, names: Sequence[str],
                    labels: ConceptLabels | np.ndarray | Sequence[str], concept: str,
                    statistic: str = "median") -> np.ndarray:
     """Each neuron's median (or mean) activation over the store rows labelled ``concept``."""
-    if isinstance(labels, ConceptLabels):
-        if labels.corpus_fingerprint != store.corpus_fingerprint:
-            raise FingerprintMismatchError(
-                f"labels of layer {labels.layer!r} come from another corpus than store "
-                f"{store.path}"
-            )
-        y = np.asarray(labels.values)
-    else:
-        y = np.asarray(labels, dtype=object)
-    if len(y) != store.n_words:
-        raise NeuronscopeError(f"{len(y)} labels for {store.n_words} store rows")
-    positive = y == concept
+    positive = align_labels(labels, store) == concept
     if not positive.any():
         raise NeuronscopeError(f"no word labelled {concept!r}")
     parts = [block[positive[start:stop]]

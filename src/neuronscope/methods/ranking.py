@@ -12,7 +12,6 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,8 @@ import numpy as np
 from neuronscope import __version__
 from neuronscope.display import esc, fmt, scoped_css, table
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
+from neuronscope.methods.ranking_schema import load_ranking_json, validate_ranking_dict
 
 GLOBAL = "__all__"
 
@@ -182,9 +183,9 @@ class Ranking:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Ranking:
-        """Inverse of :meth:`to_dict`."""
-        if data.get("format") != "neuronscope-ranking":
-            raise NeuronscopeError("not a neuronscope ranking (format key missing)")
+        """Inverse of :meth:`to_dict`; a malformed dictionary raises ``RankingFormatError``
+        naming the field."""
+        validate_ranking_dict(data)
         return cls(
             method=data["method"],
             params=dict(data["params"]),
@@ -204,22 +205,16 @@ class Ranking:
         """Serialize to JSON; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict())
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> Ranking:
-        """Read a ranking from a JSON file path or a JSON string."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            path = Path(source)
-            if not path.exists():
-                raise NeuronscopeError(f"ranking file not found: {path}")
-            text = path.read_text(encoding="utf-8")
-        try:
-            return cls.from_dict(json.loads(text))
-        except (json.JSONDecodeError, KeyError) as err:
-            raise NeuronscopeError(f"{source}: not a valid ranking file: {err}") from err
+        """Read a ranking from a JSON file (any :class:`~pathlib.Path`, or a string naming an
+        existing file) or from JSON text (a string starting with ``{``)."""
+        data, label = load_ranking_json(source)
+        validate_ranking_dict(data, label)
+        return cls.from_dict(data)
 
     def _repr_html_(self) -> str:
         """Jupyter display: top neurons per concept (see :func:`ranking_html`)."""

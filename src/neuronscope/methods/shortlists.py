@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import Activations, MethodInput, prepare_input
+from neuronscope.methods.base import Activations
 from neuronscope.moments import RunningMoments
+from neuronscope.store.view import ActivationView
 
 
 @dataclass
@@ -130,11 +131,8 @@ def neuron_statistics(
         bounds = (float(bounds[0]), float(bounds[1]))
         if not bounds[0] < bounds[1]:
             raise NeuronscopeError(f"bounds must be (low, high) with low < high, got {bounds}")
-    n_rows = _n_rows(activations)
-    # The shared input checks (shape, neuron names, finite values, chunking) want labels;
-    # statistics need none, so a constant dummy column stands in.
-    data = prepare_input(activations, np.zeros(n_rows, dtype=np.int8), neurons, chunk_words)
-    if n_rows == 0:
+    data = ActivationView(activations, neurons, chunk_words=chunk_words)
+    if data.n_words == 0:
         raise NeuronscopeError("no activation rows: statistics need at least one word")
 
     d = data.n_neurons
@@ -174,21 +172,6 @@ def neuron_statistics(
     )
 
 
-def _n_rows(activations: Activations) -> int:
-    if isinstance(activations, np.ndarray):
-        if activations.ndim != 2:
-            raise NeuronscopeError(
-                f"activations must be (n_words, n_neurons), got shape {activations.shape}"
-            )
-        return activations.shape[0]
-    n = getattr(activations, "n_words", None)
-    if n is None:
-        raise NeuronscopeError(
-            f"activations must be an ActivationStore or a numpy array, not {type(activations)}"
-        )
-    return int(n)
-
-
 def _cuts(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-neuron thresholds of left and right saturation (float32, compared with blocks)."""
     width = hi - lo
@@ -196,7 +179,7 @@ def _cuts(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np
 
 
 def _observed_saturation(
-    data: MethodInput, lo: np.ndarray, hi: np.ndarray, margin: float
+    data: ActivationView, lo: np.ndarray, hi: np.ndarray, margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Second pass: counts of words near each neuron's observed min and max."""
     low_cut, high_cut = _cuts(lo.astype(np.float64), hi.astype(np.float64), margin)

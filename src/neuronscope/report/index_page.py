@@ -4,7 +4,6 @@ builds the concept pages and neuron cards)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neuronscope import __version__
+from neuronscope.io import atomic_write_json, atomic_write_text
 from neuronscope.report.evaluation import MAX_CURVE_GROUPS, CurveGroup, ResultTable
 from neuronscope.report.html import esc, fmt, page, script_json, table
 from neuronscope.report.plots import agreement_svg, curves_svg, layer_distribution_svg
@@ -93,7 +93,7 @@ def write_index(b: _Builder) -> Path:
     html = page(f"{b.title} · neuronscope report", body, subtitle=b.title,
                 script=_SEARCH_JS)
     index = b.out / "index.html"
-    index.write_text(html, encoding="utf-8")
+    atomic_write_text(index, html)
     _write_manifest(b)
     return index
 
@@ -226,7 +226,7 @@ def _write_manifest(b: _Builder) -> None:
                   "neurons": {s.name: f"neurons/{s.name}.html"
                               for s in b.summaries.values()}},
     }
-    (b.out / MARKER).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    atomic_write_json(b.out / MARKER, manifest)
 
 
 def curves_html(groups: Sequence[CurveGroup]) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.ranking import Ranking
+from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
 
 
@@ -43,21 +43,14 @@ def method_labels(rankings: Sequence[Ranking]) -> list[str]:
     return out
 
 
-def check_rankings(store: ActivationStore, rankings: Sequence[Ranking]) -> None:
-    """Refuse rankings made on another store: their neuron ids would name other neurons."""
-    for r in rankings:
-        if r.store_fingerprint and r.store_fingerprint != store.fingerprint:
-            raise NeuronscopeError(
-                f"{r.method} ranking was made on store {r.store_fingerprint}, not on this "
-                f"store ({store.fingerprint}): rank the neurons of this store first"
-            )
-        for nid, name in list(r.names.items())[:1000]:
-            if not 0 <= nid < store.n_neurons or store.layout.name(nid) != name:
-                raise NeuronscopeError(
-                    f"{r.method} ranking names neuron {nid} {name!r}, which this store "
-                    f"calls {store.layout.name(nid) if 0 <= nid < store.n_neurons else 'nothing'}"
-                    "; was it made on another store?"
-                )
+def check_rankings(store: ActivationStore, rankings: Sequence[Ranking]) -> list[str]:
+    """The acceptance policy (:func:`~neuronscope.store.provenance.check_ranking_compatible`),
+    the same as ``neuronscope evaluate``'s: refuse rankings of another model, aggregation or
+    neuron layout (their ids would name other neurons); accept rankings of another corpus of
+    the same model. Returns the policy's notes."""
+    target = Provenance.of_store(store)
+    return [note for r in rankings
+            for note in check_ranking_compatible(r, target, store.layout)]
 
 
 def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int) -> float:

@@ -31,6 +31,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
 from neuronscope.methods.inspection import (
     N_CONTEXTS,
     N_SENTENCES,
@@ -375,7 +376,7 @@ class _Builder:
                               self.methods, probe, effects)
                     + self.sampling_note())
             html = page(f"{s.name} · neuron card", body, root="../", subtitle=self.title)
-            (self.out / "neurons" / f"{s.name}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "neurons" / f"{s.name}.html", html)
 
     # ------------------------------------------------------------------ concept pages
     def _top_table(self, concept: _Concept, root: str, k: int) -> str:
@@ -439,7 +440,7 @@ class _Builder:
             parts.append(self.sampling_note())
             html = page(f"{concept.name} · concept", "".join(parts), root="../",
                         subtitle=self.title)
-            (self.out / "concepts" / f"{concept.file}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "concepts" / f"{concept.file}.html", html)
 
     def _examples_html(self, concept: _Concept) -> str:
         if not concept.examples:

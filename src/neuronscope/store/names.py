@@ -16,7 +16,9 @@ import numpy as np
 from neuronscope.errors import UnknownComponentError
 
 #: The grammar of neuron names: ``L<layer>.<component>.[h<head>.]<index>``.
-NEURON_NAME = re.compile(r"^L(\d+)\.([A-Za-z_][\w-]*)\.(?:h(\d+)\.)?(\d+)$")
+# 18 digits at most per number: no real index is longer, and Python refuses int() of
+# very long digit strings (a traceback instead of a clear error).
+NEURON_NAME = re.compile(r"^L(\d{1,18})\.([A-Za-z_][\w-]*)\.(?:h(\d{1,18})\.)?(\d{1,18})$")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ from neuronscope.errors import (
     IncompleteStoreError,
     StoreError,
 )
+from neuronscope.io import atomic_write_json
 from neuronscope.store.names import NeuronLayout
 
 META_FILE = "neuronscope.json"
@@ -51,17 +51,7 @@ def _now() -> str:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON so that readers see either the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; stores are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data)
 
 
 def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
@@ -187,6 +177,11 @@ class ActivationStore:
     def check_corpus(self, corpus: Corpus) -> None:
         """Raise :class:`FingerprintMismatchError` unless ``corpus`` is the store's corpus."""
         if corpus.fingerprint != self.corpus_fingerprint:
+            if corpus.legacy_fingerprint == self.corpus_fingerprint:
+                raise FingerprintMismatchError(
+                    f"store {self.path} was written by an older neuronscope whose corpus "
+                    "fingerprint could collide; re-extract it (or re-import it) to use it"
+                )
             raise FingerprintMismatchError(
                 f"corpus {corpus.name!r} (fingerprint {corpus.fingerprint}, "
                 f"{corpus.n_words} words) is not the corpus store {self.path} was extracted "

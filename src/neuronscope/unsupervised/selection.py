@@ -43,7 +43,6 @@ from neuronscope.methods.base import Labels, prepare_input
 from neuronscope.methods.linear_probe import LinearProbe
 from neuronscope.methods.ranking import ConceptRanking, Ranking
 from neuronscope.splits import split_by_sentence
-from neuronscope.store.store import ActivationStore
 from neuronscope.unsupervised.clustering import cluster_correlations
 from neuronscope.unsupervised.correlation import (
     Activations,
@@ -217,11 +216,11 @@ def select_neurons(
         raise NeuronscopeError(f"max_words must be at least 2, got {max_words}")
     data = prepare_input(activations, labels, neurons)
     rng = np.random.default_rng(random_state)
-    groups = activations.sentence_ids() if isinstance(activations, ActivationStore) else None
+    groups = data.view.sentence_ids()
     rows = _sample_rows(groups, data.n_words, max_words, rng)
     train_local, test_local = split_by_sentence(None if groups is None else groups[rows],
                                                 test_size, rng, n_rows=len(rows))
-    source = ColumnSource([(activations, data.ids)])
+    source = ColumnSource([(data.view, None)])
     x = source.take(rows)
     x_train, x_test = x[train_local], x[test_local]
     del x
