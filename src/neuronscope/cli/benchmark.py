@@ -119,7 +119,7 @@ def register(app: typer.Typer, console: Console) -> None:
         for name in method_names or []:
             method_spec(name, "supervised")
         bench = PlantedBenchmark(
-            kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs"),
+            kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs") or [],
             n_concepts=n_concepts, concepts=_names(concepts), group_size=group_size,
             min_concept_words=min_concept_words,
             n_redundant=n_redundant, max_words=max_words or None,

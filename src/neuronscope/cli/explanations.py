@@ -271,6 +271,7 @@ def register(app: typer.Typer, console: Console) -> None:
         console.print(table)
         data: dict[str, Any] = {"ranking": ranking.to_dict()}
         if labels is not None:
+            assert corpus_a is not None and corpus_b is not None  # checked above
             ca = _corpus(corpus_a, fmt, None)
             cb = _corpus(corpus_b, fmt, None)
             sa.check_corpus(ca)

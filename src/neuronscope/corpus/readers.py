@@ -498,7 +498,7 @@ def load_corpus(
     if format is not None and format.lower().split(":")[0] in ("hf-dataset", "hf"):
         from neuronscope.corpus.tables import parse_table_format, read_hf_dataset
 
-        return read_hf_dataset(path, name=name, **parse_table_format(format))
+        return read_hf_dataset(Path(path), name=name, **parse_table_format(format))
     fmt = detect_format(path, label_paths) if format is None else format.lower()
     fmt = _FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in _FORMATS:

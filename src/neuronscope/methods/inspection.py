@@ -131,9 +131,14 @@ class SentenceActivation:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_k(k: int) -> None:
+def _check_k(k: int, window: int | None = None, reduce: str | None = None) -> None:
+    """Refuse bad search settings before any data is read."""
     if k < 0:
         raise NeuronscopeError(f"k must be >= 0, got {k}")
+    if window is not None and (window < 1 or window % 2 == 0):
+        raise NeuronscopeError(f"window must be a positive odd number of words, got {window}")
+    if reduce is not None and reduce not in _REDUCERS:
+        raise NeuronscopeError(f"reduce must be one of {', '.join(_REDUCERS)}, got {reduce!r}")
 
 
 def _ranked_rows(values: np.ndarray, at_least: int) -> np.ndarray:
@@ -319,9 +324,7 @@ class CorpusIndex:
     def top_contexts(self, values: np.ndarray, k: int = N_CONTEXTS, window: int = WINDOW,
                      lowest: bool = False) -> list[Context]:
         """Distinct windows around the most activating occurrences (see :func:`top_contexts`)."""
-        _check_k(k)
-        if window < 1 or window % 2 == 0:
-            raise NeuronscopeError(f"window must be a positive odd number of words, got {window}")
+        _check_k(k, window=window)
         if k == 0 or len(values) == 0:
             return []
         signed = -values if lowest else values
@@ -351,10 +354,7 @@ class CorpusIndex:
     def top_sentences(self, values: np.ndarray, k: int = N_SENTENCES, reduce: str = "max",
                       lowest: bool = False) -> list[SentenceActivation]:
         """Sentences ranked by their max, mean or min activation (see :func:`top_sentences`)."""
-        _check_k(k)
-        if reduce not in _REDUCERS:
-            raise NeuronscopeError(
-                f"reduce must be one of {', '.join(_REDUCERS)}, got {reduce!r}")
+        _check_k(k, reduce=reduce)
         values = np.asarray(values, dtype=np.float64)
         if k == 0 or len(values) == 0:
             return []
@@ -446,9 +446,7 @@ def top_contexts(
         window: window size in words, odd (5: two left, the word, two right).
         lowest: rank by the lowest activations instead.
     """
-    _check_k(k)
-    if window < 1 or window % 2 == 0:
-        raise NeuronscopeError(f"window must be a positive odd number of words, got {window}")
+    _check_k(k, window=window)
     index, values = _one(store, neuron)
     return index.top_contexts(values, k, window, lowest)
 
@@ -470,8 +468,6 @@ def top_sentences(
             or ``"min"``.
         lowest: return the sentences with the lowest scores instead.
     """
-    _check_k(k)
-    if reduce not in _REDUCERS:
-        raise NeuronscopeError(f"reduce must be one of {', '.join(_REDUCERS)}, got {reduce!r}")
+    _check_k(k, reduce=reduce)
     index, values = _one(store, neuron)
     return index.top_sentences(values, k, reduce, lowest)
