@@ -2,8 +2,8 @@
 markup and parsers, a ranking of it, and a way to run the CLI behind its error boundary.
 
 ``NEURONSCOPE_FUZZ=1`` (``make fuzz``) runs every case and many more generated inputs; without
-it, tests marked ``fuzz`` are skipped and Hypothesis draws a few examples per test, so the
-sampled subset in ``make test`` takes seconds.
+it, tests marked ``fuzz`` and two of every three cases of a parametrized test are deselected
+and Hypothesis draws a few examples per test, so the sampled subset in ``make test`` is fast.
 """
 
 from __future__ import annotations
@@ -35,28 +35,32 @@ def examples(fast: int, full: int) -> int:
 SAMPLE_EVERY = 3  # make test runs every 3rd case of a parametrized robustness test
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest hook signature
-    """Without NEURONSCOPE_FUZZ: skip tests marked ``fuzz`` and run a fixed sample (the first
-    and every third) of the cases of each parametrized test in this folder."""
+def pytest_collection_modifyitems(config, items):
+    """Without NEURONSCOPE_FUZZ: deselect tests marked ``fuzz`` and all but a fixed sample
+    (the first and every third) of the cases of each parametrized test in this folder."""
     if FUZZ:
         return
     here = Path(__file__).parent
-    full = pytest.mark.skip(reason="full fuzz set: run `make fuzz` (NEURONSCOPE_FUZZ=1)")
-    sampled = pytest.mark.skip(reason="sampled out of `make test`; `make fuzz` runs it")
     seen: dict[str, int] = {}
+    kept, dropped = [], []
     for item in items:
         if here not in Path(str(item.fspath)).parents:
+            kept.append(item)
             continue
         if "fuzz" in item.keywords:
-            item.add_marker(full)
+            dropped.append(item)
             continue
-        if getattr(item, "callspec", None) is None:
-            continue
-        key = f"{item.fspath}::{item.originalname}"
-        index = seen.get(key, 0)
-        seen[key] = index + 1
-        if index % SAMPLE_EVERY:
-            item.add_marker(sampled)
+        if getattr(item, "callspec", None) is not None:
+            key = f"{item.fspath}::{item.originalname}"
+            index = seen.get(key, 0)
+            seen[key] = index + 1
+            if index % SAMPLE_EVERY:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # Words and labels that Rich markup, CSV, JSON or a naive joiner would mangle.

@@ -24,6 +24,8 @@ from neuronscope.errors import NeuronscopeError
 #: Longest list rendered as rows, and longest list of scalars shown inline.
 MAX_ROWS = 50
 MAX_INLINE = 12
+#: Deepest JSON rendered (every level is a nested table).
+MAX_DEPTH = 32
 
 
 def _cell(value: Any) -> Text:
@@ -102,6 +104,19 @@ def ranking_tables(data: Mapping[str, Any], top: int) -> list[Table]:
     return [head, table]
 
 
+def _depth(data: Any) -> int:
+    """Nesting depth of parsed JSON, computed without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(value, Mapping):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level + 1) for v in value)
+    return deepest
+
+
 def load_result(path: Path) -> Any:
     """A saved result's JSON, with errors that name the file."""
     if not path.is_file():
@@ -127,6 +142,11 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Render a saved result (any verb's --out JSON) again as tables."""
         data = load_result(result)
+        depth = _depth(data)
+        if depth > MAX_DEPTH:
+            # Each level becomes a nested table: Python's recursion limit comes first.
+            raise NeuronscopeError(f"{result}: JSON nested {depth} levels deep; show renders at "
+                                   f"most {MAX_DEPTH} levels (no --out result is that deep)")
         if isinstance(data, Mapping) and data.get("format") == "neuronscope-ranking":
             tables = ranking_tables(data, top)
         else:
