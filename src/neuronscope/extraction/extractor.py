@@ -23,7 +23,7 @@ from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError, StoreError
 from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, WordTokenizer
-from neuronscope.extraction.components import Component, resolve_components
+from neuronscope.extraction.components import Component, model_sites, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
 from neuronscope.store.lock import StoreLock
@@ -318,8 +318,11 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
             stats.windowed_sentence_ids = list(value)
         elif hasattr(stats, key):
             setattr(stats, key, int(value))
-    need_hidden = any(c.source == "hidden_states" for c in comps)
+    hidden_sites = _early_stop_sites(loaded, comps)
+    stop = hidden_sites is not None
+    need_hidden = not stop and any(c.source == "hidden_states" for c in comps)
     hooked = [m for c in comps if c.source != "hidden_states" for m in c.modules.values()]
+    hooked += [m for m in (hidden_sites or {}).values() if m not in hooked]
     target = _forward_target(loaded.model, hooked)
     retain_input = any(c.source == "input" for c in comps)
     pad_id = loaded.tokenizer.pad_token_id or 0
@@ -331,8 +334,9 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     pending: Future | None = None
     pending_progress: int | None = None
     with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), Trace(
-        loaded.model, hooked, retain_output=any(c.source == "output" for c in comps),
-        retain_input=retain_input,
+        loaded.model, hooked,
+        retain_output=bool(hidden_sites) or any(c.source == "output" for c in comps),
+        retain_input=retain_input, stop=stop,
     ) as trace:
         for lo, hi in bounds:
             if hi <= sentences_done:
@@ -354,11 +358,13 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
                       for c in comps}
             for batch in length_sorted_batches(pieces, batch_size):
                 inputs = pad_batch(batch, pad_id, device)
-                result = target(**inputs, output_hidden_states=need_hidden, return_dict=True)
+                # With ``stop`` the pass ends after the last requested module (result None).
+                result = trace.call(target, **inputs, output_hidden_states=need_hidden,
+                                    return_dict=True)
                 agg = _Aggregator(batch, inputs["input_ids"].shape[1], row_of, aggregation, device)
                 rows = agg.unique_rows.cpu().numpy()
                 for c in comps:
-                    per_layer = _component_tensors(c, result, trace)
+                    per_layer = _component_tensors(c, result, trace, hidden_sites)
                     buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
                     if sentence_pooling in ("first-token", "last-token"):
                         which = "first" if sentence_pooling == "first-token" else "last"
@@ -412,8 +418,35 @@ def _show_rate(progress: Any, task: Any, done: int, done_at_start: int, started:
     progress.update(task, completed=done, rate=f"{rate:,.0f} words/s")
 
 
-def _component_tensors(c: Component, result: Any, trace: Trace) -> list[torch.Tensor]:
+def _early_stop_sites(loaded: LoadedModel, comps: Sequence[Component]) -> dict[int, str] | None:
+    """Modules whose outputs are the requested hidden layers, when the pass can stop early.
+
+    The forward pass may end after the last requested module unless the final hidden layer
+    is asked for (then ``hidden_states`` of the whole pass are read, as always). Hidden layer
+    0 is the embeddings' output and layer ``k`` the output of block ``k - 1`` (the final norm
+    for the last), exactly the tensors ``hidden_states`` holds. Returns ``{}`` when no hidden
+    layer is requested (hooks alone, stop after the last), ``None`` when the pass must run
+    to its end.
+    """
+    hidden = [c for c in comps if c.source == "hidden_states"]
+    if not hidden:
+        return {}
+    wanted = sorted({layer for c in hidden for layer in c.layers})
+    if wanted[-1] >= loaded.num_layers:
+        return None
+    sites = model_sites(loaded).components.get("hidden")
+    if sites is None or any(layer not in sites.sites for layer in wanted):
+        return None
+    if any(sites.sites[layer][1] != "output" for layer in wanted):
+        return None
+    return {layer: sites.sites[layer][0] for layer in wanted}
+
+
+def _component_tensors(c: Component, result: Any, trace: Trace,
+                       hidden_sites: dict[int, str] | None) -> list[torch.Tensor]:
     if c.source == "hidden_states":
+        if hidden_sites:
+            return [trace.outputs[hidden_sites[layer]] for layer in c.layers]
         return [result.hidden_states[layer] for layer in c.layers]
     store = trace.inputs if c.source == "input" else trace.outputs
     return [store[c.modules[layer]] for layer in c.layers]

@@ -166,6 +166,21 @@ class Trace:
             raise
         return self
 
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run one forward pass ``fn(*args, **kwargs)`` inside this open trace.
+
+        Keeps the hooks registered across many passes (no per-pass registration cost). With
+        ``stop``, a pass that ended after the last traced module returns ``None``: read the
+        captured tensors from :attr:`outputs` / :attr:`inputs`.
+        """
+        self._seen.clear()
+        try:
+            return fn(*args, **kwargs)
+        except _StopForward as err:
+            if err.trace is not self:
+                raise  # an enclosing trace's stop
+            return None
+
     def close(self) -> None:
         """Remove every hook this trace registered."""
         for handle in self._handles:
