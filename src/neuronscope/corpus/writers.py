@@ -104,7 +104,8 @@ def write_conllu(corpus: Corpus, path: PathLike) -> None:
         if not words:
             raise NeuronscopeError(f"sentence {i} is empty; CoNLL-U cannot hold it")
         out.append(f"# sent_id = {i + 1}")
-        text = corpus.texts[i] if corpus.texts and corpus.texts[i] else " ".join(words)
+        given = corpus.texts[i] if corpus.texts else None
+        text = given if given else " ".join(words)
         if "\n" not in text and "\r" not in text:
             out.append(f"# text = {text}")
         for key, values in corpus.sentence_labels.items():

@@ -45,7 +45,8 @@ from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView, align_labels, label_layer
 
 MEASURES = ("d", "ap")
-Domain = ActivationStore | np.ndarray
+#: One domain's activations: a store, an array or a view (the PairwiseRanker contract).
+Domain = ActivationStore | np.ndarray | ActivationView
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:

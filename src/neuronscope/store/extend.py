@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from zarr.core.array_spec import ArrayConfig
 
 from neuronscope.errors import StoreError
 from neuronscope.store.names import NEURON_NAME
@@ -76,7 +77,7 @@ def add_component(path: str | os.PathLike, name: str, layers: Sequence[int], neu
         arr = group.create_array(key, shape=(n, width),
                                  chunks=(min(step, max(n, 1)), int(neurons)),
                                  dtype="float32", fill_value=np.nan,
-                                 config={"write_empty_chunks": True}, **kwargs)
+                                 config=ArrayConfig(order="C", write_empty_chunks=True), **kwargs)
         for start in range(0, n, step):
             stop = min(start + step, n)
             block = np.asarray(rows(start, stop), dtype=np.float32)

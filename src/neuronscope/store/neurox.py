@@ -52,6 +52,7 @@ from neuronscope.errors import (
     StoreError,
 )
 from neuronscope.io import atomic_path
+from neuronscope.store.integrity import array
 from neuronscope.store.neurox_checks import (
     check_data_kind,
     check_size,
@@ -126,7 +127,7 @@ def export_neurox_hdf5(
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     block_words = max(1, block_bytes // (4 * comp.size))
     # Word strings are read per block too; the store keeps them next to the activations.
-    words_array = store._group["words/word"]
+    words_array = array(store._group, "words/word")
 
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -135,7 +136,7 @@ def export_neurox_hdf5(
             r0, r1 = int(offsets[lo]), int(offsets[hi])
             rows = store.component(component, rows=slice(r0, r1))
             rows = rows.reshape(r1 - r0, n_layers, n_neurons)
-            words = [str(w) for w in words_array[r0:r1]]
+            words = [str(w) for w in np.asarray(words_array[r0:r1])]
             for s in range(lo, hi):
                 a, b = int(offsets[s]) - r0, int(offsets[s + 1]) - r0
                 data = np.ascontiguousarray(rows[a:b].transpose(1, 0, 2), dtype=out_dtype)
@@ -205,7 +206,7 @@ class _Hdf5File(_NeuroxFile):
             )
         # Shapes only: no activation data is read here, so checking everything is cheap and
         # a mismatch is reported before any output is written.
-        first = None
+        first: tuple[int, int] | None = None
         for i in range(n):
             ds = self.f[str(i)]
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
@@ -223,6 +224,8 @@ class _Hdf5File(_NeuroxFile):
                     f"has {first[0]} x {first[1]}",
                     str(self.path),
                 )
+        if first is None:  # n == 0 is refused above; keeps the type checker informed
+            raise CorpusFormatError("the file holds no sentences", str(self.path))
         self.n_layers, self.n_neurons = first
         check_size(self.path, self.n_layers, self.n_neurons)
         self.n_sentences = n
@@ -471,8 +474,9 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 
 def _layer_numbers(reader: _NeuroxFile, layers: Sequence[int] | None, path: Path) -> list[int]:
-    chosen = list(layers) if layers is not None else reader.layer_ids
-    if chosen is None or len(chosen) != reader.n_layers:
+    given = list(layers) if layers is not None else reader.layer_ids
+    chosen: list[int] = list(given) if given is not None else []
+    if given is None or len(chosen) != reader.n_layers:
         if layers is not None:
             raise NeuronscopeError(
                 f"{path} has {reader.n_layers} layers but {len(chosen)} layer numbers were given"
