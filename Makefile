@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # The CPU wheel of this torch lies on local disk here; other specs download GBs.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint fuzz demo demo-corpus bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,13 +18,21 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 
 test: install lint
 	$(PY) -m pytest -q
 
+# The whole robustness suite: every hand case and many more generated inputs (Hypothesis).
+fuzz: install
+	NEURONSCOPE_FUZZ=1 $(PY) -m pytest -q tests/robustness
+
 demo: install
 	$(VENV)/bin/neuronscope demo
+
+# Regenerate the shipped demo corpus from its grammar (tests check the file matches).
+demo-corpus: install
+	$(PY) scripts/build_demo_corpus.py
 
 bench: install
 	$(PY) bench/extract.py

@@ -8,7 +8,6 @@ do probes retrained on the top-ranked neurons beat random and bottom-ranked ones
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,9 +20,11 @@ from rich.table import Table
 from neuronscope.corpus import load_demo_corpus
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
-from neuronscope.methods import METHODS, Ranking, build_method
-from neuronscope.methods.concept_search import top_words
+from neuronscope.io import atomic_write_json
+from neuronscope.methods import METHODS, Ranking, build_supervised
+from neuronscope.methods.inspection import top_words
 from neuronscope.models import load_model
+from neuronscope.splits import split_masks
 from neuronscope.store import ActivationStore
 from neuronscope.store.store import META_FILE
 
@@ -54,9 +55,7 @@ class DemoResult:
 
 def sentence_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
     """Boolean mask over words: True for words of held-out (test) sentences."""
-    rng = np.random.default_rng(seed)
-    test_sentences = rng.random(corpus.n_sentences) < test_fraction
-    return np.repeat(test_sentences, corpus.sentence_lengths())
+    return split_masks(corpus.sentence_ids(), test_fraction, seed)[1]
 
 
 def layer_probe_accuracy(
@@ -94,7 +93,7 @@ def compare_methods(
     labels = corpus.concept_labels(layer_name)
     results = {}
     for name in methods:
-        method = build_method(name, random_state=random_state)
+        method = build_supervised(name, random_state=random_state)
         start = time.perf_counter()
         ranking = method.rank(store, labels)
         results[name] = (ranking, time.perf_counter() - start)
@@ -128,20 +127,21 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Extract the demo corpus with the default model and print a first analysis."""
-    console = console or Console()
+    # Markup off: corpus words and paths print literally.
+    console = console or Console(markup=False, highlight=False)
     out = Path(out)
     corpus = load_demo_corpus()
-    console.print(f"[bold]corpus[/]: {corpus.name}: {corpus.n_sentences} sentences, "
+    console.print(f"corpus: {corpus.name}: {corpus.n_sentences} sentences, "
                   f"{corpus.n_words} words, layers {', '.join(corpus.layers)}")
     loaded = load_model(model)
-    console.print(f"[bold]model[/]: {loaded.name} ({loaded.config.model_type}, "
+    console.print(f"model: {loaded.name} ({loaded.config.model_type}, "
                   f"{loaded.num_layers} layers) on {loaded.device}")
     store_path = out / "store"
     store = extract(
         corpus, store_path, loaded, components=["hidden", "mlp"],
         overwrite=(store_path / META_FILE).exists(), progress=progress,
     )
-    console.print(f"[bold]store[/]: {store}")
+    console.print(f"store: {store}")
 
     accuracy = layer_probe_accuracy(store, corpus, "upos")
     table = Table(title="Which layers encode part of speech? (UPOS probe, held-out sentences)")
@@ -157,7 +157,8 @@ def run_demo(
     console.print(f"majority-class baseline: {accuracy[0].majority_baseline:.3f}")
 
     result = DemoResult(str(store_path), corpus.n_sentences, corpus.n_words, accuracy)
-    console.print("[bold]Which neurons encode a tag? Every ranking method on the same store:[/]")
+    console.print("Which neurons encode a tag? Every ranking method on the same store:",
+                  style="bold")
     rankings = compare_methods(store, corpus, "upos")
     labels_flat = corpus.labels_array("upos")
     table = Table(title="top neuron per tag and method, with its top words")
@@ -189,12 +190,12 @@ def run_demo(
     result.evaluation = evaluate_probe_ranking(store, corpus, rankings["probe"][0], console)
 
     summary = out / "summary.json"
-    summary.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
+    atomic_write_json(summary, asdict(result))
     console.print(f"summary written to {summary}")
 
     from neuronscope.report import report_for_demo
 
     index = report_for_demo(out)
     result.report = str(index)
-    console.print(f"[bold]report[/]: open {index} in a browser (works offline)")
+    console.print(f"report: open {index} in a browser (works offline)")
     return result

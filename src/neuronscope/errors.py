@@ -48,3 +48,15 @@ class IncompleteStoreError(StoreError):
 
 class FingerprintMismatchError(StoreError):
     """A store and a corpus (or model) do not belong together."""
+
+
+class DamagedStoreError(StoreError):
+    """A store's files are missing, truncated, corrupt or inconsistent with its metadata."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the store (its advisory writer lock is held)."""
+
+
+class InvalidOptionError(NeuronscopeError, ValueError):
+    """An option or parameter value is out of range or malformed; the message names it."""

@@ -80,6 +80,7 @@ def test_store_and_corpus(app, extracted, small_conllu, tmp_path):
         (["--methods", "probe,nope"], NeuronscopeError, "unknown method 'nope'"),
         (["--snrs", "0,1"], NeuronscopeError, "snr"),
         (["--snrs", "one"], NeuronscopeError, "--snrs"),
+        (["--snrs", ""], NeuronscopeError, "comma-separated"),  # no SNR at all: refused
         (["--kinds", "focused,odd"], NeuronscopeError, "kinds"),
         (["--store", "somewhere"], NeuronscopeError, "--corpus"),
         (["--labels", "nosuch"], NeuronscopeError, "no label layer 'nosuch'"),

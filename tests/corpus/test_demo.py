@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from neuronscope.corpus import NO_LABEL, Corpus, generate_demo_corpus, load_demo_corpus
-from neuronscope.corpus.demo import DEMO_FEATURES, main
+from neuronscope.corpus import NO_LABEL, Corpus, load_demo_corpus
+from neuronscope.corpus.demo import DEMO_FEATURES
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_demo_corpus.py"
+
+
+def _load_script() -> ModuleType:
+    # The grammar is a build-time script outside the package: import it by path.
+    spec = importlib.util.spec_from_file_location("build_demo_corpus", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+_script = _load_script()
+generate_demo_corpus: Callable[..., Corpus] = _script.generate_demo_corpus
+main: Callable[[list[str]], int] = _script.main
 
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
         "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"}
@@ -118,3 +139,5 @@ def test_main_writes_conllu(tmp_path: Path) -> None:
     assert main([str(out)]) == 0
     text = out.read_text()
     assert "# label.tense = " in text and "# label.type = " in text
+    # The package ships exactly what the build script writes, byte for byte.
+    assert out.read_bytes() == (_script.DEFAULT_OUT).read_bytes()

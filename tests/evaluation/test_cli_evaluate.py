@@ -156,7 +156,7 @@ def test_information_on_a_store_checks_the_corpus(cli_store, ranking, small_corp
     other = small_corpus.subset(range(1, 10))
     foreign = ConceptLabels(np.resize(other.labels_array("upos"), st.n_words), "upos",
                             other.fingerprint)
-    with pytest.raises(FingerprintMismatchError, match="other than the activations"):
+    with pytest.raises(FingerprintMismatchError, match="other than the one store"):
         neuron_mutual_information(st, foreign, neurons=rk.top(3))
 
 

@@ -59,7 +59,8 @@ def test_planted_domain_neuron_ranks_first(tmp_path, measure):
     corpus_a, xa, corpus_b, xb = two_domains()
     store_a = write_store(tmp_path / "a", corpus_a, xa)
     store_b = write_store(tmp_path / "b", corpus_b, xb)
-    ranking = DomainNeurons(measure=measure, domains=("news", "tweets")).rank(store_a, store_b)
+    ranking = DomainNeurons(measure=measure, domains=("news", "tweets")).rank_pair(store_a,
+                                                                                  store_b)
     assert isinstance(ranking, Ranking) and ranking.concept_names == ["news", "tweets"]
     assert ranking.top(1, "tweets") == ["L0.hidden.3"]
     assert ranking.top(1) in (["L0.hidden.3"], ["L0.hidden.0"])
@@ -74,11 +75,11 @@ def test_stores_of_different_models_are_refused(tmp_path):
     store_a = write_store(tmp_path / "a", corpus_a, xa)
     store_b = write_store(tmp_path / "b", corpus_b, xb, fingerprint="e" * 16)
     with pytest.raises(FingerprintMismatchError, match="different models"):
-        DomainNeurons().rank(store_a, store_b)
+        DomainNeurons().rank_pair(store_a, store_b)
     with pytest.raises(FingerprintMismatchError, match="different components"):
-        DomainNeurons().rank(store_a, write_store(tmp_path / "c", corpus_b, xb[:, :4]))
+        DomainNeurons().rank_pair(store_a, write_store(tmp_path / "c", corpus_b, xb[:, :4]))
     with pytest.raises(NeuronscopeError, match="measure"):
-        DomainNeurons(measure="kl").rank(xa, xb)
+        DomainNeurons(measure="kl").rank_pair(xa, xb)
 
 
 def test_shift_restores_probe_accuracy(tmp_path):
@@ -96,7 +97,7 @@ def test_shift_restores_probe_accuracy(tmp_path):
     assert result.gain == pytest.approx(result.accuracy_after - result.accuracy_before)
     assert result.label_layer == "noun" and result.to_dict()["k"] == 2
     # Stored-activation shift: B's means become A's.
-    ranking = DomainNeurons().rank(xa, xb)
+    ranking = DomainNeurons().rank_pair(xa, xb)
     shift = domain_shift(ranking, 2)
     moved = shift_activations(xb, shift, shift.ids)
     assert np.allclose(moved[:, shift.ids].mean(0), xa[:, shift.ids].mean(0), atol=1e-4)
@@ -113,7 +114,7 @@ def test_intervention_adds_the_shift_in_the_model(tiny_bert, small_corpus, tmp_p
                       components=("mlp",), progress=False)
     # Layer-1 neurons only, so the edit is the only change at their site.
     layer1 = store_a.layout.select(["mlp"], [1]).tolist()
-    ranking = DomainNeurons(neurons=layer1).rank(store_a, store_b)
+    ranking = DomainNeurons(neurons=layer1).rank_pair(store_a, store_b)
     shift = domain_shift(ranking, 3, alpha=0.5)
     assert ranking.store_fingerprint == tiny_bert.fingerprint
     assert all(n.startswith("L1.mlp.") for n in shift.names)

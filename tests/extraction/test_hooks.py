@@ -211,3 +211,70 @@ def test_resolve_modules_returns_the_modules(tiny_bert):
     found = resolve_modules(model, ["bert.encoder.layer.1.output.dense", ""])
     assert found["bert.encoder.layer.1.output.dense"] is model.bert.encoder.layer[1].output.dense
     assert found[""] is model
+
+
+# ------------------------------------------------------------------------ early stop
+def _calls(model: torch.nn.Module, names: list[str]) -> tuple[list[str], list]:
+    """Record which of ``names`` run, in order (plain torch hooks, outside any Trace)."""
+    modules = dict(model.named_modules())
+    seen: list[str] = []
+    handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: seen.append(n))
+               for n in names]
+    return seen, handles
+
+
+def test_trace_stop_ends_the_pass_after_the_last_traced_module(tiny_bert, bert_inputs):
+    model = tiny_bert.model
+    blocks = [f"bert.encoder.layer.{i}" for i in range(model.config.num_hidden_layers)]
+    assert len(blocks) >= 2
+    target = "bert.encoder.layer.0.output.dense"
+    want_in, want_out, _ = _manual(model, [target], bert_inputs)
+    before = _hook_counts(model)
+    seen, handles = _calls(model, blocks)
+    try:
+        with torch.no_grad(), Trace(model, [target], retain_input=True, stop=True) as trace:
+            model(**bert_inputs)
+            pytest.fail("the forward pass should have stopped")  # pragma: no cover
+    finally:
+        for h in handles:
+            h.remove()
+    torch.testing.assert_close(trace.inputs[target], want_in[target])
+    torch.testing.assert_close(trace.outputs[target], want_out[target])
+    assert seen == []  # block 0 never finished, the later blocks never ran
+    assert _hook_counts(model) == before  # every hook removed
+
+
+def test_trace_stop_waits_for_every_module_and_input_only_stops_before_it(tiny_bert,
+                                                                          bert_inputs):
+    model = tiny_bert.model
+    first, second = "bert.encoder.layer.0", "bert.encoder.layer.1"
+    seen, handles = _calls(model, [first, second, "bert.encoder.layer.1.output.dense"])
+    try:
+        with torch.no_grad(), Trace(model, [second, first], stop=True) as trace:
+            model(**bert_inputs)
+        assert set(trace.outputs) == {first, second}
+        assert seen == [first, "bert.encoder.layer.1.output.dense", second]
+        seen.clear()
+        dense = "bert.encoder.layer.1.output.dense"
+        with torch.no_grad(), Trace(model, [dense], retain_output=False, retain_input=True,
+                                    stop=True) as trace:
+            model(**bert_inputs)
+        assert set(trace.inputs) == {dense}
+        assert seen == [first]  # the input was read before the dense layer itself ran
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_trace_stop_is_swallowed_only_by_its_own_trace(tiny_bert, bert_inputs):
+    model = tiny_bert.model
+    name = "bert.encoder.layer.0"
+    after = []
+    with torch.no_grad(), Trace(model, [name], stop=True) as outer:
+        with Trace(model, ["bert.encoder.layer.1"]) as inner:
+            model(**bert_inputs)
+        after.append("inner exit")  # pragma: no cover - the stop passes through
+    assert after == [] and name in outer.outputs and inner.outputs == {}
+    # Without stop, an error inside the block is not swallowed.
+    with pytest.raises(RuntimeError, match="boom"), Trace(model, [name]):
+        raise RuntimeError("boom")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -34,19 +36,21 @@ def _ranking(loaded, scores: dict[str, float], concept: str = "DET", fingerprint
 
 
 # ----------------------------------------------------------------------------- scoring
-def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus, ref):
+def test_causal_scores_are_next_token_losses(tiny_gpt2, small_corpus):
     scorer = LMScorer(tiny_gpt2, small_corpus, batch_size=3)
     base = scorer.baseline
     words = small_corpus.sentences[0]
-    ids, word_ids = ref.tokens(tiny_gpt2, words)
+    tok = tiny_gpt2.tokenizer
+    # The sentence's text after BOS, as plain Hugging Face scoring sees it.
+    ids = [tok.bos_token_id, *tok(scorer.texts[0], add_special_tokens=False)["input_ids"]]
     with torch.no_grad():
         logp = torch.log_softmax(tiny_gpt2.model(input_ids=torch.tensor([ids])).logits[0], -1)
     want = [(-logp[t - 1, ids[t]]).item() for t in range(1, len(ids))]
     mine = base.word < len(words)  # sentence 0 comes first in the flat word order
     assert np.allclose(np.sort(base.nll[mine]), np.sort(want), atol=1e-5)
     assert sorted(base.target[mine].tolist()) == sorted(ids[1:])
-    # Every word of every sentence is scored (all but the very first token of a sentence).
-    assert scorer.n_tokens > small_corpus.n_words - small_corpus.n_sentences
+    # Every word of every sentence is scored, its first token included (BOS precedes it).
+    assert set(base.word.tolist()) == set(range(small_corpus.n_words))
 
 
 def test_masked_scores_mask_a_seeded_fraction(tiny_bert, small_corpus):
@@ -164,34 +168,35 @@ def test_ablation_errors(tiny_gpt2, small_corpus, extracted):
 
 # ----------------------------------------------------------------------------- rankings
 def test_erasure_ranking_finds_the_planted_neuron(planted_all, small_corpus):
-    method = ErasureRanking(planted_all, small_corpus, candidates=CANDIDATES, batch_size=8)
-    ranking = method.rank(None, small_corpus.concept_labels("upos"))
+    method = ErasureRanking(candidates=CANDIDATES, batch_size=8)
+    ranking = method.rank(planted_all, small_corpus, small_corpus.concept_labels("upos"))
     assert ranking.top(1) == [PLANTED]
     scores = ranking.scores()
     assert scores[PLANTED] > 0.3 and max(v for n, v in scores.items() if n != PLANTED) < 0.05
     assert ranking.top(1, "NOUN") == [PLANTED]
     assert ranking.store_fingerprint.startswith(planted_all.fingerprint + "-")
-    assert ranking.params["model"] == "planted-all-3" and ranking.method == "erasure"
+    assert ranking.extra["model"] == "planted-all-3" and ranking.method == "erasure"
+    assert ranking.params == method.get_params()
     # Unsupervised: no labels needed; the round trip through JSON keeps the order.
-    plain = ErasureRanking(planted_all, small_corpus, candidates=CANDIDATES).rank()
+    plain = ErasureRanking(candidates=CANDIDATES).rank(planted_all, small_corpus)
     assert plain.top(3) == ranking.top(3) and plain.concept_names == []
     assert Ranking.from_json(plain.to_json()).top(3) == plain.top(3)
 
 
 def test_class_flip_ranking_is_concept_specific(planted_det, small_corpus):
     labels = small_corpus.concept_labels("upos")
-    ranking = ClassFlipRanking(planted_det, small_corpus, candidates=CANDIDATES,
-                               concepts=["DET", "NOUN"]).rank(None, labels)
+    ranking = ClassFlipRanking(candidates=CANDIDATES,
+                               concepts=["DET", "NOUN"]).rank(planted_det, small_corpus, labels)
     assert ranking.top(1, "DET") == [PLANTED]
     assert ranking.scores("DET")[PLANTED] > 2.0
     assert ranking.scores("NOUN")[PLANTED] < 0  # it hurts nouns less than the rest
-    lost = ClassFlipRanking(planted_det, small_corpus, candidates=CANDIDATES,
-                            criterion="accuracy").rank(None, labels)
+    lost = ClassFlipRanking(candidates=CANDIDATES,
+                            criterion="accuracy").rank(planted_det, small_corpus, labels)
     assert lost.top(1, "DET") == [PLANTED] and lost.scores("DET")[PLANTED] > 0.5
     # The planted neuron makes the model predict determiners everywhere, so ablating it flips
     # nearly every prediction: "flip" sees no difference between DET and other words.
-    flips = ClassFlipRanking(planted_det, small_corpus, candidates=CANDIDATES[:8],
-                             criterion="flip").rank(None, labels)
+    flips = ClassFlipRanking(candidates=CANDIDATES[:8],
+                             criterion="flip").rank(planted_det, small_corpus, labels)
     assert all(-1 <= v <= 1 for v in flips.scores("DET").values())
     # The ranking plugs into the ablation evaluation (same model fingerprint).
     effect = ablation_effect(planted_det, small_corpus, ranking, "DET", k=1,
@@ -205,19 +210,44 @@ def test_ablation_ranking_options(tiny_bert, small_corpus, extracted):
     assert candidate_names("L1.mlp", tiny_bert) == [f"L1.mlp.{i}" for i in range(64)]
     assert len(candidate_names("attn", tiny_bert)) == 64 and \
         candidate_names("attn", tiny_bert)[9] == "L0.attn.h1.1"
-    grouped = ErasureRanking(tiny_bert, small_corpus, candidates="L0.mlp", group_size=16,
-                             op="mean", max_sentences=6, mask_fraction=0.5).rank(store, labels)
+    grouped = ErasureRanking(candidates="L0.mlp", group_size=16, op="mean", max_sentences=6,
+                             mask_fraction=0.5).rank(tiny_bert, small_corpus, labels,
+                                                     activations=store)
     scores = grouped.scores()
     assert len(scores) == 64 and len(set(np.round(list(scores.values()), 12))) <= 4
     assert grouped.store_fingerprint == store.fingerprint
     assert grouped.names[store.layout.id("L0.mlp.3")] == "L0.mlp.3"
     with pytest.raises(NeuronscopeError, match="no component 'ffn'"):
-        ErasureRanking(tiny_bert, small_corpus, candidates="L0.ffn").rank(None, labels)
+        ErasureRanking(candidates="L0.ffn").rank(tiny_bert, small_corpus, labels)
     with pytest.raises(NeuronscopeError, match="supervised"):
-        ClassFlipRanking(tiny_bert, small_corpus, candidates=["L0.mlp.1"]).rank(None, None)
+        ClassFlipRanking(candidates=["L0.mlp.1"]).rank(tiny_bert, small_corpus, None)
     with pytest.raises(FingerprintMismatchError, match="another corpus"):
-        ErasureRanking(tiny_bert, small_corpus.subset([0, 1]), candidates=["L0.mlp.1"]).rank(
-            None, labels)
+        ErasureRanking(candidates=["L0.mlp.1"]).rank(tiny_bert, small_corpus.subset([0, 1]),
+                                                     labels)
     with pytest.raises(FingerprintMismatchError, match="another model"):
-        ErasureRanking(tiny_bert, small_corpus, candidates=["L0.mlp.1"]).rank(
-            extracted("gpt2", "mean"), labels)
+        ErasureRanking(candidates=["L0.mlp.1"]).rank(tiny_bert, small_corpus, labels,
+                                                     activations=extracted("gpt2", "mean"))
+
+
+def test_ablation_controls_layer_matched_and_notes(planted_det, small_corpus):
+    scores = {PLANTED: 1.0, **{n: 0.5 - i / 100 for i, n in enumerate(CANDIDATES[6:])}}
+    ranking = _ranking(planted_det, scores)
+    ticks = []
+    result = ablation_effect(planted_det, small_corpus, ranking, "DET", k=2, label_layer="upos",
+                             repeats=5, seed=0, progress=lambda d, n: ticks.append((d, n)))
+    top = set(result.neurons["top"][0])
+    assert len(result.neurons["random"]) == 5
+    for names in result.neurons["random"]:  # same layers as the top-2 (both L1), never them
+        assert all(n.startswith("L1.mlp.") for n in names) and not top & set(names)
+    table = result.table.set_index("condition")
+    assert table.loc["random", "sets"] == 5 and table.loc["random", "selectivity_std"] > 0
+    assert any("above the random band" in n and "NOT" not in n for n in result.notes)
+    done, total = ticks[-1]  # 8 runs: none, top, 5 random, bottom
+    assert done == total and total % 8 == 0 and all(n == total for _, n in ticks)
+    data = result.to_dict()
+    assert data["schema"] == "neuronscope.ablation/1" and data["notes"] == result.notes
+    json.dumps(data, allow_nan=False)  # NaN written as null: strict JSON
+    # Ablating the determiner neuron for NOUN hurts the other (DET) tokens more: said so.
+    noun = ablation_effect(planted_det, small_corpus, _ranking(planted_det, scores, "NOUN"),
+                           "NOUN", k=1, label_layer="upos", conditions=("top",))
+    assert any("hurts other tokens more than 'NOUN' tokens" in n for n in noun.notes)

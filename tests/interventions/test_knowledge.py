@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,12 @@ from neuronscope.interventions import (
     intervene,
     knowledge_neurons,
 )
-from neuronscope.interventions.knowledge import refine
+from neuronscope.interventions.knowledge import (
+    default_other_facts,
+    jaccard,
+    parse_fact,
+    refine,
+)
 
 from .conftest import PLANTED
 
@@ -77,7 +84,8 @@ def test_coarse_and_refined_selection(tiny_bert):
     want = {n for n in set().union(*coarse) if sum(n in c for c in coarse) >= 0.6 * 3}
     assert set(kn.neurons) == want and want
     assert all(kn.counts[n] == sum(n in c for c in coarse) for n in kn.counts)
-    effects = kn.effects.set_index("prompt")
+    effects = kn.effects[kn.effects["kind"] != "other"].set_index("prompt")
+    assert list(effects.index) == prompts
     # Suppressing the positively attributed neurons lowers P(target), enhancing raises it.
     assert (effects["suppressed"] < effects["probability"]).all()
     assert (effects["enhanced"] > effects["probability"]).all()
@@ -122,3 +130,51 @@ def test_knowledge_errors(tiny_bert, tiny_gpt2):
         attribute(tiny_gpt2, "the cat sat on the mat " * 20, "mat")
     with pytest.raises(NeuronscopeError, match="share"):
         knowledge_neurons(tiny_bert, BERT_PROMPT, "mat", share=0, measure=False, steps=2)
+
+
+def test_knowledge_controls(planted_det):
+    """The planted determiner neuron: random sets of its layer, other facts, paraphrases."""
+    ticks = []
+    kn = knowledge_neurons(planted_det, "the cat sat on", "the", ["we visited"],
+                           layers=[1], steps=4, threshold=0.5, share=1.0,
+                           others=[("the cat sat", "on"), ("my grandmother baked", "delicious"),
+                                   ("did you see", "the")],
+                           random_repeats=5, progress=lambda d, n: ticks.append((d, n)))
+    assert kn.neurons == [PLANTED]
+    assert len(kn.random_neurons) == 5
+    for names in kn.random_neurons:  # same layer, same size, never the knowledge neuron
+        assert len(names) == 1 and names[0].startswith("L1.mlp.") and names[0] != PLANTED
+    e = kn.effects
+    assert list(e["kind"]) == ["fact", "paraphrase", "other", "other", "other"]
+    assert e["random_suppress_change_std"].notna().all()
+    # Zeroing the determiner neuron hurts "the" after both prompts much more than random sets.
+    fact = e[e["kind"] != "other"]
+    assert (fact["suppress_change"] < fact["random_suppress_change"]
+            - 2 * fact["random_suppress_change_std"]).all()
+    assert kn.agreement.shape == (2, 2) and kn.agreement[0, 1] == 1.0
+    summary = kn.summary()
+    assert summary["paraphrase_jaccard"] == 1.0
+    # "did you see => the" needs the determiner neuron too; the other two facts do not.
+    other = e[e["kind"] == "other"].set_index("prompt")["suppress_change"]
+    assert other["did you see"] < -0.5 and other.drop("did you see").gt(-0.5).all()
+    assert not any("not specific" in n for n in kn.notes())
+    data = kn.to_dict()
+    assert data["schema"] == "neuronscope.knowledge/1" and data["notes"] == kn.notes()
+    json.dumps(data, allow_nan=False)
+    assert ticks[-1][0] == ticks[-1][1] == 2 + 5 * 6
+    # With only determiner facts as the others, it is not specific, and says so.
+    same = knowledge_neurons(planted_det, "the cat sat on", "the", layers=[1], steps=2,
+                             threshold=0.5, others=[("did you see", "the")], random_repeats=0)
+    assert same.neurons == [PLANTED]
+    assert any("not specific" in n for n in same.notes())
+    assert any("0 random sets" in n for n in same.notes())
+
+
+def test_facts_and_defaults(tiny_bert, tiny_gpt2):
+    assert parse_fact("The capital of Japan is=>Tokyo") == ("The capital of Japan is", "Tokyo")
+    with pytest.raises(NeuronscopeError, match="PROMPT=>ANSWER"):
+        parse_fact("The capital of Japan is Tokyo")
+    facts = default_other_facts(tiny_gpt2, "Paris")
+    assert len(facts) >= 3 and all(t != "Paris" for _, t in facts)
+    assert all(p.endswith("[MASK] .") for p, _ in default_other_facts(tiny_bert, "mat"))
+    assert jaccard(["a", "b"], ["b", "c"]) == pytest.approx(1 / 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from neuronscope.interventions import (
     word_detector,
 )
 from neuronscope.interventions.sites import model_sites
+from neuronscope.interventions.steering import tag_rate
 from neuronscope.methods.ranking import ranking_from_scores
 
 from .conftest import PLANTED
@@ -91,3 +94,37 @@ def test_steering_errors(dormant_det, tiny_bert, tiny_gpt2):
     with pytest.raises(NeuronscopeError, match="too long|at most"):
         steer(dormant_det, ranking, "DET", ["the cat sat on the mat"], k=1, value=1.0,
               max_new_tokens=70)
+
+
+def test_steering_controls_scores_and_json(dormant_det):
+    ranking = _det_ranking(dormant_det, dormant_det.fingerprint)
+    ticks = []
+
+    def det_share(text: str) -> float:
+        words = text.lower().split()
+        return sum(w in {"the", "a", "their", "my"} for w in words) / len(words) if words else 0
+
+    result = steer(dormant_det, ranking, "DET", PROMPTS[:2], k=1, value=3.0,
+                   detector=DETERMINERS, score=det_share, max_new_tokens=5,
+                   progress=lambda d, n: ticks.append((d, n)))
+    assert len(result.random_neurons) == 5  # five random sets by default, from the top's layer
+    assert all(n[0].startswith("L1.mlp.") and n[0] != PLANTED for n in result.random_neurons)
+    assert result.random_values == [[3.0]] * 5
+    table = result.table.set_index("condition")
+    assert table.loc["random", "sets"] == 5 and table.loc["random", "generations"] == 10
+    assert table.loc["top", "concept_score"] > table.loc["none", "concept_score"]
+    assert np.isfinite(table.loc["random", ["concept_rate_std", "concept_score_std"]]
+                       .astype(float)).all()
+    assert any("detector rate" in n and "above the random band" in n and "NOT" not in n
+               for n in result.notes())
+    data = result.to_dict()
+    assert data["schema"] == "neuronscope.steering/1" and data["values"] == [3.0]
+    assert set(data["generations"]) == {"none", "top", *[f"random-{i}" for i in range(5)]}
+    json.dumps(data, allow_nan=False)
+    assert ticks[-1] == (14, 14)
+
+
+def test_tag_rate():
+    score = tag_rate("NOUN")
+    assert score("") == 0.0
+    assert score("The cat sat on the mat.") == pytest.approx(2 / 6)

@@ -11,13 +11,12 @@ import pytest
 
 from neuronscope.corpus.corpus import NO_LABEL, Corpus
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError, UnknownComponentError
-from neuronscope.methods.concept_search import (
-    ConceptMatch,
+from neuronscope.methods import concept_search, inspection
+from neuronscope.methods.concept_search import ConceptMatch, concept_layers, neuron_concepts
+from neuronscope.methods.inspection import (
     Context,
     SentenceActivation,
     WordActivation,
-    concept_layers,
-    neuron_concepts,
     top_contexts,
     top_sentences,
     top_words,
@@ -245,6 +244,11 @@ def test_neuron_concepts_refuses_other_corpus_and_unknown_layer(store, corpus):
         neuron_concepts(store, corpus, NOUN, measure="f1")
     with pytest.raises(NeuronscopeError, match="k must be"):
         top_words(store, NOUN, k=-1)
+
+
+def test_concept_search_serves_the_one_inspection_module():
+    for name in ("top_words", "top_contexts", "top_sentences", "WordActivation", "Context"):
+        assert getattr(concept_search, name) is getattr(inspection, name)
 
 
 def test_concept_search_needs_a_store():

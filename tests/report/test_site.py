@@ -17,9 +17,8 @@ from neuronscope.corpus import load_demo_corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.extraction import extract
 from neuronscope.methods import Ranking, get_method
-from neuronscope.methods import concept_search as cs
+from neuronscope.methods import inspection as cs
 from neuronscope.report import CorpusIndex, build_report, report_for_demo
-from neuronscope.report import neuron as rn
 from neuronscope.report.evaluation import as_curve, read_evaluation
 from neuronscope.report.rankings import method_labels, overlap_at_k, probe_weights
 
@@ -194,15 +193,18 @@ def test_nasty_words_and_labels_are_escaped(nasty_report):
 def test_card_searches_match_concept_search(report_store, small_corpus):
     index = CorpusIndex.build(report_store, small_corpus)
     for neuron in ("L0.hidden.3", "L1.mlp.17", "L2.hidden.31"):
-        values = rn.read_columns(report_store, [neuron])[:, 0]
+        values = cs.read_columns(report_store, [neuron])[:, 0]
         np.testing.assert_array_equal(values, report_store.neurons([neuron])[:, 0])
         for lowest in (False, True):
-            assert rn.top_words(index, values, 8, lowest) == cs.top_words(
+            # The card's index (built from the corpus) gives what a one-neuron search of the
+            # store gives.
+            assert index.top_words(values, 8, lowest) == cs.top_words(
                 report_store, neuron, 8, lowest=lowest)
-            assert rn.top_contexts(index, values, 6, 5, lowest) == cs.top_contexts(
+            assert index.top_contexts(values, 6, 5, lowest) == cs.top_contexts(
                 report_store, neuron, 6, window=5, lowest=lowest)
-            assert rn.top_sentences(index, values, 3, lowest) == cs.top_sentences(
-                report_store, neuron, 3, reduce="min" if lowest else "max", lowest=lowest)
+            reduce = "min" if lowest else "max"
+            assert index.top_sentences(values, 3, reduce, lowest) == cs.top_sentences(
+                report_store, neuron, 3, reduce=reduce, lowest=lowest)
 
 
 def test_sentence_sample_is_stated_and_consistent(report_store, small_corpus, report_rankings,
@@ -210,10 +212,10 @@ def test_sentence_sample_is_stated_and_consistent(report_store, small_corpus, re
     index = CorpusIndex.build(report_store, small_corpus, max_sentences=4)
     assert index.n_sentences == 4 and index.sampled
     assert "4 of 10 sentences" in index.describe()
-    values = rn.read_columns(report_store, ["L1.hidden.5"], index.rows)[:, 0]
+    values = cs.read_columns(report_store, ["L1.hidden.5"], index.rows)[:, 0]
     np.testing.assert_array_equal(values, report_store.neurons(["L1.hidden.5"])[index.rows, 0])
     # Contexts never cross the sampled sentences' edges.
-    for c in rn.top_contexts(index, values, 10, 9):
+    for c in index.top_contexts(values, 10, 9):
         sent = small_corpus.sentences[c.sentence_id]
         start = c.position - c.center
         assert list(c.words) == sent[start:start + len(c.words)]
@@ -283,7 +285,7 @@ def test_refuses_foreign_rankings_and_folders(report_store, small_corpus, report
                                               tmp_path):
     foreign = Ranking.from_dict(report_rankings[0].to_dict())
     foreign.store_fingerprint = "someone-else"
-    with pytest.raises(NeuronscopeError, match="made on store"):
+    with pytest.raises(NeuronscopeError, match="another model or aggregation"):
         build_report(report_store, small_corpus, [foreign], tmp_path / "a")
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("do not delete")
@@ -341,7 +343,7 @@ def test_report_for_demo(tmp_path, tiny_loaded):
 
 
 def test_sentence_sample_reads_few_chunks():
-    from neuronscope.report.neuron import _sample_sentences
+    from neuronscope.methods.inspection import _sample_sentences
 
     sentence_ids = np.repeat(np.arange(100), 3)  # 100 sentences of 3 words
     keep = _sample_sentences(sentence_ids, 25, chunk_words=30, seed=0)

@@ -142,3 +142,13 @@ def test_from_meta_and_custom_names():
     assert layout.id("L4.attn.h1.0") == 8
     assert NeuronLayout({}).n_neurons == 0
     assert NeuronLayout({}).all_names() == []
+
+
+def test_parse_name_is_the_one_grammar():
+    from neuronscope.store.names import ParsedName, parse_name
+
+    assert parse_name("L3.mlp.1021") == ParsedName(3, "mlp", None, 1021)
+    assert parse_name(" L2.attn.h5.17 ") == ParsedName(2, "attn", 5, 17)
+    assert parse_name("L0.my-block_2.7").group == "L0.my-block_2"
+    for bad in ("L3.mlp", "3.mlp.1", "L3.mlp.h.1", "L3..1", "L3.2x.1", "cat", "", 17):
+        assert parse_name(bad) is None, bad  # type: ignore[arg-type]

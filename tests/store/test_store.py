@@ -10,6 +10,7 @@ import zarr
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import (
+    DamagedStoreError,
     FingerprintMismatchError,
     StoreError,
     UnknownComponentError,
@@ -249,7 +250,14 @@ def test_writer_marks_store_incomplete_from_the_start(tmp_path, store, small_cor
     # Rows not yet written read back as NaN (the fill value), never as plausible zeros.
     raw = zarr.open_group(str(tmp_path / "new"), mode="r")["activations/hidden"][:5]
     assert np.isnan(raw).all()
+    # A commit may only count rows written in every component (the open checks this).
     writer.write_rows("hidden", 0, store.component("hidden"))
+    writer.commit(50, 3)
+    with pytest.raises(DamagedStoreError, match="activations/mlp/c/0/0 is not in the manifest"):
+        ActivationStore(tmp_path / "new", allow_incomplete=True)
+    for comp in store.components:
+        writer.write_rows(comp, 0, store.component(comp))
+        writer.write_sentences(comp, 0, store.sentence_vectors(comp))
     writer.commit(50, 3)
     partial = ActivationStore(tmp_path / "new", allow_incomplete=True)
     assert partial.n_words == 50

@@ -1,4 +1,4 @@
-"""The ``cluster``, ``select``, ``factorize`` and ``compare`` commands on tiny stores."""
+"""The ``cluster``, ``select``, ``factorize``, ``compare`` and ``group`` commands on tiny stores."""
 
 from __future__ import annotations
 
@@ -111,3 +111,18 @@ def test_compare(files):
     assert Ranking.from_json(rankings / "A.maxcorr.json").top(1) == ["L1.hidden.0"]
     mismatch = runner.invoke(app, ["compare", str(files["a"]), str(files["c"])])
     assert isinstance(mismatch.exception, FingerprintMismatchError)
+
+
+def test_group(files):
+    # PCA keeps the test fast (UMAP's numba compilation takes 30-60 s); the duplicated
+    # neurons 0 and 1 (same profile) must land in the same group.
+    out = files["tmp"] / "groups.json"
+    result = runner.invoke(app, ["group", str(files["a"]), "--n-groups", "3", "--embedding",
+                                 "pca", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert sum(g["size"] for g in data["groups"]) == 12
+    together = [g for g in data["groups"] if "L0.hidden.0" in g["members"]]
+    assert "L0.hidden.1" in together[0]["members"]
+    bad = runner.invoke(app, ["group", str(files["a"]), "--embedding", "tsne"])
+    assert bad.exit_code != 0

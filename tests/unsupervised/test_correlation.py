@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.store import ActivationView
 from neuronscope.unsupervised.correlation import (
     ColumnSource,
     CorrelationResult,
@@ -85,6 +86,18 @@ def test_two_sources_side_by_side(tmp_path, corpus):
     result = correlation_matrix(source)
     np.testing.assert_allclose(result.matrix, reference(np.hstack([x, y])), atol=1e-6)
     assert list(result.part_offsets) == [0, 12, 15]
+
+
+def test_a_view_of_some_rows_and_neurons(tmp_path, corpus):
+    # The held-out rows of a store through ActivationView: read in place, never copied.
+    x = rows_with_structure(corpus.n_words)
+    store = write_store(tmp_path / "s", corpus, {"hidden": x}, layers=(0, 1, 2))
+    rows = np.flatnonzero(store.sentence_ids() % 3 == 0)
+    view = ActivationView(store, layers=[1, 2], rows=rows)
+    result = correlation_matrix(view, chunk_words=23)
+    np.testing.assert_allclose(result.matrix, reference(x[np.ix_(rows, np.arange(4, 12))]),
+                               atol=1e-6)
+    assert result.names[0] == "L1.hidden.0" and result.n_words == len(rows)
 
 
 def test_write_to_disk_and_load(tmp_path):

@@ -38,7 +38,8 @@ from rich.table import Table
 from neuronscope import __version__
 from neuronscope.benchmark.planting import KINDS, PlantedData
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods import METHODS, build_method, method_class
+from neuronscope.io import atomic_write_text
+from neuronscope.methods import METHODS, build_supervised, method_spec
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 FORMAT = "neuronscope-benchmark-leaderboard"
@@ -165,7 +166,7 @@ class Leaderboard:
         """Serialize to JSON; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -186,8 +187,8 @@ class Leaderboard:
         paths = {"json": out / "leaderboard.json", "csv": out / "leaderboard.csv",
                  "cases": out / "cases.csv"}
         self.to_json(paths["json"])
-        self.results.to_csv(paths["csv"], index=False)
-        self.cases.to_csv(paths["cases"], index=False)
+        atomic_write_text(paths["csv"], self.results.to_csv(index=False))
+        atomic_write_text(paths["cases"], self.cases.to_csv(index=False))
         return paths
 
     def __repr__(self) -> str:
@@ -318,7 +319,7 @@ def run_benchmark(
     for name in names:
         if name in (RANDOM, CHANCE):
             raise NeuronscopeError(f"{name!r} is always reported; do not list it as a method")
-        method_class(name)  # unknown names: a clear error listing the valid ones
+        method_spec(name, "supervised")  # unknown names: an error listing the valid ones
     ks = tuple(DEFAULT_KS if ks is None else ks)
     if any(not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
         raise NeuronscopeError(f"every k must be a positive integer, got {list(ks)}")
@@ -327,7 +328,7 @@ def run_benchmark(
         raise NeuronscopeError(f"random_repeats must be a positive integer, got {random_repeats}")
     params = {m: dict(p) for m, p in DEFAULT_METHOD_PARAMS.items()}
     for name, extra in (method_params or {}).items():
-        method_class(name)
+        method_spec(name, "supervised")
         params.setdefault(name, {}).update(extra)
     say = log or (lambda _line: None)
 
@@ -341,7 +342,7 @@ def run_benchmark(
         seeds.append(seed)
         where = f" (instance {number + 1} of {len(instances)})" if len(instances) > 1 else ""
         for name in names:
-            method = build_method(name, random_state=seed, concepts=data.concepts)
+            method = build_supervised(name, random_state=seed, concepts=data.concepts)
             method.set_params(**params.get(name, {}))
             say(f"ranking with {name}{where} ...")
             start = time.perf_counter()

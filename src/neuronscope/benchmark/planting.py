@@ -59,6 +59,7 @@ import numpy as np
 from neuronscope.corpus.corpus import NO_LABEL, ConceptLabels
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Activations, Labels, check_finite, prepare_input
+from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
 
 #: The planted roles, in leaderboard order.
@@ -191,7 +192,7 @@ def zero_sum_direction(m: int, rng: np.random.Generator) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-class PlantedBenchmark:
+class PlantedBenchmark(Configurable):
     """Builds planted-neuron benchmark instances with known ground truth.
 
     For every kind and SNR, one unit is planted for each of ``n_concepts`` concepts (a
@@ -268,7 +269,6 @@ class PlantedBenchmark:
         if self.concepts is not None:
             if not self.concepts or len(set(self.concepts)) != len(self.concepts):
                 raise NeuronscopeError(f"concepts must be distinct and not empty: {self.concepts}")
-            self.n_concepts = len(self.concepts)
         positive = {
             "n_concepts": self.n_concepts, "min_concept_words": self.min_concept_words,
             "max_words": self.max_words, "max_background": self.max_background,
@@ -284,18 +284,6 @@ class PlantedBenchmark:
             raise NeuronscopeError(f"group_noise must be in (0, 1), got {self.group_noise}")
         if not self.copy_noise > 0:
             raise NeuronscopeError(f"copy_noise must be > 0, got {self.copy_noise}")
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (JSON-ready)."""
-        return {
-            "kinds": list(self.kinds), "snrs": list(self.snrs), "n_concepts": self.n_concepts,
-            "concepts": self.concepts, "group_size": self.group_size,
-            "n_redundant": self.n_redundant, "max_words": self.max_words,
-            "max_background": self.max_background, "min_concept_words": self.min_concept_words,
-            "group_noise": self.group_noise, "copy_noise": self.copy_noise,
-            "shuffle_background": self.shuffle_background, "separate_snrs": self.separate_snrs,
-            "random_state": self.random_state,
-        }
 
     # ------------------------------------------------------------------ building
     def build_repeats(
@@ -378,7 +366,7 @@ class PlantedBenchmark:
             units.append(PlantedUnit(kind, snr, unit_concepts, ids, marginal))
 
         meta = {
-            "params": self.get_params(),
+            "params": jsonable(self.get_params()),
             "source": (str(background.path) if isinstance(background, ActivationStore)
                        else "array"),
             "label_layer": labels.layer if isinstance(labels, ConceptLabels) else None,

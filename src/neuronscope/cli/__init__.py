@@ -1,10 +1,10 @@
 """The ``neuronscope`` command line: a thin layer over the Python API.
 
 Every command lives in this package, one module per stage (``core``, ``evaluation``,
-``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``,
-``sae``); each
-stage module has ``register(app, console)``. Library packages never import this package or
-Typer. Commands import the library lazily inside their bodies so that ``--help`` is fast.
+``benchmark``, ``interventions``, ``report``, ``unsupervised``, ``explanations``, ``sae``,
+``show``, ``store``); each stage module has ``register(app, console)``. Library packages never
+import this package or Typer. Commands import the library lazily inside their bodies so that
+``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from neuronscope.cli import (
     interventions,
     report,
     sae,
+    show,
+    store,
     unsupervised,
 )
 from neuronscope.cli.core import app, console, err_console, main
 
-for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations, sae):
+for _stage in (evaluation, benchmark, interventions, report, unsupervised, explanations, sae,
+               show, store):
     _stage.register(app, console)
 
 __all__ = ["app", "console", "err_console", "main"]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import check_output
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -54,9 +55,10 @@ def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
                     and store.model_fingerprint == loaded.fingerprint):
                 console.print(f"reusing {store}")
                 return store
-            console.print(f"[yellow]{path} holds another corpus or model: re-extracting[/]")
+            console.print(f"{path} holds another corpus or model: re-extracting",
+                          style="yellow")
         except StoreError as err:
-            console.print(f"[yellow]{path} is unusable ({err}): re-extracting[/]")
+            console.print(f"{path} is unusable ({err}): re-extracting", style="yellow")
     console.print(f"extracting {corpus.name} ({corpus.n_words} words) with {loaded.name} "
                   f"into {path}")
     return extract(corpus, path, loaded, components=["hidden"],
@@ -108,14 +110,16 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
-        from neuronscope.methods import method_class
+        from neuronscope.methods import method_spec
 
-        # Everything that can be refused is checked before any extraction.
+        # Everything that can be refused is checked before any extraction. The folder is
+        # reused on purpose (its store is a cache), so only its kind and access are checked.
+        check_output(out, kind="dir", overwrite=True, inputs=(store, corpus))
         method_names = _names(methods)
         for name in method_names or []:
-            method_class(name)
+            method_spec(name, "supervised")
         bench = PlantedBenchmark(
-            kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs"),
+            kinds=_names(kinds) or KINDS, snrs=_numbers(snrs, float, "--snrs") or [],
             n_concepts=n_concepts, concepts=_names(concepts), group_size=group_size,
             min_concept_words=min_concept_words,
             n_redundant=n_redundant, max_words=max_words or None,

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli.errors import run, set_debug
+from neuronscope.cli.options import (
+    check_max_length,
+    check_out_file,
+    check_positive,
+    method_params,
+    select_neurons,
+)
 from neuronscope.cli.options import load_corpus_option as _load_corpus
-from neuronscope.cli.options import method_params, select_neurons
 from neuronscope.cli.options import open_store_and_corpus as _open_store_and_corpus
+from neuronscope.cli.output import (
+    Rows,
+    check_format,
+    emit,
+    make_console,
+    output_format_option,
+    print_table,
+)
 from neuronscope.errors import NeuronscopeError
 
 app = typer.Typer(
@@ -22,8 +38,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: words, labels, neuron names and paths print literally (see cli/output.py).
+console = make_console()
+err_console = make_console(stderr=True)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of any error."),
+) -> None:
+    """Neuron-level interpretation of deep NLP models."""
+    set_debug(debug)
 
 
 @app.command()
@@ -31,7 +56,8 @@ def extract(
     corpus: str = typer.Argument(..., help="Corpus: .conllu, .jsonl, or text (+ --label-file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
     model: str | None = typer.Option(
-        None, help="Hugging Face name or local path (.gguf too); default: all-MiniLM-L6-v2."
+        None, help="Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped); "
+        "default: all-MiniLM-L6-v2."
     ),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside --model's folder."),
     components: str = typer.Option("hidden", help="Comma-separated: hidden, mlp, attn."),
@@ -48,18 +74,34 @@ def extract(
     label_file: list[str] | None = typer.Option(
         None, help="NeuroX label file as NAME=PATH (repeatable) for parallel text corpora."
     ),
+    device: str | None = typer.Option(
+        None, help="cpu, cuda, cuda:N or mps (default: cuda when present)."),
+    compute_dtype: str = typer.Option(
+        "float32", help="Model compute dtype: float32, bfloat16 or float16."),
+    device_map: str | None = typer.Option(
+        None, help="'auto': spread a model too large for one device over GPUs and CPU "
+        "(accelerate)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Run a model over a corpus and write word-level activations to a store."""
     from neuronscope.extraction import extract as run_extract
+    from neuronscope.extraction.components import parse_layers
+    from neuronscope.io import check_output
     from neuronscope.models import load_model
 
+    # Everything that can be refused is checked before the model is loaded.
+    check_output(out, kind="dir", overwrite=True, inputs=(corpus,))
+    layer_list = parse_layers(layers)
+    check_max_length(max_length)
+    check_positive(batch_size, "--batch-size")
     corp = _load_corpus(corpus, fmt, label_file)
-    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init)
+    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init, device=device,
+                        dtype=compute_dtype, device_map=device_map)
+    check_max_length(max_length, loaded.max_length)
     store = run_extract(
         corp, out, loaded,
         components=[c.strip() for c in components.split(",") if c.strip()],
-        layers=layers, aggregation=aggregation, sentence_pooling=sentence_pooling,
+        layers=layer_list, aggregation=aggregation, sentence_pooling=sentence_pooling,
         batch_size=batch_size, dtype=dtype, max_length=max_length, resume=resume,
         overwrite=overwrite, progress=progress,
     )
@@ -67,39 +109,53 @@ def extract(
     console.print(f"wrote {store}")
     if windows["sentences_windowed"]:
         console.print(
-            f"[yellow]{windows['sentences_windowed']} sentence(s) longer than the model's "
-            f"maximum were split into overlapping windows; every word was kept[/]"
+            f"{windows['sentences_windowed']} sentence(s) longer than the model's "
+            f"maximum were split into overlapping windows; every word was kept", style="yellow"
         )
     if windows["words_truncated"] or windows["words_without_subwords"]:
         console.print(
-            f"[yellow]{windows['words_truncated']} word(s) longer than a window kept only their "
+            f"{windows['words_truncated']} word(s) longer than a window kept only their "
             f"first subwords; {windows['words_without_subwords']} word(s) with no subword got "
-            "the unknown token[/]"
+            "the unknown token", style="yellow"
         )
 
 
 @app.command()
 def info(
     store: Path = typer.Argument(..., help="Store directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (same as --output-format "
+                                 "json)."),
+    out_fmt: str = output_format_option(),
 ) -> None:
     """Describe a store: model, components, words, completeness."""
     from neuronscope.store import ActivationStore
 
+    out_fmt = "json" if as_json else check_format(out_fmt)
     st = ActivationStore(store, allow_incomplete=True)
     data = st.info()
-    if as_json:
+    if out_fmt == "json":
         print(json.dumps(data, indent=2))
         return
-    table = Table(title=f"store {store}", show_header=False)
+    rows = Rows("info", "store", ["key", "value"], left={"key", "value"})
+    rows.add("path", str(store))
     for key in ("model", "corpus", "n_sentences", "n_words", "aggregation", "dtype", "complete"):
-        table.add_row(key, str(data[key]))
+        rows.add(key, str(data[key]))
     for name, comp in data["components"].items():
-        table.add_row(f"component {name}", f"layers {comp['layers']} x {comp['neurons']} neurons")
-    table.add_row("windowed sentences", str(data["windows"]["sentences_windowed"]))
-    console.print(table)
+        rows.add(f"component {name}", f"layers {comp['layers']} x {comp['neurons']} neurons")
+    # Stores written from arrays or NeuroX files have no windowing record.
+    rows.add("windowed sentences", str((data.get("windows") or {}).get("sentences_windowed", 0)))
+    if out_fmt == "csv":
+        emit(console, [rows], "csv")
+        return
+    table = Table(title=rows.title, show_header=False)
+    table.add_column(overflow="fold")
+    table.add_column(overflow="fold")
+    for row in rows.rows:
+        table.add_row(*row)
+    print_table(console, table)
     if not data["complete"]:
-        console.print(f"[yellow]incomplete: {data['words_done']} of {data['n_words']} words[/]")
+        console.print(f"incomplete: {data['words_done']} of {data['n_words']} words",
+                      style="yellow")
 
 
 @app.command()
@@ -108,6 +164,7 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Output file."),
     fmt: str = typer.Option("neurox-hdf5", "--format", help="Only neurox-hdf5 for now."),
     component: str = typer.Option("hidden", help="Component to export."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ) -> None:
     """Export activations to NeuroX-compatible HDF5."""
     from neuronscope.store import ActivationStore
@@ -115,6 +172,7 @@ def export(
 
     if fmt != "neurox-hdf5":
         raise NeuronscopeError(f"unknown export format {fmt!r}; valid: neurox-hdf5")
+    check_out_file(out, overwrite, inputs=(store,))
     export_neurox_hdf5(ActivationStore(store), out, component=component)
     console.print(f"wrote {out}")
 
@@ -129,8 +187,10 @@ def import_neurox_cmd(
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
     """Import NeuroX activations into a neuronscope store."""
+    from neuronscope.io import check_output
     from neuronscope.store.neurox import import_neurox
 
+    check_output(out, kind="dir", overwrite=True, inputs=(file, corpus))
     store = import_neurox(file, _load_corpus(corpus, fmt, label_file), out, overwrite=overwrite)
     console.print(f"wrote {store}")
 
@@ -139,10 +199,12 @@ def import_neurox_cmd(
 def annotate(
     text: Path = typer.Argument(..., help="Plain text, one sentence per line."),
     out: Path = typer.Option(..., "--out", "-o", help="CoNLL-U file to write."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ) -> None:
     """Tag plain text with spaCy (POS, tags, lemmas, morphology, NER) into CoNLL-U."""
     from neuronscope.corpus import spacy_annotate_text, write_conllu
 
+    check_out_file(out, overwrite, inputs=(text,))
     corpus = spacy_annotate_text(text)
     write_conllu(corpus, out)
     console.print(f"wrote {out}: {corpus.n_sentences} sentences, {corpus.n_words} words")
@@ -154,25 +216,65 @@ def rank(
     corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
     labels: str = typer.Option(..., help="Label layer to rank against, e.g. upos."),
     method: list[str] = typer.Option(
-        ["probe"], help="probe, gaussian, iou, ap, probeless, selectivity (repeatable)."
+        ["probe"], help="A ranker listed by `neuronscope methods` (repeatable): supervised "
+        "ones, or causal ones (erasure, class-flip), which need --model."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Ranking JSON (one per method if several)."),
     concepts: str | None = typer.Option(None, help="Comma-separated concepts to rank."),
-    components: str | None = typer.Option(None, help="Restrict to these components."),
-    layers: str | None = typer.Option(None, help="Restrict to these layers, e.g. 0-3."),
+    components: str | None = typer.Option(
+        None, help="Restrict to these components (causal methods: the neurons ablated, by "
+        "default all of the store's, one pass over the corpus each)."),
+    layers: str | None = typer.Option(
+        None, help="Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
     param: list[str] | None = typer.Option(
-        None, help="Method parameter KEY=VALUE, e.g. alpha=0.01 (repeatable; applied to every "
-        "method that has it)."
+        None, help="Method parameter KEY=VALUE, e.g. alpha=0.01 (repeatable). Applied to every "
+        "requested method that has it; a KEY that none of them has is an error."
+    ),
+    model: str | None = typer.Option(
+        None, help="The model the store was extracted from (name or path): runs the causal "
+        "methods, which ablate its neurons while it reads the corpus."
     ),
     fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    overwrite: bool = typer.Option(False, help="Replace existing ranking files."),
+    out_fmt: str = output_format_option(),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    from neuronscope.methods import build_method
+    from neuronscope.methods import (
+        CausalRanker,
+        SupervisedRanker,
+        build_method,
+        method_spec,
+        split_params,
+    )
 
+    # Everything that can be refused is checked before the store, corpus or model is read.
+    families = {name: method_spec(name).load().family for name in method}
+    pairwise = [n for n, f in families.items() if f == "pairwise"]
+    if pairwise:
+        raise NeuronscopeError(
+            f"method(s) {', '.join(pairwise)} compare two stores, not a store and labels: "
+            "use `neuronscope domains STORE_A STORE_B`"
+        )
+    causal = [n for n, f in families.items() if f == "causal"]
+    if causal and model is None:
+        raise NeuronscopeError(
+            f"method(s) {', '.join(causal)} are causal: they need the model the store was "
+            "extracted from; give --model"
+        )
+    if model is not None and not causal:
+        raise NeuronscopeError(
+            "--model is only used by causal methods (erasure, class-flip); none was requested"
+        )
+    per_method = split_params(method, method_params(param))
+    out_fmt = check_format(out_fmt)
+    check_positive(top, "--top")
+    paths = _ranking_paths(out, method)
+    for path in paths:
+        check_out_file(path, overwrite, inputs=(store, corpus))
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
     layer = labels
     if control:
@@ -182,25 +284,81 @@ def rank(
         layer = f"{labels}-control"
     neurons = select_neurons(st, components, layers)
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
-    for name in method:
-        instance = build_method(name, concepts=wanted, neurons=neurons, random_state=seed,
-                                **method_params(param))
-        ranking = instance.rank(st, corp.concept_labels(layer))
-        suffix = out.suffix or ".json"
-        path = out if len(method) == 1 else out.with_name(f"{out.stem}.{name}{suffix}")
+    loaded = None
+    if causal:
+        from neuronscope.models import load_model
+
+        loaded = load_model(model)
+    info = console if out_fmt == "table" else err_console
+    for name, path in zip(method, paths, strict=True):
+        common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
+        user = dict(per_method[name])
+        if families[name] == "causal":
+            # The candidates to ablate: the store's neurons, or --components/--layers of it.
+            user.setdefault("candidates", st.layout.names(
+                range(st.n_neurons) if neurons is None else neurons))
+        else:
+            common["neurons"] = neurons
+        ranker = build_method(name, user, **common)
+        labels_of_layer = corp.concept_labels(layer)
+        if isinstance(ranker, CausalRanker):
+            ranking = ranker.rank(loaded, corp, labels_of_layer, activations=st)
+        else:
+            assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
+            ranking = ranker.rank(st, labels_of_layer)
         ranking.to_json(path)
-        _print_ranking(ranking, top)
-        console.print(f"wrote {path}")
+        _print_ranking(ranking, top, out_fmt)
+        info.print(f"wrote {path}")
 
 
-def _print_ranking(ranking, top: int) -> None:
+@app.command("methods")
+def methods_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List every registered ranking method with its capability tags and parameters."""
+    from neuronscope.methods import REGISTRY
+    from neuronscope.params import jsonable
+
+    data = {name: {"summary": spec.summary, "class": spec.path, **spec.tags(),
+                   "params": jsonable(spec.params())} for name, spec in REGISTRY.items()}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for name, row in data.items():
+        tags = (f"family {row['family']}" + (" (needs --model)" if row["needs_model"] else "")
+                + f" | labels {row['labels']} | reads {row['reads']} | random "
+                + ("yes" if row["random"] else "no"))
+        params = ", ".join(f"{k}={v!r}" for k, v in row["params"].items())
+        # markup=False: defaults such as ['A', 'B'] are data, not rich markup.
+        console.print(f"{name}: {row['summary']}", markup=False, highlight=False)
+        console.print(f"  {tags}", markup=False, highlight=False)
+        console.print(f"  params: {params}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _ranking_paths(out: Path, methods: Sequence[str]) -> list[Path]:
+    """The file of each method: ``out`` itself for one method, ``out.stem.METHOD.json``."""
+    if len(methods) == 1:
+        return [out]
+    suffix = out.suffix or ".json"
+    return [out.with_name(f"{out.stem}.{name}{suffix}") for name in methods]
+
+
+def _print_ranking(ranking, top: int, out_fmt: str = "table") -> None:
+    if out_fmt != "table":
+        rows = Rows(f"ranking_{ranking.method}", ranking.method,
+                    ["method", "concept", "rank", "neuron", "score"])
+        for concept in ranking.concept_names:
+            for i, (n, s) in enumerate(list(ranking.scores(concept).items())[:top]):
+                rows.add(ranking.method, concept, i + 1, n, s)
+        emit(console, [rows], out_fmt)
+        return
     table = Table(title=f"{ranking.method}: top {top} neurons per concept")
-    table.add_column("concept")
-    table.add_column("neurons (score)")
+    table.add_column("concept", overflow="fold")
+    table.add_column("neurons (score)", overflow="fold")
     for concept in ranking.concept_names[:40]:
         scores = list(ranking.scores(concept).items())[:top]
         table.add_row(concept, ", ".join(f"{n} ({s:.3g})" for n, s in scores))
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("top-words")
@@ -212,23 +370,26 @@ def top_words_cmd(
     lowest: bool = typer.Option(False, help="Most negative activations instead."),
     fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    out_fmt: str = output_format_option(),
 ) -> None:
     """Show the words and contexts that activate a neuron most."""
-    from neuronscope.methods.concept_search import top_contexts, top_words
+    from neuronscope.methods.inspection import CorpusIndex, read_columns
 
-    st, _ = _open_store_and_corpus(store, corpus, fmt, label_file)
-    table = Table(title=f"{neuron}: top words")
-    for col in ("word", "max", "mean", "count"):
-        table.add_column(col, justify="left" if col == "word" else "right")
-    for w in top_words(st, neuron, k=k, lowest=lowest):
-        table.add_row(w.word, f"{w.max_activation:.3f}", f"{w.mean_activation:.3f}", str(w.count))
-    console.print(table)
-    contexts = Table(title=f"{neuron}: top contexts")
-    contexts.add_column("activation", justify="right")
-    contexts.add_column("context")
-    for c in top_contexts(st, neuron, k=k, lowest=lowest):
-        contexts.add_row(f"{c.activation:.3f}", c.text)
-    console.print(contexts)
+    out_fmt = check_format(out_fmt)
+    check_positive(k, "-k")
+    st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
+    # One read of the column and one index of the corpus for both tables.
+    values = read_columns(st, [neuron])[:, 0]
+    index = CorpusIndex.build(st, corp)
+    words = Rows("top_words", f"{neuron}: top words", ["word", "max", "mean", "count"],
+                 formats={"max": ".3f", "mean": ".3f"}, left={"word"})
+    for w in index.top_words(values, k=k, lowest=lowest):
+        words.add(w.word, float(w.max_activation), float(w.mean_activation), int(w.count))
+    contexts = Rows("top_contexts", f"{neuron}: top contexts", ["activation", "context"],
+                    formats={"activation": ".3f"}, left={"context"})
+    for c in index.top_contexts(values, k=k, lowest=lowest):
+        contexts.add(float(c.activation), c.text)
+    emit(console, [words, contexts], out_fmt)
 
 
 @app.command()
@@ -243,13 +404,9 @@ def demo(
     run_demo(out, model=model, console=console, progress=progress)
 
 
-def main() -> None:
-    """Entry point: run the app and turn neuronscope errors into one clear line."""
-    try:
-        app()
-    except NeuronscopeError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
-        sys.exit(2)
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point: run the app behind the one error boundary (see ``cli/errors.py``)."""
+    sys.exit(run(typer.main.get_command(app), args))
 
 
 if __name__ == "__main__":

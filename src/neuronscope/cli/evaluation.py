@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from neuronscope.cli.options import check_positive
 from neuronscope.cli.options import label_files as _label_files
-from neuronscope.errors import NeuronscopeError
+from neuronscope.cli.output import Rows, check_format, emit, make_console, output_format_option
+from neuronscope.errors import InvalidOptionError, NeuronscopeError
+from neuronscope.io import check_output
 
 
 def parse_ks(text: str | None) -> list[int] | None:
@@ -20,13 +22,15 @@ def parse_ks(text: str | None) -> list[int] | None:
     if not parts:
         raise NeuronscopeError("--ks is empty; give comma-separated integers like 10,50,100")
     try:
-        return [int(p) for p in parts]
+        values = [int(p) for p in parts]
     except ValueError as err:
         raise NeuronscopeError(f"--ks takes comma-separated integers, got {text!r}") from err
+    return values
 
 
 def register(app: typer.Typer, console: Console) -> None:
     """Add the evaluation commands to ``app``."""
+    err_console = make_console(stderr=True)
 
     @app.command()
     def evaluate(
@@ -47,6 +51,8 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Evaluate a ranking: selected-neuron probes, ablation, control selectivity, layers."""
         from neuronscope.corpus import load_corpus
@@ -54,7 +60,16 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.methods.ranking import Ranking
         from neuronscope.store import ActivationStore
 
+        out_fmt = check_format(out_fmt)
         wanted = parse_ks(ks)
+        for value, option in ((n_random, "--n-random"), (ablation_steps, "--ablation-steps"),
+                              (max_epochs, "--max-epochs")):
+            check_positive(value, option)
+        if not 0 < test_size < 1:
+            raise InvalidOptionError(f"--test-size must be between 0 and 1, got {test_size}")
+        # Checked before training a single probe.
+        check_output(out, kind="dir", overwrite=overwrite, inputs=(store, corpus, ranking),
+                     marker="summary.json")
         rk = Ranking.from_json(ranking)
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
@@ -63,37 +78,37 @@ def register(app: typer.Typer, console: Console) -> None:
             ablation_steps=ablation_steps, mode=mode, test_size=test_size,
             max_epochs=max_epochs, random_state=seed,
         )
-        _print_summary(console, summary)
+        _print_summary(console, summary, out_fmt)
+        info = console if out_fmt == "table" else err_console
         for warning in summary["warnings"]:
-            console.print(f"[yellow]warning: {warning}[/]")
-        console.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
+            info.print(f"warning: {warning}", style="yellow")
+        info.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
 
 
-def _print_summary(console: Console, summary: dict) -> None:
+def _print_summary(console: Console, summary: dict, out_fmt: str = "table") -> None:
     sel = summary["selection"]
     what = f"concept {summary['concept']}" if summary["concept"] else f"all {summary['labels']}"
-    table = Table(title=f"{sel['method']} ranking, {what}: probes on selected neurons "
-                        f"({sel['n_test']} test words)")
-    for col in ("k", "top-k", "random-k", "bottom-k", "all neurons", "selectivity (top-k)"):
-        table.add_column(col, justify="right")
+    probes = Rows("selection", f"{sel['method']} ranking, {what}: probes on selected neurons "
+                               f"({sel['n_test']} test words)",
+                  ["k", "top-k", "random-k", "random-k std", "bottom-k", "all neurons",
+                   "selectivity (top-k)", "task accuracy", "control accuracy"],
+                  formats={c: ".3f" for c in ("top-k", "random-k", "random-k std", "bottom-k",
+                                              "all neurons", "task accuracy",
+                                              "control accuracy")}
+                  | {"selectivity (top-k)": "+.3f"})
     selectivity = {c["k"]: c for c in summary["control"]}
     for row in sel["table"]:
-        control = selectivity.get(row["k"])
-        table.add_row(
-            str(row["k"]), f"{row['top']:.3f}",
-            f"{row['random_mean']:.3f} ± {row['random_std']:.3f}", f"{row['bottom']:.3f}",
-            f"{row['full']:.3f} ({sel['n_neurons']})",
-            "" if control is None else
-            f"{control['selectivity']:+.3f} ({control['task_accuracy']:.3f} - "
-            f"{control['control_accuracy']:.3f})",
-        )
-    console.print(table)
+        control = selectivity.get(row["k"]) or {}
+        probes.add(row["k"], row["top"], row["random_mean"], row["random_std"], row["bottom"],
+                   row["full"], control.get("selectivity"), control.get("task_accuracy"),
+                   control.get("control_accuracy"))
     abl = summary["ablation"]
-    ablation = Table(title=f"ablation ({abl['mode']}) in the probe on all neurons; majority "
-                           f"class {abl['majority']:.3f}")
-    for col in ("neurons ablated", "top first", "random order", "bottom first"):
-        ablation.add_column(col, justify="right")
+    ablation = Rows("ablation", f"ablation ({abl['mode']}) in the probe on all "
+                                f"{sel['n_neurons']} neurons; majority class "
+                                f"{abl['majority']:.3f}",
+                    ["neurons ablated", "top first", "random order", "bottom first"],
+                    formats={c: ".3f" for c in ("top first", "random order", "bottom first")})
     for step, top, rand, bottom in zip(abl["steps"], abl["top"], abl["random_mean"],
                                        abl["bottom"], strict=True):
-        ablation.add_row(str(step), f"{top:.3f}", f"{rand:.3f}", f"{bottom:.3f}")
-    console.print(ablation)
+        ablation.add(step, top, rand, bottom)
+    emit(console, [probes, ablation], out_fmt)

@@ -11,9 +11,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from neuronscope.cli.options import check_out_file
 from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
 from neuronscope.cli.options import select_neurons as _select
@@ -39,6 +40,7 @@ def register(app: typer.Typer, console: Console) -> None:
         or_not: bool = typer.Option(False, help="Also try F OR NOT A."),
         top: int = typer.Option(5, help="Formulas shown per neuron."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
@@ -48,6 +50,7 @@ def register(app: typer.Typer, console: Console) -> None:
             CompositionalExplainer,
         )
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         st.layout.ids(neuron)  # unknown neurons fail before the atoms are built
         explainer = CompositionalExplainer(
@@ -66,8 +69,8 @@ def register(app: typer.Typer, console: Console) -> None:
                 table.add_column(col, justify="left" if col in ("formula", "examples")
                                  else "right")
             for f in exp.formulas:
-                table.add_row(escape(f.formula), f"{f.iou:.3f}", f"{f.coverage:.3f}",
-                              f"{f.precision:.3f}", escape(", ".join(f.examples)))
+                table.add_row(f.formula, f"{f.iou:.3f}", f"{f.coverage:.3f}",
+                              f"{f.precision:.3f}", ", ".join(f.examples))
             if not exp.formulas:
                 table.add_row("(empty mask: the neuron never exceeds its threshold)", "", "",
                               "", "")
@@ -93,12 +96,14 @@ def register(app: typer.Typer, console: Console) -> None:
         show: int = typer.Option(10, help="Unexplained clusters shown."),
         seed: int = typer.Option(0, help="Seed of the sample and of k-means."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
         """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
         from neuronscope.explanations.latent import LatentConceptDiscovery
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         found = LatentConceptDiscovery(
             k=k, method=method, threshold=threshold, max_fit_words=max_fit_words or None,
@@ -119,10 +124,10 @@ def register(app: typer.Typer, console: Console) -> None:
         for c in found.unexplained[:show]:
             table.add_row(
                 str(c.id), str(c.size),
-                escape(", ".join(f"{w} ({n})" for w, n in c.top_words[:6])),
-                escape(", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
-                                 in c.best.items() if layer not in ("form", "ending"))),
-                escape(" | ".join(c.contexts)),
+                ", ".join(f"{w} ({n})" for w, n in c.top_words[:6]),
+                ", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
+                                 in c.best.items() if layer not in ("form", "ending")),
+                " | ".join(c.contexts),
             )
         console.print(table)
         _write(out, found.to_dict(), console)
@@ -141,11 +146,13 @@ def register(app: typer.Typer, console: Console) -> None:
             None, help="Store of this model: compare with its top contexts."),
         seed: int = typer.Option(0, help="Seed of the initial logits and the noise."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Generate token sequences that excite a neuron (Poerner et al. 2018)."""
         from neuronscope.interventions.generation import NeuronTextGenerator
         from neuronscope.models import load_model
 
+        check_out_file(out, overwrite, (store,))
         st = None
         if store is not None:
             from neuronscope.store import ActivationStore
@@ -161,16 +168,16 @@ def register(app: typer.Typer, console: Console) -> None:
         table.add_column("activation", justify="right")
         table.add_column("tokens")
         for s in result.sequences:
-            table.add_row(f"{s.activation:.4g}", escape(" ".join(s.tokens)))
+            table.add_row(f"{s.activation:.4g}", " ".join(s.tokens))
         table.add_row(f"{result.initial.activation:.4g}",
-                      f"[dim]start: {escape(' '.join(result.initial.tokens))}[/]")
+                      Text(f"start: {' '.join(result.initial.tokens)}", style="dim"))
         console.print(table)
         if result.corpus_top:
             corpus_table = Table(title="top corpus contexts (word-level activations)")
             corpus_table.add_column("activation", justify="right")
             corpus_table.add_column("context")
             for c in result.corpus_top:
-                corpus_table.add_row(f"{c['activation']:.4g}", escape(c["text"]))
+                corpus_table.add_row(f"{c['activation']:.4g}", c["text"])
             console.print(corpus_table)
             verdict = "beats" if result.beats_corpus else "does not beat"
             console.print(f"the best generated sequence {verdict} the corpus' top activation")
@@ -191,6 +198,7 @@ def register(app: typer.Typer, console: Console) -> None:
         concept: str | None = typer.Option(None, help="Probe's top-k for this concept."),
         seed: int = typer.Option(0, help="Seed of the split, the GA and the probe."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
     ) -> None:
@@ -200,6 +208,7 @@ def register(app: typer.Typer, console: Console) -> None:
             compare_with_probe,
         )
 
+        check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         selector = GeneticSelector(k=k, population=population, generations=generations,
                                    size_penalty=size_penalty, metric=metric,
@@ -235,12 +244,14 @@ def register(app: typer.Typer, console: Console) -> None:
         k: int = typer.Option(10, "-k", help="Domain neurons shifted."),
         alpha: float = typer.Option(1.0, help="Shift strength (1: B's means onto A's)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
     ) -> None:
         """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
         from neuronscope.explanations.domains import DomainNeurons, adaptation_effect
         from neuronscope.store import ActivationStore
 
+        check_out_file(out, overwrite, (store_a, store_b, corpus_a, corpus_b))
         pair = [n.strip() for n in names.split(",") if n.strip()]
         if len(pair) != 2:
             raise NeuronscopeError(f"--names takes two comma-separated names, got {names!r}")
@@ -249,7 +260,7 @@ def register(app: typer.Typer, console: Console) -> None:
         sa, sb = ActivationStore(store_a), ActivationStore(store_b)
         neurons = _select(sa, components, layers)
         ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
-                                neurons=neurons).rank(sa, sb)
+                                neurons=neurons).rank_pair(sa, sb)
         d = ranking.extra["cohens_d"]
         table = Table(title=f"top {top} domain neurons ({measure}; d > 0: higher on {pair[1]})")
         for col in ("neuron", "Cohen's d", f"AP {pair[0]}", f"AP {pair[1]}"):
@@ -260,6 +271,7 @@ def register(app: typer.Typer, console: Console) -> None:
         console.print(table)
         data: dict[str, Any] = {"ranking": ranking.to_dict()}
         if labels is not None:
+            assert corpus_a is not None and corpus_b is not None  # checked above
             ca = _corpus(corpus_a, fmt, None)
             cb = _corpus(corpus_b, fmt, None)
             sa.check_corpus(ca)

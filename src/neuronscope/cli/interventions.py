@@ -1,18 +1,31 @@
-"""CLI commands of the interventions stage: ``ablate``, ``attribute`` and ``steer``."""
+"""CLI commands of the interventions stage: ``ablate``, ``attribute`` and ``steer``.
+
+Each prints its table with the controls beside the result (random sets from the same
+layers: mean ± sd; other facts; none / top / random generations), states in plain words what
+the controls say, writes the full result with ``--out`` as versioned JSON
+(``neuronscope.ablation/1``, ``neuronscope.knowledge/1``, ``neuronscope.steering/1``; see
+the ``to_dict`` of each result class), and shows a progress bar unless ``--no-progress``.
+"""
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from neuronscope.cli.options import label_files as _label_files
+from neuronscope.cli.options import write_json
 from neuronscope.errors import NeuronscopeError
+
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda when present)."
+MODEL_HELP = "Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped)."
 
 
 def _fmt(value: Any) -> str:
@@ -21,17 +34,75 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _band(mean: Any, sd: Any) -> str:
+    """``mean ± sd`` (just the mean when there is no sd)."""
+    if isinstance(sd, float) and not math.isnan(sd):
+        return f"{_fmt(float(mean))} ± {sd:.2g}"
+    return _fmt(float(mean)) if isinstance(mean, (int, float)) else _fmt(mean)
+
+
 def _table(frame: Any, title: str, columns: dict[str, str] | None = None) -> Table:
-    """A rich table of a DataFrame; ``columns`` maps the columns to show to their headers."""
+    """A rich table of a DataFrame; ``columns`` maps the columns to show to their headers.
+    Cells are plain text: no Rich markup is read from data."""
     from pandas.api.types import is_numeric_dtype
 
-    table = Table(title=title)
+    table = Table(title=Text(title))
     cols = columns or {c: c for c in frame.columns}
     for col, header in cols.items():
         table.add_column(header, justify="right" if is_numeric_dtype(frame[col]) else "left")
     for _, row in frame[list(cols)].iterrows():
-        table.add_row(*[_fmt(row[c]) for c in cols])
+        table.add_row(*[Text(_fmt(row[c])) for c in cols])
     return table
+
+
+def _notes(console: Console, notes: list[str]) -> None:
+    for note in notes:
+        console.print(Text(note, style="bold yellow" if "NOT" in note or "not specific" in note
+                           or "hurts other" in note or "within the random" in note
+                           else "yellow"))
+
+
+@contextmanager
+def _progress(console: Console, enabled: bool, label: str, unit: str) -> Iterator[Any]:
+    """A Rich progress bar (rate and ETA once the total is known) as a ``(done, total)``
+    callback; silent with ``--no-progress``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn(unit), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=console, disable=not enabled, transient=True)
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _ablation_tables(console: Console, result: Any, concept: str, k: int, op: str) -> None:
+    title = f"ablating {k} neurons of {concept!r} ({result.task}, op={op})"
+    if result.task == "sequence-classification":
+        console.print(_table(result.table, title))
+        return
+    frame = result.table.copy()
+    for col in ("delta_concept", "delta_other", "selectivity"):
+        frame[col] = [_band(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+    console.print(_table(frame, title, {
+        "condition": "ablated", "k": "k", "sets": "sets", "loss_concept": "loss C",
+        "loss_other": "loss other", "delta_concept": "Δ C", "delta_other": "Δ other",
+        "selectivity": "selectivity (Δ C - Δ other)", "acc_concept": "acc C",
+        "acc_other": "acc other"}))
+    rows = frame.set_index("condition")
+    control = (f"random: mean ± sd over {int(rows.loc['random', 'sets'])} sets from the "
+               "top-k's layers" if "random" in rows.index else "no random control")
+    console.print(Text(f"C = tokens of {concept!r} words; losses in nats per token; {control}"))
+    console.print(Text(f"scored tokens: {int(frame['tokens_concept'].iloc[0])} of {concept!r} "
+                       f"words, {int(frame['tokens_other'].iloc[0])} others"))
+    _notes(console, result.notes)
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -39,15 +110,16 @@ def register(app: typer.Typer, console: Console) -> None:
 
     @app.command()
     def ablate(
-        model: str = typer.Argument(..., help="Hugging Face name or local path of the model."),
+        model: str = typer.Argument(..., help=MODEL_HELP),
         store: Path = typer.Argument(..., help="Store the ranking was computed from."),
         corpus: str = typer.Argument(..., help="Evaluation corpus with the label layer."),
         ranking: Path = typer.Argument(..., help="Ranking JSON."),
         concept: str = typer.Option(..., help="Concept whose top neurons are ablated."),
         k: int = typer.Option(10, "-k", help="Neurons per ablated set."),
-        random: bool = typer.Option(False, "--random", help="Also ablate random-k sets."),
-        bottom: bool = typer.Option(False, "--bottom", help="Also ablate the bottom-k."),
-        repeats: int = typer.Option(5, help="Random sets drawn."),
+        random: bool = typer.Option(True, "--random/--no-random",
+                                    help="Also ablate random-k sets (same layers as top-k)."),
+        bottom: bool = typer.Option(True, "--bottom/--no-bottom", help="Also ablate bottom-k."),
+        repeats: int = typer.Option(5, help="Random sets drawn (5 or more for a band)."),
         labels: str | None = typer.Option(None, help="Word label layer (default: ranking's)."),
         classes: str | None = typer.Option(None, help="Classifiers: sentence label layer."),
         op: str = typer.Option("zero", help="zero, or mean (store means)."),
@@ -56,7 +128,10 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of random sets and masking."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the result as JSON."),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        out: Path | None = typer.Option(
+            None, "--out", "-o", help="Write the result as JSON (neuronscope.ablation/1)."),
     ) -> None:
         """Ablate a concept's top-k neurons (vs random-k, bottom-k); measure the model's loss."""
         from neuronscope.corpus import load_corpus
@@ -65,74 +140,98 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.models import load_model
         from neuronscope.store import ActivationStore
 
+        if repeats < 1:
+            raise NeuronscopeError(f"--repeats must be at least 1, got {repeats}")
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
         rank = Ranking.from_json(ranking)
-        loaded = load_model(model, head=head)
+        loaded = load_model(model, head=head, device=device)
         conditions = ["top"] + (["random"] if random else []) + (["bottom"] if bottom else [])
-        result = ablation_effect(
-            loaded, corp, rank, concept, k=k, label_layer=labels, class_layer=classes, op=op,
-            store=st, conditions=conditions, repeats=repeats, seed=seed, batch_size=batch_size,
-        )
-        title = f"ablating {k} neurons of {concept!r} ({result.task}, op={op})"
-        if result.task == "sequence-classification":
-            console.print(_table(result.table, title))
-        else:
-            console.print(_table(result.table, title, {
-                "condition": "ablated", "k": "k", "loss_concept": "loss C",
-                "loss_other": "loss other", "delta_concept": "Δ C", "delta_other": "Δ other",
-                "selectivity": "Δ C - Δ other", "acc_concept": "acc C",
-                "acc_other": "acc other"}))
-            console.print(f"C = tokens of {concept!r} words")
-            console.print(f"scored tokens: {int(result.table['tokens_concept'].iloc[0])} of "
-                          f"{concept!r} words, {int(result.table['tokens_other'].iloc[0])} others")
-        if out is not None:
-            out.write_text(json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8")
-            console.print(f"wrote {out}")
+        with _progress(console, progress, "ablating", "batches") as tick:
+            result = ablation_effect(
+                loaded, corp, rank, concept, k=k, label_layer=labels, class_layer=classes,
+                op=op, store=st, conditions=conditions, repeats=repeats, seed=seed,
+                batch_size=batch_size, progress=tick,
+            )
+        _ablation_tables(console, result, concept, k, op)
+        write_json(out, result.to_dict(), console)
 
     @app.command()
     def attribute(
-        model: str = typer.Argument(..., help="Masked or causal LM (name or path)."),
+        model: str = typer.Argument(..., help="Masked or causal LM: " + MODEL_HELP),
         prompt: str = typer.Option(..., help="Query; a masked LM needs one [MASK]."),
         target: str = typer.Option(..., help="The answer (its first token is attributed)."),
         paraphrase: list[str] | None = typer.Option(None, help="Paraphrase (repeatable)."),
+        other: list[str] | None = typer.Option(
+            None, help="Another fact 'PROMPT=>ANSWER' for the specificity check (repeatable; "
+            "default: capital cities and general facts)."),
         threshold: float = typer.Option(0.2, help="Coarse: fraction of the max attribution."),
         share: float = typer.Option(0.5, help="Refined: fraction of prompts sharing a neuron."),
         steps: int = typer.Option(20, help="Integrated-gradients steps."),
         layers: str | None = typer.Option(None, help="MLP layers, e.g. 0-5."),
+        random_repeats: int = typer.Option(5, help="Random neuron sets (same layers)."),
+        seed: int = typer.Option(0, help="Seed of the random sets."),
         head: str = typer.Option("auto", help="auto, causal-lm or masked-lm."),
         top: int = typer.Option(10, help="Neurons shown per prompt."),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        out: Path | None = typer.Option(
+            None, "--out", "-o", help="Write the result as JSON (neuronscope.knowledge/1)."),
     ) -> None:
-        """Find knowledge neurons of a fact (Dai et al. 2021) and test suppressing them."""
+        """Find knowledge neurons of a fact (Dai et al. 2021); test them against controls."""
         from neuronscope.extraction.components import parse_layers
-        from neuronscope.interventions.knowledge import knowledge_neurons
+        from neuronscope.interventions.knowledge import knowledge_neurons, parse_fact
         from neuronscope.models import load_model
 
-        loaded = load_model(model, head=head)
-        result = knowledge_neurons(loaded, prompt, target, paraphrase or [], threshold=threshold,
-                                   share=share, steps=steps, layers=parse_layers(layers))
-        per_prompt = Table(title=f"attributions for target {target!r}")
+        others = [parse_fact(f) for f in other] if other else None
+        loaded = load_model(model, head=head, device=device)
+        with _progress(console, progress, "attributing", "steps") as tick:
+            result = knowledge_neurons(
+                loaded, prompt, target, paraphrase or [], threshold=threshold, share=share,
+                steps=steps, layers=parse_layers(layers), others=others,
+                random_repeats=random_repeats, seed=seed, progress=tick)
+        per_prompt = Table(title=Text(f"attributions for target {target!r}"))
         for col in ("prompt", "P(target)", "coarse", f"top {top} (attribution)"):
             per_prompt.add_column(col)
         for a in result.prompts:
-            per_prompt.add_row(a.prompt, f"{a.probability:.4g}", str(len(a.coarse(threshold))),
-                               ", ".join(f"{n} ({s:.3g})" for n, s in a.top(top)))
+            per_prompt.add_row(Text(a.prompt), f"{a.probability:.4g}",
+                               str(len(a.coarse(threshold))),
+                               Text(", ".join(f"{n} ({s:.3g})" for n, s in a.top(top))))
         console.print(per_prompt)
         first = result.prompts[0]
         if first.target_n_tokens > 1:
-            console.print(f"[yellow]target has {first.target_n_tokens} tokens; attributed the "
-                          f"first, {first.target_token!r}[/]")
-        console.print(f"knowledge neurons (coarse in >= {share:.0%} of {len(result.prompts)} "
-                      f"prompts): {', '.join(result.neurons) or '(none)'}")
+            console.print(Text(f"target has {first.target_n_tokens} tokens; attributed the "
+                               f"first, {first.target_token!r}", style="yellow"))
+        console.print(Text(f"knowledge neurons (coarse in >= {share:.0%} of "
+                           f"{len(result.prompts)} prompts): "
+                           f"{', '.join(result.neurons) or '(none)'}"))
+        summary = result.summary()
+        if len(result.prompts) > 1:
+            console.print(Text(f"paraphrase agreement: mean Jaccard of coarse sets "
+                               f"{summary['paraphrase_jaccard']:.3f}"))
         if result.effects is not None and result.neurons:
-            console.print(_table(result.effects, "P(target) when suppressing / enhancing them", {
-                "prompt": "prompt", "probability": "P", "suppressed": "P zeroed",
-                "enhanced": "P doubled", "suppress_change": "change zeroed",
-                "enhance_change": "change doubled"}))
+            frame = result.effects.copy()
+            frame["random"] = [_band(m, s) for m, s in zip(
+                frame["random_suppress_change"], frame["random_suppress_change_std"],
+                strict=True)]
+            console.print(_table(frame, "P(answer) when suppressing / enhancing them, and "
+                                 f"when zeroing {len(result.random_neurons)} random sets of "
+                                 "the same layers", {
+                                     "kind": "fact", "prompt": "prompt", "target": "answer",
+                                     "probability": "P", "suppressed": "P zeroed",
+                                     "suppress_change": "change zeroed",
+                                     "random": "change, random (mean ± sd)",
+                                     "enhanced": "P doubled", "enhance_change": "change doubled"}))
+            console.print(Text(
+                f"mean change when zeroed: this fact {summary['fact_suppress_change']:+.1%}, "
+                f"other facts {summary['other_suppress_change']:+.1%}, random sets on this "
+                f"fact {summary['random_fact_suppress_change']:+.1%}"))
+        _notes(console, result.notes())
+        write_json(out, result.to_dict(), console)
 
     @app.command()
     def steer(
-        model: str = typer.Argument(..., help="Causal LM (name or path)."),
+        model: str = typer.Argument(..., help="Causal LM: " + MODEL_HELP),
         ranking: Path = typer.Argument(..., help="Ranking JSON."),
         concept: str = typer.Option(..., help="Concept whose top neurons steer."),
         prompt: list[str] = typer.Option(..., help="Generation prompt (repeatable)."),
@@ -144,22 +243,36 @@ def register(app: typer.Typer, console: Console) -> None:
         op: str = typer.Option("constant", help="constant, scale or add."),
         words: str | None = typer.Option(None, help="Detector: comma-separated words."),
         regex: str | None = typer.Option(None, help="Detector: regular expression."),
+        tag: str | None = typer.Option(
+            None, help="Concept score: share of generated tokens spaCy tags TAG (UPOS); "
+            "default: the concept when the label layer is upos."),
         max_new_tokens: int = typer.Option(20, help="Tokens to generate."),
         sample: bool = typer.Option(False, help="Sample (seeded) instead of greedy."),
         seed: int = typer.Option(0, help="Seed of sampling and random neurons."),
-        random_repeats: int = typer.Option(1, help="Random neuron sets (0: none)."),
+        random_repeats: int = typer.Option(5, help="Random neuron sets (same layers; 0: none)."),
         head: str = typer.Option("auto", help="auto or causal-lm."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        out: Path | None = typer.Option(
+            None, "--out", "-o", help="Write the result as JSON (neuronscope.steering/1)."),
     ) -> None:
         """Generate with a concept's neurons forced on; compare with none and random-k."""
         from neuronscope.corpus import load_corpus
-        from neuronscope.interventions.steering import regex_detector, steer, word_detector
+        from neuronscope.interventions.steering import (
+            regex_detector,
+            spacy_detector,
+            steer,
+            tag_rate,
+            word_detector,
+        )
         from neuronscope.methods import Ranking
         from neuronscope.models import load_model
         from neuronscope.store import ActivationStore
 
         rank = Ranking.from_json(ranking)
         st = ActivationStore(store) if store is not None else None
+        layer = labels or rank.label_layer
         concept_labels = None
         if value is None:
             if st is None or corpus is None:
@@ -169,26 +282,50 @@ def register(app: typer.Typer, console: Console) -> None:
                 )
             corp = load_corpus(corpus, format=fmt)
             st.check_corpus(corp)
-            layer = labels or rank.label_layer
             if layer is None:
                 raise NeuronscopeError("name the label layer of the concept with --labels")
             concept_labels = corp.concept_labels(layer)
+        if tag is None and layer == "upos":
+            tag = concept
         detector = None
         if words:
             detector = word_detector([w.strip() for w in words.split(",") if w.strip()])
         elif regex:
             detector = regex_detector(regex)
-        loaded = load_model(model, head=head)
-        result = steer(loaded, rank, concept, prompt, k=k, value=value, store=st,
-                       labels=concept_labels, op=op, detector=detector,
-                       random_repeats=random_repeats, max_new_tokens=max_new_tokens,
-                       do_sample=sample, seed=seed)
-        console.print(_table(result.table, f"steering {k} neurons of {concept!r} (op={op})"))
+        elif tag:
+            detector = spacy_detector(tag)
+        score = tag_rate(tag) if tag else None
+        loaded = load_model(model, head=head, device=device)
+        with _progress(console, progress, "generating", "texts") as tick:
+            result = steer(loaded, rank, concept, prompt, k=k, value=value, store=st,
+                           labels=concept_labels, op=op, detector=detector, score=score,
+                           random_repeats=random_repeats, max_new_tokens=max_new_tokens,
+                           do_sample=sample, seed=seed, progress=tick)
+        frame = result.table.copy()
+        for col in ("concept_rate", "concept_score"):
+            frame[col] = [_band(m, s) for m, s in zip(frame[col], frame[f"{col}_std"],
+                                                      strict=True)]
+        console.print(_table(frame, f"steering {k} neurons of {concept!r} (op={op})", {
+            "condition": "condition", "k": "k", "sets": "sets", "generations": "texts",
+            "concept_rate": "detector rate", "concept_score": f"share tagged {tag}"
+            if tag else "concept score", "changed": "changed"}))
+        used = Table(title="neurons and values")
+        for col in ("set", "neurons", "values"):
+            used.add_column(col)
+        used.add_row("top", Text(", ".join(result.neurons)),
+                     ", ".join(f"{v:.3g}" for v in result.values))
+        for i, (names, vals) in enumerate(zip(result.random_neurons, result.random_values,
+                                              strict=True)):
+            used.add_row(f"random-{i}", Text(", ".join(names)),
+                         ", ".join(f"{v:.3g}" for v in vals))
+        console.print(used)
         gens = Table(title="generations")
         gens.add_column("prompt")
         conditions = [c for c in ("none", "top", "random-0") if c in result.generations]
         for c in conditions:
             gens.add_column(c)
         for i, p in enumerate(result.prompts):
-            gens.add_row(p, *[result.generations[c][i] for c in conditions])
+            gens.add_row(Text(p), *[Text(result.generations[c][i]) for c in conditions])
         console.print(gens)
+        _notes(console, result.notes())
+        write_json(out, result.to_dict(), console)

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from neuronscope.errors import NeuronscopeError
+from neuronscope.errors import InvalidOptionError, NeuronscopeError
 
 
 def label_files(items: list[str] | None) -> dict[str, str] | None:
@@ -45,12 +45,27 @@ def open_store_and_corpus(
 
 def select_neurons(store: Any, components: str | None, layers: str | None) -> list[int] | None:
     """Neuron ids of ``--components``/``--layers`` of a store (None: all neurons)."""
-    if not components and not layers:
+    if components is None and layers is None:
         return None
     from neuronscope.extraction.components import parse_layers
 
-    comps = [c.strip() for c in components.split(",") if c.strip()] if components else None
-    return store.layout.select(comps, parse_layers(layers)).tolist()
+    comps = None
+    if components is not None:
+        comps = [c.strip() for c in components.split(",") if c.strip()]
+        if not comps:
+            raise InvalidOptionError(f"--components {components!r} names no component")
+    wanted = parse_layers(layers)
+    if wanted is not None:
+        # A layer no selected component has would otherwise be dropped without a word.
+        chosen = comps if comps is not None else list(store.layout.components)
+        have = {layer for name in chosen if name in store.layout.components
+                for layer in store.layout.components[name].layers}
+        missing = sorted(set(wanted) - have)
+        if missing:
+            raise InvalidOptionError(f"--layers {layers!r}: the store has no layer "
+                                     f"{', '.join(map(str, missing))}; its layers: "
+                                     f"{', '.join(map(str, sorted(have))) or '(none)'}")
+    return store.layout.select(comps, wanted).tolist()
 
 
 def method_params(items: list[str] | None) -> dict[str, Any]:
@@ -68,10 +83,40 @@ def method_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def check_max_length(value: int | None, model_limit: int | None = None) -> None:
+    """``--max-length``: a positive number of tokens within the model's position limit."""
+    if value is None:
+        return
+    if value < 1:
+        raise InvalidOptionError(f"--max-length must be a positive number of tokens, got {value} "
+                                 "(leave it out to use the model's maximum)")
+    if model_limit is not None and value > model_limit:
+        raise InvalidOptionError(f"--max-length {value} exceeds the model's limit of "
+                                 f"{model_limit} tokens")
+
+
+def check_positive(value: float | int, option: str, *, allow_zero: bool = False) -> None:
+    """A count or size option must be > 0 (or >= 0)."""
+    if value < 0 or (value == 0 and not allow_zero) or value != value:  # NaN fails too
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidOptionError(f"{option} must be {bound}, got {value}")
+
+
+def check_out_file(out: Path | None, overwrite: bool, inputs: tuple[Any, ...] = (),
+                   option: str = "--out") -> Path | None:
+    """Check a file ``--out`` before any work (see :func:`neuronscope.io.check_output`)."""
+    if out is None:
+        return None
+    from neuronscope.io import check_output
+
+    return check_output(out, kind="file", overwrite=overwrite, inputs=inputs, option=option)
+
+
 def write_json(out: Path | None, data: dict[str, Any], console: Console) -> None:
-    """Write a command's result as JSON when ``--out`` was given."""
+    """Write a command's result as JSON when ``--out`` was given (atomically)."""
     if out is None:
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    from neuronscope.io import atomic_write_json
+
+    atomic_write_json(out, data, default=str)
     console.print(f"wrote {out}")

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from neuronscope.cli.options import label_files as _label_files
+from neuronscope.io import check_output
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -33,18 +34,28 @@ def register(app: typer.Typer, console: Console) -> None:
         title: str | None = typer.Option(None, help="Report title."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        overwrite: bool = typer.Option(False, help="Replace a report written earlier."),
     ) -> None:
         """Write a self-contained HTML report: concepts, top neurons, neuron cards, plots."""
         from neuronscope.corpus import load_corpus
+        from neuronscope.methods.ranking import Ranking
+        from neuronscope.report.rankings import check_rankings
         from neuronscope.report.site import build_report
         from neuronscope.store import ActivationStore
 
+        check_output(out, kind="dir", overwrite=overwrite,
+                     inputs=(store, corpus, *(rankings or []), *(evaluation or [])),
+                     marker="neuronscope-report.json")
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
         st.check_corpus(corp)
+        ranks = [Ranking.from_json(r) for r in rankings or []]
+        notes = check_rankings(st, ranks)  # build_report checks again; here for the notes
         index = build_report(
-            st, corp, list(rankings or []), out, evaluation_dir=evaluation or None,
+            st, corp, ranks, out, evaluation_dir=evaluation or None,
             max_sentences=max_sentences, top_k=top_k, max_neurons=max_neurons,
             max_concepts=max_concepts, title=title,
         )
+        for note in notes:
+            console.print(f"note: {note}", style="yellow", markup=False)
         console.print(f"wrote {index}")

@@ -1,4 +1,5 @@
-"""CLI commands of the unsupervised methods: ``cluster``, ``select``, ``factorize``, ``compare``.
+"""CLI commands of the unsupervised methods: ``cluster``, ``select``, ``factorize``, ``compare``,
+``group``.
 
 Each prints a Rich summary and, with ``--out``, writes the full result as JSON.
 """
@@ -11,11 +12,13 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from neuronscope.cli.options import load_corpus_option
+from neuronscope.cli.options import check_out_file, load_corpus_option
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import check_output
 
 
 def _open(store: Path, corpus: str | None = None, fmt: str | None = None,
@@ -28,6 +31,16 @@ def _open(store: Path, corpus: str | None = None, fmt: str | None = None,
         corp = load_corpus_option(corpus, fmt, label_file)
         st.check_corpus(corp)
     return st, corp
+
+
+def _check_outs(overwrite: bool, inputs: tuple[Any, ...], out: Path | None,
+                *more: tuple[str, Path | None]) -> None:
+    """Check ``--out`` and other output files before any work."""
+    check_out_file(out, overwrite, inputs)
+    for option, path in more:
+        if path is not None and option == "--matrix-out" and path.suffix != ".npy":
+            path = path.with_suffix(".npy")  # the matrix is written there
+        check_out_file(path, overwrite, inputs, option=option)
 
 
 def _matrix_table(title: str, rows: list[str], cols: list[str], values: Any) -> Table:
@@ -58,11 +71,13 @@ def register(app: typer.Typer, console: Console) -> None:
         matrix_out: Path | None = typer.Option(
             None, help="Also write the correlation matrix here (.npy + .json sidecar)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Correlation-cluster neurons: redundancy per layer and layer similarity."""
         from neuronscope.unsupervised.clustering import cluster_correlations
         from neuronscope.unsupervised.correlation import correlation_matrix
 
+        _check_outs(overwrite, (store,), out, ("--matrix-out", matrix_out))
         st, _ = _open(store)
         corr = correlation_matrix(st, _neurons(st, components, layers), max_bytes=max_bytes,
                                   out=matrix_out)
@@ -92,8 +107,8 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(_matrix_table("mean max |rho| of row-layer neurons in column layer",
                                         lay.labels, lay.labels, lay.max_corr))
         if result.constant:
-            console.print(f"[yellow]{len(result.constant)} constant neuron(s) left out: "
-                          f"{', '.join(result.constant[:10])}[/]")
+            console.print(f"{len(result.constant)} constant neuron(s) left out: "
+                          f"{', '.join(result.constant[:10])}", style="yellow")
         _write(out, result.to_dict(), console)
 
     @app.command()
@@ -117,10 +132,12 @@ def register(app: typer.Typer, console: Console) -> None:
         ranking_out: Path | None = typer.Option(
             None, help="Write the representatives' probe ranking (Ranking JSON) here."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Select a small set of neurons for a task (LayerSelector + clustering + probe)."""
         from neuronscope.unsupervised.selection import select_neurons
 
+        _check_outs(overwrite, (store, corpus), out, ("--ranking-out", ranking_out))
         st, corp = _open(store, corpus, fmt, label_file)
         result = select_neurons(
             st, corp.concept_labels(labels), keep=keep, layer_keep=layer_keep,
@@ -148,8 +165,8 @@ def register(app: typer.Typer, console: Console) -> None:
                         f"{result.train_speedup:.1f}x / {result.predict_speedup:.1f}x")
         console.print(summary)
         if not result.reached:
-            console.print("[yellow]no neuron subset reached the target; all cluster "
-                          "representatives are returned[/]")
+            console.print("no neuron subset reached the target; all cluster "
+                          "representatives are returned", style="yellow")
         if ranking_out is not None:
             result.ranking.to_json(ranking_out)
             console.print(f"wrote {ranking_out}")
@@ -173,6 +190,7 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Non-negative matrix factorization of one sentence's (or a sample's) activations."""
         from neuronscope.unsupervised.factorization import (
@@ -180,6 +198,7 @@ def register(app: typer.Typer, console: Console) -> None:
             factorize_sentence,
         )
 
+        _check_outs(overwrite, (store, corpus), out)
         st, corp = _open(store, corpus, fmt, label_file)
         neurons = _neurons(st, components, layers)
         if sentence is not None:
@@ -195,7 +214,7 @@ def register(app: typer.Typer, console: Console) -> None:
                 loadings.add_column(f"F{f}", justify="right")
             for word, row in zip(result.words or [], result.word_loadings, strict=True):
                 best = int(row.argmax())
-                loadings.add_row(word, *[f"[bold]{v:.2f}[/]" if i == best else f"{v:.2f}"
+                loadings.add_row(word, *[Text(f"{v:.2f}", style="bold" if i == best else "")
                                          for i, v in enumerate(row)])
             console.print(loadings)
         else:
@@ -224,12 +243,17 @@ def register(app: typer.Typer, console: Console) -> None:
         rankings_dir: Path | None = typer.Option(
             None, help="Write each ranking (Ranking JSON) as DIR/<model>.<method>.json."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
         """Compare models of the same corpus: MaxCorr/MinCorr/LinReg neurons, SVCCA/PWCCA/CKA."""
         from neuronscope.unsupervised.multimodel import compare_models
 
         if len(stores) < 2:
             raise NeuronscopeError("compare needs at least two stores")
+        _check_outs(overwrite, tuple(stores), out)
+        if rankings_dir is not None:
+            check_output(rankings_dir, kind="dir", overwrite=overwrite, inputs=tuple(stores),
+                         option="--rankings-dir")
         opened = [_open(s)[0] for s in stores]
         selections = [_neurons(s, components, layers) for s in opened]
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
@@ -258,3 +282,34 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(f"wrote {len(wanted) * len(result.labels)} rankings to "
                           f"{rankings_dir}")
         _write(out, result.to_dict(top=max(top, 20)), console)
+
+    @app.command()
+    def group(
+        store: Path = typer.Argument(..., help="Store directory."),
+        n_groups: int = typer.Option(8, help="Number of groups (k of k-means)."),
+        components: str | None = typer.Option(None, help="Comma-separated components."),
+        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        profile: str = typer.Option(
+            "activations", help="activations (z-scored, on a word sample) or correlation."),
+        embedding: str = typer.Option("umap", help="umap (umap-learn) or pca."),
+        sample_words: int = typer.Option(5000, help="Words sampled for activation profiles."),
+        seed: int = typer.Option(0, help="Seed of sampling, UMAP and k-means."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+    ) -> None:
+        """Group neurons into functional populations: UMAP + k-means (Meyes et al. 2020)."""
+        from neuronscope.unsupervised.grouping import group_neurons
+
+        st, _ = _open(store)
+        result = group_neurons(st, n_groups=n_groups, neurons=_neurons(st, components, layers),
+                               profile=profile, embedding=embedding, sample_words=sample_words,
+                               random_state=seed)
+        table = Table(title=f"{result.n_groups} groups of {len(result.names)} neurons "
+                            f"({profile} profiles, {embedding} embedding)")
+        for col in ("group", "size", "layers", "members"):
+            table.add_column(col, justify="right" if col in ("group", "size") else "left")
+        for g, (members, lay) in enumerate(zip(result.groups, result.layers, strict=True)):
+            shown = ", ".join(members[:6]) + (" ..." if len(members) > 6 else "")
+            table.add_row(str(g), str(len(members)),
+                          ", ".join(f"{k}: {v}" for k, v in sorted(lay.items())), shown)
+        console.print(table)
+        _write(out, result.to_dict(), console)

@@ -15,6 +15,7 @@ from neuronscope.corpus.annotators import (
     spacy_annotate_text,
 )
 from neuronscope.corpus.corpus import NO_LABEL, BinaryView, Corpus, corpus_from_records
+from neuronscope.corpus.demo import load_demo_corpus
 from neuronscope.corpus.readers import (
     CorpusFileNotFoundError,
     EmptyCorpusFileError,
@@ -25,18 +26,12 @@ from neuronscope.corpus.readers import (
     read_parallel,
     read_text,
 )
+from neuronscope.corpus.tables import (
+    corpus_from_dataset,
+    corpus_from_pandas,
+    read_hf_dataset,
+)
 from neuronscope.corpus.writers import write_conllu, write_parallel
-
-
-def __getattr__(name: str) -> object:
-    # The demo functions are imported lazily so that ``python -m neuronscope.corpus.demo``
-    # does not find its own module already imported by this package (runpy warns then).
-    if name in ("generate_demo_corpus", "load_demo_corpus"):
-        from neuronscope.corpus import demo
-
-        return getattr(demo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "NO_LABEL",
@@ -54,13 +49,15 @@ __all__ = [
     "SpacyAnnotator",
     "WordAnnotator",
     "WordListAnnotator",
+    "corpus_from_dataset",
+    "corpus_from_pandas",
     "corpus_from_records",
     "detect_format",
-    "generate_demo_corpus",
     "load_corpus",
     "load_demo_corpus",
     "load_spacy",
     "read_conllu",
+    "read_hf_dataset",
     "read_jsonl",
     "read_parallel",
     "read_text",

@@ -429,7 +429,8 @@ class SpacyAnnotator(Annotator):
         )
         labels = dict(corpus.labels)
         labels.update(layers)
-        return Corpus(corpus.sentences, labels, corpus.sentence_labels, corpus.name)
+        return Corpus(corpus.sentences, labels, corpus.sentence_labels, corpus.name,
+                      corpus.texts)
 
 
 def spacy_annotate_text(

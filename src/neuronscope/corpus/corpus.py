@@ -9,6 +9,7 @@ the label of store row ``i``.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,12 +62,16 @@ class Corpus:
         labels: layer name -> one list of labels per sentence, each as long as the sentence.
         sentence_labels: layer name -> one label per sentence.
         name: a short human-readable name (file name, "demo", ...).
+        texts: the original text of each sentence where the source has it (CoNLL-U
+            ``# text``), so language models can be scored on real text rather than on words
+            joined with spaces; not part of the fingerprint or of equality.
     """
 
     sentences: list[list[str]]
     labels: dict[str, list[list[str]]] = field(default_factory=dict)
     sentence_labels: dict[str, list[str]] = field(default_factory=dict)
     name: str = "corpus"
+    texts: list[str | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Copy so that later changes to the caller's lists cannot reach us (and vice versa).
@@ -79,6 +84,12 @@ class Corpus:
         )
         for layer, per_sentence in self.labels.items():
             self._check_layer(layer, per_sentence)
+        if self.texts is not None:
+            object.__setattr__(self, "texts", list(self.texts))
+            if len(self.texts) != len(self.sentences):
+                raise CorpusFormatError(
+                    f"{len(self.texts)} sentence texts for {len(self.sentences)} sentences"
+                )
         for layer, values in self.sentence_labels.items():
             if len(values) != len(self.sentences):
                 raise CorpusFormatError(
@@ -148,12 +159,31 @@ class Corpus:
     def fingerprint(self) -> str:
         """A stable hash of the words and sentence boundaries (labels excluded).
 
-        Stores record it, so labels added later by annotators still match a store.
+        Stores record it, so labels added later by annotators still match a store. Every
+        sentence and word is length-prefixed, so no character inside a word (``\x1f``
+        included) can make two different corpora hash alike.
         """
+        h = hashlib.sha256(b"neuronscope-corpus-fingerprint-v2\n")
+        step = 4096  # sentences per block: bounded memory, few Python-level calls
+        for start in range(0, len(self.sentences), step):
+            block = self.sentences[start : start + step]
+            words = [w for sent in block for w in sent]
+            h.update(len(block).to_bytes(8, "little"))
+            h.update(array("Q", map(len, block)).tobytes())  # words per sentence
+            # Characters per word: UTF-8 decodes uniquely, so the lengths split the text.
+            h.update(array("Q", map(len, words)).tobytes())
+            # surrogatepass: a word built in Python with a lone surrogate still hashes.
+            h.update("".join(words).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()[:16]
+
+    @property
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint of neuronscope <= 0.1.0 (separator-joined words, which a word holding
+        U+001F could forge); only used to explain why an old store no longer matches."""
         h = hashlib.sha256()
         for s in self.sentences:
             h.update(b"\x1e")
-            h.update("\x1f".join(s).encode("utf-8"))
+            h.update("\x1f".join(s).encode("utf-8", "surrogatepass"))
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ labels
@@ -186,13 +216,13 @@ class Corpus:
         """A new corpus with one more (or a replaced) word-level label layer."""
         labels = dict(self.labels)
         labels[name] = [list(s) for s in per_sentence]
-        return Corpus(self.sentences, labels, self.sentence_labels, self.name)
+        return Corpus(self.sentences, labels, self.sentence_labels, self.name, self.texts)
 
     def with_sentence_layer(self, name: str, values: Sequence[str]) -> Corpus:
         """A new corpus with one more (or a replaced) sentence-level label layer."""
         sentence_labels = dict(self.sentence_labels)
         sentence_labels[name] = list(values)
-        return Corpus(self.sentences, self.labels, sentence_labels, self.name)
+        return Corpus(self.sentences, self.labels, sentence_labels, self.name, self.texts)
 
     def subset(self, sentence_indices: Sequence[int]) -> Corpus:
         """A new corpus holding the given sentences (in the given order)."""
@@ -202,6 +232,7 @@ class Corpus:
             {k: [v[i] for i in idx] for k, v in self.labels.items()},
             {k: [v[i] for i in idx] for k, v in self.sentence_labels.items()},
             self.name,
+            None if self.texts is None else [self.texts[i] for i in idx],
         )
 
     def binary(

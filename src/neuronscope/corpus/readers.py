@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ def _parse_key_values(
 
 def _misc_labels(field: str, path: PathLike, line_no: int) -> list[tuple[str, str]]:
     """The ``label.KEY=VALUE`` entries of a MISC column (other MISC entries are ignored)."""
-    out = []
+    out: list[tuple[str, str]] = []
     for item in field.split("|") if field != NO_LABEL else []:
         if item.startswith(LABEL_PREFIX):
             pairs = _parse_key_values(item, "MISC", path, line_no)
@@ -147,7 +147,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
       that are neither columns nor features).
 
     Comments are ignored, except ``# label.KEY = VALUE`` which sets the sentence-level label
-    ``KEY`` of the sentence it precedes (sentences without it get :data:`NO_LABEL`).
+    ``KEY`` of the sentence it precedes (sentences without it get :data:`NO_LABEL`), and
+    ``# text = ...``, kept as the sentence's original text (:attr:`Corpus.texts`).
 
     Args:
         path: the CoNLL-U file (UTF-8; a BOM, CRLF line ends and a missing final blank line
@@ -166,6 +167,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
     feats: list[dict[str, dict[int, str]]] = []
     misc: list[dict[str, dict[int, str]]] = []
     sent_labels: list[dict[str, str]] = []
+    texts: list[str | None] = []
+    s_text: str | None = None
     feat_keys: dict[str, None] = {}
     misc_keys: dict[str, None] = {}
 
@@ -176,16 +179,17 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
     s_labels: dict[str, str] = {}
 
     def flush() -> None:
-        nonlocal words, cols, s_feats, s_misc, s_labels
+        nonlocal words, cols, s_feats, s_misc, s_labels, s_text
         if words:
             sentences.append(words)
+            texts.append(s_text)
             for c in CONLLU_COLUMN_LAYERS:
                 columns[c].append(cols[c])
             feats.append(s_feats)
             misc.append(s_misc)
             sent_labels.append(s_labels)
         # A block of comments without words (or a range line only) is no sentence.
-        words, s_feats, s_misc, s_labels = [], {}, {}, {}
+        words, s_feats, s_misc, s_labels, s_text = [], {}, {}, {}, None
         cols = {c: [] for c in CONLLU_COLUMN_LAYERS}
 
     for line_no, raw in enumerate(lines, start=1):
@@ -195,7 +199,10 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
             continue
         if line.startswith("#"):
             body = line[1:].strip()
-            if body.startswith(LABEL_PREFIX):
+            key, eq, value = body.partition("=")
+            if eq and key.strip() == "text":
+                s_text = value.strip()
+            elif body.startswith(LABEL_PREFIX):
                 key, eq, value = body[len(LABEL_PREFIX) :].partition("=")
                 key, value = key.strip(), value.strip()
                 if not eq or not key or not value:
@@ -263,7 +270,8 @@ def read_conllu(path: PathLike, name: str | None = None) -> Corpus:
         key: [s.get(key, NO_LABEL) for s in sent_labels]
         for key in dict.fromkeys(k for s in sent_labels for k in s)
     }
-    return Corpus(sentences, labels, sentence_labels, _default_name(path, name))
+    return Corpus(sentences, labels, sentence_labels, _default_name(path, name),
+                  texts if any(t is not None for t in texts) else None)
 
 
 # ---------------------------------------------------------------------------------- parallel
@@ -349,6 +357,7 @@ def read_text(path: PathLike, tokenizer: str = "whitespace", name: str | None = 
             tokenizer, no tagging).
         name: corpus name; defaults to the file's stem.
     """
+    split: Callable[[str], list[str]]
     if tokenizer == "whitespace":
         split = str.split
     elif tokenizer == "spacy":
@@ -372,6 +381,22 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds a surrogate code point."""
+    stack = [value]  # iterative: parsed JSON can be nested deeper than Python recursion
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None) -> Corpus:
     """Read JSON lines such as ``{"words": [...], "upos": [...], "topic": "sports"}``.
 
@@ -392,6 +417,12 @@ def read_jsonl(path: PathLike, words_key: str = "words", name: str | None = None
         except json.JSONDecodeError as exc:
             raise CorpusFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
                                     str(path), line_no) from None
+        except RecursionError:
+            raise CorpusFormatError("JSON nested too deeply", str(path), line_no) from None
+        if "\\u" in line and _has_lone_surrogate(obj):
+            # "\ud800" escapes decode to text that cannot be written back as UTF-8.
+            raise CorpusFormatError("a string holds a lone surrogate escape (\\ud800-\\udfff): "
+                                    "not valid Unicode text", str(path), line_no)
         if not isinstance(obj, dict):
             raise CorpusFormatError(
                 f"expected a JSON object, found {type(obj).__name__}", str(path), line_no
@@ -450,7 +481,10 @@ def load_corpus(
 
     Args:
         path: the corpus file.
-        format: force a reader: ``conllu``, ``jsonl``, ``parallel`` or ``text``.
+        format: force a reader: ``conllu``, ``jsonl``, ``parallel``, ``text``, or
+            ``hf-dataset[:tokens=COL,labels=A+B,sentence-labels=C,split=NAME]`` for a
+            Hugging Face dataset saved to disk (or a parquet/arrow file); see
+            :mod:`neuronscope.corpus.tables`.
         label_paths: layer name -> label file (parallel format only).
         name: corpus name; defaults to the file's stem.
 
@@ -461,6 +495,10 @@ def load_corpus(
     """
     if not Path(path).exists():
         raise CorpusFileNotFoundError("corpus file not found", str(path))
+    if format is not None and format.lower().split(":")[0] in ("hf-dataset", "hf"):
+        from neuronscope.corpus.tables import parse_table_format, read_hf_dataset
+
+        return read_hf_dataset(Path(path), name=name, **parse_table_format(format))
     fmt = detect_format(path, label_paths) if format is None else format.lower()
     fmt = _FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in _FORMATS:

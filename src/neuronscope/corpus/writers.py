@@ -1,39 +1,19 @@
 """Writers for NeuroX parallel files and CoNLL-U; every file is written atomically.
 
-A file is first written to a temporary file in the same folder and then moved over the target
-with :func:`os.replace`, so readers never see a half-written corpus.
+Every file goes through :func:`neuronscope.io.atomic_write_text` (temporary file in the same
+folder, fsync, rename), so readers never see a half-written corpus.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 from neuronscope.corpus.corpus import NO_LABEL, Corpus
 from neuronscope.corpus.readers import CONLLU_COLUMN_LAYERS, LABEL_PREFIX, PathLike
 from neuronscope.errors import CorpusFormatError, NeuronscopeError
+from neuronscope.io import atomic_write_text
 
 __all__ = ["atomic_write_text", "write_conllu", "write_parallel"]
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` via a temp file and os.replace."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        # Leave no temp file behind, whatever went wrong (including KeyboardInterrupt).
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _has_space(value: str) -> bool:
@@ -124,7 +104,7 @@ def write_conllu(corpus: Corpus, path: PathLike) -> None:
         if not words:
             raise NeuronscopeError(f"sentence {i} is empty; CoNLL-U cannot hold it")
         out.append(f"# sent_id = {i + 1}")
-        text = " ".join(words)
+        text = corpus.texts[i] if corpus.texts and corpus.texts[i] else " ".join(words)
         if "\n" not in text and "\r" not in text:
             out.append(f"# text = {text}")
         for key, values in corpus.sentence_labels.items():

@@ -3,22 +3,26 @@
 Evaluations retrain many small probes on subsets of the same neurons, so activations are read
 from a store once into a :class:`NeuronMatrix` (the columns a ranking orders) and every probe
 slices that matrix. Functions of this package accept a store, a plain ``(n_words, n_neurons)``
-array (column ``i`` is neuron id ``i``) or an already loaded :class:`NeuronMatrix`.
+array (column ``i`` is neuron id ``i``), an :class:`~neuronscope.store.view.ActivationView`
+of either (e.g. held-out rows) or an already loaded :class:`NeuronMatrix`. Loading, label
+alignment and the ranking acceptance policy all go through :mod:`neuronscope.store.view`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
-from neuronscope.methods.base import array_column_ids, check_finite
 from neuronscope.methods.ranking import GLOBAL, Ranking
+from neuronscope.splits import split_masks
+from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView, align_labels, as_view, check_labels
 
 
 @runtime_checkable
@@ -95,16 +99,16 @@ class NeuronMatrix:
         )
 
 
-Activations = ActivationStore | np.ndarray | NeuronMatrix
+Activations = ActivationStore | np.ndarray | ActivationView | NeuronMatrix
 
 
 def load_neurons(
     activations: Activations, neurons: Sequence[str | int] | np.ndarray | None = None
 ) -> NeuronMatrix:
-    """Read chosen neurons (default: all) into memory once.
+    """Read chosen neurons (default: all) into memory once, through an :class:`ActivationView`.
 
-    ``neurons`` are names or global ids for a store, column indices for an array, and global
-    ids (or names) already loaded for a :class:`NeuronMatrix`.
+    ``neurons`` are names or global ids for a store (or view), column indices for an array,
+    and global ids (or names) already loaded for a :class:`NeuronMatrix`.
     """
     if isinstance(activations, NeuronMatrix):
         if neurons is None:
@@ -116,30 +120,10 @@ def load_neurons(
             [activations.names[c] for c in cols], activations.store_fingerprint,
             activations.corpus_fingerprint, activations.groups,
         )
-    if isinstance(activations, ActivationStore):
-        store = activations
-        ids = (np.arange(store.n_neurons, dtype=np.int64) if neurons is None
-               else store.layout.ids(list(neurons)))
-        if np.array_equal(ids, np.arange(store.n_neurons)):
-            x = store.matrix()  # whole chunks: about twice as fast as a column selection
-        else:
-            x = store.neurons(ids)
-        check_finite(x, 0)
-        return NeuronMatrix(x, ids, store.layout.names(ids), store.fingerprint,
-                            store.corpus_fingerprint, store.sentence_ids())
-    if isinstance(activations, np.ndarray):
-        if activations.ndim != 2:
-            raise NeuronscopeError(
-                f"activations must be (n_words, n_neurons), got shape {activations.shape}"
-            )
-        ids = array_column_ids(activations.shape[1], neurons)
-        x = np.asarray(activations[:, ids], dtype=np.float32)
-        check_finite(x, 0)
-        return NeuronMatrix(x, ids, [f"n{i}" for i in ids])
-    raise NeuronscopeError(
-        "activations must be an ActivationStore, a 2-D numpy array or a NeuronMatrix, "
-        f"not {type(activations).__name__}"
-    )
+    view = as_view(activations, neurons)
+    prov = view.provenance
+    return NeuronMatrix(view.matrix(), view.ids, view.names, prov.store_fingerprint,
+                        prov.corpus_fingerprint, view.sentence_ids())
 
 
 def _ids_in_matrix(matrix: NeuronMatrix, neurons: Sequence[str | int] | np.ndarray) -> np.ndarray:
@@ -155,50 +139,43 @@ def _ids_in_matrix(matrix: NeuronMatrix, neurons: Sequence[str | int] | np.ndarr
     return np.asarray(out, dtype=np.int64)
 
 
+def _view_or_matrix(activations: Activations) -> ActivationView | NeuronMatrix:
+    if isinstance(activations, NeuronMatrix):
+        return activations
+    return as_view(activations)
+
+
 def n_rows(activations: Activations) -> int:
     """Number of words (rows) of any supported activations."""
-    if isinstance(activations, ActivationStore):
-        return activations.n_words
-    if isinstance(activations, NeuronMatrix):
-        return activations.n_words
-    if isinstance(activations, np.ndarray) and activations.ndim == 2:
-        return int(activations.shape[0])
-    raise NeuronscopeError(
-        "activations must be an ActivationStore, a 2-D numpy array or a NeuronMatrix, "
-        f"not {type(activations).__name__}"
-    )
+    return _view_or_matrix(activations).n_words
+
+
+def provenance(activations: Activations) -> Provenance:
+    """Fingerprints of the activations (all ``None`` for plain arrays)."""
+    data = _view_or_matrix(activations)
+    if isinstance(data, NeuronMatrix):
+        prov = Provenance.from_fingerprint(data.store_fingerprint, where="the activations")
+        if prov.corpus_fingerprint is None and data.corpus_fingerprint is not None:
+            prov = replace(prov, corpus_fingerprint=data.corpus_fingerprint)
+        return prov
+    return data.provenance
 
 
 def fingerprints(activations: Activations) -> tuple[str | None, str | None]:
     """``(store fingerprint, corpus fingerprint)`` of the activations (``None`` if unknown)."""
-    if isinstance(activations, ActivationStore):
-        return activations.fingerprint, activations.corpus_fingerprint
-    if isinstance(activations, NeuronMatrix):
-        return activations.store_fingerprint, activations.corpus_fingerprint
-    return None, None
+    prov = provenance(activations)
+    return prov.store_fingerprint, prov.corpus_fingerprint
 
 
 def label_array(activations: Activations, labels: ConceptLabels | np.ndarray | Sequence[Any]
                 ) -> np.ndarray:
-    """Labels as a 1-D array, checked against the activations (length, corpus fingerprint)."""
-    _, corpus_fp = fingerprints(activations)
-    if isinstance(labels, ConceptLabels):
-        if corpus_fp is not None and labels.corpus_fingerprint != corpus_fp:
-            raise FingerprintMismatchError(
-                f"labels of layer {labels.layer!r} come from a corpus (fingerprint "
-                f"{labels.corpus_fingerprint}) other than the activations' ({corpus_fp})"
-            )
-        y = np.asarray(labels.values)
-    else:
-        y = np.asarray(labels)
-    if y.ndim != 1:
-        raise NeuronscopeError(f"labels must be one label per word (1-D), got shape {y.shape}")
-    if len(y) != n_rows(activations):
-        raise NeuronscopeError(
-            f"{len(y)} labels for {n_rows(activations)} activation rows: labels and "
-            "activations must describe the same words"
-        )
-    return y
+    """Labels as a 1-D array, checked against the activations (see
+    :func:`~neuronscope.store.view.align_labels`: shape, length, corpus fingerprint)."""
+    data = _view_or_matrix(activations)
+    if isinstance(data, ActivationView):
+        return align_labels(labels, data)
+    # An in-memory matrix: the same checks against its recorded corpus and row count.
+    return check_labels(labels, data.n_words, provenance(data).corpus_fingerprint)
 
 
 def concept_target(y: np.ndarray, concept: str | None) -> np.ndarray:
@@ -215,29 +192,35 @@ def concept_target(y: np.ndarray, concept: str | None) -> np.ndarray:
     return binary
 
 
-def check_ranking(ranking: Ranking, activations: Activations) -> None:
-    """Refuse a ranking of another model's neurons than these activations'.
+def check_ranking(ranking: Ranking, activations: Activations) -> list[str]:
+    """The acceptance policy (:func:`~neuronscope.store.provenance.check_ranking_compatible`):
+    refuse a ranking of another model, aggregation or neuron layout than these activations'.
 
-    Store fingerprints read ``{model}-{corpus}-{aggregation}``. A ranking computed on another
-    corpus of the same model and aggregation is accepted: ranking on training text and
-    evaluating on held-out text is the point of a held-out evaluation.
+    A ranking computed on another corpus of the same model and aggregation is accepted:
+    ranking on training text and evaluating on held-out text is the point of a held-out
+    evaluation. Returns the policy's notes.
     """
-    store_fp, _ = fingerprints(activations)
-    if store_fp is None or ranking.store_fingerprint is None:
-        return
-    ours, theirs = store_fp.split("-"), ranking.store_fingerprint.split("-")
-    same_neurons = len(ours) == len(theirs) == 3 and (ours[0], ours[2]) == (theirs[0], theirs[2])
-    if ranking.store_fingerprint != store_fp and not same_neurons:
+    data = _view_or_matrix(activations)
+    if isinstance(data, ActivationView):
+        return data.check_ranking(ranking)
+    notes = check_ranking_compatible(ranking, provenance(data))
+    # A matrix knows the names of the neurons it holds: those must agree with the ranking's.
+    known = {int(i): n for i, n in zip(data.ids.tolist(), data.names, strict=True)}
+    wrong = [i for i, n in ranking.names.items() if i in known and known[i] != n]
+    if wrong and data.store_fingerprint is not None:
+        i = wrong[0]
         raise FingerprintMismatchError(
-            f"the ranking ({ranking.method}) was computed on activations of another model or "
-            f"aggregation (store fingerprint {ranking.store_fingerprint}) than these "
-            f"({store_fp}); rank again on this store"
+            f"{len(wrong)} neuron name(s) of the {ranking.method} ranking differ from the "
+            f"loaded activations' (id {i}: {ranking.names[i]!r} vs {known[i]!r}): it was "
+            "computed on another neuron layout"
         )
+    return notes
 
 
 def ranking_order(ranking: Ranking, concept: str | None) -> np.ndarray:
     """All neuron ids a ranking orders for a concept (or globally), best first."""
-    total = max(len(ranking.global_order),
+    n_global = 0 if ranking.global_order is None else len(ranking.global_order)
+    total = max(n_global,
                 max((len(c.ids) for c in ranking.concepts.values()), default=0))
     order = ranking.top_ids(total, concept)  # raises a clear error for an unknown concept
     if len(order) == 0:
@@ -270,27 +253,9 @@ def train_test_masks(
     sentence never share their context with training words; ``round(test_size * n_groups)``
     groups (at least one, and never all) are held out.
     """
-    if not 0 < test_size < 1:
-        raise NeuronscopeError(f"test_size must be in (0, 1), got {test_size}")
-    rng = np.random.default_rng(random_state)
-    if groups is None:
-        if n < 2:
-            raise NeuronscopeError(f"{n} row(s) cannot be split into training and test rows")
-        n_test = min(max(int(round(test_size * n)), 1), n - 1)
-        test = np.zeros(n, dtype=bool)
-        test[rng.permutation(n)[:n_test]] = True
-        return ~test, test
-    groups = np.asarray(groups)
-    if len(groups) != n:
+    if groups is not None and len(groups) != n:
         raise NeuronscopeError(f"{len(groups)} group ids for {n} rows")
-    unique = np.unique(groups)
-    if len(unique) < 2:
-        raise NeuronscopeError(
-            "a split by sentence needs at least two sentences; pass explicit masks instead"
-        )
-    n_test = min(max(int(round(test_size * len(unique))), 1), len(unique) - 1)
-    test = np.isin(groups, rng.permutation(unique)[:n_test])
-    return ~test, test
+    return split_masks(groups, test_size, random_state, n_rows=n)
 
 
 def resolve_split(

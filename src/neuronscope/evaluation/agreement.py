@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.errors import NeuronscopeError
 from neuronscope.evaluation._common import check_k, ranking_order
 from neuronscope.methods.ranking import Ranking
+from neuronscope.store.provenance import check_rankings_comparable
 
 CORRELATIONS = ("spearman", "kendall")
 METRICS = ("overlap", *CORRELATIONS)
@@ -30,11 +31,7 @@ NEURON_SETS = ("common", "union")
 
 
 def _check_same_store(a: Ranking, b: Ranking) -> None:
-    if a.store_fingerprint and b.store_fingerprint and a.store_fingerprint != b.store_fingerprint:
-        raise FingerprintMismatchError(
-            f"rankings {a.method!r} and {b.method!r} come from different stores "
-            f"({a.store_fingerprint} vs {b.store_fingerprint}); their neuron ids do not match"
-        )
+    check_rankings_comparable(a, b)  # the acceptance policy of neuronscope.store.provenance
 
 
 def overlap_at_k(a: Ranking, b: Ranking, k: int, concept: str | None = None) -> float:

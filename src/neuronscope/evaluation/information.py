@@ -37,6 +37,7 @@ from neuronscope.evaluation._common import (
     load_neurons,
     resolve_split,
 )
+from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
 
 ESTIMATORS = ("gaussian", "plugin")
@@ -279,13 +280,8 @@ def neuron_mutual_information(
     code_train, code_test, n_classes = _class_codes(y[train], y[test])
     x_train = matrix.x[train].astype(np.float64)
     x_test = matrix.x[test]
-    counts = np.bincount(code_train, minlength=n_classes).astype(np.float64)
-    onehot = np.zeros((n_classes, len(code_train)))
-    onehot[code_train, np.arange(len(code_train))] = 1.0
-    sums, sumsq = onehot @ x_train, onehot @ (x_train * x_train)
-    safe = np.maximum(counts, 1.0)[:, None]
-    means = sums / safe
-    scatter = np.maximum(sumsq - counts[:, None] * means**2, 0.0)  # (C, D)
+    moments = RunningMoments(x_train.shape[1], n_classes).update(x_train, code_train)
+    counts, means, scatter = moments.count_, moments.mean_, moments.m2_  # scatter: (C, D)
     pooled = scatter.sum(axis=0) / max(len(code_train), 1)
     total_mean = x_train.mean(axis=0)
     total_var = x_train.var(axis=0)

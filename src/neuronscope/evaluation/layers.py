@@ -10,7 +10,6 @@ plot_layer_distribution` draws it.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +19,7 @@ import numpy as np
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.ranking import GLOBAL, Ranking
-
-# ``L3.mlp.1021`` / ``L2.attn.h5.17`` -> layer 3, component "mlp".
-_LAYERED = re.compile(r"^L(\d+)\.([^.]+)\.")
+from neuronscope.store.names import parse_name
 
 
 @dataclass
@@ -62,14 +59,13 @@ class LayerDistribution:
 
 
 def _layer_key(name: str) -> tuple[str, int, str]:
-    match = _LAYERED.match(name)
-    if not match:
+    parsed = parse_name(name)
+    if parsed is None:
         raise NeuronscopeError(
             f"neuron {name!r} has no layer in its name (expected like 'L3.mlp.1021'); a layer "
             "distribution needs a ranking computed on an activation store"
         )
-    layer, component = int(match.group(1)), match.group(2)
-    return component, layer, f"L{layer}.{component}"
+    return parsed.component, parsed.layer, parsed.group
 
 
 def layer_distribution(
@@ -104,7 +100,7 @@ def layer_distribution(
     keys: dict[str, tuple[str, int]] = {}
     for concept in wanted:
         names = (ranking.top(int(k), concept) if k is not None
-                 else ranking.top_mass(float(mass), concept))
+                 else ranking.top_mass(float(mass or 0.0), concept))
         for name in names:
             component, layer, key = _layer_key(name)  # validates before layer_counts parses
             keys[key] = (component, layer)

@@ -8,7 +8,6 @@ distribution, and writes ``summary.json`` and the figures.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from neuronscope.evaluation.control import control_selectivity
 from neuronscope.evaluation.layers import layer_distribution
 from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
 from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
+from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore
 
@@ -40,31 +40,10 @@ SUMMARY_FORMAT = "neuronscope-evaluation"
 
 
 def check_ranking_matches_store(ranking: Ranking, store: ActivationStore) -> list[str]:
-    """Refuse a ranking of another store; returns warnings for what cannot be verified.
-
-    Beyond the fingerprint, the ranking's neuron names must be this store's names for the
-    same ids (a ranking without a fingerprint, e.g. edited by hand, is checked this way).
-    """
-    check_ranking(ranking, store)
-    warnings = []
-    if ranking.store_fingerprint is None:
-        warnings.append("the ranking records no store fingerprint; only its neuron names "
-                        "were checked against the store")
-    ids = np.asarray(sorted(ranking.names), dtype=np.int64)
-    if len(ids) and (ids.min() < 0 or ids.max() >= store.n_neurons):
-        raise NeuronscopeError(
-            f"the ranking names neuron ids up to {ids.max()}, but store {store.path} has "
-            f"{store.n_neurons} neurons: it was computed on other activations"
-        )
-    wrong = [i for i in ids.tolist() if store.layout.name(i) != ranking.names[i]]
-    if wrong:
-        i = wrong[0]
-        raise NeuronscopeError(
-            f"{len(wrong)} neuron name(s) of the ranking differ from store {store.path}'s "
-            f"(id {i}: {ranking.names[i]!r} vs {store.layout.name(i)!r}): it was computed on "
-            "other activations"
-        )
-    return warnings
+    """The acceptance policy (:func:`~neuronscope.store.provenance.check_ranking_compatible`)
+    for a ranking evaluated on a store: refuse another model, aggregation or neuron layout;
+    returns notes for what was accepted unverified or from another corpus."""
+    return check_ranking(ranking, store)
 
 
 def run_evaluation(
@@ -164,5 +143,5 @@ def run_evaluation(
         "warnings": warnings,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_json(out / "summary.json", summary)
     return summary

@@ -20,6 +20,7 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.evaluation.ablation import AblationCurves
 from neuronscope.evaluation.layers import LayerDistribution
 from neuronscope.evaluation.selected import SelectionResult
+from neuronscope.io import atomic_path
 from neuronscope.methods.ranking import GLOBAL
 
 FORMATS = ("png", "svg")
@@ -41,7 +42,8 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> list[Path]:
     written = []
     for fmt in FORMATS:
         out = stem.parent / f"{stem.name}.{fmt}"
-        fig.savefig(out, format=fmt)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=fmt)
         written.append(out)
     return written
 

@@ -48,255 +48,35 @@ product only touches the words each atom covers. Only the kept formulas' masks a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from neuronscope.corpus.corpus import NO_LABEL, Corpus
+from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import check_finite
+from neuronscope.explanations.atoms import DEFAULT_OPS, NEGATED_OPS, OPS, AtomSet, Formula
+from neuronscope.params import Configurable
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
-#: Binary composition operators: ``F op A`` for a beam formula ``F`` and an atom ``A``.
-OPS = ("or", "and", "and_not", "or_not")
-#: compexp's operator set (``OPS["all"]`` in ``nli/code/analyze.py``).
-DEFAULT_OPS = ("or", "and", "and_not")
-_NEGATED = {"and_not", "or_not"}
+__all__ = [
+    "DEFAULT_OPS",
+    "OPS",
+    "AtomSet",
+    "CompositionalExplainer",
+    "Explanation",
+    "Formula",
+    "ScoredFormula",
+    "explain_neurons",
+]
 
 # How many candidates beyond the beam width are pre-selected before exact tie-breaking:
 # duplicates (A OR B vs B OR A) need spares.
 _SPARE = 4
 # Most candidates tied at the cut-off score that are sorted by their text.
 _MAX_TIED = 4096
-
-
-# ---------------------------------------------------------------------------- formulas
-@dataclass(frozen=True)
-class Formula:
-    """A logical formula over atoms: a leaf (``op == "atom"``), ``not`` or ``and``/``or``.
-
-    ``atom`` is the atom index of a leaf; ``children`` the operands of the others.
-    """
-
-    op: str
-    atom: int = -1
-    children: tuple[Formula, ...] = ()
-
-    @staticmethod
-    def leaf(atom: int) -> Formula:
-        """The formula made of one atom."""
-        return Formula("atom", int(atom))
-
-    def extend(self, op: str, atom: int) -> Formula:
-        """``self op atom`` for one of :data:`OPS`."""
-        right = Formula.leaf(atom)
-        if op in _NEGATED:
-            right = Formula("not", children=(right,))
-        return Formula("or" if op.startswith("or") else "and", children=(self, right))
-
-    @property
-    def n_atoms(self) -> int:
-        """Number of atoms (leaves): what ``max_length`` bounds."""
-        return 1 if self.op == "atom" else sum(c.n_atoms for c in self.children)
-
-    @property
-    def length(self) -> int:
-        """Atoms plus NOT operators: compexp's ``len(formula)``, used by the length penalty."""
-        if self.op == "atom":
-            return 1
-        return (1 if self.op == "not" else 0) + sum(c.length for c in self.children)
-
-    def atoms(self) -> set[int]:
-        """Indices of the atoms used."""
-        if self.op == "atom":
-            return {self.atom}
-        return set().union(*(c.atoms() for c in self.children))
-
-    def to_str(self, names: Sequence[str]) -> str:
-        """Readable text, e.g. ``(upos:NOUN OR upos:PROPN) AND NOT word:the``."""
-        if self.op == "atom":
-            return names[self.atom]
-        if self.op == "not":
-            inner = self.children[0]
-            text = inner.to_str(names)
-            return f"NOT ({text})" if inner.op in ("and", "or") else f"NOT {text}"
-        parts = []
-        for child in self.children:
-            text = child.to_str(names)
-            # Same-operator chains read without brackets: A OR B OR C.
-            parts.append(f"({text})" if child.op in ("and", "or") and child.op != self.op
-                         else text)
-        return f" {self.op.upper()} ".join(parts)
-
-    def key(self, names: Sequence[str]) -> str:
-        """Canonical text: AND/OR chains flattened and their operands sorted, so formulas
-        equal up to operand order and grouping share a key."""
-        if self.op == "atom":
-            return names[self.atom]
-        if self.op == "not":
-            return f"NOT({self.children[0].key(names)})"
-        operands: list[str] = []
-        stack = list(self.children)
-        while stack:
-            child = stack.pop()
-            if child.op == self.op:
-                stack.extend(child.children)
-            else:
-                operands.append(child.key(names))
-        return f"{self.op.upper()}(" + ",".join(sorted(operands)) + ")"
-
-    def mask(self, atoms: AtomSet) -> np.ndarray:
-        """The formula's boolean mask over words (direct evaluation)."""
-        if self.op == "atom":
-            return atoms.mask(self.atom)
-        if self.op == "not":
-            return ~self.children[0].mask(atoms)
-        left, right = (c.mask(atoms) for c in self.children)
-        return left & right if self.op == "and" else left | right
-
-
-# ---------------------------------------------------------------------------- atoms
-@dataclass
-class AtomSet:
-    """Atomic concepts over the words of a corpus: names and a sparse 0/1 matrix.
-
-    ``matrix`` is ``(n_atoms, n_words)`` float32 CSR; ``sizes`` the words per atom;
-    ``aliases`` maps a kept atom to the names of atoms dropped for having the same mask.
-    """
-
-    names: list[str]
-    matrix: sp.csr_matrix
-    sizes: np.ndarray
-    aliases: dict[str, list[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._csc = self.matrix.tocsc()  # column slices (the words of one neuron's mask)
-
-    @property
-    def n_atoms(self) -> int:
-        """Number of atoms."""
-        return len(self.names)
-
-    @property
-    def n_words(self) -> int:
-        """Number of words (columns)."""
-        return int(self.matrix.shape[1])
-
-    def mask(self, atom: int) -> np.ndarray:
-        """Boolean mask of one atom."""
-        out = np.zeros(self.n_words, dtype=bool)
-        row = self.matrix.indices[self.matrix.indptr[atom]: self.matrix.indptr[atom + 1]]
-        out[row] = True
-        return out
-
-    def index(self, name: str) -> int:
-        """Index of an atom by name (aliases resolve to the atom kept)."""
-        if name in self.names:
-            return self.names.index(name)
-        for kept, dropped in self.aliases.items():
-            if name in dropped:
-                return self.names.index(kept)
-        raise NeuronscopeError(f"no atom named {name!r}")
-
-    def columns(self, rows: np.ndarray) -> sp.csc_matrix:
-        """The atoms restricted to some words: ``(n_atoms, len(rows))``."""
-        return self._csc[:, rows]
-
-    @classmethod
-    def build(
-        cls,
-        corpus: Corpus,
-        layers: Sequence[str] | None = None,
-        lexical: bool = True,
-        suffix_lengths: Sequence[int] = (2, 3, 4),
-        min_count: int = 5,
-        max_atoms: int | None = None,
-    ) -> AtomSet:
-        """Atoms of ``corpus``: labels of ``layers`` (default: every word-level layer) plus,
-        with ``lexical``, lowercased word forms (``form:``) and their endings (``ending:-``);
-        each covering >= ``min_count`` words. ``max_atoms`` keeps only the most frequent atoms.
-        A label layer named like a lexical group pushes the latter to ``lex-form``/
-        ``lex-ending``, so names stay unique.
-
-        Raises:
-            NeuronscopeError: no atom is left (empty corpus, or ``min_count`` too high).
-        """
-        if min_count < 1:
-            raise NeuronscopeError(f"min_count must be >= 1, got {min_count}")
-        if max_atoms is not None and max_atoms < 1:
-            raise NeuronscopeError(f"max_atoms must be >= 1, got {max_atoms}")
-        groups: list[tuple[str, np.ndarray]] = []
-        chosen = list(corpus.layers if layers is None else layers)
-        for layer in chosen:
-            groups.append((f"{layer}:", corpus.labels_array(layer)))  # unknown: clear error
-        if lexical:
-            form, ending = (name if name not in chosen else f"lex-{name}"
-                            for name in ("form", "ending"))
-            lower = [w.lower() for w in corpus.words()]
-            groups.append((f"{form}:", np.array(lower, dtype=object)))
-            for n in suffix_lengths:
-                if n < 1:
-                    raise NeuronscopeError(f"suffix lengths must be >= 1, got {n}")
-                groups.append((f"{ending}:-", np.array(
-                    [w[-n:] if len(w) > n else NO_LABEL for w in lower], dtype=object)))
-
-        names: list[str] = []
-        counts: list[np.ndarray] = []
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        for prefix, values in groups:
-            if len(values) == 0:
-                continue
-            labels, codes, freq = np.unique(values.astype(str), return_inverse=True,
-                                            return_counts=True)
-            keep = (freq >= min_count) & (labels != NO_LABEL)
-            if not keep.any():
-                continue
-            new_id = np.full(len(labels), -1, dtype=np.int64)
-            new_id[keep] = np.arange(int(keep.sum())) + len(names)
-            names.extend(prefix + str(v) for v in labels[keep])
-            counts.append(freq[keep])
-            ids = new_id[codes]
-            on = ids >= 0
-            rows.append(ids[on])
-            cols.append(np.flatnonzero(on))
-        if not names:
-            raise NeuronscopeError(
-                f"no concept atoms: no label of layers {list(layers or corpus.layers)}"
-                f"{' or word form/ending' if lexical else ''} covers at least {min_count} "
-                f"word(s) of corpus {corpus.name!r}; lower min_count or add label layers"
-            )
-        size = np.concatenate(counts)
-        matrix = sp.csr_matrix(
-            (np.ones(sum(len(r) for r in rows), dtype=np.float32),
-             (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(names), corpus.n_words),
-        )
-        matrix.sort_indices()
-        keep_ids, aliases = _unique_masks(matrix, names)
-        if max_atoms is not None and len(keep_ids) > max_atoms:
-            order = np.lexsort((keep_ids, -size[keep_ids]))  # most frequent, then first
-            keep_ids = np.sort(keep_ids[order[:max_atoms]])
-        kept = [names[i] for i in keep_ids]
-        aliases = {k: v for k, v in aliases.items() if k in set(kept)}
-        return cls(kept, matrix[keep_ids], size[keep_ids].astype(np.int64), aliases)
-
-
-def _unique_masks(matrix: sp.csr_matrix, names: list[str]) -> tuple[np.ndarray, dict]:
-    """Indices of the first atom of each distinct mask, and kept name -> dropped names."""
-    seen: dict[bytes, int] = {}
-    keep: list[int] = []
-    aliases: dict[str, list[str]] = {}
-    for i in range(matrix.shape[0]):
-        key = matrix.indices[matrix.indptr[i]: matrix.indptr[i + 1]].tobytes()
-        first = seen.setdefault(key, i)
-        if first == i:
-            keep.append(i)
-        else:
-            aliases.setdefault(names[first], []).append(names[i])
-    return np.asarray(keep, dtype=np.int64), aliases
 
 
 # ---------------------------------------------------------------------------- results
@@ -370,7 +150,7 @@ class _Entry:
 
 
 # ---------------------------------------------------------------------------- explainer
-class CompositionalExplainer:
+class CompositionalExplainer(Configurable):
     """Beam search for logical formulas of concepts that explain neurons (Mu & Andreas 2020).
 
     Args:
@@ -420,16 +200,6 @@ class CompositionalExplainer:
         self.n_examples = n_examples
         self.block_neurons = block_neurons
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "alpha": self.alpha, "max_length": self.max_length, "beam": self.beam,
-            "length_penalty": self.length_penalty, "min_count": self.min_count,
-            "ops": list(self.ops), "layers": None if self.layers is None else list(self.layers),
-            "lexical": self.lexical, "suffix_lengths": list(self.suffix_lengths),
-            "max_atoms": self.max_atoms, "top_n": self.top_n, "n_examples": self.n_examples,
-        }
-
     def _check(self) -> None:
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise NeuronscopeError(f"alpha must be in (0, 1) or None, got {self.alpha}")
@@ -473,35 +243,21 @@ class CompositionalExplainer:
             activations.check_corpus(corpus)
             if neurons is None:
                 raise NeuronscopeError("name the neurons to explain (e.g. ['L3.mlp.17'])")
-            ids = activations.layout.ids(neurons)  # unknown neuron: clear error first
-            names = activations.layout.names(ids)
-        elif isinstance(activations, np.ndarray) and activations.ndim == 2:
-            if activations.shape[0] != corpus.n_words:
-                raise NeuronscopeError(
-                    f"{activations.shape[0]} activation rows for {corpus.n_words} corpus words")
-            ids = (np.arange(activations.shape[1]) if neurons is None
-                   else np.asarray([int(n) for n in neurons], dtype=np.int64))
-            if len(ids) and (ids.min() < 0 or ids.max() >= activations.shape[1]):
-                raise NeuronscopeError(
-                    f"neuron ids must lie in [0, {activations.shape[1]}), got {ids.tolist()}")
-            names = [f"n{i}" for i in ids]
-        else:
-            raise NeuronscopeError("activations must be an ActivationStore or a 2-D array")
+        view = ActivationView(activations, neurons)  # unknown neuron: clear error first
+        if view.n_words != corpus.n_words:
+            raise NeuronscopeError(
+                f"{view.n_words} activation rows for {corpus.n_words} corpus words")
         if atoms is None:
             atoms = self.atoms(corpus)
         elif atoms.n_words != corpus.n_words:
             raise NeuronscopeError("the atom set was built for another corpus")
 
         out: list[Explanation] = []
-        for lo in range(0, len(ids), self.block_neurons):
-            block_ids = ids[lo: lo + self.block_neurons]
-            if isinstance(activations, ActivationStore):
-                block = activations.neurons(block_ids)
-            else:
-                block = np.asarray(activations[:, block_ids], dtype=np.float32)
-            check_finite(block, 0)
+        for lo in range(0, view.n_neurons, self.block_neurons):
+            block_ids = view.ids[lo: lo + self.block_neurons]
+            block = view.select(block_ids).matrix()  # checked finite
             for j, column in enumerate(block.T):
-                out.append(self._explain_one(column, names[lo + j], int(block_ids[j]),
+                out.append(self._explain_one(column, view.names[lo + j], int(block_ids[j]),
                                              atoms, words))
         return out
 
@@ -570,7 +326,7 @@ class CompositionalExplainer:
                 inter, size = m - a_m + fam, n - a_size + fa
             union = size + m - inter
             iou = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
-            length = lengths + 1 + (1 if op in _NEGATED else 0)
+            length = lengths + 1 + (1 if op in NEGATED_OPS else 0)
             score = iou * self.length_penalty ** (length - 1)
             # Unchanged masks cannot beat their parent; reused atoms add nothing.
             invalid = size == fs

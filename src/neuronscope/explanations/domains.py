@@ -11,8 +11,9 @@ source-like values; no target labels are needed.
 Here the two domains are two stores of the *same* model (their model fingerprints and neuron
 layouts must match) over two corpora:
 
-* :class:`DomainNeurons` ranks neurons by Cohen's d, ``(mean_B - mean_A) / s_pooled`` with
-  the pooled standard deviation ``sqrt(((n_A - 1) s_A^2 + (n_B - 1) s_B^2) / (n_A + n_B - 2))``,
+* :class:`DomainNeurons` (``rank_pair(domain_a, domain_b)``) ranks neurons by Cohen's d,
+  ``(mean_B - mean_A) / s_pooled`` with the pooled standard deviation
+  ``sqrt(((n_A - 1) s_A^2 + (n_B - 1) s_B^2) / (n_A + n_B - 2))``,
   or by the average precision of the activation as a detector of domain membership (the
   score of :class:`~neuronscope.methods.average_precision.AveragePrecision`, words of one
   domain positive). The :class:`~neuronscope.methods.ranking.Ranking` has one concept per
@@ -37,9 +38,11 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
-from neuronscope.methods.base import check_finite
+from neuronscope.methods.families import PairwiseRanker
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
+from neuronscope.store.provenance import check_same_neurons
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView, align_labels, label_layer
 
 MEASURES = ("d", "ap")
 Domain = ActivationStore | np.ndarray
@@ -59,25 +62,13 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def check_same_model(store_a: ActivationStore, store_b: ActivationStore) -> None:
-    """Refuse stores of different models or different neuron layouts."""
-    if store_a.model_fingerprint != store_b.model_fingerprint:
-        raise FingerprintMismatchError(
-            f"stores {store_a.path} and {store_b.path} come from different models "
-            f"(fingerprints {store_a.model_fingerprint} and {store_b.model_fingerprint}); "
-            "domain neurons compare one model on two domains"
-        )
-    if store_a.layout.components != store_b.layout.components:
-        raise FingerprintMismatchError(
-            f"stores {store_a.path} and {store_b.path} hold different components or layers")
+    """Refuse stores of different models, aggregations or neuron layouts (the policy of
+    :func:`~neuronscope.store.provenance.check_same_neurons`; the corpora may differ)."""
+    check_same_neurons(store_a, store_b, "domain neurons compare one model on two domains")
 
 
 def _columns(domain: Domain, ids: np.ndarray) -> np.ndarray:
-    if isinstance(domain, ActivationStore):
-        x = domain.neurons(ids)
-    else:
-        x = np.asarray(domain[:, ids], dtype=np.float32)
-    check_finite(x, 0)
-    return x
+    return ActivationView(domain, ids).matrix()
 
 
 def _selection(a: Domain, b: Domain, neurons: Sequence[str | int] | None
@@ -85,17 +76,14 @@ def _selection(a: Domain, b: Domain, neurons: Sequence[str | int] | None
     """Neuron ids, names and the model fingerprint of two domains, checked."""
     if isinstance(a, ActivationStore) and isinstance(b, ActivationStore):
         check_same_model(a, b)
-        ids = (np.arange(a.n_neurons, dtype=np.int64) if neurons is None
-               else a.layout.ids(neurons))
-        return ids, a.layout.names(ids), a.model_fingerprint
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+    elif isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
             raise NeuronscopeError(
                 f"domain arrays must be 2-D with the same columns, got {a.shape} and {b.shape}")
-        ids = (np.arange(a.shape[1], dtype=np.int64) if neurons is None
-               else np.asarray([int(n) for n in neurons], dtype=np.int64))
-        return ids, [f"n{i}" for i in ids], None
-    raise NeuronscopeError("give two ActivationStores or two arrays")
+    else:
+        raise NeuronscopeError("give two ActivationStores or two arrays")
+    view = ActivationView(a, neurons)
+    return view.ids, view.names, view.provenance.model_fingerprint
 
 
 def _blocks(a: Domain, ids: np.ndarray) -> list[np.ndarray]:
@@ -109,8 +97,11 @@ def _blocks(a: Domain, ids: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(v) for v in groups.values()]
 
 
-class DomainNeurons:
+class DomainNeurons(PairwiseRanker):
     """Rank neurons by how differently they activate on two domains.
+
+    A :class:`~neuronscope.methods.families.PairwiseRanker`:
+    ``DomainNeurons(...).rank_pair(domain_a, domain_b)``.
 
     Args:
         measure: ``"d"`` (Cohen's d) or ``"ap"`` (average precision of domain membership).
@@ -126,12 +117,7 @@ class DomainNeurons:
         self.domains = tuple(domains)
         self.neurons = neurons
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {"measure": self.measure, "domains": list(self.domains),
-                "neurons": None if self.neurons is None else list(self.neurons)}
-
-    def rank(self, domain_a: Domain, domain_b: Domain) -> Ranking:
+    def rank_pair(self, domain_a: Domain, domain_b: Domain) -> Ranking:
         """A :class:`Ranking` with one concept per domain (see the module docstring)."""
         from neuronscope.methods.average_precision import AveragePrecision
 
@@ -220,7 +206,7 @@ def adaptation_intervention(loaded: Any, shift: DomainShift, positions: Any = "a
     Use it as ``with adaptation_intervention(loaded, shift): loaded.model(**batch)``; the model
     must be the one the stores were extracted with.
     """
-    from neuronscope.interventions import intervene
+    from neuronscope.interventions.intervene import intervene
 
     if shift.model_fingerprint and shift.model_fingerprint != loaded.fingerprint:
         raise FingerprintMismatchError(
@@ -259,19 +245,11 @@ class AdaptationResult:
 
 def _labels(domain: Domain, labels: ConceptLabels | np.ndarray | Sequence[Any],
             what: str) -> tuple[np.ndarray, str | None]:
-    if isinstance(labels, ConceptLabels):
-        if isinstance(domain, ActivationStore) and labels.corpus_fingerprint != (
-                domain.corpus_fingerprint):
-            raise FingerprintMismatchError(
-                f"labels of layer {labels.layer!r} do not come from the corpus of {what} "
-                f"({domain.path})")
-        values, layer = np.asarray(labels.values), labels.layer
-    else:
-        values, layer = np.asarray(labels), None
-    n = domain.n_words if isinstance(domain, ActivationStore) else len(domain)
-    if len(values) != n:
-        raise NeuronscopeError(f"{len(values)} labels for the {n} words of {what}")
-    return np.asarray([str(v) for v in values.tolist()], dtype=object), layer
+    try:
+        values = align_labels(labels, domain)
+    except NeuronscopeError as err:
+        raise type(err)(f"{what}: {err}") from err
+    return np.asarray([str(v) for v in values.tolist()], dtype=object), label_layer(labels)
 
 
 def adaptation_effect(
@@ -300,14 +278,15 @@ def adaptation_effect(
         shrinkage: the LDA probe's shrinkage.
         random_state: seed of A's split.
     """
-    from neuronscope.explanations.evolutionary import LDAClassifier, _split
+    from neuronscope.explanations.lda import LDAClassifier
+    from neuronscope.splits import split_by_sentence
 
     ids, names, _ = _selection(domain_a, domain_b, neurons)
     ya, layer = _labels(domain_a, labels_a, "domain A")
     yb, _ = _labels(domain_b, labels_b, "domain B")
     xa, xb = _columns(domain_a, ids), _columns(domain_b, ids)
     if ranking is None:
-        ranking = DomainNeurons(neurons=None if neurons is None else list(neurons)).rank(
+        ranking = DomainNeurons(neurons=None if neurons is None else list(neurons)).rank_pair(
             domain_a, domain_b)
     shift = domain_shift(ranking, k, alpha)
     position = {n: j for j, n in enumerate(names)}
@@ -322,7 +301,7 @@ def adaptation_effect(
     ca = np.asarray([code[v] for v in ya.tolist()], dtype=np.int64)
     cb = np.asarray([code[v] for v in yb.tolist()], dtype=np.int64)
     rng = np.random.default_rng(random_state)
-    train, test = _split(len(xa), test_fraction, rng, ca)
+    train, test = split_by_sentence(None, test_fraction, rng, n_rows=len(xa), stratify=ca)
     probe = LDAClassifier(shrinkage).fit(xa[train], ca[train], len(classes))
     before = float(np.mean(probe.predict(xb) == cb))
     after = float(np.mean(probe.predict(shift_activations(xb, shift, columns)) == cb))

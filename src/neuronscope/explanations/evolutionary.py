@@ -39,137 +39,32 @@ from typing import Any
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.explanations.lda import (
+    METRICS,
+    LDAClassifier,
+    SubsetFitness,
+    encode_labels,
+    priors_for,
+    score,
+)
 from neuronscope.methods.base import Activations, Labels, prepare_input
+from neuronscope.params import Configurable, jsonable
+from neuronscope.splits import split_by_sentence
 
-METRICS = ("accuracy", "balanced_accuracy")
+__all__ = [
+    "METRICS",
+    "EvolutionResult",
+    "GeneticSelector",
+    "GroupProblem",
+    "LDAClassifier",
+    "ProbeComparison",
+    "SubsetFitness",
+    "compare_with_probe",
+    "encode_labels",
+    "planted_group_problem",
+    "score",
+]
 
-
-# ---------------------------------------------------------------------------- fast probe
-class LDAClassifier:
-    """Linear discriminant analysis with a shrunk pooled covariance (closed form).
-
-    Args:
-        shrinkage: share of ``trace(S) / k`` added to the diagonal of the pooled
-            within-class covariance ``S`` (keeps it invertible for tiny or collinear sets).
-    """
-
-    def __init__(self, shrinkage: float = 1e-3, priors: str = "empirical") -> None:
-        if priors not in ("empirical", "uniform"):
-            raise NeuronscopeError(f"priors must be 'empirical' or 'uniform', got {priors!r}")
-        self.shrinkage = shrinkage
-        self.priors = priors
-
-    def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> LDAClassifier:
-        """Fit on rows ``x`` with integer labels ``y`` in ``0..n_classes-1``."""
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.int64)
-        c = int(n_classes if n_classes is not None else y.max() + 1)
-        counts = np.bincount(y, minlength=c).astype(np.float64)
-        means = np.zeros((c, x.shape[1]))
-        np.add.at(means, y, x)
-        present = counts > 0
-        means[present] /= counts[present, None]
-        centred = x - means[y]
-        cov = centred.T @ centred / max(len(x) - int(present.sum()), 1)
-        self._finish(means, cov, counts)
-        return self
-
-    def _finish(self, means: np.ndarray, cov: np.ndarray, counts: np.ndarray) -> None:
-        k = cov.shape[0]
-        ridge = self.shrinkage * max(float(np.trace(cov)) / max(k, 1), 1e-12)
-        cov = cov + (ridge + 1e-12) * np.eye(k)
-        present = counts > 0
-        self.coef_ = np.linalg.solve(cov, means.T)  # (k, C)
-        with np.errstate(divide="ignore"):
-            log_prior = np.log(counts / counts.sum())
-        if self.priors == "uniform":
-            log_prior = np.zeros(len(counts))
-        self.intercept_ = -0.5 * np.einsum("ck,kc->c", means, self.coef_) + log_prior
-        self.intercept_[~present] = -np.inf  # a class never seen is never predicted
-        self.means_ = means
-
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        """Discriminant scores ``(n, C)``."""
-        return np.asarray(x, dtype=np.float64) @ self.coef_ + self.intercept_
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class indices."""
-        return self.decision_function(x).argmax(axis=1)
-
-
-def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "accuracy") -> float:
-    """Accuracy, or balanced accuracy (mean recall over the classes present in ``y_true``)."""
-    if len(y_true) == 0:
-        return 0.0
-    if metric == "accuracy":
-        return float(np.mean(y_true == y_pred))
-    classes = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
-
-
-def _priors(metric: str) -> str:
-    # Uniform priors make LDA the Bayes rule for balanced accuracy: a weak joint signal then
-    # moves the score instead of being outvoted by the majority class.
-    return "uniform" if metric == "balanced_accuracy" else "empirical"
-
-
-def encode_labels(y: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Integer codes and the sorted class names of string labels."""
-    classes, codes = np.unique(np.asarray([str(v) for v in y.tolist()], dtype=object),
-                               return_inverse=True)
-    return codes.astype(np.int64), [str(c) for c in classes]
-
-
-class SubsetFitness:
-    """Cached held-out fitness of neuron subsets (see the module docstring).
-
-    Args:
-        x_train, y_train: training rows and integer labels.
-        x_val, y_val: validation rows and labels (the accuracy that counts).
-        n_classes: number of classes.
-        size_penalty: subtracted per neuron.
-        metric: ``"accuracy"`` or ``"balanced_accuracy"``.
-        shrinkage: LDA shrinkage.
-    """
-
-    def __init__(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                 y_val: np.ndarray, n_classes: int, size_penalty: float = 0.0,
-                 metric: str = "accuracy", shrinkage: float = 1e-3) -> None:
-        x_train = np.asarray(x_train, dtype=np.float64)
-        self.counts = np.bincount(y_train, minlength=n_classes).astype(np.float64)
-        means = np.zeros((n_classes, x_train.shape[1]))
-        np.add.at(means, y_train, x_train)
-        present = self.counts > 0
-        means[present] /= self.counts[present, None]
-        self.means = means
-        # Within-class centring does not depend on the subset: do it once.
-        self.centred = x_train - means[y_train]
-        self.dof = max(len(x_train) - int(present.sum()), 1)
-        self.x_val = np.asarray(x_val, dtype=np.float64)
-        self.y_val = np.asarray(y_val, dtype=np.int64)
-        self.size_penalty = size_penalty
-        self.metric = metric
-        self.shrinkage = shrinkage
-        self.cache: dict[tuple[int, ...], tuple[float, float]] = {}
-
-    def accuracy(self, subset: Sequence[int]) -> float:
-        """Validation score of the probe on ``subset`` (no penalty)."""
-        return self(subset)[1]
-
-    def __call__(self, subset: Sequence[int]) -> tuple[float, float]:
-        """``(fitness, validation score)`` of a subset."""
-        key = tuple(sorted(int(i) for i in subset))
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        cols = list(key)
-        c = self.centred[:, cols]
-        lda = LDAClassifier(self.shrinkage, _priors(self.metric))
-        lda._finish(self.means[:, cols], c.T @ c / self.dof, self.counts)
-        acc = score(self.y_val, lda.predict(self.x_val[:, cols]), self.metric)
-        result = (acc - self.size_penalty * len(cols), acc)
-        self.cache[key] = result
-        return result
 
 
 # ---------------------------------------------------------------------------- the GA
@@ -200,10 +95,10 @@ class EvolutionResult:
         """JSON-ready fields."""
         return {"ids": self.ids, "names": self.names, "fitness": self.fitness,
                 "accuracy": self.accuracy, "size": self.size, "history": self.history,
-                "n_evaluations": self.n_evaluations, "params": self.params}
+                "n_evaluations": self.n_evaluations, "params": jsonable(self.params)}
 
 
-class GeneticSelector:
+class GeneticSelector(Configurable):
     """Genetic algorithm over neuron subsets (see the module docstring).
 
     Args:
@@ -261,18 +156,6 @@ class GeneticSelector:
         self.random_state = random_state
         self.neurons = neurons
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready; ``neurons`` as a count)."""
-        return {
-            "k": self.k, "population": self.population, "generations": self.generations,
-            "tournament": self.tournament, "crossover_rate": self.crossover_rate,
-            "mutation_rate": self.mutation_rate, "elitism": self.elitism,
-            "size_penalty": self.size_penalty,
-            "validation_fraction": self.validation_fraction, "metric": self.metric,
-            "shrinkage": self.shrinkage, "patience": self.patience,
-            "random_state": self.random_state,
-        }
-
     def _check(self, n_features: int) -> None:
         for name in ("k", "population", "generations", "tournament"):
             value = getattr(self, name)
@@ -315,7 +198,8 @@ class GeneticSelector:
         y = np.asarray(y, dtype=np.int64)
         self._check(x.shape[1])
         rng = np.random.default_rng(self.random_state)
-        train, val = _split(len(x), self.validation_fraction, rng, y)
+        train, val = split_by_sentence(None, self.validation_fraction, rng, n_rows=len(x),
+                                       stratify=y)
         fitness = SubsetFitness(x[train], y[train], x[val], y[val], int(y.max()) + 1,
                                 self.size_penalty, self.metric, self.shrinkage)
         d = x.shape[1]
@@ -384,7 +268,7 @@ class GeneticSelector:
 
     def _next_generation(self, pop: list[frozenset[int]], scores: np.ndarray,
                          rng: np.random.Generator, d: int) -> list[frozenset[int]]:
-        order = np.lexsort(([len(s) for s in pop], -scores))
+        order = np.lexsort((np.asarray([len(s) for s in pop]), -scores))
         nxt = [pop[i] for i in order[: self.elitism]]
         taken = set(nxt)
         while len(nxt) < self.population:
@@ -404,31 +288,6 @@ class GeneticSelector:
             taken.add(frozenset(child))
             nxt.append(frozenset(child))
         return nxt
-
-
-def _split(n: int, fraction: float, rng: np.random.Generator,
-           y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(train, held-out)`` row indices; stratified by ``y`` when given, so that
-    every class with at least two rows appears on both sides."""
-    if n < 2:
-        raise NeuronscopeError(f"{n} rows cannot be split into train and held-out parts")
-    if y is None:
-        perm = rng.permutation(n)
-        cut = min(max(int(round(fraction * n)), 1), n - 1)
-        return np.sort(perm[cut:]), np.sort(perm[:cut])
-    held: list[np.ndarray] = []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        take = int(round(fraction * len(members))) if len(members) > 1 else 0
-        if len(members) > 1:
-            take = min(max(take, 1), len(members) - 1)
-        held.append(members[:take])
-    out = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
-    if len(out) == 0 or len(out) == n:
-        return _split(n, fraction, rng, None)
-    mask = np.zeros(n, dtype=bool)
-    mask[out] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -496,7 +355,7 @@ def compare_with_probe(
     if len(np.unique(y)) < 2:
         raise NeuronscopeError("the labels have a single class; nothing to decode")
     rng = np.random.default_rng(random_state)
-    rest, test = _split(len(x), test_fraction, rng, y)
+    rest, test = split_by_sentence(None, test_fraction, rng, n_rows=len(x), stratify=y)
     selector = copy.copy(selector) if selector is not None else GeneticSelector(
         random_state=random_state)
     selector.k = k  # on a copy: the caller's selector keeps its settings
@@ -507,7 +366,7 @@ def compare_with_probe(
     probe_cols = [int(i) for i in ranking.top_ids(k, concept)]
 
     def test_score(cols: list[int]) -> float:
-        lda = LDAClassifier(selector.shrinkage, _priors(selector.metric))
+        lda = LDAClassifier(selector.shrinkage, priors_for(selector.metric))
         lda.fit(x[rest][:, cols], y[rest], int(y.max()) + 1)
         return score(y[test], lda.predict(x[test][:, cols]), selector.metric)
 

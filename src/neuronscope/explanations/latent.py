@@ -41,6 +41,7 @@ import numpy as np
 from neuronscope.corpus.corpus import NO_LABEL, Corpus
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import check_finite
+from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
 
 METHODS = ("agglomerative", "kmeans")
@@ -116,13 +117,13 @@ class ConceptDiscovery:
         return {
             "component": self.component, "layer": self.layer, "method": self.method,
             "k": self.k, "threshold": self.threshold, "layers": self.layers,
-            "aligned_share": self.aligned_share(), "params": self.params,
+            "aligned_share": self.aligned_share(), "params": jsonable(self.params),
             "clusters": [c.to_dict() for c in self.clusters],
             "rows": self.rows.tolist(), "labels": self.labels.tolist(),
         }
 
 
-class LatentConceptDiscovery:
+class LatentConceptDiscovery(Configurable):
     """Cluster one layer's word representations and align clusters with label layers.
 
     Args:
@@ -170,16 +171,6 @@ class LatentConceptDiscovery:
         self.n_contexts = n_contexts
         self.window = window
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "k": self.k, "method": self.method, "threshold": self.threshold,
-            "layers": None if self.layers is None else list(self.layers),
-            "lexical": self.lexical, "max_fit_words": self.max_fit_words,
-            "min_count": self.min_count, "max_per_type": self.max_per_type,
-            "random_state": self.random_state,
-        }
 
     def _check(self) -> None:
         if self.method not in METHODS:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from neuronscope.errors import InvalidOptionError
+
 AGGREGATIONS = ("first", "last", "mean", "max")
 
 
@@ -85,7 +87,10 @@ class WordTokenizer:
         self.prefix_ids, self.suffix_ids = self._special_layout()
         self.capacity = max_length - len(self.prefix_ids) - len(self.suffix_ids)
         if self.capacity < 2:
-            raise ValueError(f"max_length {max_length} leaves no room for words")
+            raise InvalidOptionError(
+                f"max_length {max_length} leaves no room for words (the model adds "
+                f"{max_length - self.capacity} special tokens)"
+            )
         self.stride = max(1, stride if stride is not None else self.capacity // 2)
         self.space_prefix = self._needs_space_prefix()
         self.unk_id = self._fallback_id()

@@ -5,19 +5,38 @@
 * ``mlp``: FFN neurons of block k after the nonlinearity.
 * ``attn``: per-head attention outputs of block k before the output projection.
 * custom: outputs of modules the user names, one per layer, for any torch model.
+
+:func:`model_sites` is the one map from component names to the modules that carry them, and
+whether their input or output holds the neurons; extraction (:func:`resolve_components`) and
+the interventions (:mod:`neuronscope.interventions.sites`) both read it:
+
+* ``mlp`` / ``attn``: the *input* of the down (output) projection of block ``k``;
+* ``hidden`` layer 0: the output of the embeddings module (``hidden_states[0]``);
+* ``hidden`` layer ``k`` (1..n): the output of block ``k - 1``; for the last layer of models that
+  normalize after the last block (GPT-2, Llama, GPT-NeoX), the output of that final norm, since
+  that is what ``hidden_states[-1]`` (and so the store) holds.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from neuronscope.errors import UnknownComponentError
-from neuronscope.extraction.hooks import Trace, resolve_modules
-from neuronscope.models.architectures import find_block_modules, input_width, patterns_for
+from neuronscope.extraction.hooks import Trace
+from neuronscope.models.architectures import (
+    ARCHITECTURES,
+    ArchitecturePatterns,
+    find_block_modules,
+    input_width,
+    patterns_for,
+)
 from neuronscope.models.loading import LoadedModel
+from neuronscope.store.names import ComponentLayout, NeuronLayout
 
 BUILTIN_COMPONENTS = ("hidden", "mlp", "attn")
 
@@ -47,6 +66,89 @@ class Component:
         }
 
 
+_MAX_LAYER = 100_000  # no model has more layers; keeps "0-10**12" from filling memory
+
+
+@dataclass
+class ComponentSites:
+    """One component of a model: per layer, the module to hook and whether input or output."""
+
+    name: str
+    width: int
+    sites: dict[int, tuple[str, str]]  # layer -> (module name, "input" | "output")
+    head_dim: int | None = None
+
+    @property
+    def layers(self) -> list[int]:
+        """Layers in increasing order."""
+        return sorted(self.sites)
+
+
+@dataclass
+class ModelSites:
+    """Every component the model offers to interventions, and why others are missing."""
+
+    components: dict[str, ComponentSites] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # component -> reason
+
+    def layout(self) -> NeuronLayout:
+        """A store-like layout (hidden, mlp, attn; all layers) for neuron ids without a store."""
+        return NeuronLayout({
+            name: ComponentLayout(tuple(c.layers), c.width, c.head_dim)
+            for name, c in self.components.items()
+        })
+
+
+def _last_match(model: nn.Module, pattern: str) -> str | None:
+    if not pattern:
+        return None
+    regex = re.compile(pattern)
+    found = [name for name, _ in model.named_modules() if regex.search(name)]
+    return found[-1] if found else None
+
+
+def model_sites(loaded: LoadedModel) -> ModelSites:
+    """Resolve the hidden, mlp and attn components of a model from its architecture patterns."""
+    model = loaded.model
+    result = ModelSites()
+    model_type = getattr(model.config, "model_type", None)
+    pats: ArchitecturePatterns | None = (ARCHITECTURES.get(model_type)
+                                         if isinstance(model_type, str) else None)
+    if pats is None:
+        reason = (f"no built-in module patterns for model_type {model_type!r} "
+                  f"(known: {', '.join(sorted(ARCHITECTURES))})")
+        result.missing = dict.fromkeys(BUILTIN_COMPONENTS, reason)
+        return result
+    modules = dict(model.named_modules())
+    n_blocks = loaded.num_layers
+    blocks = find_block_modules(model, pats.block) if pats.block else {}
+    embeddings = _last_match(model, pats.embeddings)
+    final_norm = _last_match(model, pats.final_norm)
+    if embeddings is None or sorted(blocks) != list(range(n_blocks)):
+        result.missing["hidden"] = (f"cannot locate the embeddings and all {n_blocks} blocks of "
+                                    f"this {pats.family} model")
+    else:
+        sites = {0: (embeddings, "output")}
+        sites.update({k + 1: (name, "output") for k, name in blocks.items()})
+        if final_norm is not None:
+            sites[n_blocks] = (final_norm, "output")
+        result.components["hidden"] = ComponentSites("hidden", _hidden_width(model.config), sites)
+    for name, pattern in (("mlp", pats.mlp), ("attn", pats.attn)):
+        found = find_block_modules(model, pattern)
+        if not found:
+            result.missing[name] = f"no module of this {pats.family} model matches {pattern!r}"
+            continue
+        width = input_width(modules[next(iter(found.values()))])
+        head_dim = None
+        if name == "attn":
+            heads = _num_heads(model.config)
+            head_dim = width // heads if heads and width % heads == 0 else None
+        result.components[name] = ComponentSites(
+            name, width, {k: (m, "input") for k, m in found.items()}, head_dim
+        )
+    return result
+
+
 def parse_layers(spec: str | Sequence[int] | None) -> list[int] | None:
     """Parse ``"0-6"``, ``"1,3,5"`` or ``"0-2,5"`` into a sorted list of layer indices."""
     if spec is None:
@@ -60,15 +162,27 @@ def parse_layers(spec: str | Sequence[int] | None) -> list[int] | None:
             continue
         try:
             if "-" in part:
-                lo, hi = part.split("-", 1)
-                layers.update(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
             else:
-                layers.add(int(part))
+                lo = hi = int(part)
         except ValueError as err:
             raise UnknownComponentError(
                 f"bad layer spec {spec!r}; use e.g. '0-6' or '1,3,5'"
             ) from err
+        if lo > hi or hi >= _MAX_LAYER:
+            # A reversed range selected nothing and ended in a division by zero downstream.
+            raise UnknownComponentError(
+                f"bad layer range {part!r} in {spec!r}: give low-high with low <= high "
+                f"< {_MAX_LAYER}"
+            )
+        layers.update(range(lo, hi + 1))
+    if not layers:
+        raise UnknownComponentError(f"layer spec {spec!r} names no layer; use e.g. '0-6'")
     return sorted(layers)
+
+
+def _hidden_width(config: object) -> int:
+    return int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
 
 
 def _num_heads(config: object) -> int | None:
@@ -97,23 +211,24 @@ def resolve_components(
     model = loaded.model
     n_blocks = loaded.num_layers
     wanted = parse_layers(layers)
+    sites: ModelSites | None = None
     result: list[Component] = []
     for name in components:
         if name == "hidden":
-            width = int(getattr(model.config, "hidden_size", 0) or model.config.n_embd)
+            # Read from ``hidden_states``, not hooks: every model returns them.
+            width = _hidden_width(model.config)
             result.append(Component("hidden", list(range(n_blocks + 1)), width, "hidden_states"))
         elif name in ("mlp", "attn"):
-            pats = patterns_for(model)
-            found = find_block_modules(model, pats.mlp if name == "mlp" else pats.attn)
-            if not found:
-                raise UnknownComponentError(f"no {name} modules found in {loaded.name}")
-            mods = resolve_modules(model, found.values())
-            width = input_width(next(iter(mods.values())))
-            head_dim = None
-            if name == "attn":
-                heads = _num_heads(model.config)
-                head_dim = width // heads if heads and width % heads == 0 else None
-            result.append(Component(name, list(found), width, "input", dict(found), head_dim))
+            patterns_for(model)  # an unknown architecture: the error says what to do instead
+            if sites is None:
+                sites = model_sites(loaded)
+            if name not in sites.components:
+                raise UnknownComponentError(
+                    f"no {name} modules found in {loaded.name}: {sites.missing.get(name)}")
+            found = sites.components[name]
+            modules_of = {layer: module for layer, (module, _) in found.sites.items()}
+            result.append(Component(name, found.layers, found.width, "input", modules_of,
+                                    found.head_dim))
         else:
             raise UnknownComponentError(
                 f"unknown component {name!r}; valid: {', '.join(BUILTIN_COMPONENTS)} "

@@ -26,6 +26,7 @@ from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, W
 from neuronscope.extraction.components import Component, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
+from neuronscope.store.lock import StoreLock
 from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
@@ -99,8 +100,11 @@ class _Aggregator:
 
     def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
         """Word vectors ``(len(unique_rows), n_layers * width)`` from per-layer (B, T, D)."""
+        # `.to` is a no-op on one device; with a model split over devices (device_map) each
+        # layer's output is gathered to the device of the inputs.
         selected = torch.cat(
-            [h.reshape(-1, h.shape[-1]).index_select(0, self.tokens) for h in layers], dim=1
+            [h.reshape(-1, h.shape[-1]).to(self.tokens.device).index_select(0, self.tokens)
+             for h in layers], dim=1,
         ).float()
         if self.aggregation in ("first", "last"):
             out = torch.empty((len(self.unique_rows), selected.shape[1]), device=selected.device)
@@ -121,7 +125,8 @@ class _Aggregator:
         if not pairs:
             return [], torch.empty(0)
         idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.tokens.device)
-        vecs = torch.cat([h.reshape(-1, h.shape[-1]).index_select(0, idx) for h in layers], dim=1)
+        vecs = torch.cat([h.reshape(-1, h.shape[-1]).to(idx.device).index_select(0, idx)
+                          for h in layers], dim=1)
         return [s for s, _ in pairs], vecs.float()
 
 
@@ -137,6 +142,7 @@ def _settings(loaded: LoadedModel, corpus: Corpus, comps: Sequence[Component], *
             "random_init": loaded.random_init,
             "seed": loaded.seed,
             "num_layers": loaded.num_layers,
+            "compute_dtype": loaded.compute_dtype,
         },
         "corpus": {
             "name": corpus.name,
@@ -187,7 +193,8 @@ def extract(
         sentence_pooling: sentence vectors to store: mean (of words), first-token (e.g. CLS),
             last-token, or none.
         batch_size: pieces per forward pass.
-        dtype: storage dtype, float32 or float16 (computation is float32).
+        dtype: storage dtype, float32 or float16 (the compute dtype is the model's: see
+            ``load_model(dtype=...)``; activations are cast to float32 before aggregation).
         max_length: override the model's maximum input length (tokens).
         window_stride: tokens between starts of overlapping windows for long sentences.
         resume: continue an interrupted extraction into ``out``.
@@ -219,6 +226,9 @@ def extract(
             f"output store {out} already exists; pass --overwrite to replace it "
             "or --resume to continue an interrupted extraction"
         )
+    if out.parent.is_dir():
+        with StoreLock(out):  # fail before loading the model if another process writes `out`
+            pass
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     comps = resolve_components(loaded, components, layers, modules)
     n_neurons = sum(len(c.layers) * c.neurons for c in comps)
@@ -240,8 +250,11 @@ def extract(
         settings["windows"] = WindowStats().as_dict()
         writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
                                     chunk_words=chunk_words)
-    _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
-         sentence_pooling, progress)
+    try:
+        _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
+             sentence_pooling, progress)
+    finally:
+        writer.close()  # the lock; an interrupted store stays resumable
     return ActivationStore(out)
 
 

@@ -33,6 +33,14 @@ def resolve_modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modu
     return found
 
 
+class _StopForward(Exception):
+    """Raised by a ``Trace(stop=True)`` hook to end the forward pass; its ``Trace`` swallows it."""
+
+    def __init__(self, trace: Trace) -> None:
+        super().__init__("forward pass stopped after the last traced module")
+        self.trace = trace
+
+
 def _first_tensor(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
@@ -63,6 +71,11 @@ class Trace:
         edit_output: function applied to each module's output before it flows on.
         edit_input: function applied to each module's first input before the module runs.
         detach: keep detached tensors (set False to keep the graph for gradients).
+        stop: end the forward pass as soon as every traced module has been captured (after
+            its output, or after its input when only inputs are hooked): later layers cannot
+            change what was captured, so they are not computed. The model call then returns
+            nothing; code after it inside the ``with`` block does not run, and the ``Trace``
+            swallows the stop on exit. Read the captured tensors after the block.
 
     Example:
         >>> with Trace(model, ["encoder.layer.3.output.dense"], retain_input=True) as tr:
@@ -80,6 +93,7 @@ class Trace:
         edit_output: EditFn | None = None,
         edit_input: EditFn | None = None,
         detach: bool = True,
+        stop: bool = False,
     ) -> None:
         self.model = model
         self.modules = resolve_modules(model, list(dict.fromkeys(modules)))
@@ -88,6 +102,8 @@ class Trace:
         self.edit_output = edit_output
         self.edit_input = edit_input
         self.detach = detach
+        self.stop = stop
+        self._seen: set[str] = set()
         self.outputs: dict[str, torch.Tensor] = {}
         self.inputs: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -95,16 +111,30 @@ class Trace:
     def _keep(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.detach() if self.detach else tensor
 
+    @property
+    def _hooks_output(self) -> bool:
+        return self.retain_output or self.edit_output is not None
+
+    def _done(self, name: str) -> None:
+        """Note that ``name`` has been handled; stop the pass once every module has been."""
+        if self.stop:
+            self._seen.add(name)
+            if len(self._seen) == len(self.modules):
+                raise _StopForward(self)
+
     def _make_pre_hook(self, name: str) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            if not args or not isinstance(args[0], torch.Tensor):
-                return None
-            x = args[0]
-            if self.edit_input is not None:
-                x = self.edit_input(name, x)
-            if self.retain_input:
-                self.inputs[name] = self._keep(x)
-            return (x, *args[1:]) if self.edit_input is not None else None
+            result = None
+            if args and isinstance(args[0], torch.Tensor):
+                x = args[0]
+                if self.edit_input is not None:
+                    x = self.edit_input(name, x)
+                    result = (x, *args[1:])
+                if self.retain_input:
+                    self.inputs[name] = self._keep(x)
+            if not self._hooks_output:
+                self._done(name)  # the module itself need not run
+            return result
 
         return hook
 
@@ -116,16 +146,20 @@ class Trace:
                 result = output = _replace_first(output, edited)
             if self.retain_output:
                 self.outputs[name] = self._keep(_first_tensor(output))
+            self._done(name)
             return result
 
         return hook
 
     def __enter__(self) -> Trace:
+        self._seen.clear()
+        # With ``stop``, a module hooked on its input only must still report that it ran.
+        wants_input = self.retain_input or self.edit_input is not None
         try:
             for name, module in self.modules.items():
-                if self.retain_input or self.edit_input is not None:
+                if wants_input or (self.stop and not self._hooks_output):
                     self._handles.append(module.register_forward_pre_hook(self._make_pre_hook(name)))
-                if self.retain_output or self.edit_output is not None:
+                if self._hooks_output:
                     self._handles.append(module.register_forward_hook(self._make_forward_hook(name)))
         except BaseException:
             self.close()
@@ -143,5 +177,7 @@ class Trace:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> bool:
         self.close()
+        # Swallow only this trace's own stop: an enclosing trace's stop must reach it.
+        return isinstance(exc, _StopForward) and exc.trace is self

@@ -26,12 +26,13 @@ _EXPORTS = {
         "encode_words", "intervene", "neuron_means", "token_positions",
     ],
     "neuronscope.interventions.knowledge": [
-        "KnowledgeNeurons", "PromptAttribution", "attribute", "edit_effect", "knowledge_neurons",
+        "KnowledgeNeurons", "PromptAttribution", "attribute", "default_other_facts",
+        "edit_effect", "knowledge_neurons", "parse_fact",
     ],
     "neuronscope.interventions.scoring": ["ClassificationScorer", "LMScorer", "TokenScores"],
     "neuronscope.interventions.steering": [
         "SteeringResult", "concept_values", "generate", "regex_detector", "spacy_detector",
-        "steer", "word_detector",
+        "steer", "tag_rate", "word_detector",
     ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

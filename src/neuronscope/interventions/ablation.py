@@ -6,10 +6,17 @@ Ablates the top-k neurons of a ranking for a concept, and as controls k random n
 words masked) on tokens of the concept's words versus other words, or accuracy and prediction
 flips per class for sequence classifiers. A neuron set matters for the concept when its
 ablation raises the concept's loss more than the other words' and more than random sets do.
+
+The random sets (``repeats`` >= 5 for a usable band) are drawn from the *same layers* as the
+top-k, as many per layer, avoiding the top-k, so that a layer that matters for everything
+cannot pass for a concept's neurons. The result states in :attr:`AblationResult.notes` when
+the top-k hurts the other tokens more than the concept's (negative selectivity) and whether
+its selectivity is above the random band (mean + 2 sd).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +34,7 @@ from neuronscope.interventions.intervene import (
 from neuronscope.interventions.scoring import (
     ClassificationScorer,
     LMScorer,
+    ProgressFn,
     TokenScores,
     model_task,
 )
@@ -36,6 +44,8 @@ from neuronscope.models.loading import LoadedModel
 from neuronscope.store.store import ActivationStore
 
 CONDITIONS = ("top", "random", "bottom")
+#: Version of the JSON written by :meth:`AblationResult.to_dict` (and ``ablate --out``).
+SCHEMA = "neuronscope.ablation/1"
 
 
 @dataclass
@@ -52,6 +62,8 @@ class AblationResult:
     label_layer: str | None
     table: pd.DataFrame
     neurons: dict[str, list[list[str]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def row(self, condition: str) -> pd.Series:
         """The table row of a condition (``none``, ``top``, ``random``, ``bottom``)."""
@@ -61,14 +73,59 @@ class AblationResult:
         return rows.iloc[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {"task": self.task, "concept": self.concept, "k": self.k, "op": self.op,
-                "label_layer": self.label_layer, "neurons": self.neurons,
-                "table": self.table.to_dict(orient="records")}
+        """JSON-ready result, schema ``neuronscope.ablation/1``.
+
+        Keys: ``schema``; ``task``; ``concept``; ``k``; ``op``; ``label_layer``; ``neurons``
+        (condition -> ablated sets, one per random repeat); ``table`` (one record per
+        condition, and per class for classifiers: losses / accuracies, ``delta_*`` against
+        ``none``, ``selectivity`` = delta_concept - delta_other, ``*_std`` over random
+        sets); ``notes`` (plain-language warnings); ``settings`` (model, corpus, seed...).
+        """
+        table = self.table.astype(object).where(self.table.notna(), None)
+        return {"schema": SCHEMA, "task": self.task, "concept": self.concept, "k": self.k,
+                "op": self.op, "label_layer": self.label_layer, "neurons": self.neurons,
+                "table": table.to_dict(orient="records"), "notes": self.notes,
+                "settings": self.settings}
 
     def __str__(self) -> str:
         return (f"ablation of {self.k} neurons for {self.concept!r} ({self.task}, op={self.op})\n"
-                + self.table.to_string(index=False))
+                + self.table.to_string(index=False) + "".join(f"\n{n}" for n in self.notes))
+
+
+def _group(name: str) -> str:
+    """``L3.mlp`` for ``L3.mlp.17`` and ``L2.attn`` for ``L2.attn.h5.17``: a neuron's layer."""
+    return ".".join(name.split(".")[:2])
+
+
+def layer_matched_random(pool: Sequence[str], chosen: Sequence[str], repeats: int,
+                         seed: int) -> list[list[str]]:
+    """``repeats`` random sets with as many neurons per layer as ``chosen``, none of them in it.
+
+    Where a layer has too few other neurons in ``pool``, the rest are drawn from the whole
+    pool (still avoiding ``chosen`` when it can).
+    """
+    taken = set(chosen)
+    by_layer: dict[str, list[str]] = defaultdict(list)
+    for n in pool:
+        if n not in taken:
+            by_layer[_group(n)].append(n)
+    need: dict[str, int] = defaultdict(int)
+    for n in chosen:
+        need[_group(n)] += 1
+    rest = [n for n in pool if n not in taken]
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(max(1, repeats)):
+        picked: list[str] = []
+        for layer, count in need.items():
+            cand = by_layer.get(layer, [])
+            picked += [str(x) for x in rng.choice(cand, min(count, len(cand)), replace=False)]
+        short = len(chosen) - len(picked)
+        if short:
+            left = [n for n in (rest if len(rest) >= len(chosen) else pool) if n not in picked]
+            picked += [str(x) for x in rng.choice(left, short, replace=False)]
+        sets.append(picked)
+    return sets
 
 
 def _neuron_sets(ranking: Ranking, concept: str, k: int, conditions: Sequence[str],
@@ -83,9 +140,7 @@ def _neuron_sets(ranking: Ranking, concept: str, k: int, conditions: Sequence[st
         elif cond == "bottom":
             sets[cond] = [[ranking.names[int(i)] for i in ranking.bottom_ids(k, concept)]]
         elif cond == "random":
-            rng = np.random.default_rng(seed)
-            sets[cond] = [[str(n) for n in rng.choice(pool, k, replace=False)]
-                          for _ in range(max(1, repeats))]
+            sets[cond] = layer_matched_random(pool, ranking.top(k, concept), repeats, seed)
         else:
             raise NeuronscopeError(f"unknown condition {cond!r}; valid: {', '.join(CONDITIONS)}")
     return sets
@@ -117,6 +172,7 @@ def ablation_effect(
     seed: int = 0,
     batch_size: int = 32,
     mask_fraction: float = 0.15,
+    progress: ProgressFn | None = None,
 ) -> AblationResult:
     """Ablate top-k / random-k / bottom-k neurons of ``concept`` and measure the model.
 
@@ -131,9 +187,10 @@ def ablation_effect(
         op: ``zero`` or ``mean`` (needs ``store``).
         store: activation store for mean values.
         conditions: any of top, random, bottom; ``none`` (no ablation) is always measured.
-        repeats: random sets drawn (seeded by ``seed``).
+        repeats: random sets drawn (seeded by ``seed``), from the top-k's layers.
         batch_size: pieces per forward pass.
         mask_fraction: masked LMs: fraction of words masked (seeded by ``seed``).
+        progress: called with (batches done, batches in all) as forward passes finish.
     """
     loaded = as_loaded(model)
     if op not in ("zero", "mean"):
@@ -154,9 +211,12 @@ def ablation_effect(
         value = [means[n] for n in names] if op == "mean" else None
         return Intervention(loaded, names, op=op, value=value, store=store)  # store: SAE units
 
+    settings = {"model": loaded.name, "corpus": corpus.name, "sentences": corpus.n_sentences,
+                "repeats": repeats, "seed": seed, "ranking_method": ranking.method}
     if task == "sequence-classification":
         table = _classification_table(loaded, corpus, class_layer, sets, ablated, batch_size)
-        return AblationResult(task, concept, k, op, class_layer, table, sets)
+        return AblationResult(task, concept, k, op, class_layer, table, sets,
+                              settings=settings)
 
     layer = label_layer or ranking.label_layer
     if layer is None:
@@ -166,37 +226,86 @@ def ablation_effect(
         raise NeuronscopeError(f"concept {concept!r} does not occur in layer {layer!r}")
     scorer = LMScorer(loaded, corpus, batch_size=batch_size, mask_fraction=mask_fraction,
                       seed=seed)
-    base = scorer.baseline
     is_concept = labels[scorer.word] == concept
     if not is_concept.any():
         raise NeuronscopeError(
             f"no scored token belongs to a {concept!r} word (raise mask_fraction or use more text)"
         )
-    rows = [{"condition": "none", "k": 0, **_lm_stats(base, is_concept)}]
+    passes = 1 + sum(len(g) for g in sets.values())
+    done = [0]
+
+    def run() -> TokenScores:
+        offset = done[0] * scorer.n_batches
+        tick = None if progress is None else (
+            lambda b, _n: progress(offset + b, passes * scorer.n_batches))
+        out = scorer.run(progress=tick)
+        done[0] += 1
+        return out
+
+    base = run()
+    scorer._baseline = base
+    ref = _lm_stats(base, is_concept)
+    rows = [{"condition": "none", "k": 0, **ref}]
     for cond, groups in sets.items():
         stats = []
         for names in groups:
             with ablated(names):
-                stats.append(_lm_stats(scorer.run(), is_concept))
+                stats.append(_lm_stats(run(), is_concept))
         frame = pd.DataFrame(stats)
-        row = {"condition": cond, "k": k, **frame.mean().to_dict()}
-        if len(groups) > 1:
-            row["delta_concept_std"] = float((frame["loss_concept"]).std(ddof=0))
-            row["delta_other_std"] = float((frame["loss_other"]).std(ddof=0))
+        frame["delta_concept"] = frame["loss_concept"] - ref["loss_concept"]
+        frame["delta_other"] = frame["loss_other"] - ref["loss_other"]
+        frame["selectivity"] = frame["delta_concept"] - frame["delta_other"]
+        row = {"condition": cond, "k": k, "sets": len(groups), **frame.mean().to_dict()}
+        for col in ("delta_concept", "delta_other", "selectivity"):
+            row[f"{col}_std"] = float(frame[col].std(ddof=1)) if len(groups) > 1 else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
-    table["delta_concept"] = table["loss_concept"] - rows[0]["loss_concept"]
-    table["delta_other"] = table["loss_other"] - rows[0]["loss_other"]
-    table["selectivity"] = table["delta_concept"] - table["delta_other"]
-    for col in ("delta_concept_std", "delta_other_std"):
+    table.loc[0, ["delta_concept", "delta_other", "selectivity"]] = 0.0
+    table.loc[0, "sets"] = 0
+    table["sets"] = table["sets"].astype(int)
+    for col in ("delta_concept_std", "delta_other_std", "selectivity_std"):
         if col not in table:
             table[col] = np.nan
     table["tokens_concept"] = int(is_concept.sum())
     table["tokens_other"] = int((~is_concept).sum())
-    order = ["condition", "k", "loss_concept", "loss_other", "delta_concept", "delta_other",
-             "selectivity", "delta_concept_std", "delta_other_std", "acc_concept", "acc_other",
-             "tokens_concept", "tokens_other"]
-    return AblationResult(task, concept, k, op, layer, table[order], sets)
+    order = ["condition", "k", "sets", "loss_concept", "loss_other", "delta_concept",
+             "delta_other", "selectivity", "delta_concept_std", "delta_other_std",
+             "selectivity_std", "acc_concept", "acc_other", "tokens_concept", "tokens_other"]
+    table = table[order]
+    return AblationResult(task, concept, k, op, layer, table, sets, _notes(table, concept, k),
+                          settings)
+
+
+def _notes(table: pd.DataFrame, concept: str, k: int) -> list[str]:
+    """Plain-language reading of an LM ablation table: what the controls say about top-k."""
+    rows = table.set_index("condition")
+    notes: list[str] = []
+    if "top" not in rows.index:
+        return notes
+    top = rows.loc["top"]
+    if top["delta_other"] > top["delta_concept"]:
+        notes.append(
+            f"top-{k} hurts other tokens more than {concept!r} tokens (delta other "
+            f"{top['delta_other']:.4g} > delta {concept} {top['delta_concept']:.4g}): these "
+            "neurons are not specific to the concept"
+        )
+    if "random" in rows.index:
+        rand = rows.loc["random"]
+        sd = rand["selectivity_std"]
+        if int(rand["sets"]) < 5 or not np.isfinite(sd):
+            notes.append(f"only {int(rand['sets'])} random sets: no usable random band "
+                         "(use at least 5)")
+        else:
+            band = rand["selectivity"] + 2 * sd
+            above = top["selectivity"] > band
+            notes.append(
+                f"top-{k} selectivity {top['selectivity']:.4g} is "
+                f"{'above' if above else 'NOT above'} the random band (mean + 2 sd = "
+                f"{band:.4g} over {int(rand['sets'])} layer-matched random sets)"
+            )
+    if "bottom" in rows.index and rows.loc["bottom", "selectivity"] >= top["selectivity"]:
+        notes.append(f"bottom-{k} is at least as selective as top-{k}")
+    return notes
 
 
 def _classification_table(loaded: LoadedModel, corpus: Corpus, class_layer: str | None,
@@ -209,7 +318,7 @@ def _classification_table(loaded: LoadedModel, corpus: Corpus, class_layer: str 
     groups = gold if gold is not None else base
     classes = sorted(set(groups.tolist()))
 
-    def stats(pred: np.ndarray) -> list[dict[str, float]]:
+    def stats(pred: np.ndarray) -> list[dict[str, Any]]:
         out = []
         for c in [*classes, None]:
             sel = np.ones(len(pred), bool) if c is None else groups == c

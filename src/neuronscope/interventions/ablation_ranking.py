@@ -10,8 +10,10 @@
   (``"accuracy"``) or flips them at all (``"flip"``) on the concept's words more than on
   other words.
 
-Both follow the :class:`~neuronscope.methods.base.RankingMethod` interface: configure with
-the model, the corpus and the candidate neurons, then ``rank(activations, labels)``. Cost is
+Both are :class:`~neuronscope.methods.families.CausalRanker` rankers: configure the candidate
+neurons and the scoring in ``__init__``, then
+``rank(model, corpus, labels, activations=store)``
+(the store is optional; with it the ranking carries the store's ids and fingerprint). Cost is
 one pass over the corpus per candidate (or per group of ``group_size`` candidates), with
 sentences batched; restrict ``candidates`` (a layer such as ``"L3.mlp"``, a list of names or
 another ranking's top-N) and ``max_sentences`` to keep it affordable.
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels, Corpus
-from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.errors import NeuronscopeError
 from neuronscope.interventions.intervene import (
     Intervention,
     check_same_model,
@@ -33,11 +35,14 @@ from neuronscope.interventions.intervene import (
     resolve_neuron_spec,
 )
 from neuronscope.interventions.scoring import LMScorer, TokenScores
-from neuronscope.interventions.sites import NEURON_NAME, as_loaded, model_sites
-from neuronscope.methods.base import Activations, Labels, RankingMethod, require_concepts
+from neuronscope.interventions.sites import as_loaded, model_sites
+from neuronscope.methods.base import Activations, Labels, require_concepts
+from neuronscope.methods.families import CausalRanker
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.models.loading import LoadedModel
+from neuronscope.store.names import parse_name
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import check_labels
 
 Candidates = str | Sequence[str] | tuple[Any, ...]
 CRITERIA = ("loss", "accuracy", "flip")
@@ -45,7 +50,7 @@ CRITERIA = ("loss", "accuracy", "flip")
 
 def candidate_names(spec: Candidates, loaded: LoadedModel) -> list[str]:
     """Neuron names from ``"mlp"`` (every layer), ``"L3.mlp"`` (one layer), names, or a slice."""
-    if isinstance(spec, str) and not NEURON_NAME.match(spec):
+    if isinstance(spec, str) and parse_name(spec) is None:
         sites = model_sites(loaded)
         layout = sites.layout()
         if "." in spec:
@@ -62,13 +67,11 @@ def candidate_names(spec: Candidates, loaded: LoadedModel) -> list[str]:
     return resolve_neuron_spec(spec, loaded)
 
 
-class _AblationRanking(RankingMethod):
+class _AblationRanking(CausalRanker):
     """Shared machinery: ablate each candidate (group) and score the corpus."""
 
     def __init__(
         self,
-        model: LoadedModel,
-        corpus: Corpus,
         candidates: Candidates = "mlp",
         batch_size: int = 32,
         op: str = "zero",
@@ -78,8 +81,6 @@ class _AblationRanking(RankingMethod):
         concepts: Sequence[str] | None = None,
         random_state: int = 0,
     ) -> None:
-        self.model = model
-        self.corpus = corpus
         self.candidates = candidates
         self.batch_size = batch_size
         self.op = op
@@ -90,42 +91,20 @@ class _AblationRanking(RankingMethod):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
-    def _labels(self, labels: Labels | None) -> np.ndarray | None:
+    def _labels(self, corpus: Corpus, labels: Labels | None) -> np.ndarray | None:
         if labels is None:
             return None
-        if isinstance(labels, ConceptLabels):
-            if labels.corpus_fingerprint != self.corpus.fingerprint:
-                raise FingerprintMismatchError(
-                    f"labels of layer {labels.layer!r} come from another corpus than "
-                    f"{self.corpus.name!r}"
-                )
-            y = np.asarray(labels.values)
-        else:
-            y = np.asarray(labels, dtype=object)
-        if y.ndim != 1 or len(y) != self.corpus.n_words:
-            raise NeuronscopeError(
-                f"{len(y)} labels for {self.corpus.n_words} corpus words: labels must be one "
-                "per word of the configured corpus"
-            )
-        return y
-
-    def _params(self) -> dict[str, Any]:
-        params = self.get_params()
-        params["model"] = as_loaded(self.model).name
-        params["corpus"] = self.corpus.name
-        if not isinstance(self.candidates, str):
-            params["candidates"] = f"{len(self.candidates_)} neurons"
-        return params
+        return check_labels(labels, corpus.n_words, corpus.fingerprint,
+                            f"corpus {corpus.name!r}")
 
     def _effects(
-        self, activations: Activations | None,
+        self, loaded: LoadedModel, corpus: Corpus, activations: Activations | None,
         reduce: Callable[[TokenScores, TokenScores], np.ndarray],
     ) -> tuple[TokenScores, np.ndarray, ActivationStore | None]:
         """Baseline scores, ``reduce(baseline, ablated)`` per candidate (rows), the store.
 
         Reducing right away keeps memory at one row per candidate, not one per token.
         """
-        loaded = as_loaded(self.model)
         if self.op not in ("zero", "mean"):
             raise NeuronscopeError(f"op must be zero or mean, not {self.op!r}")
         if self.group_size < 1:
@@ -136,6 +115,8 @@ class _AblationRanking(RankingMethod):
         names = candidate_names(self.candidates, loaded)
         if not names:
             raise NeuronscopeError("no candidate neurons")
+        if store is not None:  # refused before the (long) passes, not after them
+            store.layout.ids(names)
         self.candidates_ = names
         means = None
         if self.op == "mean":
@@ -143,11 +124,11 @@ class _AblationRanking(RankingMethod):
                 raise NeuronscopeError("op 'mean' needs the activation store as activations")
             means = neuron_means(store, names)
         sentences = None
-        if self.max_sentences is not None and self.max_sentences < self.corpus.n_sentences:
+        if self.max_sentences is not None and self.max_sentences < corpus.n_sentences:
             rng = np.random.default_rng(self.random_state)
-            sentences = np.sort(rng.choice(self.corpus.n_sentences, self.max_sentences,
+            sentences = np.sort(rng.choice(corpus.n_sentences, self.max_sentences,
                                            replace=False)).tolist()
-        scorer = LMScorer(loaded, self.corpus, batch_size=self.batch_size,
+        scorer = LMScorer(loaded, corpus, batch_size=self.batch_size,
                           mask_fraction=self.mask_fraction, seed=self.random_state,
                           sentences=sentences)
         base = scorer.baseline
@@ -161,13 +142,19 @@ class _AblationRanking(RankingMethod):
             rows.extend([row] * len(group))
         return base, np.asarray(rows, dtype=np.float64), store
 
-    def _ids(self, store: ActivationStore | None) -> tuple[np.ndarray, str]:
-        loaded = as_loaded(self.model)
+    def _ids(self, loaded: LoadedModel, corpus: Corpus, store: ActivationStore | None
+             ) -> tuple[np.ndarray, str]:
         if store is not None:
             return store.layout.ids(self.candidates_), store.fingerprint
         layout = model_sites(loaded).layout()
         return (layout.ids(self.candidates_),
-                f"{loaded.fingerprint}-{self.corpus.fingerprint}-model")
+                f"{loaded.fingerprint}-{corpus.fingerprint}-model")
+
+    @staticmethod
+    def _provenance(loaded: LoadedModel, corpus: Corpus) -> dict[str, Any]:
+        # The model and corpus are inputs, not parameters: recorded beside the results.
+        return {"model": loaded.name, "corpus": corpus.name,
+                "corpus_fingerprint": corpus.fingerprint}
 
 
 def _group_means(values: np.ndarray, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,11 +172,12 @@ class ErasureRanking(_AblationRanking):
     """Unsupervised: neurons whose erasure raises the model's loss most (Li et al. 2016).
 
     Args:
-        model: a causal or masked language model.
-        corpus: text to score (labels optional, aligned with its words).
         candidates: ``"mlp"``, ``"L3.mlp"``, a list of names, or ``(ranking, concept, N)``.
         batch_size: pieces per forward pass.
         op: ``zero`` or ``mean`` (store means; pass the store as ``activations``).
+            ``rank(model, corpus, labels=None, *, activations=None)``: the model is a causal
+            or masked language model, the corpus the text to score; labels (optional, one per
+            corpus word) add each concept's own loss rise.
         group_size: candidates ablated together (each gets the group's score).
         max_sentences: score a seeded sample of this many sentences.
         mask_fraction: masked LMs: fraction of words masked.
@@ -198,11 +186,13 @@ class ErasureRanking(_AblationRanking):
     """
 
     name = "erasure"
+    requires_labels = False
 
-    def rank(self, activations: Activations | None = None, labels: Labels | None = None
-             ) -> Ranking:
+    def rank(self, model: LoadedModel | Any, corpus: Corpus, labels: Labels | None = None, *,
+             activations: Activations | None = None) -> Ranking:
         """Rank candidates by mean loss increase (global) and on each concept's words."""
-        y = self._labels(labels)
+        loaded = as_loaded(model)
+        y = self._labels(corpus, labels)
         concepts = require_concepts(y, self.concepts) if y is not None else []
         codes = present = None
 
@@ -220,25 +210,26 @@ class ErasureRanking(_AblationRanking):
             return np.asarray([delta.mean()] + [inside[present.index(c)] if c in present
                                                 else 0.0 for c in concepts])
 
-        base, rows, store = self._effects(activations, reduce)
+        base, rows, store = self._effects(loaded, corpus, activations, reduce)
         overall = rows[:, 0]
         scores = rows[:, 1:].T
-        ids, fingerprint = self._ids(store)
+        ids, fingerprint = self._ids(loaded, corpus, store)
         extra: dict[str, Any] = {"baseline_loss": float(base.nll.mean()),
-                                 "tokens": int(len(base.nll))}
+                                 "tokens": int(len(base.nll)),
+                                 **self._provenance(loaded, corpus)}
         if y is not None:
             extra["concepts_without_tokens"] = [c for c in concepts if c not in (present or [])]
         order = np.argsort(-overall, kind="stable")
-        provenance = {
+        provenance: dict[str, Any] = {
             "store_fingerprint": fingerprint,
             "label_layer": labels.layer if isinstance(labels, ConceptLabels) else None,
             "extra": extra,
         }
         if not concepts:  # unsupervised only: the global order is the whole ranking
-            return Ranking(self.name, self._params(), {}, dict(zip(ids.tolist(),
+            return Ranking(self.name, self.get_params(), {}, dict(zip(ids.tolist(),
                            self.candidates_, strict=True)), ids[order], overall[order],
                            **provenance)
-        ranking = ranking_from_scores(self.name, self._params(), scores, concepts, ids,
+        ranking = ranking_from_scores(self.name, self.get_params(), scores, concepts, ids,
                                       self.candidates_, **provenance)
         ranking.global_order, ranking.global_scores = ids[order], overall[order]
         return ranking
@@ -251,15 +242,14 @@ class ClassFlipRanking(_AblationRanking):
     Lakretz et al. (2019). The change per token is the loss increase (``criterion="loss"``),
     the accuracy lost (``"accuracy"``: +1 when a correct top-1 prediction turns wrong, -1 the
     other way round) or any flip of the top-1 prediction (``"flip"``). Other arguments as
-    :class:`ErasureRanking`.
+    :class:`ErasureRanking`; ``rank(model, corpus, labels, *, activations=None)`` needs the
+    labels.
     """
 
     name = "class-flip"
 
     def __init__(
         self,
-        model: LoadedModel,
-        corpus: Corpus,
         candidates: Candidates = "mlp",
         batch_size: int = 32,
         criterion: str = "loss",
@@ -270,17 +260,19 @@ class ClassFlipRanking(_AblationRanking):
         concepts: Sequence[str] | None = None,
         random_state: int = 0,
     ) -> None:
-        super().__init__(model, corpus, candidates, batch_size, op, group_size, max_sentences,
+        super().__init__(candidates, batch_size, op, group_size, max_sentences,
                          mask_fraction, concepts, random_state)
         self.criterion = criterion
 
-    def rank(self, activations: Activations | None, labels: Labels) -> Ranking:
+    def rank(self, model: LoadedModel | Any, corpus: Corpus, labels: Labels | None = None, *,
+             activations: Activations | None = None) -> Ranking:
         """Rank candidates per concept by concept-specific change of loss or prediction."""
+        loaded = as_loaded(model)
         if self.criterion not in CRITERIA:
             raise NeuronscopeError(
                 f"criterion must be one of {', '.join(CRITERIA)}, not {self.criterion!r}"
             )
-        y = self._labels(labels)
+        y = self._labels(corpus, labels)
         if y is None:
             raise NeuronscopeError("class-flip ranking is supervised: give the concept labels")
         concepts = require_concepts(y, self.concepts)
@@ -303,12 +295,13 @@ class ClassFlipRanking(_AblationRanking):
             return np.asarray([inside[present.index(c)] - outside[present.index(c)]
                                if c in present else 0.0 for c in concepts])
 
-        base, rows, store = self._effects(activations, reduce)
-        ids, fingerprint = self._ids(store)
+        base, rows, store = self._effects(loaded, corpus, activations, reduce)
+        ids, fingerprint = self._ids(loaded, corpus, store)
         return ranking_from_scores(
-            self.name, self._params(), rows.T, concepts, ids, self.candidates_,
+            self.name, self.get_params(), rows.T, concepts, ids, self.candidates_,
             store_fingerprint=fingerprint,
             label_layer=labels.layer if isinstance(labels, ConceptLabels) else None,
             extra={"baseline_loss": float(base.nll.mean()), "tokens": int(len(base.nll)),
+                   **self._provenance(loaded, corpus),
                    "concepts_without_tokens": [c for c in concepts if c not in (present or [])]},
         )

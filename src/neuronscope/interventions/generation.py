@@ -23,7 +23,7 @@ store holds can be targeted; the forward pass stops right after that module (a s
 ``Trace`` whose edit raises), since later layers cannot change the value.
 
 Comparison with the corpus. Given the store the neuron's name comes from, the result also
-lists the corpus contexts where it fires most (:func:`~neuronscope.methods.concept_search.
+lists the corpus contexts where it fires most (:func:`~neuronscope.methods.inspection.
 top_contexts`). Those are word-level values (subwords aggregated as at extraction, inside whole
 sentences) while generated values are one token's, in a short n-gram: comparable in scale, not
 identical in kind. A store from another model is refused: token ids and neurons would not
@@ -43,6 +43,7 @@ from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
 from neuronscope.extraction.alignment import WordTokenizer
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel
+from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
 
 
@@ -104,7 +105,7 @@ class GenerationResult:
             "length": self.length, "sequences": [s.to_dict() for s in self.sequences],
             "initial": self.initial.to_dict(), "gain": self.gain,
             "beats_corpus": self.beats_corpus, "corpus_top": self.corpus_top,
-            "history": self.history, "params": self.params,
+            "history": self.history, "params": jsonable(self.params),
         }
 
 
@@ -143,7 +144,7 @@ def check_store_model(store: ActivationStore, loaded: LoadedModel) -> None:
         )
 
 
-class NeuronTextGenerator:
+class NeuronTextGenerator(Configurable):
     """Gumbel-softmax input optimization of a token sequence for one neuron.
 
     Args:
@@ -188,16 +189,6 @@ class NeuronTextGenerator:
         self.n_corpus = n_corpus
         self.random_state = random_state
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-ready)."""
-        return {
-            "length": self.length, "steps": self.steps, "learning_rate": self.learning_rate,
-            "samples": self.samples, "temperature": list(self.temperature),
-            "position": self.position, "eval_every": self.eval_every,
-            "n_sequences": self.n_sequences, "init_scale": self.init_scale,
-            "random_state": self.random_state,
-        }
-
     def _check(self) -> None:
         for name in ("length", "steps", "samples", "eval_every", "n_sequences"):
             value = getattr(self, name)
@@ -231,7 +222,7 @@ class NeuronTextGenerator:
             check_store_model(store, loaded)
             store.layout.ids([target.name])  # the store must hold this neuron
         model = loaded.model
-        embedding = model.get_input_embeddings().weight
+        embedding = _embeddings(model).weight.detach()
         tok = loaded.tokenizer
         if len(tok) > embedding.shape[0]:
             raise NeuronscopeError(
@@ -259,7 +250,7 @@ class NeuronTextGenerator:
         theta0 = torch.randn((self.length, embedding.shape[0]), generator=gen) * self.init_scale
         theta = theta0.to(device).masked_fill(~allowed, float("-inf")).requires_grad_(True)
         optimizer = torch.optim.Adam([theta], lr=self.learning_rate)
-        emb = embedding.detach()
+        emb = embedding
 
         seen: dict[tuple[int, ...], float] = {}
         initial_ids = theta.detach().argmax(dim=-1)
@@ -293,7 +284,7 @@ class NeuronTextGenerator:
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_sequences]
         corpus_top: list[dict[str, Any]] = []
         if store is not None and self.n_corpus:
-            from neuronscope.methods.concept_search import top_contexts
+            from neuronscope.methods.inspection import top_contexts
 
             corpus_top = [{"text": c.text, "word": c.word, "activation": c.activation,
                            "sentence_id": c.sentence_id}
@@ -324,7 +315,7 @@ class _Runner:
         device = loaded.device
         self.prefix = torch.tensor(prefix, dtype=torch.long, device=device)
         self.suffix = torch.tensor(suffix, dtype=torch.long, device=device)
-        emb = self.model.get_input_embeddings()
+        emb = _embeddings(self.model)
         self.prefix_emb = emb(self.prefix).detach()
         self.suffix_emb = emb(self.suffix).detach()
 
@@ -332,21 +323,9 @@ class _Runner:
         """Run the model until the neuron's module has been captured, then stop: the later
         layers (and any head) cannot change the value, so they are not computed."""
         where = self.target.where
-        trace = Trace(self.model, [self.target.module], retain_output=where == "output",
-                      retain_input=where == "input", detach=detach)
-
-        def stop(name: str, x: torch.Tensor) -> torch.Tensor:
-            raise _Captured
-
-        # Entered after ``trace``, so its hook runs after the capture.
-        stopper = Trace(self.model, [self.target.module], retain_output=False,
-                        edit_input=stop if where == "input" else None,
-                        edit_output=stop if where == "output" else None)
-        with trace, stopper:
-            try:
-                self.model(**inputs)
-            except _Captured:
-                pass
+        with Trace(self.model, [self.target.module], retain_output=where == "output",
+                   retain_input=where == "input", detach=detach, stop=True) as trace:
+            self.model(**inputs)
         found = trace.inputs if where == "input" else trace.outputs
         return found[self.target.module][:, self.position, self.target.index]
 
@@ -369,8 +348,10 @@ class _Runner:
         return [float(v) for v in values.float().cpu()]
 
 
-class _Captured(Exception):
-    """Raised by a hook to end a forward pass once the neuron has been read."""
+def _embeddings(model: torch.nn.Module) -> torch.nn.Embedding:
+    """The input embedding module of a Hugging Face model (typed for the checker)."""
+    module: torch.nn.Embedding = model.get_input_embeddings()  # type: ignore[operator]
+    return module
 
 
 def generate_for_neuron(loaded: LoadedModel, neuron: str, store: ActivationStore | None = None,

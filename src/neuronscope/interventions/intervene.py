@@ -42,7 +42,9 @@ from neuronscope.interventions.sites import (
 )
 from neuronscope.methods.ranking import Ranking
 from neuronscope.models.loading import LoadedModel
+from neuronscope.store.provenance import Provenance
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
 OPS = ("zero", "mean", "constant", "scale", "add")
 
@@ -64,7 +66,8 @@ def check_same_model(fingerprint: str | None, loaded: LoadedModel, what: str) ->
     """
     if not fingerprint:
         return
-    theirs = str(fingerprint).split("-")[0]
+    # A fingerprint of unknown shape is compared whole: it cannot name this model.
+    theirs = Provenance.from_fingerprint(fingerprint).model_fingerprint or str(fingerprint)
     ours = loaded.fingerprint
     if theirs != ours:
         raise FingerprintMismatchError(
@@ -100,10 +103,11 @@ def resolve_neuron_spec(spec: NeuronSpec | Ranking, loaded: LoadedModel | None =
 
 
 def neuron_means(store: ActivationStore, names: Sequence[str]) -> np.ndarray:
-    """Mean activation of each neuron over the store's words, streamed chunk by chunk."""
+    """Mean activation of each neuron over the store's words, streamed chunk by chunk
+    (through an :class:`~neuronscope.store.view.ActivationView`: NaN/inf are refused)."""
     sums = np.zeros(len(names), dtype=np.float64)
     count = 0
-    for _, _, block in store.iter_chunks(list(names)):
+    for _, _, block in ActivationView(store, list(names), chunk_words=store.chunk_words).chunks():
         sums += block.sum(axis=0, dtype=np.float64)
         count += len(block)
     if count == 0:

@@ -1,20 +1,26 @@
 """The model's own performance on a corpus, token by token: what ablations are measured by.
 
-* causal LMs: the next-token loss of every subword of every word (the first token of a
-  sequence has no left context and is skipped);
+* causal LMs: the next-token loss of every token of each sentence's *real text* (the
+  CoNLL-U ``# text`` kept in :attr:`Corpus.texts`, else the words detokenized), tokenized as
+  the model's tokenizer does it, after the model's BOS token when the tokenizer defines one
+  (so the first word is scored too, as plain Hugging Face scoring does); each token belongs
+  to the word its first non-space character falls in (character offsets of the fast
+  tokenizer). Sentences longer than the model's context are scored in overlapping windows,
+  each token once, with at least half a window of left context;
 * masked LMs: a seeded fraction of words is replaced by ``[MASK]`` (all their subwords, in
   every window that contains them) and the loss is taken on those masked tokens;
 * sequence classifiers: the predicted class of every sentence.
 
-Inputs are laid out once, exactly as extraction does (:class:`WordTokenizer`, overlapping
-windows for long sentences, each word scored in the window where it has the most context),
-and batched by length, so re-running the same corpus under many interventions costs only the
-forward passes.
+Masked-LM inputs are laid out as extraction does (:class:`WordTokenizer`, overlapping
+windows for long sentences, each word scored in the window where it has the most context).
+All inputs are built once and batched by length, so re-running the same corpus under many
+interventions costs only the forward passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +33,9 @@ from neuronscope.extraction.extractor import length_sorted_batches, pad_batch
 from neuronscope.models.loading import LoadedModel
 
 TASKS = ("causal-lm", "masked-lm", "sequence-classification")
+
+#: Progress callback: called with (steps done, steps in all).
+ProgressFn = Callable[[int, int], None]
 
 
 def model_task(loaded: LoadedModel) -> str:
@@ -60,6 +69,26 @@ class TokenScores:
         return self.pred == self.target
 
 
+def _token_words(text: str, spans: Sequence[tuple[int, int]],
+                 offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Word (position in the sentence) of each token: the word holding its first non-space
+    character, else the next word (a lone space token belongs to the word it precedes)."""
+    starts = np.asarray([a for a, _ in spans], dtype=np.int64)
+    stops = np.asarray([b for _, b in spans], dtype=np.int64)
+    owner = []
+    for a, b in offsets:
+        piece = text[a:b]
+        c = a + len(piece) - len(piece.lstrip()) if piece.strip() else a
+        # the last word starting at or before c; past its end (a gap), the word that follows
+        j = int(np.searchsorted(starts, c, side="right")) - 1
+        if j < 0:
+            j = 0
+        elif c >= stops[j] and j + 1 < len(spans):
+            j += 1
+        owner.append(j)
+    return owner
+
+
 @dataclass
 class _Batch:
     inputs: dict[str, torch.Tensor]
@@ -82,6 +111,65 @@ def _window_words(piece: Piece, lengths: Sequence[int], n_pre: int) -> list[tupl
         pos += lengths[j]
         j += 1
     return out
+
+
+_NO_SPACE_BEFORE = re.compile(r"^([.,;:!?%)\]}]+|\.\.\.|n't|'[a-zA-Z]{1,2})$", re.IGNORECASE)
+_NO_SPACE_AFTER = {"(", "[", "{", "$", "#"}
+
+
+def detokenize(words: Sequence[str]) -> str:
+    """Words joined as text: no space before closing punctuation and clitics (``n't``, ``'s``)
+    nor after opening brackets. Used when the corpus has no sentence text."""
+    out: list[str] = []
+    for i, w in enumerate(words):
+        if i and not _NO_SPACE_BEFORE.match(w) and words[i - 1] not in _NO_SPACE_AFTER:
+            out.append(" ")
+        out.append(w)
+    return "".join(out)
+
+
+def align_words(text: str, words: Sequence[str]) -> list[tuple[int, int]]:
+    """Character span of every word in ``text``, found left to right.
+
+    A word is accepted where it occurs after only whitespace; a word the text spells
+    differently (e.g. a multiword token's part, "del" = "de" + "el") takes the characters
+    up to the next word found (searched anywhere ahead), and further unmatched words on that
+    stretch get empty spans.
+    """
+    spans: list[tuple[int, int] | None] = []
+    cursor = 0
+    for w in words:
+        at = text.find(w, cursor) if w else -1
+        resync = bool(spans) and spans[-1] is None
+        if at >= 0 and (resync or not text[cursor:at].strip()):
+            spans.append((at, at + len(w)))
+            cursor = at + len(w)
+        else:
+            spans.append(None)
+    out: list[tuple[int, int]] = []
+    prev_end = 0
+    for i, span in enumerate(spans):
+        if span is not None:
+            out.append(span)
+            prev_end = span[1]
+            continue
+        nxt = next((sp[0] for sp in spans[i + 1 :] if sp is not None), len(text))
+        if i and spans[i - 1] is None:
+            out.append((nxt, nxt))  # the stretch went to the first unmatched word
+            continue
+        gap = text[prev_end:nxt]
+        start = prev_end + len(gap) - len(gap.lstrip())
+        out.append((start, prev_end + len(gap.rstrip())))
+    return out
+
+
+def sentence_text(corpus: Corpus, index: int) -> tuple[str, list[tuple[int, int]]]:
+    """A sentence's text (``corpus.texts`` or detokenized words) and its words' spans."""
+    words = corpus.sentences[index]
+    text = corpus.texts[index] if corpus.texts is not None else None
+    if not text:
+        text = detokenize(words)
+    return text, align_words(text, words)
 
 
 class LMScorer:
@@ -111,21 +199,12 @@ class LMScorer:
         tok = loaded.tokenizer
         if self.task == "masked-lm" and tok.mask_token_id is None:
             raise NeuronscopeError(f"tokenizer of {loaded.name} has no mask token")
-        wtok = WordTokenizer(tok, loaded.max_length, causal=self.task == "causal-lm")
         chosen = list(range(corpus.n_sentences)) if sentences is None else list(sentences)
-        offsets = corpus.sentence_offsets()
-        word_ids, _ = wtok.encode_words([corpus.sentences[s] for s in chosen])
-        masked = self._choose_masks(corpus, chosen, mask_fraction, seed)
-        pieces: list[Piece] = []
-        targets: dict[int, list[tuple[int, int, int]]] = {}  # piece -> (position, token, word)
-        for s, ids in zip(chosen, word_ids, strict=True):
-            lengths = [min(len(w), wtok.capacity) for w in ids]
-            for piece in wtok.pieces(s, ids)[0]:
-                found = self._targets(piece, lengths, len(wtok.prefix_ids), int(offsets[s]),
-                                      masked)
-                if found:
-                    targets[len(pieces)] = found
-                    pieces.append(piece)
+        self.texts: list[str] = []  # causal LMs: the text scored, per chosen sentence
+        if self.task == "causal-lm":
+            pieces, targets = self._text_pieces(corpus, chosen)
+        else:
+            pieces, targets = self._word_pieces(corpus, chosen, mask_fraction, seed)
         if not pieces:
             raise NeuronscopeError("no token to score in this corpus (sentences too short?)")
         self._batches: list[_Batch] = []
@@ -148,6 +227,63 @@ class LMScorer:
         self.word = np.asarray(words, dtype=np.int64)
         self._baseline: TokenScores | None = None
 
+    def _text_pieces(self, corpus: Corpus, chosen: Sequence[int]
+                     ) -> tuple[list[Piece], dict[int, list[tuple[int, int, int]]]]:
+        """Causal LMs: windows of each sentence's tokenized text, BOS first when defined."""
+        tok = self.loaded.tokenizer
+        if not getattr(tok, "is_fast", False):
+            raise NeuronscopeError(
+                f"scoring {self.loaded.name} on text needs a fast tokenizer (character offsets)"
+            )
+        bos = getattr(tok, "bos_token_id", None)
+        prefix = [] if bos is None else [int(bos)]
+        width = self.loaded.max_length - len(prefix)
+        if width < 2:
+            raise NeuronscopeError(f"{self.loaded.name} takes too few tokens to score text")
+        stride = max(1, width // 2)
+        offsets = corpus.sentence_offsets()
+        pieces: list[Piece] = []
+        targets: dict[int, list[tuple[int, int, int]]] = {}  # piece -> (position, token, word)
+        for s in chosen:
+            text, spans = sentence_text(corpus, s)
+            self.texts.append(text)
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, owner = list(enc["input_ids"]), _token_words(text, spans, enc["offset_mapping"])
+            start, scored = 0, 0  # window start; tokens before ``scored`` are done
+            while scored < len(ids):
+                stop = min(start + width, len(ids))
+                window = prefix + ids[start:stop]
+                found = []
+                for t in range(max(scored, start), stop):
+                    pos = t - start + len(prefix)  # position of token t inside the window
+                    if pos >= 1:  # the logits at pos - 1 predict it
+                        found.append((pos - 1, ids[t], int(offsets[s]) + owner[t]))
+                scored = stop
+                if found:
+                    targets[len(pieces)] = found
+                    pieces.append(Piece(s, window))
+                start = min(start + stride, max(0, len(ids) - width))
+        return pieces, targets
+
+    def _word_pieces(self, corpus: Corpus, chosen: Sequence[int], mask_fraction: float,
+                     seed: int) -> tuple[list[Piece], dict[int, list[tuple[int, int, int]]]]:
+        """Masked LMs: the corpus words as extraction lays them out, some of them masked."""
+        wtok = WordTokenizer(self.loaded.tokenizer, self.loaded.max_length, causal=False)
+        offsets = corpus.sentence_offsets()
+        word_ids, _ = wtok.encode_words([corpus.sentences[s] for s in chosen])
+        masked = self._choose_masks(corpus, chosen, mask_fraction, seed)
+        pieces: list[Piece] = []
+        targets: dict[int, list[tuple[int, int, int]]] = {}
+        for s, ids in zip(chosen, word_ids, strict=True):
+            lengths = [min(len(w), wtok.capacity) for w in ids]
+            for piece in wtok.pieces(s, ids)[0]:
+                found = self._targets(piece, lengths, len(wtok.prefix_ids), int(offsets[s]),
+                                      masked)
+                if found:
+                    targets[len(pieces)] = found
+                    pieces.append(piece)
+        return pieces, targets
+
     def _choose_masks(self, corpus: Corpus, chosen: Sequence[int], fraction: float,
                       seed: int) -> set[int]:
         if self.task != "masked-lm":
@@ -162,16 +298,10 @@ class LMScorer:
 
     def _targets(self, piece: Piece, lengths: Sequence[int], n_pre: int, offset: int,
                  masked: set[int]) -> list[tuple[int, int, int]]:
-        ids = piece.input_ids
         found = []
-        if self.task == "causal-lm":
-            for j, start, stop in piece.spans:
-                for t in range(max(start, 1), stop):
-                    found.append((t - 1, ids[t], offset + j))  # logits at t-1 predict token t
-            return found
         mask_id = self.loaded.tokenizer.mask_token_id
         owned = {j for j, _, _ in piece.spans}
-        ids = list(ids)
+        ids = list(piece.input_ids)
         for j, start, stop in _window_words(piece, lengths, n_pre):
             if offset + j not in masked:
                 continue
@@ -187,18 +317,30 @@ class LMScorer:
         """Number of scored tokens."""
         return len(self.word)
 
-    def run(self) -> TokenScores:
-        """Score every target token with the model as it is now (interventions included)."""
+    @property
+    def n_batches(self) -> int:
+        """Forward passes per run."""
+        return len(self._batches)
+
+    def run(self, progress: ProgressFn | None = None) -> TokenScores:
+        """Score every target token with the model as it is now (interventions included).
+
+        ``progress`` is called with (batches done, batches in all) after each batch.
+        """
         nll, pred, gold = [], [], []
         model = self.loaded.model
         with torch.inference_mode():
-            for batch in self._batches:
+            for b, batch in enumerate(self._batches):
+                if progress is not None:
+                    progress(b, len(self._batches))
                 logits = model(**batch.inputs).logits
                 rows = logits.reshape(-1, logits.shape[-1]).index_select(0, batch.rows).float()
                 logp = torch.log_softmax(rows, dim=-1)
                 nll.append((-logp.gather(1, batch.targets[:, None])[:, 0]).cpu())
                 pred.append(rows.argmax(dim=-1).cpu())
                 gold.append(batch.targets.cpu())
+        if progress is not None:
+            progress(len(self._batches), len(self._batches))
         return TokenScores(torch.cat(nll).double().numpy(), torch.cat(pred).numpy(),
                            torch.cat(gold).numpy(), self.word)
 

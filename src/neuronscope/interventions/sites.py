@@ -1,70 +1,42 @@
 """Where a named neuron lives in a running model, resolved from the architecture alone.
 
 Neuron names are the store's (``L3.mlp.1021``, ``L2.attn.h5.17``, ``L4.hidden.7``), but no store
-is needed to find them: the architecture patterns of :mod:`neuronscope.models.architectures`
-say which module carries each component, and whether to edit its input or its output:
-
-* ``mlp`` / ``attn``: the *input* of the down (output) projection of block ``k``, exactly what
-  extraction records;
-* ``hidden`` layer 0: the output of the embeddings module (``hidden_states[0]``);
-* ``hidden`` layer ``k`` (1..n): the output of block ``k - 1``; for the last layer of models that
-  normalize after the last block (GPT-2, Llama, GPT-NeoX), the output of that final norm, since
-  that is what ``hidden_states[-1]`` (and so the store) holds.
+is needed to find them: :func:`~neuronscope.extraction.components.model_sites`, the one
+component-site map that extraction uses too, says which module carries each component and
+whether to edit its input or its output. This module adds what interventions need on top:
+parsing and validating a neuron name against those sites, and a store's custom components.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from neuronscope.errors import ModelLoadError, UnknownComponentError
-from neuronscope.models.architectures import (
-    ARCHITECTURES,
-    ArchitecturePatterns,
-    find_block_modules,
-    input_width,
+from neuronscope.extraction.components import (
+    BUILTIN_COMPONENTS,
+    ComponentSites,
+    ModelSites,
+    model_sites,
 )
 from neuronscope.models.loading import LoadedModel
-from neuronscope.store.names import ComponentLayout, NeuronLayout
+from neuronscope.store.names import parse_name
 
-#: Same grammar as store names: ``L<layer>.<component>.[h<head>.]<index>``.
-NEURON_NAME = re.compile(r"^L(\d+)\.([A-Za-z_][\w-]*)\.(?:h(\d+)\.)?(\d+)$")
+__all__ = [
+    "BUILTIN",
+    "ComponentSites",
+    "ModelSites",
+    "NeuronRef",
+    "as_loaded",
+    "model_sites",
+    "parse_neuron",
+    "store_sites",
+]
 
-BUILTIN = ("hidden", "mlp", "attn")
-
-
-@dataclass
-class ComponentSites:
-    """One component of a model: per layer, the module to hook and whether input or output."""
-
-    name: str
-    width: int
-    sites: dict[int, tuple[str, str]]  # layer -> (module name, "input" | "output")
-    head_dim: int | None = None
-
-    @property
-    def layers(self) -> list[int]:
-        """Layers in increasing order."""
-        return sorted(self.sites)
-
-
-@dataclass
-class ModelSites:
-    """Every component the model offers to interventions, and why others are missing."""
-
-    components: dict[str, ComponentSites] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)  # component -> reason
-
-    def layout(self) -> NeuronLayout:
-        """A store-like layout (hidden, mlp, attn; all layers) for neuron ids without a store."""
-        return NeuronLayout({
-            name: ComponentLayout(tuple(c.layers), c.width, c.head_dim)
-            for name, c in self.components.items()
-        })
+BUILTIN = BUILTIN_COMPONENTS
 
 
 def as_loaded(model: LoadedModel | nn.Module) -> LoadedModel:
@@ -79,59 +51,6 @@ def as_loaded(model: LoadedModel | nn.Module) -> LoadedModel:
             )
         return LoadedModel(model, None, type(model).__name__, None, False, None)
     raise ModelLoadError(f"expected a LoadedModel or torch module, got {type(model).__name__}")
-
-
-def _last_match(model: nn.Module, pattern: str) -> str | None:
-    if not pattern:
-        return None
-    regex = re.compile(pattern)
-    found = [name for name, _ in model.named_modules() if regex.search(name)]
-    return found[-1] if found else None
-
-
-def model_sites(loaded: LoadedModel) -> ModelSites:
-    """Resolve the hidden, mlp and attn components of a model from its architecture patterns."""
-    model = loaded.model
-    result = ModelSites()
-    model_type = getattr(model.config, "model_type", None)
-    pats: ArchitecturePatterns | None = ARCHITECTURES.get(model_type)
-    if pats is None:
-        reason = (f"no built-in module patterns for model_type {model_type!r} "
-                  f"(known: {', '.join(sorted(ARCHITECTURES))})")
-        result.missing = dict.fromkeys(BUILTIN, reason)
-        return result
-    modules = dict(model.named_modules())
-    n_blocks = loaded.num_layers
-    blocks = find_block_modules(model, pats.block) if pats.block else {}
-    embeddings = _last_match(model, pats.embeddings)
-    final_norm = _last_match(model, pats.final_norm)
-    if embeddings is None or sorted(blocks) != list(range(n_blocks)):
-        result.missing["hidden"] = (f"cannot locate the embeddings and all {n_blocks} blocks of "
-                                    f"this {pats.family} model")
-    else:
-        sites = {0: (embeddings, "output")}
-        sites.update({k + 1: (name, "output") for k, name in blocks.items()})
-        if final_norm is not None:
-            sites[n_blocks] = (final_norm, "output")
-        cfg = model.config
-        width = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0))
-        result.components["hidden"] = ComponentSites("hidden", width, sites)
-    for name, pattern in (("mlp", pats.mlp), ("attn", pats.attn)):
-        found = find_block_modules(model, pattern)
-        if not found:
-            result.missing[name] = f"no module of this {pats.family} model matches {pattern!r}"
-            continue
-        width = input_width(modules[next(iter(found.values()))])
-        head_dim = None
-        if name == "attn":
-            heads = next((v for v in (getattr(model.config, key, None) for key in
-                          ("num_attention_heads", "n_head", "n_heads"))
-                          if isinstance(v, int) and v > 0), None)
-            head_dim = width // heads if heads and width % heads == 0 else None
-        result.components[name] = ComponentSites(
-            name, width, {k: (m, "input") for k, m in found.items()}, head_dim
-        )
-    return result
 
 
 def store_sites(meta_components: Mapping[str, Any]) -> dict[str, ComponentSites]:
@@ -164,14 +83,13 @@ def parse_neuron(name: str, components: Mapping[str, ComponentSites],
         raise UnknownComponentError(
             f"neuron names must be strings like 'L3.mlp.1021', got {name!r}"
         )
-    match = NEURON_NAME.match(name.strip())
-    if not match:
+    parsed = parse_name(name)
+    if parsed is None:
         raise UnknownComponentError(
             f"bad neuron name {name!r}; expected like 'L3.mlp.1021', 'L2.attn.h5.17' or "
             "'L4.hidden.7'"
         )
-    layer_s, component, head, index_s = match.groups()
-    layer, index = int(layer_s), int(index_s)
+    layer, component, head, index = parsed.layer, parsed.component, parsed.head, parsed.index
     if component not in components:
         if component in missing:
             raise UnknownComponentError(
@@ -192,11 +110,11 @@ def parse_neuron(name: str, components: Mapping[str, ComponentSites],
         if not comp.head_dim:
             raise UnknownComponentError(f"{name!r}: component {component!r} has no heads")
         n_heads = comp.width // comp.head_dim
-        if int(head) >= n_heads or index >= comp.head_dim:
+        if head >= n_heads or index >= comp.head_dim:
             raise UnknownComponentError(
                 f"{name!r}: {component} has {n_heads} heads of size {comp.head_dim}"
             )
-        index = int(head) * comp.head_dim + index
+        index = head * comp.head_dim + index
     if index >= comp.width:
         raise UnknownComponentError(
             f"{name!r}: index {index} out of range; {component} has {comp.width} neurons per layer"

@@ -1,52 +1,48 @@
-"""Neuron-ranking methods behind one interface: ``Method(**params).rank(activations, labels)``.
+"""Neuron-ranking methods: three families, one registry.
 
-Every method returns a :class:`Ranking`. ``METHODS`` maps short names (used by the CLI) to
-classes, imported lazily so that using one method does not import all of them.
+* supervised rankers: ``Method(**params).rank(activations, labels) -> Ranking``;
+* causal rankers: ``Method(**params).rank(model, corpus, labels=None, activations=None)``;
+* pairwise rankers: ``Method(**params).rank_pair(activations_a, activations_b)``.
+
+(see :mod:`neuronscope.methods.families`). :data:`REGISTRY` maps short names (used by the
+CLI) to every ranker with its capability tags (:mod:`neuronscope.methods.registry`);
+:data:`METHODS` lists the supervised ones, which run on any activations and labels (the demo
+and the planted benchmark run them all). Classes are imported lazily so that using one
+method does not import all of them.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
-from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import MethodInput, RankingMethod, prepare_input
+from neuronscope.methods.families import (
+    CausalRanker,
+    PairwiseRanker,
+    Ranker,
+    SupervisedRanker,
+)
 from neuronscope.methods.ranking import ConceptRanking, Ranking, ranking_from_scores
+from neuronscope.methods.registry import (
+    COMMON_SETTINGS,
+    REGISTRY,
+    MethodSpec,
+    build_method,
+    build_supervised,
+    get_method,
+    method_class,
+    method_spec,
+    registered,
+    split_params,
+)
 
-#: CLI name -> "module:Class"
+#: The supervised rankers, CLI name -> "module:Class" (every one runs on activations and
+#: labels alone; kept in step with :data:`REGISTRY` by the contract test).
 METHODS: dict[str, str] = {
-    "probe": "neuronscope.methods.linear_probe:LinearProbe",
-    "gaussian": "neuronscope.methods.gaussian_probe:GaussianProbe",
-    "iou": "neuronscope.methods.iou:IoU",
-    "ap": "neuronscope.methods.average_precision:AveragePrecision",
-    "probeless": "neuronscope.methods.probeless:Probeless",
-    "selectivity": "neuronscope.methods.selectivity:Selectivity",
+    name: REGISTRY[name].path
+    for name in ("probe", "gaussian", "iou", "ap", "probeless", "selectivity")
 }
-
-
-def method_class(name: str) -> type[RankingMethod]:
-    """The class registered under a short name."""
-    if name not in METHODS:
-        raise NeuronscopeError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
-    module, cls = METHODS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def get_method(name: str, **params: Any) -> RankingMethod:
-    """An instance of the method registered under ``name``."""
-    return method_class(name)(**params)
-
-
-def build_method(name: str, **candidates: Any) -> RankingMethod:
-    """An instance of ``name`` given the subset of ``candidates`` its constructor accepts.
-
-    Lets callers pass common settings (``concepts``, ``neurons``, ``random_state``) to every
-    method, whether or not that method is random or restrictable.
-    """
-    cls = method_class(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in candidates.items() if k in accepted})
 
 
 def __getattr__(attr: str) -> Any:
@@ -59,14 +55,25 @@ def __getattr__(attr: str) -> Any:
 
 
 __all__ = [
+    "COMMON_SETTINGS",
     "METHODS",
+    "REGISTRY",
+    "CausalRanker",
     "ConceptRanking",
     "MethodInput",
+    "MethodSpec",
+    "PairwiseRanker",
+    "Ranker",
     "Ranking",
     "RankingMethod",
+    "SupervisedRanker",
     "build_method",
+    "build_supervised",
     "get_method",
     "method_class",
+    "method_spec",
     "prepare_input",
     "ranking_from_scores",
+    "registered",
+    "split_params",
 ]

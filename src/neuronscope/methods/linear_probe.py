@@ -53,6 +53,7 @@ from neuronscope.methods.base import (
 )
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
 PENALTIES = ("elasticnet", "l1", "l2", "none")
 TASKS = ("classification", "regression")
@@ -707,6 +708,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _n_columns(activations: Activations) -> int:
+    if isinstance(activations, ActivationView):
+        return activations.source_neurons
     if isinstance(activations, ActivationStore):
         return activations.n_neurons
     if isinstance(activations, np.ndarray) and activations.ndim == 2:

@@ -12,13 +12,15 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neuronscope import __version__
+from neuronscope.display import esc, fmt, scoped_css, table
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
+from neuronscope.methods.ranking_schema import load_ranking_json, validate_ranking_dict
 
 GLOBAL = "__all__"
 
@@ -87,9 +89,19 @@ class Ranking:
         """Concepts in this ranking."""
         return list(self.concepts)
 
+    @property
+    def n_ranked(self) -> int:
+        """Neurons in the global order."""
+        return len(self._global()[0])
+
+    def _global(self) -> tuple[np.ndarray, np.ndarray]:
+        # ``__post_init__`` always fills both; None is only a constructor default.
+        assert self.global_order is not None and self.global_scores is not None
+        return self.global_order, self.global_scores
+
     def _get(self, concept: str | None) -> tuple[np.ndarray, np.ndarray]:
         if concept is None or concept == GLOBAL:
-            return self.global_order, self.global_scores
+            return self._global()
         if concept not in self.concepts:
             raise NeuronscopeError(
                 f"ranking has no concept {concept!r}; concepts: {', '.join(self.concepts)}"
@@ -165,15 +177,15 @@ class Ranking:
                 c: {"ids": r.ids.tolist(), "scores": r.scores.tolist()}
                 for c, r in self.concepts.items()
             },
-            "global": {"ids": self.global_order.tolist(), "scores": self.global_scores.tolist()},
+            "global": {"ids": self._global()[0].tolist(), "scores": self._global()[1].tolist()},
             "extra": _jsonable(self.extra),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Ranking:
-        """Inverse of :meth:`to_dict`."""
-        if data.get("format") != "neuronscope-ranking":
-            raise NeuronscopeError("not a neuronscope ranking (format key missing)")
+        """Inverse of :meth:`to_dict`; a malformed dictionary raises ``RankingFormatError``
+        naming the field."""
+        validate_ranking_dict(data)
         return cls(
             method=data["method"],
             params=dict(data["params"]),
@@ -193,32 +205,24 @@ class Ranking:
         """Serialize to JSON; also write it to ``path`` when given."""
         text = json.dumps(self.to_dict())
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_json(cls, source: str | os.PathLike) -> Ranking:
-        """Read a ranking from a JSON file path or a JSON string."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            path = Path(source)
-            if not path.exists():
-                raise NeuronscopeError(f"ranking file not found: {path}")
-            text = path.read_text(encoding="utf-8")
-        try:
-            return cls.from_dict(json.loads(text))
-        except (json.JSONDecodeError, KeyError) as err:
-            raise NeuronscopeError(f"{source}: not a valid ranking file: {err}") from err
+        """Read a ranking from a JSON file (any :class:`~pathlib.Path`, or a string naming an
+        existing file) or from JSON text (a string starting with ``{``)."""
+        data, label = load_ranking_json(source)
+        validate_ranking_dict(data, label)
+        return cls.from_dict(data)
 
     def _repr_html_(self) -> str:
-        """Jupyter display: top neurons per concept (rendered by ``neuronscope.report``)."""
-        from neuronscope.report.rankings import ranking_html  # lazy: keeps imports light
-
+        """Jupyter display: top neurons per concept (see :func:`ranking_html`)."""
         return ranking_html(self)
 
     def __repr__(self) -> str:
         return (f"Ranking(method={self.method!r}, concepts={len(self.concepts)}, "
-                f"neurons={len(self.global_order)}, store={self.store_fingerprint})")
+                f"neurons={self.n_ranked}, store={self.store_fingerprint})")
 
 
 def ranking_from_scores(
@@ -260,3 +264,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
+
+
+def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
+    """The top ``k`` neurons per concept as an HTML table (``Ranking._repr_html_``)."""
+    concepts = ranking.concept_names
+    rows = []
+    for concept in concepts[:max_concepts]:
+        scores = list(ranking.scores(concept).items())[:k]
+        cells = " ".join(f'<span class="badge">{esc(n)} <span class="muted">{fmt(s)}</span>'
+                         "</span>" for n, s in scores)
+        rows.append((esc(concept), cells))
+    more = len(concepts) - max_concepts
+    tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
+    layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
+    head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
+            f"{ranking.n_ranked} neurons; store {esc(ranking.store_fingerprint)}</p>")
+    body = table(["concept", f"top {k} neurons (score)"], rows)
+    style = f"<style>{scoped_css('.ns-ranking')}</style>"
+    return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'

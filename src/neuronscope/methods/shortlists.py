@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import Activations, MethodInput, prepare_input
+from neuronscope.methods.base import Activations
+from neuronscope.moments import RunningMoments
+from neuronscope.store.view import ActivationView
 
 
 @dataclass
@@ -129,17 +131,12 @@ def neuron_statistics(
         bounds = (float(bounds[0]), float(bounds[1]))
         if not bounds[0] < bounds[1]:
             raise NeuronscopeError(f"bounds must be (low, high) with low < high, got {bounds}")
-    n_rows = _n_rows(activations)
-    # The shared input checks (shape, neuron names, finite values, chunking) want labels;
-    # statistics need none, so a constant dummy column stands in.
-    data = prepare_input(activations, np.zeros(n_rows, dtype=np.int8), neurons, chunk_words)
-    if n_rows == 0:
+    data = ActivationView(activations, neurons, chunk_words=chunk_words)
+    if data.n_words == 0:
         raise NeuronscopeError("no activation rows: statistics need at least one word")
 
     d = data.n_neurons
-    count = 0
-    mean = np.zeros(d)
-    m2 = np.zeros(d)  # sum of squared deviations from the mean
+    moments = RunningMoments(d)
     lo = np.full(d, np.inf)
     hi = np.full(d, -np.inf)
     zeros = np.zeros(d)
@@ -148,19 +145,7 @@ def neuron_statistics(
     if bounds is not None:
         low_cut, high_cut = _cuts(np.full(d, bounds[0]), np.full(d, bounds[1]), margin)
     for _, _, block in data.chunks():
-        n_b = len(block)
-        # Shift by the (float32) chunk mean, so large offsets cancel exactly in float32, and
-        # sum in float64; the shifted-data formula corrects for the shift not being the
-        # exact mean. Avoids a float64 copy of the whole block.
-        mean_b = block.mean(axis=0, dtype=np.float64)
-        shift = mean_b.astype(np.float32)
-        centred = block - shift
-        m2_b = (centred * centred).sum(axis=0, dtype=np.float64) - n_b * (mean_b - shift) ** 2
-        total = count + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / total)
-        m2 = m2 + m2_b + delta**2 * (count * n_b / total)
-        count = total
+        moments.update(block)
         lo = np.minimum(lo, block.min(axis=0))
         hi = np.maximum(hi, block.max(axis=0))
         zeros += (np.abs(block) <= eps).sum(axis=0)
@@ -169,12 +154,13 @@ def neuron_statistics(
             sat_high += (block >= high_cut).sum(axis=0)
     if bounds is None:
         sat_low, sat_high = _observed_saturation(data, lo, hi, margin)
+    count = int(moments.count_[0])
     return NeuronStatistics(
         names=list(data.names),
         ids=data.ids.copy(),
         count=count,
-        mean=mean,
-        variance=np.maximum(m2 / count, 0.0),
+        mean=moments.mean_[0],
+        variance=np.maximum(moments.variance_[0], 0.0),
         minimum=lo.astype(np.float64),
         maximum=hi.astype(np.float64),
         zero_fraction=zeros / count,
@@ -186,21 +172,6 @@ def neuron_statistics(
     )
 
 
-def _n_rows(activations: Activations) -> int:
-    if isinstance(activations, np.ndarray):
-        if activations.ndim != 2:
-            raise NeuronscopeError(
-                f"activations must be (n_words, n_neurons), got shape {activations.shape}"
-            )
-        return activations.shape[0]
-    n = getattr(activations, "n_words", None)
-    if n is None:
-        raise NeuronscopeError(
-            f"activations must be an ActivationStore or a numpy array, not {type(activations)}"
-        )
-    return int(n)
-
-
 def _cuts(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-neuron thresholds of left and right saturation (float32, compared with blocks)."""
     width = hi - lo
@@ -208,7 +179,7 @@ def _cuts(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[np.ndarray, np
 
 
 def _observed_saturation(
-    data: MethodInput, lo: np.ndarray, hi: np.ndarray, margin: float
+    data: ActivationView, lo: np.ndarray, hi: np.ndarray, margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Second pass: counts of words near each neuron's observed min and max."""
     low_cut, high_cut = _cuts(lo.astype(np.float64), hi.astype(np.float64), margin)

@@ -2,6 +2,8 @@
 
 from neuronscope.models.architectures import ARCHITECTURES, SUPPORTED, patterns_for
 from neuronscope.models.loading import (
+    COMPUTE_DTYPES,
+    MODEL_ALIASES,
     LoadedModel,
     default_model_path,
     load_model,
@@ -11,6 +13,8 @@ from neuronscope.models.loading import (
 
 __all__ = [
     "ARCHITECTURES",
+    "COMPUTE_DTYPES",
+    "MODEL_ALIASES",
     "SUPPORTED",
     "LoadedModel",
     "default_model_path",

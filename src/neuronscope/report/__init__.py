@@ -6,6 +6,7 @@
 * :func:`report_for_demo`: the report of a ``neuronscope demo`` folder.
 """
 
+from neuronscope.methods.ranking import ranking_html
 from neuronscope.report.heatmap import (
     activation_color,
     activation_rgb,
@@ -14,7 +15,7 @@ from neuronscope.report.heatmap import (
     histogram_svg,
 )
 from neuronscope.report.neuron import CorpusIndex, NeuronSummary, NeuronView
-from neuronscope.report.rankings import overlap_at_k, ranking_html
+from neuronscope.report.rankings import overlap_at_k
 from neuronscope.report.site import build_report, report_for_demo
 
 __all__ = [

@@ -116,8 +116,8 @@ def as_curve(
         xk, yk = _first_key(value[0], X_KEYS), _first_key(value[0], Y_KEYS)
         if xk is None or yk is None:
             return None
-        pts = [(_number(r.get(xk)), _number(r.get(yk))) for r in value]
-        pts = [(x, y) for x, y in pts if x is not None and y is not None]
+        raw = [(_number(r.get(xk)), _number(r.get(yk))) for r in value]
+        pts = [(x, y) for x, y in raw if x is not None and y is not None]
         if not pts:
             return None
         pts.sort()
@@ -130,11 +130,12 @@ def as_curve(
             if xs and len(xs) == len(ys) and None not in xs and None not in ys:
                 return xs, ys, str(xk), str(yk)  # type: ignore[return-value]
         try:
-            pts = sorted((float(k), _number(v)) for k, v in value.items())
+            keyed = sorted((float(k), _number(v)) for k, v in value.items())
         except (TypeError, ValueError):
             return None
-        if pts and all(y is not None for _, y in pts):
-            return [p[0] for p in pts], [p[1] for p in pts], "number of neurons", "value"  # type: ignore[misc]
+        pts = [(x, y) for x, y in keyed if y is not None]
+        if pts and len(pts) == len(keyed):
+            return [p[0] for p in pts], [p[1] for p in pts], "number of neurons", "value"
         return None
     if isinstance(value, list) and value and parent is not None:
         ys = [_number(v) for v in value]
@@ -269,7 +270,7 @@ def _evaluation_summary(data: Mapping[str, Any], rel: str, result: EvaluationRes
             f"{what}: probes on the top / random / bottom k neurons",
             {n: (ks, ys) for n, ys in curves.items() if ys},
             "number of neurons k", "probe accuracy (held-out)", concept,
-            {k: v for k, v in hlines.items() if _number(v) is not None},
+            {k: x for k, v in hlines.items() if (x := _number(v)) is not None},
         ))
     abl = data.get("ablation") or {}
     steps = _floats(abl.get("steps"))

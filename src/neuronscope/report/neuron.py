@@ -1,269 +1,49 @@
 """Neuron cards: what one neuron responds to, computed from its activation column.
 
 A report holds hundreds of cards, so the corpus side (word types, sentence boundaries, the
-optional sentence sample) is indexed once in a :class:`CorpusIndex`, and each neuron's
-column is read from the store once (neurons of a layer together, see
-:func:`read_columns`). Top words, contexts and sentences follow exactly the definitions of
-:mod:`neuronscope.methods.concept_search` (tests check they agree); they are recomputed here
-only because those functions re-read the store and re-index the words on every call.
+optional sentence sample) is indexed once in a
+:class:`~neuronscope.methods.inspection.CorpusIndex`, and each neuron's column is read from
+the store once (neurons of a layer together, see
+:func:`~neuronscope.methods.inspection.read_columns`). Top words, contexts and sentences come
+from :mod:`neuronscope.methods.inspection`, with its defaults.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from neuronscope.corpus.corpus import Corpus
-from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import check_finite
-from neuronscope.methods.concept_search import Context, SentenceActivation, WordActivation
+from neuronscope.methods.inspection import (
+    N_CONTEXTS,
+    N_SENTENCES,
+    N_WORDS,
+    WINDOW,
+    Context,
+    CorpusIndex,
+    SentenceActivation,
+    WordActivation,
+    read_columns,
+)
 from neuronscope.report.heatmap import heatmap_html, histogram_svg, legend, word_span
 from neuronscope.report.html import esc, fmt, scoped_css, table
+
+__all__ = [
+    "CorpusIndex",
+    "NeuronSummary",
+    "NeuronView",
+    "RankEntry",
+    "card_body",
+    "contexts_html",
+    "read_columns",
+    "sentence_values_for",
+    "sentences_html",
+    "summarize",
+]
 from neuronscope.store.store import ActivationStore
-
-
-# ---------------------------------------------------------------------------- corpus side
-@dataclass
-class CorpusIndex:
-    """Words of the analysed rows with their sentence structure and word-type codes.
-
-    ``rows`` are the store rows analysed (all of them, or those of a sentence sample), in
-    increasing order; every other array is aligned with them.
-    """
-
-    words: np.ndarray
-    sentence_ids: np.ndarray
-    positions: np.ndarray
-    rows: np.ndarray
-    n_sentences_total: int
-    n_words_total: int
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.types, self.first, self.inverse, self.counts = np.unique(
-            self.words, return_index=True, return_inverse=True, return_counts=True
-        )
-        self.inverse = self.inverse.reshape(-1)
-        _, self.sent_starts, self.sent_lengths = np.unique(
-            self.sentence_ids, return_index=True, return_counts=True
-        )
-        self.row_start = np.repeat(self.sent_starts, self.sent_lengths)
-        self.row_stop = self.row_start + np.repeat(self.sent_lengths, self.sent_lengths)
-
-    @property
-    def n_rows(self) -> int:
-        """Rows (words) analysed."""
-        return len(self.words)
-
-    @property
-    def n_sentences(self) -> int:
-        """Sentences analysed."""
-        return len(self.sent_starts)
-
-    @property
-    def sampled(self) -> bool:
-        """Whether only a sample of the sentences is analysed."""
-        return self.n_sentences < self.n_sentences_total
-
-    def describe(self) -> str:
-        """One sentence saying what was analysed, for the pages."""
-        if not self.sampled:
-            return (f"all {self.n_sentences_total} sentences ({self.n_words_total} words) "
-                    "of the corpus")
-        return (f"a random sample of {self.n_sentences} of {self.n_sentences_total} sentences "
-                f"({self.n_rows} of {self.n_words_total} words; whole store chunks drawn at "
-                "random, seed 0)")
-
-    @classmethod
-    def build(
-        cls,
-        store: ActivationStore,
-        corpus: Corpus | None = None,
-        max_sentences: int | None = None,
-        label_layers: Sequence[str] = (),
-        seed: int = 0,
-    ) -> CorpusIndex:
-        """Index the store's words (from ``corpus`` when given: faster than the store's).
-
-        Args:
-            store: the activation store.
-            corpus: the store's corpus (fingerprint-checked), optional.
-            max_sentences: analyse at most this many sentences (a seeded random sample).
-            label_layers: corpus label layers to keep, aligned with the analysed rows.
-            seed: seed of the sentence sample.
-        """
-        if corpus is not None:
-            store.check_corpus(corpus)
-            words = np.asarray(corpus.words(), dtype=object)
-            sentence_ids, positions = corpus.sentence_ids(), corpus.positions()
-        else:
-            words = np.asarray(store.words(), dtype=object)
-            sentence_ids, positions = store.sentence_ids(), store.positions()
-        n_words = len(words)
-        n_sent = store.n_sentences
-        rows = np.arange(n_words, dtype=np.int64)
-        if max_sentences is not None and max_sentences < n_sent:
-            if max_sentences < 1:
-                raise NeuronscopeError(f"max_sentences must be >= 1, got {max_sentences}")
-            keep = _sample_sentences(sentence_ids, max_sentences, store.chunk_words, seed)
-            rows = np.nonzero(keep[sentence_ids])[0]
-        labels = {}
-        if corpus is not None:
-            for layer in label_layers:
-                if layer in corpus.labels:
-                    labels[layer] = corpus.labels_array(layer)[rows]
-        return cls(words[rows], sentence_ids[rows], positions[rows], rows, n_sent, n_words,
-                   labels)
-
-
-def _sample_sentences(sentence_ids: np.ndarray, n: int, chunk_words: int,
-                      seed: int) -> np.ndarray:
-    """A seeded sample of ``n`` sentences, drawn as whole store chunks (boolean mask).
-
-    Sentences are taken chunk by chunk (chunks in random order), not one by one: a store is
-    read in chunks of ``chunk_words`` rows, so a sample spread over every chunk would cost a
-    full read of the store, while this one costs reading about ``n / n_sentences`` of it.
-    """
-    n_sent = int(sentence_ids.max()) + 1 if len(sentence_ids) else 0
-    first_row = np.full(n_sent, len(sentence_ids), dtype=np.int64)
-    np.minimum.at(first_row, sentence_ids, np.arange(len(sentence_ids)))
-    chunk_of = first_row // max(chunk_words, 1)
-    order = np.random.default_rng(seed).permutation(int(chunk_of.max()) + 1)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    # Sentences sorted by (random chunk rank, position): the first n are the sample.
-    picked = np.lexsort((np.arange(n_sent), rank[chunk_of]))[:n]
-    keep = np.zeros(n_sent, dtype=bool)
-    keep[picked] = True
-    return keep
-
-
-def read_columns(
-    store: ActivationStore, neurons: Sequence[str | int], rows: np.ndarray | None = None
-) -> np.ndarray:
-    """Activations ``(len(rows), k)`` of some neurons on some rows (sorted store rows).
-
-    Only the store chunks holding some of ``rows`` are read. Pass neurons of the same layer
-    together: the store's chunks hold whole layers, so each chunk is then read once for all
-    of them.
-    """
-    ids = store.layout.ids(neurons).tolist()
-    if rows is None:
-        rows = np.arange(store.n_words, dtype=np.int64)
-    out = np.empty((len(rows), len(ids)), dtype=np.float32)
-    step = store.chunk_words
-    for chunk in np.unique(rows // step).tolist():
-        start, stop = chunk * step, min((chunk + 1) * step, store.n_words)
-        lo, hi = np.searchsorted(rows, [start, stop])
-        block = store.neurons(ids, rows=slice(start, stop))
-        picked = block[rows[lo:hi] - start]
-        check_finite(picked, start)
-        out[lo:hi] = picked
-    return out
-
-
-# ---------------------------------------------------------------------------- searches
-def _ranked_rows(values: np.ndarray, at_least: int) -> np.ndarray:
-    """Indices of the ``at_least`` highest values plus ties, highest first, ties by index."""
-    n = len(values)
-    if at_least >= n:
-        candidates = np.arange(n)
-    else:
-        threshold = np.partition(values, n - at_least)[n - at_least]
-        candidates = np.nonzero(values >= threshold)[0]
-    return candidates[np.lexsort((candidates, -values[candidates]))]
-
-
-def top_words(index: CorpusIndex, values: np.ndarray, k: int = 15,
-              lowest: bool = False) -> list[WordActivation]:
-    """Word types ranked by their strongest occurrence (as ``concept_search.top_words``)."""
-    values = np.asarray(values, dtype=np.float64)
-    if k <= 0 or len(values) == 0:
-        return []
-    signed = -values if lowest else values
-    best = np.full(len(index.types), -np.inf)
-    np.maximum.at(best, index.inverse, signed)
-    sums = np.bincount(index.inverse, weights=values, minlength=len(index.types))
-    order = np.lexsort((index.first, -best))[:k]
-    sign = -1.0 if lowest else 1.0
-    return [WordActivation(str(index.types[t]), float(sign * best[t]),
-                           float(sums[t] / index.counts[t]), int(index.counts[t]))
-            for t in order]
-
-
-def top_contexts(index: CorpusIndex, values: np.ndarray, k: int = 15, window: int = 9,
-                 lowest: bool = False) -> list[Context]:
-    """Distinct windows around the most activating occurrences (as ``concept_search``)."""
-    if k <= 0 or len(values) == 0:
-        return []
-    signed = -values if lowest else values
-    half = window // 2
-    seen: set[tuple[tuple[str, ...], int]] = set()
-    out: list[Context] = []
-    wanted, done = max(4 * k, 64), 0
-    while True:
-        rows = _ranked_rows(signed, wanted)
-        for row in rows[done:].tolist():
-            lo = max(row - half, int(index.row_start[row]))
-            hi = min(row + half + 1, int(index.row_stop[row]))
-            key = (tuple(index.words[lo:hi].tolist()), row - lo)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(Context(key[0], key[1], float(values[row]), int(index.sentence_ids[row]),
-                               int(index.positions[row])))
-            if len(out) == k:
-                return out
-        done = len(rows)
-        if done >= len(values):
-            return out
-        wanted *= 4
-
-
-def top_sentences(index: CorpusIndex, values: np.ndarray, k: int = 5,
-                  lowest: bool = False) -> list[SentenceActivation]:
-    """Sentences ranked by their max activation (as ``concept_search.top_sentences``)."""
-    values = np.asarray(values, dtype=np.float64)
-    if k <= 0 or len(values) == 0:
-        return []
-    starts, lengths = index.sent_starts, index.sent_lengths
-    maxima = np.maximum.reduceat(values, starts)
-    means = np.add.reduceat(values, starts) / lengths
-    score = np.minimum.reduceat(values, starts) if lowest else maxima
-    order = _ranked_rows(-score if lowest else score, k)[:k]
-    out = []
-    for s in order.tolist():
-        lo, hi = int(starts[s]), int(starts[s] + lengths[s])
-        out.append(SentenceActivation(
-            sentence_id=int(index.sentence_ids[lo]), words=index.words[lo:hi].tolist(),
-            activations=[float(v) for v in values[lo:hi]], max_activation=float(maxima[s]),
-            mean_activation=float(means[s]), score=float(score[s]),
-        ))
-    return out
-
-
-def label_shares(index: CorpusIndex, values: np.ndarray, n_top: int,
-                 max_labels: int = 5) -> dict[str, list[tuple[str, float, float]]]:
-    """Per label layer: the labels of the ``n_top`` most activating words.
-
-    Returns ``layer -> [(label, share among the top words, share in the analysed corpus)]``,
-    most frequent first; a neuron whose top words are 90% NOUN against a 25% base rate is
-    plainly a noun detector.
-    """
-    if not index.labels or len(values) == 0:
-        return {}
-    top = _ranked_rows(np.asarray(values, dtype=np.float64), n_top)[:n_top]
-    out = {}
-    for layer, labels in index.labels.items():
-        here = Counter(labels[top].tolist())
-        base = Counter(labels.tolist())
-        out[layer] = [(str(lab), c / len(top), base[lab] / len(labels))
-                      for lab, c in here.most_common(max_labels)]
-    return out
 
 
 # ---------------------------------------------------------------------------- summary
@@ -323,10 +103,10 @@ def summarize(
     index: CorpusIndex,
     neuron: str | int,
     values: np.ndarray,
-    n_words: int = 15,
-    n_contexts: int = 12,
-    n_sentences: int = 5,
-    window: int = 9,
+    n_words: int = N_WORDS,
+    n_contexts: int = N_CONTEXTS,
+    n_sentences: int = N_SENTENCES,
+    window: int = WINDOW,
 ) -> NeuronSummary:
     """Compute a neuron's card content from its activation column on ``index``'s rows."""
     nid = int(store.layout.ids([neuron])[0])
@@ -343,12 +123,12 @@ def summarize(
         zero_fraction=float(np.mean(np.abs(v) <= 1e-6)) if len(v) else 0.0,
         scale=scale if scale > 0 else 1.0,
         histogram=histogram_svg(v, scale=scale if scale > 0 else 1.0),
-        top_words=top_words(index, v, n_words),
-        bottom_words=top_words(index, v, n_words, lowest=True),
-        top_contexts=top_contexts(index, v, n_contexts, window),
-        bottom_contexts=top_contexts(index, v, max(n_contexts // 3, 1), window, lowest=True),
-        top_sentences=top_sentences(index, v, n_sentences),
-        label_shares=label_shares(index, v, n_top),
+        top_words=index.top_words(v, n_words),
+        bottom_words=index.top_words(v, n_words, lowest=True),
+        top_contexts=index.top_contexts(v, n_contexts, window),
+        bottom_contexts=index.top_contexts(v, max(n_contexts // 3, 1), window, lowest=True),
+        top_sentences=index.top_sentences(v, n_sentences),
+        label_shares=index.label_shares(v, n_top),
         n_label_top=min(n_top, len(v)),
     )
 
@@ -456,14 +236,15 @@ def card_body(
         f"{esc(index.describe())}.</p></div></div>",
         f"<p>{key}</p>",
     ]
+    rows: list[Sequence[str]]  # table rows of rendered cells, one table after another
     if s.label_shares and not preview:
         rows = []
         for layer, shares in s.label_shares.items():
-            cells = " ".join(
+            badges = " ".join(
                 f'<span class="badge">{esc(lab)} {100 * a:.0f}% <span class="muted">(corpus '
                 f"{100 * b:.0f}%)</span></span>" for lab, a, b in shares
             )
-            rows.append((esc(layer), cells))
+            rows.append((esc(layer), badges))
         parts.append(f"<h2>Labels of its top {s.n_label_top} words</h2>"
                      + table(["layer", "labels (share among its top words vs corpus)"], rows))
     if ranks and not preview:

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.ranking import Ranking
-from neuronscope.report.html import esc, fmt, scoped_css, table
+from neuronscope.store.provenance import Provenance, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
 
 
@@ -44,21 +43,14 @@ def method_labels(rankings: Sequence[Ranking]) -> list[str]:
     return out
 
 
-def check_rankings(store: ActivationStore, rankings: Sequence[Ranking]) -> None:
-    """Refuse rankings made on another store: their neuron ids would name other neurons."""
-    for r in rankings:
-        if r.store_fingerprint and r.store_fingerprint != store.fingerprint:
-            raise NeuronscopeError(
-                f"{r.method} ranking was made on store {r.store_fingerprint}, not on this "
-                f"store ({store.fingerprint}): rank the neurons of this store first"
-            )
-        for nid, name in list(r.names.items())[:1000]:
-            if not 0 <= nid < store.n_neurons or store.layout.name(nid) != name:
-                raise NeuronscopeError(
-                    f"{r.method} ranking names neuron {nid} {name!r}, which this store "
-                    f"calls {store.layout.name(nid) if 0 <= nid < store.n_neurons else 'nothing'}"
-                    "; was it made on another store?"
-                )
+def check_rankings(store: ActivationStore, rankings: Sequence[Ranking]) -> list[str]:
+    """The acceptance policy (:func:`~neuronscope.store.provenance.check_ranking_compatible`),
+    the same as ``neuronscope evaluate``'s: refuse rankings of another model, aggregation or
+    neuron layout (their ids would name other neurons); accept rankings of another corpus of
+    the same model. Returns the policy's notes."""
+    target = Provenance.of_store(store)
+    return [note for r in rankings
+            for note in check_ranking_compatible(r, target, store.layout)]
 
 
 def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -125,22 +117,3 @@ def probe_weights(ranking: Ranking, name: str) -> list[tuple[str, float]]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append((str(concept), float(value)))
     return out
-
-
-def ranking_html(ranking: Ranking, k: int = 5, max_concepts: int = 30) -> str:
-    """The top ``k`` neurons per concept as an HTML table (``Ranking._repr_html_``)."""
-    concepts = ranking.concept_names
-    rows = []
-    for concept in concepts[:max_concepts]:
-        scores = list(ranking.scores(concept).items())[:k]
-        cells = " ".join(f'<span class="badge">{esc(n)} <span class="muted">{fmt(s)}</span>'
-                         "</span>" for n, s in scores)
-        rows.append((esc(concept), cells))
-    more = len(concepts) - max_concepts
-    tail = f'<p class="note">… and {more} more concepts</p>' if more > 0 else ""
-    layer = f" on <b>{esc(ranking.label_layer)}</b>" if ranking.label_layer else ""
-    head = (f"<p><b>{esc(ranking.method)}</b> ranking{layer}: {len(concepts)} concepts, "
-            f"{len(ranking.global_order)} neurons; store {esc(ranking.store_fingerprint)}</p>")
-    body = table(["concept", f"top {k} neurons (score)"], rows)
-    style = f"<style>{scoped_css('.ns-ranking')}</style>"
-    return f'<div class="ns-ranking">{style}{head}{body}{tail}</div>'

@@ -20,7 +20,6 @@ fixed number of words, contexts and sentences. Each page states what was sampled
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -30,33 +29,35 @@ from typing import Any
 
 import numpy as np
 
-from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_text
+from neuronscope.methods.inspection import (
+    N_CONTEXTS,
+    N_SENTENCES,
+    N_WORDS,
+    WINDOW,
+    CorpusIndex,
+    read_columns,
+)
 from neuronscope.methods.ranking import Ranking
 from neuronscope.report.evaluation import (
-    MAX_CURVE_GROUPS,
     CurveGroup,
     EvaluationResults,
-    ResultTable,
     read_evaluation,
 )
 from neuronscope.report.heatmap import heatmap_html, legend
-from neuronscope.report.html import esc, fmt, page, script_json, slug, table
+from neuronscope.report.html import esc, fmt, page, slug, table
+from neuronscope.report.index_page import MARKER, curves_html, result_table, write_index
 from neuronscope.report.neuron import (
-    CorpusIndex,
     NeuronSummary,
     RankEntry,
     card_body,
-    read_columns,
     sentence_values_for,
     summarize,
 )
 from neuronscope.report.plots import (
-    agreement_svg,
     concept_layers_svg,
-    curves_svg,
-    layer_distribution_svg,
 )
 from neuronscope.report.rankings import (
     ConceptKey,
@@ -75,14 +76,6 @@ _READ_BYTES = 256 * 2**20
 #: Example sentences per concept page, and their maximum shown length.
 _EXAMPLES = 3
 _EXAMPLE_WORDS = 40
-#: Neurons per method shown for a concept on the index (the concept page shows top_k).
-_INDEX_TOP = 5
-#: Words of each card that the search box knows.
-_SEARCH_WORDS = 10
-_MARKER = "neuronscope-report.json"
-#: Result tables on the index, and rows per table, at most.
-MAX_TABLES = 20
-MAX_TABLE_ROWS = 50
 
 
 @dataclass
@@ -107,7 +100,7 @@ def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise NeuronscopeError(f"report output {out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / _MARKER).exists():
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
             raise NeuronscopeError(
                 f"report output {out_dir} is a non-empty folder that holds no neuronscope "
                 "report; choose an empty or new folder"
@@ -128,9 +121,9 @@ def build_report(
     top_k: int = 10,
     max_neurons: int = 200,
     max_concepts: int = 60,
-    n_words: int = 15,
-    n_contexts: int = 12,
-    n_sentences: int = 5,
+    n_words: int = N_WORDS,
+    n_contexts: int = N_CONTEXTS,
+    n_sentences: int = N_SENTENCES,
     title: str | None = None,
 ) -> Path:
     """Write a self-contained static report site and return the path of its ``index.html``.
@@ -255,8 +248,9 @@ class _Builder:
             top, scores = {}, {}
             for label, r in zip(self.methods, self.rankings, strict=True):
                 if key.concept in r.concepts and r.label_layer == key.layer:
-                    c = r.concepts[key.concept]
-                    top[label], scores[label] = c.ids[: self.top_k], c.scores[: self.top_k]
+                    ranked = r.concepts[key.concept]
+                    top[label] = ranked.ids[: self.top_k]
+                    scores[label] = ranked.scores[: self.top_k]
             n = counts.get(key)
             self.concepts.append(_Concept(
                 key, name, f"concepts/{file}.html", file, top, scores, n,
@@ -313,9 +307,9 @@ class _Builder:
         for nid in self.card_ids:
             groups.setdefault(self.store.layout.locate(nid)[:2], []).append(nid)
         group = max(1, _READ_BYTES // (4 * max(self.index.n_rows, 1)))
-        for ids in groups.values():
-            for start in range(0, len(ids), group):
-                part = ids[start:start + group]
+        for layer_ids in groups.values():
+            for start in range(0, len(layer_ids), group):
+                part = layer_ids[start:start + group]
                 columns = read_columns(self.store, part, self.index.rows)
                 for j, nid in enumerate(part):
                     values = columns[:, j]
@@ -343,7 +337,7 @@ class _Builder:
                  f"{self.index.describe()}."]
         parts += [n[0].upper() + n[1:] + "." for n in self.notes]
         parts.append(f"Each card shows {self.n_words} top and bottom words, "
-                     f"{self.n_contexts} top contexts (9-word windows), "
+                     f"{self.n_contexts} top contexts ({WINDOW}-word windows), "
                      f"{self.n_sentences} top sentences (cut to {_EXAMPLE_WORDS} words).")
         return f'<p class="note">{esc(" ".join(parts))}</p>'
 
@@ -382,7 +376,7 @@ class _Builder:
                               self.methods, probe, effects)
                     + self.sampling_note())
             html = page(f"{s.name} · neuron card", body, root="../", subtitle=self.title)
-            (self.out / "neurons" / f"{s.name}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "neurons" / f"{s.name}.html", html)
 
     # ------------------------------------------------------------------ concept pages
     def _top_table(self, concept: _Concept, root: str, k: int) -> str:
@@ -441,12 +435,12 @@ class _Builder:
             curves = [g for g in self.evaluation.curves if _mentions(g, concept.key.concept)]
             tables = [t for t in self.evaluation.tables if t.concept == concept.key.concept]
             if curves or tables:
-                parts.append("<h2>Evaluation</h2>" + _curves_html(curves)
-                             + "".join(_result_table(t) for t in tables))
+                parts.append("<h2>Evaluation</h2>" + curves_html(curves)
+                             + "".join(result_table(t) for t in tables))
             parts.append(self.sampling_note())
             html = page(f"{concept.name} · concept", "".join(parts), root="../",
                         subtitle=self.title)
-            (self.out / "concepts" / f"{concept.file}.html").write_text(html, encoding="utf-8")
+            atomic_write_text(self.out / "concepts" / f"{concept.file}.html", html)
 
     def _examples_html(self, concept: _Concept) -> str:
         if not concept.examples:
@@ -482,198 +476,9 @@ class _Builder:
         return "".join(parts)
 
     # ------------------------------------------------------------------ index
-    def _search_data(self) -> dict[str, Any]:
-        neurons, words = [], {}
-        for i, (nid, s) in enumerate(self.summaries.items()):
-            top = [w.word for w in s.top_words[:_SEARCH_WORDS]]
-            neurons.append([s.name, self.neuron_href(nid, ""), "top words: " + ", ".join(top[:5])])
-            for w in top:
-                words.setdefault(w, []).append(i)
-        concepts = [[c.name, c.href] for c in self.concepts]
-        return {"neurons": neurons, "concepts": concepts,
-                "words": sorted([w, ids] for w, ids in words.items())}
-
     def write_index(self) -> Path:
-        info = self.store.info()
-        keys = layer_keys(self.store)
-        parts = [f"<h1>{esc(self.title)}</h1>"]
-        comps = "; ".join(f"{n}: layers {c['layers'][0]}–{c['layers'][-1]} × {c['neurons']}"
-                          for n, c in info["components"].items())
-        rows = [("model", esc(info["model"])), ("corpus", esc(info["corpus"])),
-                ("sentences / words", f"{info['n_sentences']} / {info['n_words']}"),
-                ("components", esc(comps)), ("neurons", str(info["n_neurons"])),
-                ("aggregation", esc(info["aggregation"])), ("dtype", esc(info["dtype"])),
-                ("store", esc(Path(info["path"]).name)
-                 + f' <span class="muted">{esc(self.store.fingerprint)}</span>'),
-                ("tool version", esc(__version__))]
-        parts.append('<div class="grid"><div class="box" style="flex:1 1 420px">'
-                     "<h3>Model, corpus and store</h3>"
-                     + "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-                     + "</table></div>"
-                     + '<div class="box" style="flex:1 1 360px"><h3>Search</h3>'
-                     '<input id="search" type="search" '
-                     'placeholder="neuron (L1.mlp.7), concept or word" autocomplete="off">'
-                     '<ul id="search-results"></ul><p class="note">Finds neuron cards by name, '
-                     "concepts by name, and neurons by the words that activate them most.</p>"
-                     "</div></div>")
-        parts.append(self.sampling_note())
-        if not self.rankings:
-            parts.append('<p class="warn">No rankings were given: pass ranking JSON files '
-                         "(from <code>neuronscope rank</code>) to see neurons per concept.</p>")
-        else:
-            parts.append(self._rankings_html())
-            parts.append(self._concepts_table())
-            counts = {m: {c.name: layer_counts(self.store, c.top[m].tolist())
-                          for c in self.concepts if m in c.top} for m in self.methods}
-            parts.append("<h2>Layer distribution</h2><figure>"
-                         + layer_distribution_svg(counts, keys, self.top_k)
-                         + f"<figcaption>Number of each concept's top {self.top_k} neurons in each "
-                         "layer, per method (cf. Figure 2 of Sajjad et al. 2022).</figcaption>"
-                         "</figure>")
-            parts.append(self._agreement_html())
-        parts.append(self._evaluation_html())
-        cards = " ".join(self.neuron_link(nid, "") for nid in self.summaries)
-        parts.append(f"<h2>All neuron cards ({len(self.summaries)})</h2><details><summary>show"
-                     f"</summary><p>{cards}</p></details>")
-        body = ("".join(parts) + '<script type="application/json" id="search-data">'
-                + script_json(self._search_data()) + "</script>")
-        html = page(f"{self.title} · neuronscope report", body, subtitle=self.title,
-                    script=_SEARCH_JS)
-        index = self.out / "index.html"
-        index.write_text(html, encoding="utf-8")
-        self._write_manifest()
-        return index
-
-    def _rankings_html(self) -> str:
-        rows = []
-        for label, r in zip(self.methods, self.rankings, strict=True):
-            params = ", ".join(f"{k}={v}" for k, v in r.params.items()
-                               if not isinstance(v, (list, dict)))
-            extras = ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}"
-                               for k, v in r.extra.items()
-                               if isinstance(v, (int, float, str)) and not isinstance(v, bool))
-            rows.append((esc(label), esc(r.label_layer or "—"), str(len(r.concepts)),
-                         str(len(r.global_order)), esc(params), esc(extras)))
-        return ("<h2>Rankings</h2>"
-                + table(["method", "labels", "concepts", "neurons", "parameters", "results"],
-                        rows))
-
-    def _concepts_table(self) -> str:
-        rows = []
-        for c in self.concepts:
-            cells = [f'<a href="{esc(c.href)}">{esc(c.name)}</a>',
-                     str(c.n_words) if c.n_words is not None else "—"]
-            names = [c.name.lower()]
-            for m in self.methods:
-                ids = c.top.get(m)
-                if ids is None:
-                    cells.append('<span class="muted">—</span>')
-                    continue
-                cells.append(" ".join(self.neuron_link(int(i), "")
-                                      for i in ids[:_INDEX_TOP]))
-                names += [self.store.layout.name(int(i)).lower() for i in ids[:_INDEX_TOP]]
-            rows.append((" ".join(names), cells))
-        head = "".join(f"<th>{esc(h)}</th>"
-                       for h in ["concept", "words", *self.methods])
-        body = "".join(f'<tr data-s="{esc(s)}">' + "".join(f"<td>{c}</td>" for c in cells)
-                       + "</tr>" for s, cells in rows)
-        return (f"<h2>Concepts: top {_INDEX_TOP} neurons per method</h2>"
-                f'<table id="concepts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-                "</table><p class=\"note\">The search box also filters this table. Concept pages "
-                f"list the top {self.top_k}.</p>")
-
-    def _agreement_html(self) -> str:
-        n = len(self.methods)
-        if n < 2:
-            return ""
-        sums, counts = np.zeros((n, n)), np.zeros((n, n))
-        rows = []
-        for c in self.concepts:
-            for a, b, v in self._agreement_rows(c):
-                i, j = self.methods.index(a), self.methods.index(b)
-                if np.isfinite(v):
-                    sums[i, j] += v
-                    sums[j, i] += v
-                    counts[i, j] += 1
-                    counts[j, i] += 1
-            cells = {f"{a} / {b}": f"{v:.2f}" for a, b, v in self._agreement_rows(c)}
-            rows.append((c, cells))
-        mean = np.divide(sums, counts, out=np.full((n, n), np.nan), where=counts > 0)
-        np.fill_diagonal(mean, 1.0)
-        pairs = [f"{a} / {b}" for i, a in enumerate(self.methods) for b in self.methods[i + 1:]]
-        table_rows = [[f'<a href="{esc(c.href)}">{esc(c.name)}</a>',
-                       *(cells.get(p, "—") for p in pairs)] for c, cells in rows]
-        return ("<h2>Method agreement</h2><figure>"
-                + agreement_svg(self.methods, mean, self.top_k)
-                + f"<figcaption>overlap@{self.top_k}: share of the top {self.top_k} neurons two "
-                "methods have in common for a concept, averaged over the concepts both rank "
-                "(blank: none).</figcaption>"
-                "</figure><details><summary>per concept</summary>"
-                + table(["concept", *pairs], table_rows) + "</details>")
-
-    def _evaluation_html(self) -> str:
-        ev = self.evaluation
-        parts = ["<h2>Evaluation</h2>"]
-        if not ev.folders:
-            parts.append('<p class="muted">No evaluation results given (pass --evaluation DIR '
-                         "with the output of <code>neuronscope evaluate</code>).</p>")
-            return "".join(parts)
-        parts.append(f'<p class="note">From {esc(", ".join(ev.folders))}.</p>')
-        if ev.empty:
-            parts.append('<p class="muted">No results found there.</p>')
-        overall = [g for g in ev.curves if not g.per_class]
-        if overall:
-            parts.append(_curves_html(overall[:MAX_CURVE_GROUPS]))
-            if len(overall) > MAX_CURVE_GROUPS:
-                parts.append(f'<p class="note">{len(overall)} result curves were found; the '
-                             f"first {MAX_CURVE_GROUPS} are shown here.</p>")
-        n_per_class = len(ev.curves) - len(overall)
-        if n_per_class:
-            parts.append(f'<p class="note">{n_per_class} per-concept curves are on the concept '
-                         "pages.</p>")
-        for t in ev.tables[:MAX_TABLES]:
-            parts.append(_result_table(t))
-        if ev.scalars:
-            parts.append("<h3>Summary</h3>" + table(["result", "value"],
-                                                     [(esc(k), esc(v)) for k, v in ev.scalars]))
-        if ev.images:
-            figs = "".join(f'<figure style="width:440px"><img class="plot" src="{uri}" '
-                           f'alt="{esc(name)}">'
-                           f"<figcaption>{esc(name)}</figcaption></figure>"
-                           for name, uri in ev.images)
-            parts.append(f'<h3>Figures found in the results</h3><div class="grid">{figs}</div>')
-        if ev.effects:
-            parts.append(f'<p class="note">Per-neuron effects were found for {len(ev.effects)} '
-                         "of the neurons with cards; they are on their cards.</p>")
-        for note in ev.notes:
-            parts.append(f'<p class="note">{esc(note)}</p>')
-        return "".join(parts)
-
-    def _write_manifest(self) -> None:
-        manifest = {
-            "format": "neuronscope-report",
-            "tool_version": __version__,
-            "title": self.title,
-            "store": str(self.store.path),
-            "store_fingerprint": self.store.fingerprint,
-            "methods": self.methods,
-            "options": {"top_k": self.top_k, "max_neurons": self.max_neurons,
-                        "max_concepts": self.max_concepts, "max_sentences": self.max_sentences,
-                        "n_words": self.n_words, "n_contexts": self.n_contexts,
-                        "n_sentences": self.n_sentences},
-            "sampled": {"description": self.index.describe(),
-                        "sentences_analysed": self.index.n_sentences,
-                        "sentences_total": self.index.n_sentences_total,
-                        "concepts_shown": len(self.concepts),
-                        "concepts_total": self.n_concepts_total,
-                        "neuron_cards": len(self.summaries),
-                        "neuron_candidates": self.n_candidates},
-            "notes": self.notes + self.evaluation.notes,
-            "pages": {"concepts": {c.name: c.href for c in self.concepts},
-                      "neurons": {s.name: f"neurons/{s.name}.html"
-                                  for s in self.summaries.values()}},
-        }
-        (self.out / _MARKER).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        """Write ``index.html`` and the manifest (see :mod:`neuronscope.report.index_page`)."""
+        return write_index(self)
 
 
 def _short_model_name(model: str) -> str:
@@ -693,72 +498,3 @@ def _mentions(group: CurveGroup, concept: str) -> bool:
     return any(p == concept or p.endswith(f"={concept}") for p in parts)
 
 
-def _curves_html(groups: Sequence[CurveGroup]) -> str:
-    figs = []
-    for g in groups:
-        kind = "ablation" if g.is_ablation else "selection"
-        figs.append(f'<figure class="curve" data-kind="{kind}">'
-                    + curves_svg(g.title, g.curves, g.xlabel, g.ylabel, g.hlines)
-                    + f"<figcaption>{esc(g.title)}</figcaption></figure>")
-    return f'<div class="grid">{"".join(figs)}</div>' if figs else ""
-
-
-def _result_table(t: ResultTable) -> str:
-    rows = [[esc(c) for c in row] for row in t.rows[:MAX_TABLE_ROWS]]
-    more = (f'<p class="note">{len(t.rows) - MAX_TABLE_ROWS} more rows not shown.</p>'
-            if len(t.rows) > MAX_TABLE_ROWS else "")
-    return f"<h3>{esc(t.title)}</h3>" + table(t.headers, rows) + more
-
-
-_SEARCH_JS = """
-(function () {
-  var data = JSON.parse(document.getElementById('search-data').textContent);
-  var box = document.getElementById('search');
-  var out = document.getElementById('search-results');
-  var rows = document.querySelectorAll('#concepts tbody tr');
-  var MAX = 40;
-  function add(kind, text, href, hint) {
-    var li = document.createElement('li');
-    var k = document.createElement('span'); k.className = 'kind'; k.textContent = kind;
-    var a = document.createElement('a'); a.href = href; a.textContent = text;
-    li.appendChild(k); li.appendChild(a);
-    if (hint) { var h = document.createElement('span'); h.className = 'val';
-                h.textContent = hint; li.appendChild(h); }
-    out.appendChild(li);
-  }
-  function run() {
-    var q = box.value.trim().toLowerCase();
-    out.textContent = '';
-    var hits = {}, n = 0;
-    if (q) {
-      data.neurons.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) >= 0) {
-          hits[e[0].toLowerCase()] = true;
-          if (n++ < MAX) add('neuron', e[0], e[1], e[2]);
-        }
-      });
-      data.concepts.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) >= 0 && n++ < MAX) add('concept', e[0], e[1], '');
-      });
-      data.words.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) !== 0) return;
-        e[1].forEach(function (i) {
-          var nr = data.neurons[i];
-          hits[nr[0].toLowerCase()] = true;
-          if (n++ < MAX) add('word', e[0] + ' \\u2192 ' + nr[0], nr[1], nr[2]);
-        });
-      });
-      if (!n) { var li = document.createElement('li'); li.className = 'muted';
-                li.textContent = 'no match'; out.appendChild(li); }
-    }
-    rows.forEach(function (tr) {
-      var s = tr.getAttribute('data-s');
-      var show = !q || s.indexOf(q) >= 0 ||
-        s.split(' ').some(function (t) { return hits[t]; });
-      tr.style.display = show ? '' : 'none';
-    });
-  }
-  box.addEventListener('input', run);
-  run();
-})();
-"""

@@ -15,17 +15,15 @@ sentence vectors.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from neuronscope.errors import StoreError
-from neuronscope.store.names import _NAME
-from neuronscope.store.store import META_FILE, ActivationStore, read_meta, write_json_atomic
+from neuronscope.store.names import NEURON_NAME
+from neuronscope.store.store import ActivationStore
+from neuronscope.store.writer import StoreWriter
 
 #: ``rows(start, stop) -> (stop - start, len(layers) * neurons)`` float block.
 RowFn = Callable[[int, int], np.ndarray]
@@ -48,46 +46,54 @@ def add_component(path: str | os.PathLike, name: str, layers: Sequence[int], neu
         compress: Zstandard-compress chunks (sparse codes shrink many times over).
         progress: called with ``(rows_done, n_rows)`` after every chunk.
     """
-    store = ActivationStore(path)  # complete stores only
-    if not _NAME.match(f"L0.{name}.0"):
+    store = ActivationStore(path)  # complete, intact stores only
+    if not NEURON_NAME.match(f"L0.{name}.0"):
         raise StoreError(f"bad component name {name!r}: use letters, digits, '_' or '-'")
-    meta = store.meta
-    existing = meta["components"].get(name)
-    if existing is not None:
-        if not existing.get("derived"):
-            raise StoreError(f"store {store.path} already has an extracted component {name!r}; "
-                             "choose another name")
-        if not overwrite:
-            raise StoreError(f"store {store.path} already has a component {name!r}; pass "
-                             "--overwrite (overwrite=True) to replace it, or choose --name")
-        del meta["components"][name]
-        write_json_atomic(store.path / META_FILE, meta)
     layers = [int(x) for x in layers]
-    group = zarr.open_group(str(store.path), mode="r+")
-    key = f"activations/{name}"
-    if key in group:
-        del group[key]  # an orphan of an interrupted attach, or the component replaced above
-        shutil.rmtree(store.path / "activations" / name, ignore_errors=True)
     n, width = store.n_words, len(layers) * int(neurons)
-    kwargs: dict[str, Any] = {} if compress else {"compressors": None}
-    arr = group.create_array(key, shape=(n, width), chunks=(min(store.chunk_words, max(n, 1)),
-                             int(neurons)), dtype="float32", fill_value=np.nan, **kwargs)
     step = store.chunk_words
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        block = np.asarray(rows(start, stop), dtype=np.float32)
-        if block.shape != (stop - start, width):
-            raise StoreError(f"component {name!r}: rows {start}-{stop} came back with shape "
-                             f"{block.shape}, expected {(stop - start, width)}")
-        arr[start:stop] = block
-        if progress is not None:
-            progress(stop, n)
-    meta = read_meta(store.path)  # fresh: never write back a stale copy
-    meta["components"][name] = {
-        "layers": layers, "neurons": int(neurons), "head_dim": None, "modules": {},
-        "derived": True, **dict(info or {}),
-    }
-    write_json_atomic(store.path / META_FILE, meta)
+    # Every array write goes through the store's writer, so the new chunks are recorded in
+    # the chunk manifest (with checksums) before the metadata lists the component.
+    writer = StoreWriter.append(store.path)
+    try:
+        meta = writer.meta
+        existing = meta["components"].get(name)
+        if existing is not None:
+            if not existing.get("derived"):
+                raise StoreError(f"store {store.path} already has an extracted component "
+                                 f"{name!r}; choose another name")
+            if not overwrite:
+                raise StoreError(f"store {store.path} already has a component {name!r}; pass "
+                                 "--overwrite (overwrite=True) to replace it, or choose --name")
+            components = dict(meta["components"])
+            del components[name]
+            writer.update_meta(components=components)
+        group = writer.group
+        key = f"activations/{name}"
+        if key in group:
+            del group[key]  # an orphan of an interrupted attach, or the component replaced
+        kwargs: dict[str, Any] = {} if compress else {"compressors": None}
+        arr = group.create_array(key, shape=(n, width),
+                                 chunks=(min(step, max(n, 1)), int(neurons)),
+                                 dtype="float32", fill_value=np.nan,
+                                 config={"write_empty_chunks": True}, **kwargs)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = np.asarray(rows(start, stop), dtype=np.float32)
+            if block.shape != (stop - start, width):
+                raise StoreError(f"component {name!r}: rows {start}-{stop} came back with "
+                                 f"shape {block.shape}, expected {(stop - start, width)}")
+            arr[start:stop] = block
+            if progress is not None:
+                progress(stop, n)
+        components = dict(writer.meta["components"])
+        components[name] = {
+            "layers": layers, "neurons": int(neurons), "head_dim": None, "modules": {},
+            "derived": True, **dict(info or {}),
+        }
+        writer.update_meta(components=components)
+    finally:
+        writer.close()
     return ActivationStore(store.path)
 
 
@@ -97,7 +103,15 @@ def remove_component(path: str | os.PathLike, name: str) -> ActivationStore:
     comp = store.meta["components"].get(name)
     if comp is None or not comp.get("derived"):
         raise StoreError(f"store {store.path} has no derived component {name!r}")
-    del store.meta["components"][name]
-    write_json_atomic(store.path / META_FILE, store.meta)
-    shutil.rmtree(Path(store.path) / "activations" / name, ignore_errors=True)
+    writer = StoreWriter.append(store.path)
+    try:
+        components = dict(writer.meta["components"])
+        del components[name]
+        writer.update_meta(components=components)  # metadata first: readers stop seeing it
+        key = f"activations/{name}"
+        if key in writer.group:
+            del writer.group[key]
+            writer.update_meta()  # save the manifest without the deleted chunks
+    finally:
+        writer.close()
     return ActivationStore(store.path)

@@ -15,7 +15,39 @@ import numpy as np
 
 from neuronscope.errors import UnknownComponentError
 
-_NAME = re.compile(r"^L(\d+)\.([A-Za-z_][\w-]*)\.(?:h(\d+)\.)?(\d+)$")
+#: The grammar of neuron names: ``L<layer>.<component>.[h<head>.]<index>``.
+# 18 digits at most per number: no real index is longer, and Python refuses int() of
+# very long digit strings (a traceback instead of a clear error).
+NEURON_NAME = re.compile(r"^L(\d{1,18})\.([A-Za-z_][\w-]*)\.(?:h(\d{1,18})\.)?(\d{1,18})$")
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """The parts of a neuron name; ``index`` is within the head when ``head`` is set."""
+
+    layer: int
+    component: str
+    head: int | None
+    index: int
+
+    @property
+    def group(self) -> str:
+        """The layer group, ``L3.mlp`` (what per-layer summaries count by)."""
+        return f"L{self.layer}.{self.component}"
+
+
+def parse_name(name: str) -> ParsedName | None:
+    """Split ``L3.mlp.1021`` / ``L2.attn.h5.17`` into its parts; None if not a neuron name.
+
+    Only the grammar is checked here: whether the component, layer and index exist is a
+    question for a :class:`NeuronLayout` (a store) or a model's sites.
+    """
+    match = NEURON_NAME.match(name.strip()) if isinstance(name, str) else None
+    if match is None:
+        return None
+    layer, component, head, index = match.groups()
+    return ParsedName(int(layer), component, None if head is None else int(head), int(index))
+
 
 
 @dataclass(frozen=True)
@@ -102,27 +134,27 @@ class NeuronLayout:
 
     def id(self, name: str) -> int:
         """Global id of a readable name; accepts ``L2.attn.h5.17`` and ``L2.attn.337``."""
-        match = _NAME.match(name.strip())
-        if not match:
+        parsed = parse_name(name)
+        if parsed is None:
             raise UnknownComponentError(
                 f"bad neuron name {name!r}; expected like 'L3.mlp.1021' or 'L2.attn.h5.17'"
             )
-        layer, component, head, index = match.groups()
+        component, index = parsed.component, parsed.index
         comp = self._check_component(component)
-        index_in_layer = int(index)
-        if head is not None:
+        index_in_layer = index
+        if parsed.head is not None:
             if not comp.head_dim:
                 raise UnknownComponentError(f"component {component!r} has no heads: {name!r}")
-            if int(index) >= comp.head_dim:
+            if index >= comp.head_dim:
                 raise UnknownComponentError(
                     f"{name!r}: head dimension {index} >= head size {comp.head_dim}"
                 )
-            index_in_layer = int(head) * comp.head_dim + int(index)
+            index_in_layer = parsed.head * comp.head_dim + index
         if index_in_layer >= comp.neurons:
             raise UnknownComponentError(
                 f"{name!r}: index {index_in_layer} >= {comp.neurons} neurons per layer"
             )
-        return self.layer_slice(component, int(layer)).start + index_in_layer
+        return self.layer_slice(component, parsed.layer).start + index_in_layer
 
     def ids(self, names: Iterable[str | int]) -> np.ndarray:
         """Global ids of names (ints pass through, range-checked)."""

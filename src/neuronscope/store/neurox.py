@@ -51,6 +51,13 @@ from neuronscope.errors import (
     NeuronscopeError,
     StoreError,
 )
+from neuronscope.io import atomic_path
+from neuronscope.store.neurox_checks import (
+    check_data_kind,
+    check_size,
+    reading_errors,
+    values_array,
+)
 from neuronscope.store.store import META_FILE, ActivationStore, StoreWriter, block_bounds
 
 DTYPES = ("float32", "float16")
@@ -122,36 +129,28 @@ def export_neurox_hdf5(
     words_array = store._group["words/word"]
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            sentence_to_index: dict[str, str] = {}
-            for lo, hi in block_bounds(lengths, block_words):
-                r0, r1 = int(offsets[lo]), int(offsets[hi])
-                rows = store.component(component, rows=slice(r0, r1))
-                rows = rows.reshape(r1 - r0, n_layers, n_neurons)
-                words = [str(w) for w in words_array[r0:r1]]
-                for s in range(lo, hi):
-                    a, b = int(offsets[s]) - r0, int(offsets[s + 1]) - r0
-                    data = np.ascontiguousarray(rows[a:b].transpose(1, 0, 2), dtype=out_dtype)
-                    # Same call as NeuroX: contiguous, uncompressed, named by the index.
-                    f.create_dataset(str(s), data.shape, dtype=out_dtype, data=data)
-                    key = neurox_sentence_key(" ".join(words[a:b]), sentence_to_index)
-                    sentence_to_index[key] = str(s)
-            index = f.create_dataset(INDEX_DATASET, (1,), dtype=h5py.special_dtype(vlen=str))
-            index[0] = json.dumps(sentence_to_index)
-            f.attrs[ATTR_PREFIX + "component"] = component
-            f.attrs[ATTR_PREFIX + "layers"] = json.dumps(list(comp.layers))
-            f.attrs[ATTR_PREFIX + "model"] = str(store.meta["model"]["name"])
-            f.attrs[ATTR_PREFIX + "model_fingerprint"] = store.model_fingerprint
-            f.attrs[ATTR_PREFIX + "corpus_fingerprint"] = store.corpus_fingerprint
-            f.attrs[ATTR_PREFIX + "aggregation"] = str(store.meta["aggregation"])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        sentence_to_index: dict[str, str] = {}
+        for lo, hi in block_bounds(lengths, block_words):
+            r0, r1 = int(offsets[lo]), int(offsets[hi])
+            rows = store.component(component, rows=slice(r0, r1))
+            rows = rows.reshape(r1 - r0, n_layers, n_neurons)
+            words = [str(w) for w in words_array[r0:r1]]
+            for s in range(lo, hi):
+                a, b = int(offsets[s]) - r0, int(offsets[s + 1]) - r0
+                data = np.ascontiguousarray(rows[a:b].transpose(1, 0, 2), dtype=out_dtype)
+                # Same call as NeuroX: contiguous, uncompressed, named by the index.
+                f.create_dataset(str(s), data.shape, dtype=out_dtype, data=data)
+                key = neurox_sentence_key(" ".join(words[a:b]), sentence_to_index)
+                sentence_to_index[key] = str(s)
+        index = f.create_dataset(INDEX_DATASET, (1,), dtype=h5py.special_dtype(vlen=str))
+        index[0] = json.dumps(sentence_to_index)
+        f.attrs[ATTR_PREFIX + "component"] = component
+        f.attrs[ATTR_PREFIX + "layers"] = json.dumps(list(comp.layers))
+        f.attrs[ATTR_PREFIX + "model"] = str(store.meta["model"]["name"])
+        f.attrs[ATTR_PREFIX + "model_fingerprint"] = store.model_fingerprint
+        f.attrs[ATTR_PREFIX + "corpus_fingerprint"] = store.corpus_fingerprint
+        f.attrs[ATTR_PREFIX + "aggregation"] = str(store.meta["aggregation"])
     return path
 
 
@@ -214,6 +213,7 @@ class _Hdf5File(_NeuroxFile):
                 raise CorpusFormatError(
                     f"sentence {i}: expected [layers, words, neurons], got {shape}", str(self.path)
                 )
+            check_data_kind(self.path, f"sentence {i}", ds.dtype)
             _check_words(self.path, corpus, i, int(ds.shape[1]))
             if first is None:
                 first = (int(ds.shape[0]), int(ds.shape[2]))
@@ -224,6 +224,7 @@ class _Hdf5File(_NeuroxFile):
                     str(self.path),
                 )
         self.n_layers, self.n_neurons = first
+        check_size(self.path, self.n_layers, self.n_neurons)
         self.n_sentences = n
         layers = self.f.attrs.get(ATTR_PREFIX + "layers")
         self.layer_ids = json.loads(layers) if layers is not None else None
@@ -231,8 +232,9 @@ class _Hdf5File(_NeuroxFile):
         self.aggregation = str(agg) if agg is not None else None
 
     def sentences(self) -> Iterator[np.ndarray]:
-        for i in range(self.n_sentences):
-            yield np.asarray(self.f[str(i)][()], dtype=np.float32)
+        with reading_errors(self.path):
+            for i in range(self.n_sentences):
+                yield np.asarray(self.f[str(i)][()], dtype=np.float32)
 
     def close(self) -> None:
         self.f.close()
@@ -259,6 +261,7 @@ class _JsonFile(_NeuroxFile):
             self.close()
             raise CorpusFormatError("no words with activations in the file", str(path))
         self.n_layers = len(self._layer_index)
+        check_size(path, self.n_layers, self.n_neurons)
         # NeuroX numbers the kept layers 0..n-1; the numbers are only a fallback here.
         self.layer_ids = self._layer_index
 
@@ -307,8 +310,9 @@ class _JsonFile(_NeuroxFile):
                     *where,
                 )
             try:
-                words.append(np.asarray([layer["values"] for layer in layers], np.float32))
-            except (KeyError, ValueError, TypeError) as err:
+                words.append(values_array([layer["values"] for layer in layers], self.path,
+                                          line_no, j))
+            except (KeyError, TypeError) as err:
                 raise CorpusFormatError(
                     f"word {j}: 'values' missing or of unequal lengths ({err})", *where
                 ) from err
@@ -330,7 +334,8 @@ class _JsonFile(_NeuroxFile):
             # Sentences peeked before the layer count was known have no words: reshape them.
             yield arr if arr.shape[1] else np.zeros((self.n_layers, 0, self.n_neurons),
                                                     np.float32)
-        yield from self._lines
+        with reading_errors(self.path):
+            yield from self._lines
 
     def close(self) -> None:
         self.fp.close()
@@ -354,9 +359,10 @@ def _check_words(path: Path, corpus: Corpus, i: int, n_file: int) -> None:
 def _open_neurox(path: Path, corpus: Corpus) -> _NeuroxFile:
     if not path.is_file():
         raise StoreError(f"NeuroX activations file {path} does not exist")
-    if h5py.is_hdf5(path):
-        return _Hdf5File(path, corpus)
-    return _JsonFile(path)
+    with reading_errors(path):
+        if h5py.is_hdf5(path):
+            return _Hdf5File(path, corpus)
+        return _JsonFile(path)
 
 
 # ---------------------------------------------------------------------------- import

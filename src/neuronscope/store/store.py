@@ -3,6 +3,7 @@
 Layout of a store directory::
 
     neuronscope.json          metadata, progress and the ``complete`` flag (atomic writes)
+    manifest.json             size and CRC-32C of every file below (see ``integrity``)
     zarr.json                 the Zarr group
     activations/<component>   float32|float16 (n_words, n_layers * neurons), chunks (C, neurons)
     sentences/<component>     pooled sentence vectors (n_sentences, n_layers * neurons)
@@ -14,17 +15,20 @@ Row ``i`` of every activation array is flat word ``i`` of the corpus. Writers on
 write whole chunks (plus the final partial one) in increasing row order and record
 ``progress.words_done`` after each write, so an interrupted extraction can be resumed and
 a store is only marked ``complete`` once every row is on disk.
+
+A store is created under a hidden temporary name next to its path and renamed into place
+once its metadata, manifest and words table are written: a crash during creation leaves no
+store (the leftover is removed by the next creation), never a half-made one. One writer at a
+time holds the store's lock (``lock.py``). Write failures (disk full, file-size limit) raise
+:class:`StoreError` naming the path and leave the store resumable.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +38,28 @@ import zarr
 from neuronscope import __version__
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import (
+    DamagedStoreError,
     FingerprintMismatchError,
     IncompleteStoreError,
     StoreError,
 )
+from neuronscope.store.integrity import (
+    array,
+    describe,
+    layout_of,
+    meta_problems,
+    open_checked,
+    read_manifest,
+)
+from neuronscope.store.meta import (  # noqa: F401  (re-exported: the store's public names)
+    FORMAT,
+    FORMAT_VERSION,
+    META_FILE,
+    read_meta,
+    write_json_atomic,
+)
 from neuronscope.store.names import NeuronLayout
-
-META_FILE = "neuronscope.json"
-FORMAT = "neuronscope-activation-store"
-FORMAT_VERSION = 1
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON so that readers see either the old or the new file, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; stores are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from neuronscope.store.writer import StoreWriter
 
 
 def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]:
@@ -78,31 +76,24 @@ def block_bounds(lengths: np.ndarray, block_words: int) -> list[tuple[int, int]]
     return bounds
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a store's metadata, with a clear error when the folder is not a store."""
-    meta_path = Path(path) / META_FILE
-    if not meta_path.exists():
-        raise StoreError(f"{path} is not a neuronscope activation store (no {META_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise StoreError(f"{meta_path}: corrupt metadata: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise StoreError(f"{meta_path}: not a neuronscope store (format {meta.get('format')!r})")
-    return meta
-
-
 class ActivationStore:
     """Read access to an activation store.
 
     Args:
         path: the store directory.
         allow_incomplete: open an interrupted store and expose only the rows written so far.
+        checksums: compare every chunk read with its CRC-32C (about 10 GB per CPU-second);
+            False keeps the existence and size checks only (and ``verify`` still compares
+            all checksums).
     """
 
-    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False,
+                 checksums: bool = True) -> None:
         self.path = Path(path)
         self.meta = read_meta(self.path)
+        problems = meta_problems(self.meta)
+        if problems:
+            raise DamagedStoreError(describe(self.path, [f"{META_FILE}: {p}" for p in problems]))
         done = int(self.meta["progress"]["words_done"])
         if not self.meta["complete"] and not allow_incomplete:
             raise IncompleteStoreError(
@@ -113,13 +104,14 @@ class ActivationStore:
             )
         self.complete = bool(self.meta["complete"])
         self.n_words = int(self.meta["corpus"]["n_words"]) if self.complete else done
-        self.layout = NeuronLayout.from_meta(self.meta["components"])
-        self._group = zarr.open_group(str(self.path), mode="r")
+        self.layout = layout_of(self.path, self.meta)
+        self._group = _open_group(self.path, self.meta, self.layout, checksums)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False) -> ActivationStore:
+    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False,
+             checksums: bool = True) -> ActivationStore:
         """Open a store (same as the constructor)."""
-        return cls(path, allow_incomplete=allow_incomplete)
+        return cls(path, allow_incomplete=allow_incomplete, checksums=checksums)
 
     # ---------------------------------------------------------------- description
     @property
@@ -187,6 +179,11 @@ class ActivationStore:
     def check_corpus(self, corpus: Corpus) -> None:
         """Raise :class:`FingerprintMismatchError` unless ``corpus`` is the store's corpus."""
         if corpus.fingerprint != self.corpus_fingerprint:
+            if corpus.legacy_fingerprint == self.corpus_fingerprint:
+                raise FingerprintMismatchError(
+                    f"store {self.path} was written by an older neuronscope whose corpus "
+                    "fingerprint could collide; re-extract it (or re-import it) to use it"
+                )
             raise FingerprintMismatchError(
                 f"corpus {corpus.name!r} (fingerprint {corpus.fingerprint}, "
                 f"{corpus.n_words} words) is not the corpus store {self.path} was extracted "
@@ -197,20 +194,20 @@ class ActivationStore:
     # ---------------------------------------------------------------- words table
     def words(self) -> list[str]:
         """The word of every row."""
-        return [str(w) for w in self._group["words/word"][: self.n_words]]
+        return [str(w) for w in np.asarray(array(self._group, "words/word")[: self.n_words])]
 
     def sentence_ids(self) -> np.ndarray:
         """The sentence index of every row."""
-        return np.asarray(self._group["words/sentence_id"][: self.n_words], dtype=np.int64)
+        return np.asarray(array(self._group, "words/sentence_id")[: self.n_words], dtype=np.int64)
 
     def positions(self) -> np.ndarray:
         """The position inside its sentence of every row."""
-        return np.asarray(self._group["words/position"][: self.n_words], dtype=np.int64)
+        return np.asarray(array(self._group, "words/position")[: self.n_words], dtype=np.int64)
 
     # ---------------------------------------------------------------- activations
     def _array(self, component: str) -> zarr.Array:
         self.layout.offset(component)  # validates the name
-        return self._group[f"activations/{component}"]
+        return array(self._group, f"activations/{component}")
 
     def layer(
         self, component: str, layer: int, rows: slice | np.ndarray | None = None
@@ -224,9 +221,8 @@ class ActivationStore:
         self, component: str, layers: Sequence[int] | None = None, rows: slice | None = None
     ) -> np.ndarray:
         """Neurons of some (default: all) layers of a component, layers side by side."""
-        comp = self.layout.components.get(component)
-        if comp is None:
-            self.layout.offset(component)  # raises the clear error
+        self.layout.offset(component)  # the clear error for an unknown component
+        comp = self.layout.components[component]
         if layers is None or list(layers) == list(comp.layers):
             return self._read(component, rows, slice(None))
         return np.concatenate([self.layer(component, layer, rows) for layer in layers], axis=1)
@@ -279,7 +275,7 @@ class ActivationStore:
         key = f"sentences/{component}"
         if self.meta["sentence_pooling"] == "none" or key not in self._group:
             raise StoreError(f"store {self.path} has no sentence vectors for {component!r}")
-        return np.asarray(self._group[key][:], dtype=np.float32)
+        return np.asarray(array(self._group, key)[:], dtype=np.float32)
 
     def _n_rows(self, rows: slice | np.ndarray | None) -> int:
         if rows is None:
@@ -297,7 +293,7 @@ class ActivationStore:
         if isinstance(cols, np.ndarray) and len(cols):
             lo, hi = int(cols.min()), int(cols.max()) + 1
             if hi - lo == len(cols) and np.all(np.diff(cols) == 1):
-                data = arr[rows, lo:hi]  # already in order: no gather
+                data: Any = arr[rows, lo:hi]  # already in order: no gather
             elif hi - lo <= 4 * len(cols):
                 # Close-together columns: one contiguous read, then pick in memory. Zarr's
                 # per-column orthogonal selection costs ~8x more CPU for a whole layer.
@@ -317,129 +313,22 @@ class ActivationStore:
         return f"ActivationStore({self.path}, {self.n_words} words, {comps}, {state})"
 
 
-class StoreWriter:
-    """Creates a store and fills it chunk by chunk, recording progress for resumption."""
-
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        self.path = path
-        self.meta = meta
-        self._group = zarr.open_group(str(path), mode="r+")
-
-    @classmethod
-    def create(
-        cls,
-        path: str | os.PathLike,
-        meta: dict[str, Any],
-        corpus: Corpus,
-        *,
-        overwrite: bool = False,
-        chunk_words: int = 4096,
-    ) -> StoreWriter:
-        """Create an empty store for ``corpus`` with the components described in ``meta``."""
-        path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            if not overwrite:
-                raise StoreError(
-                    f"output store {path} already exists; pass --overwrite to replace it "
-                    "or --resume to continue an interrupted extraction"
-                )
-            if not (path / META_FILE).exists():
-                # Never delete a folder we did not write.
-                raise StoreError(f"refusing to overwrite {path}: it is not a neuronscope store")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        layout = NeuronLayout.from_meta(meta["components"])
-        dtype = np.dtype(meta["dtype"])
-        n_words, n_sent = corpus.n_words, corpus.n_sentences
-        meta = dict(meta)
-        meta.update(
-            format=FORMAT,
-            format_version=FORMAT_VERSION,
-            complete=False,
-            created=_now(),
-            chunk_words=chunk_words,
-            progress={"words_done": 0, "sentences_done": 0},
-        )
-        # Metadata first, marked incomplete, so a crash at any later point is recognizable.
-        write_json_atomic(path / META_FILE, meta)
-        # Mode "a", not "w": "w" would clear the folder, deleting the metadata just written.
-        group = zarr.open_group(str(path), mode="a")
-        for name, comp in layout.components.items():
-            group.create_array(
-                f"activations/{name}",
-                shape=(n_words, comp.size),
-                chunks=(min(chunk_words, max(n_words, 1)), comp.neurons),
-                dtype=dtype,
-                fill_value=np.nan,
-                compressors=None,  # float activations barely compress; speed matters more
-            )
-            if meta["sentence_pooling"] != "none":
-                group.create_array(
-                    f"sentences/{name}",
-                    shape=(n_sent, comp.size),
-                    chunks=(min(4096, max(n_sent, 1)), comp.size),
-                    dtype=dtype,
-                    fill_value=np.nan,
-                    compressors=None,
-                )
-        chunk = (min(65536, max(n_words, 1)),)
-        group.create_array("words/word", shape=(n_words,), chunks=chunk, dtype=str)[:] = np.array(
-            corpus.words(), dtype=object
-        )
-        group.create_array("words/sentence_id", shape=(n_words,), chunks=chunk, dtype="int32")[
-            :
-        ] = corpus.sentence_ids()
-        group.create_array("words/position", shape=(n_words,), chunks=chunk, dtype="int32")[
-            :
-        ] = corpus.positions()
-        return cls(path, meta)
-
-    @classmethod
-    def resume(cls, path: str | os.PathLike) -> StoreWriter:
-        """Reopen an interrupted store for writing."""
-        path = Path(path)
-        meta = read_meta(path)
-        if meta["complete"]:
-            raise StoreError(f"store {path} is already complete; nothing to resume")
-        return cls(path, meta)
-
-    @property
-    def words_done(self) -> int:
-        """Rows already on disk."""
-        return int(self.meta["progress"]["words_done"])
-
-    def write_rows(self, component: str, start: int, block: np.ndarray) -> None:
-        """Write rows ``start : start + len(block)`` of a component's activations."""
-        arr = self._group[f"activations/{component}"]
-        arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
-
-    def write_sentences(self, component: str, start: int, block: np.ndarray) -> None:
-        """Write pooled sentence vectors for sentences ``start : start + len(block)``."""
-        arr = self._group[f"sentences/{component}"]
-        arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
-
-    def commit(self, words_done: int, sentences_done: int) -> None:
-        """Record that every row below ``words_done`` is on disk."""
-        self.meta["progress"] = {
-            "words_done": int(words_done),
-            "sentences_done": int(sentences_done),
-        }
-        write_json_atomic(self.path / META_FILE, self.meta)
-
-    def update_meta(self, **fields: Any) -> None:
-        """Merge fields into the metadata and save it."""
-        self.meta.update(fields)
-        write_json_atomic(self.path / META_FILE, self.meta)
-
-    def finalize(self, **fields: Any) -> None:
-        """Mark the store complete; call only after every row was written and committed."""
-        n_words = int(self.meta["corpus"]["n_words"])
-        if self.words_done != n_words:
-            raise StoreError(
-                f"cannot finalize {self.path}: {self.words_done} of {n_words} words written"
-            )
-        self.meta.update(fields, complete=True, finished=_now())
-        write_json_atomic(self.path / META_FILE, self.meta)
+def _open_group(path: Path, meta: Mapping[str, Any], layout: NeuronLayout,
+                checksums: bool = True) -> zarr.Group:
+    """The store's Zarr group, read through the chunk checks (see ``integrity``)."""
+    version = meta["format_version"]
+    if version == 1:
+        warnings.warn(f"store {path} was written before chunk manifests (format 1): damaged "
+                      "chunks cannot be detected; re-extract it to get the checks",
+                      stacklevel=3)
+        return zarr.open_group(str(path), mode="r")
+    if version != FORMAT_VERSION:
+        raise StoreError(f"store {path} has format version {version}; this neuronscope "
+                         f"reads versions 1 and {FORMAT_VERSION}")
+    group, problems = open_checked(path, meta, layout, read_manifest(path), checksums=checksums)
+    if problems or group is None:
+        raise DamagedStoreError(describe(path, problems))
+    return group
 
 
 def store_from_arrays(
@@ -501,9 +390,12 @@ def store_from_arrays(
         "windows": {},
     }
     writer = StoreWriter.create(path, meta, corpus, overwrite=overwrite, chunk_words=chunk_words)
-    for name, array in arrays.items():
-        for start in range(0, corpus.n_words, chunk_words):
-            writer.write_rows(name, start, array[start : start + chunk_words])
-    writer.commit(corpus.n_words, corpus.n_sentences)
-    writer.finalize()
+    try:
+        for name, array in arrays.items():
+            for start in range(0, corpus.n_words, chunk_words):
+                writer.write_rows(name, start, array[start : start + chunk_words])
+        writer.commit(corpus.n_words, corpus.n_sentences)
+        writer.finalize()
+    finally:
+        writer.close()
     return ActivationStore(path)

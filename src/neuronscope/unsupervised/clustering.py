@@ -31,7 +31,6 @@ A; the matrix is not symmetric.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.store.names import parse_name
 from neuronscope.unsupervised.correlation import (
     DEFAULT_MAX_BYTES,
     Activations,
@@ -51,13 +51,12 @@ from neuronscope.unsupervised.correlation import (
 
 LINKAGES = ("average", "complete", "single", "weighted")
 REPRESENTATIVES = ("random", "central")
-_GROUP = re.compile(r"^(L\d+\.[^.]+)\.")
 
 
 def group_of(name: str) -> str:
     """Layer group of a neuron name: ``"L3.mlp"`` for ``L3.mlp.17``; ``"all"`` otherwise."""
-    match = _GROUP.match(name)
-    return match.group(1) if match else "all"
+    parsed = parse_name(name)
+    return parsed.group if parsed is not None else "all"
 
 
 def _group_order(groups: Sequence[str]) -> list[str]:
@@ -314,7 +313,9 @@ def _redundancy(names: list[str], reps: np.ndarray, constant: np.ndarray) -> dic
     groups = [group_of(n) for n in names]
     kept = np.zeros(len(names), dtype=bool)
     kept[reps] = True
-    totals, redundant, dead = Counter(groups), Counter(), Counter()
+    totals = Counter(groups)
+    redundant: Counter[str] = Counter()
+    dead: Counter[str] = Counter()
     for g, k, c in zip(groups, kept.tolist(), constant.tolist(), strict=True):
         if not k:
             redundant[g] += 1

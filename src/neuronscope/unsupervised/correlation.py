@@ -40,10 +40,13 @@ import numpy as np
 from scipy.linalg import blas
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import array_column_ids, check_finite
+from neuronscope.io import atomic_path, atomic_write_json
+from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView, as_view
 
-Activations = ActivationStore | np.ndarray
+#: A store, a ``(n_words, n_neurons)`` array, or a view of either (chosen neurons and rows).
+Activations = ActivationStore | np.ndarray | ActivationView
 
 #: Default budget of the float64 accumulator (bytes); wider selections go by neuron blocks.
 DEFAULT_MAX_BYTES = 512 * 2**20
@@ -53,19 +56,14 @@ _BLOCK_BYTES = 128 * 2**20
 
 
 # ---------------------------------------------------------------------- column sources
-@dataclass
-class _Part:
-    source: Activations
-    ids: np.ndarray
-    names: list[str]
-    all_columns: bool
-
-
 class ColumnSource:
     """Row-aligned activations of one or more stores or arrays, chosen neurons side by side.
 
     Several parts (e.g. two models' stores of the same corpus) are read chunk by chunk in
     lockstep, so cross-model statistics stream like single-model ones.
+
+    Each part is an :class:`~neuronscope.store.view.ActivationView` (``parts``), which does
+    the selection, reading and finiteness checks.
 
     Args:
         parts: ``(activations, neurons)`` pairs; ``neurons`` are names or global ids for a
@@ -83,8 +81,8 @@ class ColumnSource:
         if not isinstance(chunk_words, (int, np.integer)) or chunk_words < 1:
             raise NeuronscopeError(f"chunk_words must be a positive integer, got {chunk_words}")
         self.chunk_words = int(chunk_words)
-        self.parts = [_make_part(src, neurons) for src, neurons in parts]
-        rows = {_n_rows(p.source) for p in self.parts}
+        self.parts = [as_view(src, neurons) for src, neurons in parts]
+        rows = {p.n_words for p in self.parts}
         if len(rows) != 1:
             raise NeuronscopeError(
                 f"activations differ in number of words ({sorted(rows)}); they must describe "
@@ -99,8 +97,8 @@ class ColumnSource:
         # stays near _BLOCK_BYTES; rounded to whole store chunks, which zarr reads whole.
         fit = max(1, _BLOCK_BYTES // (4 * self.n_cols))
         if fit < self.chunk_words:
-            unit = max((p.source.chunk_words for p in self.parts
-                        if isinstance(p.source, ActivationStore)), default=1)
+            unit = max((p.store.chunk_words for p in self.parts if p.store is not None),
+                       default=1)
             self.chunk_words = min(self.chunk_words, max(unit, fit // unit * unit))
 
     @classmethod
@@ -134,23 +132,7 @@ class ColumnSource:
         """Rows ``start:stop`` of every column as a new float32 array (never a view)."""
         out = np.empty((stop - start, self.n_cols), dtype=np.float32)
         for part, off in zip(self.parts, self.offsets[:-1].tolist(), strict=True):
-            src, width = part.source, len(part.ids)
-            target = out[:, off:off + width]
-            if isinstance(src, ActivationStore):
-                rows = slice(start, stop)
-                if not part.all_columns:
-                    target[...] = src.neurons(part.ids, rows)
-                else:  # component by component: no concatenated copy
-                    col = 0
-                    for name in src.components:
-                        size = src.layout.components[name].size
-                        target[:, col:col + size] = src.component(name, rows=rows)
-                        col += size
-            elif part.all_columns:
-                target[...] = src[start:stop]
-            else:
-                target[...] = src[start:stop, part.ids]
-            check_finite(target, start)
+            part.read(start, stop, out=out[:, off:off + part.n_neurons])
         return out
 
     def chunks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -172,6 +154,7 @@ class ColumnSource:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(read, bounds[0]) if bounds else None
             for i, b in enumerate(bounds):
+                assert pending is not None  # one is submitted for every bound
                 block = pending.result()
                 pending = pool.submit(read, bounds[i + 1]) if i + 1 < len(bounds) else None
                 yield b[0], b[1], block
@@ -192,30 +175,6 @@ class ColumnSource:
             out[pos:end] = span[rows[pos:end] - start]
             pos = end
         return out
-
-
-def _make_part(source: Activations, neurons: Sequence[str | int] | np.ndarray | None) -> _Part:
-    if isinstance(source, ActivationStore):
-        ids = (np.arange(source.n_neurons, dtype=np.int64) if neurons is None
-               else source.layout.ids(list(neurons)))
-        all_cols = bool(len(ids) == source.n_neurons and np.all(ids == np.arange(len(ids))))
-        return _Part(source, ids, source.layout.names(ids), all_cols)
-    if isinstance(source, np.ndarray):
-        if source.ndim != 2:
-            raise NeuronscopeError(
-                f"activations must be (n_words, n_neurons), got shape {source.shape}"
-            )
-        width = source.shape[1]
-        ids = array_column_ids(width, neurons)
-        all_cols = bool(len(ids) == width and np.all(ids == np.arange(width)))
-        return _Part(source, ids, [f"n{i}" for i in ids], all_cols)
-    raise NeuronscopeError(
-        f"activations must be an ActivationStore or a numpy array, not {type(source).__name__}"
-    )
-
-
-def _n_rows(source: Activations) -> int:
-    return source.n_words if isinstance(source, ActivationStore) else int(source.shape[0])
 
 
 # ---------------------------------------------------------------------- result
@@ -283,7 +242,8 @@ class CorrelationResult:
         if path.suffix != ".npy":
             path = path.with_suffix(".npy")
         if self.path is None or Path(self.path).resolve() != path.resolve():
-            np.save(path, np.asarray(self.matrix, dtype=np.float32))
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(self.matrix, dtype=np.float32))
         _write_sidecar(path, self)
         self.path = path
         return path
@@ -328,30 +288,10 @@ def _write_sidecar(path: Path, result: CorrelationResult) -> None:
         "n_words": int(result.n_words),
         "part_offsets": result.part_offsets.tolist(),
     }
-    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+    atomic_write_json(path.with_suffix(".json"), meta, indent=None)
 
 
 # ---------------------------------------------------------------------- streaming statistics
-class _Moments:
-    """Running count, mean and per-column sum of squared deviations (Chan et al. merge)."""
-
-    def __init__(self, n_cols: int) -> None:
-        self.n = 0
-        self.mean = np.zeros(n_cols, dtype=np.float64)
-        self.m2 = np.zeros(n_cols, dtype=np.float64)
-
-    def merge(self, c: int, chunk_mean: np.ndarray, chunk_m2: np.ndarray) -> tuple[np.ndarray,
-                                                                                      float]:
-        """Fold in a chunk; returns ``(delta, weight)`` for the matching Gram update."""
-        n = self.n + c
-        delta = chunk_mean - self.mean
-        weight = self.n * c / n
-        self.mean += delta * (c / n)
-        self.m2 += chunk_m2 + weight * delta * delta
-        self.n = n
-        return delta, weight
-
-
 def _rank1_update(acc: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
     """``acc += alpha * outer(x, y)`` in place (BLAS ``dger`` on the Fortran view)."""
     if alpha == 0.0 or acc.size == 0:
@@ -366,10 +306,10 @@ _SLAB = 1024  # columns per float64 slab when summing squares outside the Gram
 
 def _block_pass(
     source: ColumnSource, lo: int, hi: int, precision: str, rows: np.ndarray | None,
-) -> tuple[_Moments, np.ndarray]:
+) -> tuple[RunningMoments, np.ndarray]:
     """One pass over the words: moments of columns ``lo:`` and ``M2[lo:hi, lo:]``."""
     width, h = source.n_cols - lo, hi - lo
-    moments = _Moments(width)
+    moments = RunningMoments(width)
     acc = np.zeros((h, width), dtype=np.float64)
     for _, _, block in source.chunks(rows):
         c = len(block)
@@ -398,7 +338,7 @@ def _block_pass(
         del gram
         m2 -= c * resid * resid
         _rank1_update(acc, -float(c), resid[:h], resid)
-        delta, weight = moments.merge(c, chunk_mean, m2)
+        delta, weight = moments.merge(float(c), chunk_mean, m2)
         _rank1_update(acc, weight, delta[:h], delta)
     return moments, acc
 
@@ -472,13 +412,13 @@ def correlation_matrix(
     for lo, hi in _row_blocks(d, int(max_bytes)):
         moments, acc = _block_pass(source, lo, hi, precision, rows)
         if std is None:  # the first block starts at 0: its moments cover every column
-            mean = moments.mean
-            std = np.sqrt(np.maximum(moments.m2, 0.0) / moments.n)
+            mean = moments.mean_[0]
+            std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])
             const = constant_neurons(mean, std)
             std[const] = 0.0
             # 1/sd with constants -> 0 turns their rows and columns into zeros.
             inv = np.zeros(d)
-            inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2[~const], 1e-300))
+            inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2_[0][~const], 1e-300))
         acc *= inv[lo:hi, None]
         acc *= inv[None, lo:]
         np.clip(acc, -1.0, 1.0, out=acc)
@@ -495,6 +435,7 @@ def correlation_matrix(
         mean=mean, std=std, n_words=n_words, part_offsets=source.offsets.copy(), path=path,
     )
     if path is not None:
-        matrix.flush()
+        if isinstance(matrix, np.memmap):  # the matrix lives in ``path``
+            matrix.flush()
         _write_sidecar(path, result)
     return result

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import as_view
 from neuronscope.unsupervised.correlation import Activations, ColumnSource
 
 NONNEG = ("split", "clip", "shift")
@@ -208,9 +208,11 @@ def factorize_sentence(
         sentence: index of the sentence.
         words: the sentence's words (default: read from the store).
     """
-    if isinstance(activations, ActivationStore):
-        sids = activations.sentence_ids()
-        n_sentences = activations.n_sentences
+    view = as_view(activations, neurons)
+    store_sids = view.sentence_ids()
+    if store_sids is not None and view.store is not None:
+        sids = store_sids
+        n_sentences = view.store.n_sentences
     else:
         if sentence_ids is None:
             raise NeuronscopeError("factorizing a sentence of a plain array needs sentence_ids")
@@ -221,12 +223,12 @@ def factorize_sentence(
     rows = np.nonzero(sids == sentence)[0]
     if len(rows) == 0:
         raise NeuronscopeError(f"sentence {sentence} has no rows (not written yet?)")
-    if words is None and isinstance(activations, ActivationStore):
-        all_words = activations.words()
-        words = [all_words[i] for i in rows]
+    view_words = view.words() if words is None else None
+    if view_words is not None:
+        words = [view_words[i] for i in rows]
     if words is not None and len(words) != len(rows):
         raise NeuronscopeError(f"{len(words)} words given for a sentence of {len(rows)} words")
-    source = ColumnSource.of(activations, neurons)
+    source = ColumnSource.of(view)
     return _result(source, rows, k, None if words is None else list(words), int(sentence),
                    nonneg, standardize, max_iter, random_state)
 
@@ -249,8 +251,6 @@ def factorize_corpus(
     n = source.n_rows
     rows = (np.arange(n) if sample_words >= n
             else np.sort(rng.choice(n, size=sample_words, replace=False)))
-    words = None
-    if isinstance(activations, ActivationStore):
-        all_words = activations.words()
-        words = [all_words[i] for i in rows]
+    all_words = source.parts[0].words() if len(source.parts) == 1 else None
+    words = None if all_words is None else [all_words[i] for i in rows]
     return _result(source, rows, k, words, None, nonneg, standardize, max_iter, random_state)

@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
+from neuronscope.store.provenance import check_same_rows
 from neuronscope.store.store import ActivationStore
 from neuronscope.unsupervised.clustering import _group_order, group_of
 from neuronscope.unsupervised.correlation import (
@@ -150,14 +151,8 @@ def _labels_for(models: Sequence[Activations], labels: Sequence[str] | None) -> 
 
 def check_same_corpus(models: Sequence[Activations]) -> None:
     """Raise :class:`FingerprintMismatchError` unless all stores come from one corpus."""
-    stores = [m for m in models if isinstance(m, ActivationStore)]
-    fps = {s.corpus_fingerprint for s in stores}
-    if len(fps) > 1:
-        detail = ", ".join(f"{s.path} ({s.corpus_fingerprint})" for s in stores)
-        raise FingerprintMismatchError(
-            "multi-model comparison needs stores of the same corpus, word for word; these "
-            f"come from different corpora: {detail}"
-        )
+    check_same_rows([m for m in models if isinstance(m, ActivationStore)],
+                    "multi-model comparison")
 
 
 def _layer_cka(corr: CorrelationResult, ia: np.ndarray, ib: np.ndarray,

@@ -42,7 +42,7 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Labels, prepare_input
 from neuronscope.methods.linear_probe import LinearProbe
 from neuronscope.methods.ranking import ConceptRanking, Ranking
-from neuronscope.store.store import ActivationStore
+from neuronscope.splits import split_by_sentence
 from neuronscope.unsupervised.clustering import cluster_correlations
 from neuronscope.unsupervised.correlation import (
     Activations,
@@ -152,19 +152,6 @@ class SelectionResult:
         }
 
 
-def _split(n_rows: int, groups: np.ndarray | None, test_size: float,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of a train/held-out split by whole sentences (rows when no sentences)."""
-    keys = np.arange(n_rows) if groups is None else groups
-    uniq = np.unique(keys)
-    if len(uniq) < 2:
-        raise NeuronscopeError("the selection needs at least two sentences to hold some out")
-    n_test = min(len(uniq) - 1, max(1, int(round(test_size * len(uniq)))))
-    test_keys = rng.choice(uniq, size=n_test, replace=False)
-    test = np.isin(keys, test_keys)
-    return np.nonzero(~test)[0], np.nonzero(test)[0]
-
-
 def _sample_rows(groups: np.ndarray | None, n_rows: int, max_words: int | None,
                  rng: np.random.Generator) -> np.ndarray:
     """All rows, or whole random sentences until about ``max_words`` rows (sorted)."""
@@ -229,11 +216,11 @@ def select_neurons(
         raise NeuronscopeError(f"max_words must be at least 2, got {max_words}")
     data = prepare_input(activations, labels, neurons)
     rng = np.random.default_rng(random_state)
-    groups = activations.sentence_ids() if isinstance(activations, ActivationStore) else None
+    groups = data.view.sentence_ids()
     rows = _sample_rows(groups, data.n_words, max_words, rng)
-    train_local, test_local = _split(len(rows), None if groups is None else groups[rows],
-                                     test_size, rng)
-    source = ColumnSource([(activations, data.ids)])
+    train_local, test_local = split_by_sentence(None if groups is None else groups[rows],
+                                                test_size, rng, n_rows=len(rows))
+    source = ColumnSource([(data.view, None)])
     x = source.take(rows)
     x_train, x_test = x[train_local], x[test_local]
     del x

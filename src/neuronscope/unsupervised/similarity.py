@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.store.provenance import check_same_rows
+from neuronscope.store.store import ActivationStore
 from neuronscope.unsupervised.correlation import (
     Activations,
     ColumnSource,
@@ -160,8 +162,8 @@ def joint_covariance(
     if source.n_rows < 2:
         raise NeuronscopeError(f"covariances need at least 2 words, got {source.n_rows}")
     moments, m2 = _block_pass(source, 0, source.n_cols, precision, None)
-    return JointCovariance(m2 / moments.n, moments.mean, moments.n, source.offsets,
-                           source.names)
+    n = int(moments.count_[0])
+    return JointCovariance(m2 / n, moments.mean_[0], n, source.offsets, source.names)
 
 
 @dataclass
@@ -225,13 +227,5 @@ def linear_cka(a: Activations, b: Activations, chunk_words: int = 8192) -> float
 
 
 def _check_same_corpus(a: Activations, b: Activations) -> None:
-    from neuronscope.errors import FingerprintMismatchError
-    from neuronscope.store.store import ActivationStore
-
-    if isinstance(a, ActivationStore) and isinstance(b, ActivationStore):
-        if a.corpus_fingerprint != b.corpus_fingerprint:
-            raise FingerprintMismatchError(
-                f"stores {a.path} and {b.path} come from different corpora (fingerprints "
-                f"{a.corpus_fingerprint} and {b.corpus_fingerprint}); comparisons need the "
-                "same words"
-            )
+    check_same_rows([x for x in (a, b) if isinstance(x, ActivationStore)], "comparing two "
+                    "representations")
