@@ -73,10 +73,10 @@ def add_component(path: str | os.PathLike, name: str, layers: Sequence[int], neu
         if key in group:
             del group[key]  # an orphan of an interrupted attach, or the component replaced
         kwargs: dict[str, Any] = {} if compress else {"compressors": None}
+        kwargs["config"] = {"write_empty_chunks": True}  # (zarr types it as a TypedDict)
         arr = group.create_array(key, shape=(n, width),
                                  chunks=(min(step, max(n, 1)), int(neurons)),
-                                 dtype="float32", fill_value=np.nan,
-                                 config={"write_empty_chunks": True}, **kwargs)
+                                 dtype="float32", fill_value=np.nan, **kwargs)
         for start in range(0, n, step):
             stop = min(start + step, n)
             block = np.asarray(rows(start, stop), dtype=np.float32)
