@@ -5,7 +5,6 @@ Heavy imports (torch) happen inside the commands so that registering them costs 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_write_json, atomic_write_text
 
 sae_app = typer.Typer(help="Sparse autoencoders: train one on a store layer, attach its "
                            "latents to a store as a component.", no_args_is_help=True)
@@ -138,7 +138,6 @@ def register(app: typer.Typer, console: Console) -> None:
         console.print(result.table())
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "compare_units.json").write_text(json.dumps(result.to_dict(), indent=2,
-                                                               default=float), encoding="utf-8")
-            (out / "compare_units.md").write_text(render_markdown(result), encoding="utf-8")
+            atomic_write_json(out / "compare_units.json", result.to_dict(), default=float)
+            atomic_write_text(out / "compare_units.md", render_markdown(result))
             console.print(f"wrote {out / 'compare_units.json'} and {out / 'compare_units.md'}")

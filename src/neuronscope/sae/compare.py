@@ -295,8 +295,8 @@ def lm_loss_increase(store: ActivationStore, sae: SparseAutoencoder, component: 
     import torch
 
     from neuronscope.errors import ModelLoadError
+    from neuronscope.extraction.components import model_sites
     from neuronscope.extraction.hooks import Trace
-    from neuronscope.interventions.sites import model_sites
     from neuronscope.models import load_model
 
     if n_sentences <= 0:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.io import atomic_path, atomic_write_json
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -161,12 +162,11 @@ class SparseAutoencoder(nn.Module):
         tensors = {name: p.detach().to("cpu", torch.float32).contiguous()
                    for name, p in (("W_enc", self.W_enc), ("b_enc", self.b_enc),
                                    ("W_dec", self.W_dec), ("b_dec", self.b_dec))}
-        # Temporary names then rename: a crash never leaves a config beside half the weights.
-        tmp_w, tmp_c = path / f".{WEIGHTS_FILE}.tmp", path / f".{CFG_FILE}.tmp"
-        save_file(tensors, str(tmp_w))
-        tmp_c.write_text(json.dumps(self.config(), indent=2, default=str), encoding="utf-8")
-        os.replace(tmp_w, path / WEIGHTS_FILE)
-        os.replace(tmp_c, path / CFG_FILE)
+        # Weights first, each file atomically: a crash never leaves a config beside half the
+        # weights (a folder with weights but no config is refused by `load`).
+        with atomic_path(path / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp))
+        atomic_write_json(path / CFG_FILE, self.config(), default=str)
         return path
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from neuronscope.interventions.sites import ComponentSites
+from neuronscope.extraction.components import ComponentSites
 from neuronscope.sae.attach import load_attached, sae_components
 from neuronscope.sae.model import SparseAutoencoder
 from neuronscope.store.store import ActivationStore

@@ -25,7 +25,6 @@ trained on (``test_size`` of the sentences, seeded).
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.params import Configurable
 from neuronscope.sae.data import SAEMetrics, evaluate_sae, layer_width, moments, shuffled_batches
 from neuronscope.sae.model import SparseAutoencoder
 from neuronscope.store.store import ActivationStore
@@ -41,7 +41,7 @@ from neuronscope.store.store import ActivationStore
 ACTIVATIONS = ("topk", "relu")
 
 
-class SAETrainer:
+class SAETrainer(Configurable):
     """Trains a TopK (or ReLU + L1) SAE on ``component``/``layer`` of a store, streaming.
 
     Args:
@@ -92,11 +92,6 @@ class SAETrainer:
         self.device = device
         self.random_state = random_state
         self.progress = progress
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn convention)."""
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
 
     # ------------------------------------------------------------------ checks
     def _check(self, store: ActivationStore) -> tuple[int, int, int]:
