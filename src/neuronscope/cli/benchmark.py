@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from neuronscope.cli.options import corpus_format_option, label_file_option
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import check_output
@@ -104,8 +105,8 @@ def register(app: typer.Typer, console: Console) -> None:
         shuffle_background: bool = typer.Option(
             True, help="Permute background rows against the labels (complete ground truth)."
         ),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         progress: bool = typer.Option(True, help="Show progress."),
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""

@@ -17,6 +17,10 @@ from neuronscope.cli.options import (
     check_max_length,
     check_out_file,
     check_positive,
+    components_option,
+    corpus_format_option,
+    label_file_option,
+    layers_option,
     method_params,
     select_neurons,
 )
@@ -61,7 +65,7 @@ def extract(
     ),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside --model's folder."),
     components: str = typer.Option("hidden", help="Comma-separated: hidden, mlp, attn."),
-    layers: str | None = typer.Option(None, help="Layers to keep, e.g. 0-6 or 1,3,5."),
+    layers: str | None = layers_option("Layers to keep, e.g. 0-6 or 1,3,5."),
     aggregation: str = typer.Option("mean", help="Subwords -> word: first, last, mean, max."),
     sentence_pooling: str = typer.Option("mean", help="mean, first-token, last-token, none."),
     batch_size: int = typer.Option(32, help="Sentences (windows) per forward pass."),
@@ -70,10 +74,8 @@ def extract(
     random_init: bool = typer.Option(False, help="Re-initialize the model's weights (baseline)."),
     resume: bool = typer.Option(False, help="Continue an interrupted extraction."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
-    fmt: str | None = typer.Option(None, "--format", help="conllu, parallel, text, jsonl."),
-    label_file: list[str] | None = typer.Option(
-        None, help="NeuroX label file as NAME=PATH (repeatable) for parallel text corpora."
-    ),
+    fmt: str | None = corpus_format_option(),
+    label_file: list[str] | None = label_file_option(),
     device: str | None = typer.Option(
         None, help="cpu, cuda, cuda:N or mps (default: cuda when present)."),
     compute_dtype: str = typer.Option(
@@ -182,8 +184,8 @@ def import_neurox_cmd(
     file: Path = typer.Argument(..., help="NeuroX activations (.hdf5/.h5 or .json)."),
     corpus: str = typer.Option(..., help="The corpus the activations were extracted from."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
-    fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-    label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    fmt: str | None = corpus_format_option(),
+    label_file: list[str] | None = label_file_option(),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
     """Import NeuroX activations into a neuronscope store."""
@@ -221,11 +223,11 @@ def rank(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Ranking JSON (one per method if several)."),
     concepts: str | None = typer.Option(None, help="Comma-separated concepts to rank."),
-    components: str | None = typer.Option(
-        None, help="Restrict to these components (causal methods: the neurons ablated, by "
-        "default all of the store's, one pass over the corpus each)."),
-    layers: str | None = typer.Option(
-        None, help="Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
+    components: str | None = components_option(
+        "Restrict to these components (causal methods: the neurons ablated, by default all "
+        "of the store's, one pass over the corpus each)."),
+    layers: str | None = layers_option(
+        "Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
@@ -237,8 +239,8 @@ def rank(
         None, help="The model the store was extracted from (name or path): runs the causal "
         "methods, which ablate its neurons while it reads the corpus."
     ),
-    fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-    label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    fmt: str | None = corpus_format_option(),
+    label_file: list[str] | None = label_file_option(),
     overwrite: bool = typer.Option(False, help="Replace existing ranking files."),
     out_fmt: str = output_format_option(),
 ) -> None:
@@ -368,8 +370,8 @@ def top_words_cmd(
     neuron: str = typer.Option(..., help="Neuron name, e.g. L3.mlp.1021."),
     k: int = typer.Option(20, "-k", help="How many words and contexts."),
     lowest: bool = typer.Option(False, help="Most negative activations instead."),
-    fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-    label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+    fmt: str | None = corpus_format_option(),
+    label_file: list[str] | None = label_file_option(),
     out_fmt: str = output_format_option(),
 ) -> None:
     """Show the words and contexts that activate a neuron most."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from neuronscope.cli.options import check_positive
+from neuronscope.cli.options import check_positive, corpus_format_option, label_file_option
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.cli.output import Rows, check_format, emit, make_console, output_format_option
 from neuronscope.errors import InvalidOptionError, NeuronscopeError
@@ -49,8 +49,8 @@ def register(app: typer.Typer, console: Console) -> None:
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
         max_epochs: int = typer.Option(10, help="Epochs of each LinearProbe."),
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
         out_fmt: str = output_format_option(),
     ) -> None:

@@ -14,7 +14,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from neuronscope.cli.options import check_out_file
+from neuronscope.cli.options import (
+    check_out_file,
+    components_option,
+    corpus_format_option,
+    label_file_option,
+    layers_option,
+)
 from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
 from neuronscope.cli.options import select_neurons as _select
@@ -41,8 +47,8 @@ def register(app: typer.Typer, console: Console) -> None:
         top: int = typer.Option(5, help="Formulas shown per neuron."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
     ) -> None:
         """Explain neurons by logical formulas of concepts (Mu & Andreas 2020)."""
         from neuronscope.explanations.compositional import (
@@ -97,8 +103,8 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of the sample and of k-means."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
     ) -> None:
         """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
         from neuronscope.explanations.latent import LatentConceptDiscovery
@@ -189,8 +195,8 @@ def register(app: typer.Typer, console: Console) -> None:
         corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
         labels: str = typer.Option(..., help="Label layer to decode, e.g. upos."),
         k: int = typer.Option(10, "-k", help="Neuron budget (largest subset)."),
-        components: str | None = typer.Option(None, help="Candidate components."),
-        layers: str | None = typer.Option(None, help="Candidate layers, e.g. 0-3."),
+        components: str | None = components_option("Candidate components."),
+        layers: str | None = layers_option("Candidate layers, e.g. 0-3."),
         population: int = typer.Option(50, help="Individuals per generation."),
         generations: int = typer.Option(40, help="Generations."),
         size_penalty: float = typer.Option(0.005, help="Fitness cost per neuron."),
@@ -199,8 +205,8 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of the split, the GA and the probe."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
     ) -> None:
         """Search neuron groups with a genetic algorithm; compare with the LinearProbe top-k."""
         from neuronscope.explanations.evolutionary import (
@@ -234,8 +240,8 @@ def register(app: typer.Typer, console: Console) -> None:
         names: str = typer.Option("A,B", help="Names of the two domains."),
         measure: str = typer.Option("d", help="d (Cohen's d) or ap (average precision)."),
         top: int = typer.Option(20, help="Domain neurons shown."),
-        components: str | None = typer.Option(None, help="Restrict to these components."),
-        layers: str | None = typer.Option(None, help="Restrict to these layers, e.g. 0-3."),
+        components: str | None = components_option("Restrict to these components."),
+        layers: str | None = layers_option("Restrict to these layers, e.g. 0-3."),
         corpus_a: str | None = typer.Option(None, help="Corpus of store A (for --labels)."),
         corpus_b: str | None = typer.Option(None, help="Corpus of store B (for --labels)."),
         labels: str | None = typer.Option(
@@ -245,7 +251,7 @@ def register(app: typer.Typer, console: Console) -> None:
         alpha: float = typer.Option(1.0, help="Shift strength (1: B's means onto A's)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        fmt: str | None = corpus_format_option(),
     ) -> None:
         """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
         from neuronscope.explanations.domains import DomainNeurons, adaptation_effect

@@ -20,8 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from neuronscope.cli.options import (
+    corpus_format_option,
+    label_file_option,
+    layers_option,
+    write_json,
+)
 from neuronscope.cli.options import label_files as _label_files
-from neuronscope.cli.options import write_json
 from neuronscope.errors import NeuronscopeError
 
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda when present)."
@@ -126,8 +131,8 @@ def register(app: typer.Typer, console: Console) -> None:
         head: str = typer.Option("auto", help="auto, causal-lm or masked-lm."),
         batch_size: int = typer.Option(32, help="Pieces per forward pass."),
         seed: int = typer.Option(0, help="Seed of random sets and masking."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         device: str | None = typer.Option(None, help=DEVICE_HELP),
         progress: bool = typer.Option(True, help="Show a progress bar."),
         out: Path | None = typer.Option(
@@ -168,7 +173,7 @@ def register(app: typer.Typer, console: Console) -> None:
         threshold: float = typer.Option(0.2, help="Coarse: fraction of the max attribution."),
         share: float = typer.Option(0.5, help="Refined: fraction of prompts sharing a neuron."),
         steps: int = typer.Option(20, help="Integrated-gradients steps."),
-        layers: str | None = typer.Option(None, help="MLP layers, e.g. 0-5."),
+        layers: str | None = layers_option("MLP layers, e.g. 0-5."),
         random_repeats: int = typer.Option(5, help="Random neuron sets (same layers)."),
         seed: int = typer.Option(0, help="Seed of the random sets."),
         head: str = typer.Option("auto", help="auto, causal-lm or masked-lm."),
@@ -251,7 +256,7 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of sampling and random neurons."),
         random_repeats: int = typer.Option(5, help="Random neuron sets (same layers; 0: none)."),
         head: str = typer.Option("auto", help="auto or causal-lm."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        fmt: str | None = corpus_format_option(),
         device: str | None = typer.Option(None, help=DEVICE_HELP),
         progress: bool = typer.Option(True, help="Show a progress bar."),
         out: Path | None = typer.Option(

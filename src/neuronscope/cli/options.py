@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 
 from neuronscope.errors import InvalidOptionError, NeuronscopeError
@@ -120,3 +121,33 @@ def write_json(out: Path | None, data: dict[str, Any], console: Console) -> None
 
     atomic_write_json(out, data, default=str)
     console.print(f"wrote {out}")
+
+
+# ---------------------------------------------------------------- shared option declarations
+# Every command declares these options through one function each, so names, defaults and
+# help texts cannot drift between commands.
+
+
+def corpus_format_option() -> Any:
+    """``--format``: how to read the CORPUS argument."""
+    return typer.Option(
+        None, "--format",
+        help="Corpus format: conllu, jsonl, parallel, text, or hf-dataset[:tokens=COL,"
+        "labels=A+B,split=NAME] (default: from the file extension).")
+
+
+def label_file_option() -> Any:
+    """``--label-file NAME=PATH`` (repeatable): label files of a parallel text corpus."""
+    return typer.Option(
+        None, "--label-file",
+        help="NeuroX label file NAME=PATH (repeatable) for a parallel text corpus.")
+
+
+def components_option(help_text: str = "Comma-separated components, e.g. hidden,mlp.") -> Any:
+    """``--components``: restrict to these components."""
+    return typer.Option(None, "--components", help=help_text)
+
+
+def layers_option(help_text: str = "Layers, e.g. 0-3 or 1,3,5.") -> Any:
+    """``--layers``: restrict to these layers."""
+    return typer.Option(None, "--layers", help=help_text)

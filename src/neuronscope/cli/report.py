@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from neuronscope.cli.options import corpus_format_option, label_file_option
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.io import check_output
 
@@ -32,8 +33,8 @@ def register(app: typer.Typer, console: Console) -> None:
             10_000, help="Sentences analysed at most (a seeded random sample beyond)."
         ),
         title: str | None = typer.Option(None, help="Report title."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace a report written earlier."),
     ) -> None:
         """Write a self-contained HTML report: concepts, top neurons, neuron cards, plots."""

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuronscope.cli.options import corpus_format_option
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import atomic_write_json, atomic_write_text
 
@@ -121,7 +122,7 @@ def register(app: typer.Typer, console: Console) -> None:
         control: bool = typer.Option(True, help="Also score a random (untrained) SAE of the "
                                      "same shape: the control for the features."),
         random_state: int = typer.Option(0, help="Seed of the split."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
+        fmt: str | None = corpus_format_option(),
         out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the JSON "
                                         "and Markdown table."),
     ) -> None:

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from neuronscope.cli.options import check_out_file, load_corpus_option
+from neuronscope.cli.options import (
+    check_out_file,
+    components_option,
+    corpus_format_option,
+    label_file_option,
+    layers_option,
+    load_corpus_option,
+)
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
 from neuronscope.errors import NeuronscopeError
@@ -62,8 +69,8 @@ def register(app: typer.Typer, console: Console) -> None:
         threshold: float = typer.Option(
             0.7, help="Merge neurons/clusters whose average |correlation| is >= this "
             "(average linkage; distance cut 1 - threshold)."),
-        components: str | None = typer.Option(None, help="Comma-separated components."),
-        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        components: str | None = components_option(),
+        layers: str | None = layers_option(),
         linkage: str = typer.Option("average", help="average, complete, single, weighted."),
         representative: str = typer.Option("random", help="random (the paper) or central."),
         seed: int = typer.Option(0, help="Seed of the random representatives."),
@@ -119,16 +126,16 @@ def register(app: typer.Typer, console: Console) -> None:
         keep: float = typer.Option(0.97, help="Share of the full probe's accuracy to keep."),
         layer_keep: float = typer.Option(0.99, help="LayerSelector: share of accuracy kept."),
         threshold: float = typer.Option(0.7, help="Clustering |correlation| threshold."),
-        components: str | None = typer.Option(None, help="Comma-separated components."),
-        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        components: str | None = components_option(),
+        layers: str | None = layers_option(),
         max_words: int | None = typer.Option(
             50000, help="Use whole random sentences up to about this many words (loaded in "
             "memory); 0 for all."),
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
         max_epochs: int = typer.Option(10, help="Epochs of each probe."),
         seed: int = typer.Option(0, help="Seed of sampling, split, clustering and probes."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         ranking_out: Path | None = typer.Option(
             None, help="Write the representatives' probe ranking (Ranking JSON) here."),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
@@ -179,16 +186,16 @@ def register(app: typer.Typer, console: Console) -> None:
         sentence: int | None = typer.Option(
             None, help="Sentence index (local NMF); omit for a corpus sample (global)."),
         k: int = typer.Option(8, "-k", help="Number of factors."),
-        components: str | None = typer.Option(None, help="Comma-separated components."),
-        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        components: str | None = components_option(),
+        layers: str | None = layers_option(),
         nonneg: str = typer.Option("split", help="Signs: split [relu(x), relu(-x)], clip, "
                                    "shift."),
         standardize: bool = typer.Option(False, help="Divide each neuron by its std first."),
         sample_words: int = typer.Option(20000, help="Words sampled for global NMF."),
         seed: int = typer.Option(0, help="Seed of the sample and of NMF."),
         top: int = typer.Option(5, help="Neurons and words shown per factor."),
-        fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
-        label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),
+        fmt: str | None = corpus_format_option(),
+        label_file: list[str] | None = label_file_option(),
         out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
     ) -> None:
@@ -235,8 +242,8 @@ def register(app: typer.Typer, console: Console) -> None:
     @app.command()
     def compare(
         stores: list[Path] = typer.Argument(..., help="Two or more stores of the same corpus."),
-        components: str | None = typer.Option(None, help="Comma-separated components."),
-        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        components: str | None = components_option(),
+        layers: str | None = layers_option(),
         methods: str = typer.Option("maxcorr,mincorr,linreg", help="Neuron rankings."),
         ridge: float = typer.Option(1e-4, help="Ridge of the LinReg ranking."),
         top: int = typer.Option(10, help="Neurons shown per model and method."),
@@ -287,8 +294,8 @@ def register(app: typer.Typer, console: Console) -> None:
     def group(
         store: Path = typer.Argument(..., help="Store directory."),
         n_groups: int = typer.Option(8, help="Number of groups (k of k-means)."),
-        components: str | None = typer.Option(None, help="Comma-separated components."),
-        layers: str | None = typer.Option(None, help="Layers, e.g. 0-3."),
+        components: str | None = components_option(),
+        layers: str | None = layers_option(),
         profile: str = typer.Option(
             "activations", help="activations (z-scored, on a word sample) or correlation."),
         embedding: str = typer.Option("umap", help="umap (umap-learn) or pca."),
