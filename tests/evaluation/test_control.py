@@ -104,7 +104,7 @@ def test_linear_probe_agrees_and_subsets_matter(typed):
     both = np.concatenate([identity, label_rep], axis=1)
 
     def factory():
-        return LinearProbe(penalty="none", learning_rate=0.05, max_epochs=30, random_state=0)
+        return LinearProbe.for_evaluation(0, penalty="none", learning_rate=0.05, max_epochs=30)
 
     on_label = control_selectivity(both, corpus, "pos", neurons=range(identity.shape[1],
                                                                        both.shape[1]),

@@ -58,7 +58,7 @@ def test_concept_uses_one_vs_rest_and_its_own_order(ranking_of):
     ranking.concepts["C"] = ranking_of([5], 10).concepts["A"]
     result = evaluate_selection(
         x, y, ranking, ks=[1], concept="C", n_random=2,
-        probe_factory=lambda: LinearProbe(learning_rate=0.05, max_epochs=20),
+        probe_factory=lambda: LinearProbe.for_evaluation(learning_rate=0.05, max_epochs=20),
     )
     assert result.concept == "C" and result.top_neurons[1] == ["n5"]
     assert result.top[0] > 0.95 and result.top[0] > result.random_mean[0] + 0.2
@@ -127,7 +127,7 @@ def test_other_failures(planted, ranking_of):
 def test_default_ks_drop_those_above_the_pool(planted, ranking_of):
     x, y = planted
     result = evaluate_selection(x, y, ranking_of([3], 12), n_random=1,
-                                probe_factory=lambda: LinearProbe(max_epochs=3))
+                                probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=3))
     assert result.ks == [10]
 
 
@@ -145,12 +145,12 @@ def test_minimal_subset_bisects_to_the_planted_neuron_last(planted, ranking_of):
     # The planted neuron ranked last: only all 12 neurons pass.
     order = [i for i in range(12) if i != 3] + [3]
     result = minimal_subset(x, y, ranking_of(order, 12), target=0.9,
-                            probe_factory=lambda: LinearProbe(max_epochs=4))
+                            probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=4))
     assert result.reached and result.k == 12
     # Doubling 1, 2, 4, 8, then 12 (capped), then bisection 10, 11.
     assert sorted(result.evaluations) == [1, 2, 4, 8, 10, 11, 12]
     capped = minimal_subset(x, y, ranking_of(order, 12), target=0.9, max_k=6,
-                            probe_factory=lambda: LinearProbe(max_epochs=4))
+                            probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=4))
     assert not capped.reached and capped.k == 6
     with pytest.raises(NeuronscopeError, match="target"):
         minimal_subset(x, y, ranking_of(order, 12), target=1.5)

@@ -43,7 +43,8 @@ def register(app: typer.Typer, console: Console) -> None:
         ablation_steps: int = typer.Option(10, help="Ablation grid size."),
         mode: str = typer.Option("zero", help="Ablation: zero or mean."),
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
-        max_epochs: int = typer.Option(10, help="Epochs of each LinearProbe."),
+        max_epochs: int = typer.Option(50, help="Most epochs of each evaluation LinearProbe "
+                                       "(it stops earlier once converged)."),
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
         fmt: str | None = typer.Option(None, "--format", help="Corpus format."),
         label_file: list[str] | None = typer.Option(None, help="NAME=PATH label files."),

@@ -106,7 +106,7 @@ def control_selectivity(
         neurons: the subset (names or ids; default: all loaded neurons).
         concept: one-vs-rest on both tasks (label == concept, control label == concept; the
             control keeps the concept's frequency in expectation).
-        probe_factory: builds each probe; default ``LinearProbe(random_state=random_state)``.
+        probe_factory: builds each probe; default ``LinearProbe.for_evaluation(random_state)``.
         train_mask, test_mask: explicit split; otherwise ``test_size`` of the sentences are
             held out (seeded).
         control_seed: seed of the control labels (default: ``random_state``).

@@ -260,7 +260,7 @@ def evaluate_selection(
             seeded split holding out ``test_size`` of the sentences (a store or a matrix
             loaded from one) or of the rows (an array).
         probe_factory: builds a fresh probe (``fit``/``predict``); default
-            ``LinearProbe(random_state=random_state)``.
+            ``LinearProbe.for_evaluation(random_state)``.
         n_random: random draws of ``k`` neurons per ``k``.
         random_state: seed of the split, the random draws and the default probe.
     """

@@ -109,7 +109,8 @@ class LinearProbe(RankingMethod):
             :func:`~neuronscope.methods.probe_ordering.path_scores`; the path runs from the
             strongest penalty down to the fitted one), ``"weight-mass"``
             (Dalvi et al. global order of the chosen fit) or ``"weight"`` (largest |w| over
-            classes). Per-concept orders follow the same rule on the concept's own weights.
+            classes). Per-concept orders follow the same rule on the concept's own weights;
+            the global ``"path"`` order takes the concepts' orders in turn (round robin).
             With ``penalty="l2"`` or ``"none"`` no weight is ever zero, so ``"path"`` reduces
             to |w| at the strongest penalty.
         mass: weight-mass share defining each concept's top set, stored in
@@ -489,6 +490,15 @@ class LinearProbe(RankingMethod):
             store_fingerprint=self.store_fingerprint_,
             label_layer=self.label_layer_,
         )
+        if self.ranking == "path":
+            # Global order: round robin over the concepts (each concept's best neuron, then
+            # each one's second best...), as the weight-mass rule starts from each class's
+            # strongest neuron; ties by the larger path score. Score: 1 / (1 + best rank).
+            ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1)
+            best_rank = ranks.min(axis=0)
+            order = np.lexsort((np.arange(len(ids)), -scores.max(axis=0), best_rank))
+            ranking.global_order = ids[order]
+            ranking.global_scores = 1.0 / (1.0 + best_rank[order])
         if self.ranking == "weight-mass":
             # Global order over the ranked concepts only: the others' weights say nothing
             # about them. Score = share of mass levels at which the neuron is selected.
