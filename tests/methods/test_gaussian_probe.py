@@ -71,7 +71,7 @@ def fitted() -> tuple[GaussianProbe, Ranking, np.ndarray, np.ndarray]:
 
 
 def test_planted_pair_selected_first_then_plateau(fitted) -> None:
-    probe, ranking, _, _ = fitted
+    probe, ranking, x, _ = fitted
     assert set(probe.selected_[:2].tolist()) == {3, 8}
     assert set(ranking.top(2)) == {"n3", "n8"}
     mi = np.array([step["mi_bits"] for step in probe.curve_])
@@ -86,11 +86,15 @@ def test_planted_pair_selected_first_then_plateau(fitted) -> None:
     # estimation noise costs a little): no selection bias lifts the plateau.
     assert (mi[2:] <= mi[1] + 0.005).all() and (mi[2:] > mi[1] - 0.06).all()
     assert acc[1] > 0.95 and probe.baseline_["accuracy"] < 0.35  # chance is 0.25
-    np.testing.assert_allclose(ranking.global_scores, mi)
+    np.testing.assert_allclose(ranking.global_scores[:6], mi)
     curve = ranking.extra["selection_curve"]
     assert [c["neuron"] for c in curve] == probe.selected_names_
     assert set(curve[0]) == {"neuron", "id", "mi_bits", "accuracy"}
-    assert ranking.method == "gaussian" and len(ranking.global_order) == 6
+    # Every neuron is ordered: the six selected first, the rest by univariate information.
+    assert ranking.method == "gaussian" and ranking.extra["n_selected"] == 6
+    assert len(ranking.global_order) == x.shape[1]
+    assert ranking.global_order[:6].tolist() == probe.selected_.tolist()
+    assert (np.diff(ranking.global_scores[6:]) <= 0).all()
 
 
 def test_curve_and_predictions_match_student_t_reference(fitted) -> None:
@@ -123,7 +127,8 @@ def test_accuracy_criterion_finds_the_pair() -> None:
     probe = GaussianProbe(criterion="accuracy", max_neurons=3, random_state=3)
     ranking = probe.rank(x, y)
     assert set(probe.selected_[:2].tolist()) == {3, 8}
-    np.testing.assert_allclose(ranking.global_scores, [c["accuracy"] for c in probe.curve_])
+    np.testing.assert_allclose(ranking.global_scores[:len(probe.curve_)],
+                               [c["accuracy"] for c in probe.curve_])
     assert ranking.global_scores[1] > 0.95
 
 
@@ -158,7 +163,7 @@ def test_tiny_classes_stay_finite() -> None:
     np.testing.assert_allclose(np.exp(proba).sum(1), 1.0)
     for concept in ("tiny", "single"):
         assert np.isfinite(ranking.concepts[concept].scores).all()
-        assert len(ranking.concepts[concept].ids) == 4
+        assert len(ranking.concepts[concept].ids) == x.shape[1]
 
 
 def test_store_streaming_matches_in_memory(tmp_path: Path) -> None:
@@ -252,9 +257,11 @@ def test_pure_noise_stops_early_and_reports_no_information() -> None:
     assert probe.stopped_early_ and ranking.extra["stopped_early"]
     assert 1 <= len(probe.selected_) <= 3
     assert all(c["mi_bits"] <= 0.01 for c in probe.curve_)
-    assert len(ranking.global_order) == len(probe.selected_)
+    n = len(probe.selected_)
+    assert ranking.extra["n_selected"] == n and len(ranking.global_order) == x.shape[1]
     for concept in "ABCD":
-        assert len(ranking.concepts[concept].ids) == len(probe.selected_)
+        assert len(ranking.concepts[concept].ids) == x.shape[1]
+        assert set(ranking.concepts[concept].ids[:n].tolist()) == set(probe.selected_.tolist())
     # Without the stopping rule, the full curve is still reported without selection bias.
     full = GaussianProbe(max_neurons=20, min_gain=None)
     full.rank(x, y)

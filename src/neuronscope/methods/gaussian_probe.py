@@ -261,8 +261,9 @@ class GaussianProbe(RankingMethod):
         """Candidate neurons, training class counts, the predictive over the candidates
         (standardized units) and the held-out rows of the candidates (raw, float32)."""
         cand = np.arange(data.n_neurons)
+        self._info = _univariate_information(data, classes, is_held)
         if data.n_neurons > self.max_candidates:
-            cand = _prefilter(data, classes, is_held, self.max_candidates)
+            cand = _prefilter(self._info[0], self.max_candidates)
         sub = dataclasses.replace(data, ids=data.ids[cand], names=[data.names[i] for i in cand])
         counts, means, scatter, x_held, varying = _scatter_pass(sub, code, is_held,
                                                                 len(classes))
@@ -287,22 +288,38 @@ class GaussianProbe(RankingMethod):
     def _ranking(
         self, data: MethodInput, wanted: list[str], gains: np.ndarray, extra: dict[str, Any]
     ) -> Ranking:
-        """Global order = selection order; per concept: the selected neurons by class gain."""
+        """Every neuron ordered: the selected ones first (globally in selection order, per
+        concept by class gain), then the others by univariate Gaussian information in bits
+        (per concept: one-vs-rest), so that top-k exists for any k."""
         ids = self.selected_
+        info, per_class = (v / _LN2 for v in self._info)
+        position = {int(i): j for j, i in enumerate(data.ids.tolist())}
+        rest = np.setdiff1d(np.arange(data.n_neurons), [position[int(i)] for i in ids])
+
+        def append(sel_ids: np.ndarray, sel_scores: np.ndarray,
+                   score: np.ndarray) -> ConceptRanking:
+            tail = rest[np.argsort(-score[rest], kind="stable")]
+            return ConceptRanking(np.concatenate([sel_ids, data.ids[tail]]),
+                                  np.concatenate([sel_scores, score[tail]]))
+
         per_concept = {}
         for concept in wanted:
             # Classes without held-out words have zero gains: a stable sort keeps greedy order.
             col = np.nan_to_num(gains[:, self.classes_.index(concept)], nan=0.0)
             order = np.argsort(-col, kind="stable")
-            per_concept[str(concept)] = ConceptRanking(ids[order], col[order])
+            per_concept[str(concept)] = append(ids[order], col[order],
+                                               per_class[self.classes_.index(concept)])
         key = "mi_bits" if self.criterion == "mi" else "accuracy"
+        overall = append(ids, np.array([c[key] for c in self.curve_]), info)
         return Ranking(
             method=self.name, params=self.get_params(), concepts=per_concept,
-            names={int(i): n for i, n in zip(ids, self.selected_names_, strict=True)},
-            global_order=ids, global_scores=np.array([c[key] for c in self.curve_]),
+            names={int(i): n for i, n in zip(data.ids, data.names, strict=True)},
+            global_order=overall.ids, global_scores=overall.scores,
             **data.ranking(self),
             extra={"selection_curve": self.curve_, "baseline": self.baseline_,
-                   "criterion": self.criterion, **extra},
+                   "criterion": self.criterion, "n_selected": len(ids),
+                   "rest_order": "univariate Gaussian information (bits; per concept "
+                                 "one-vs-rest) after the greedily selected neurons", **extra},
         )
 
     def _check_params(self) -> None:
@@ -424,11 +441,14 @@ def _stratified_split(
     return select, report
 
 
-def _prefilter(
-    data: MethodInput, classes: list[str], is_held: np.ndarray, keep: int
-) -> np.ndarray:
-    """Column positions of the ``keep`` neurons with the highest univariate Gaussian
-    information on the training words, in column order (one streaming pass)."""
+def _univariate_information(
+    data: MethodInput, classes: list[str], is_held: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Univariate Gaussian information of every neuron on the training words (one streaming
+    pass), in nats: ``(D,)`` for all classes, ``0.5 * (log var_j - sum_c p_c log var_cj)``,
+    and ``(C, D)`` one-vs-rest, the same with the two classes "c" and "not c". Class
+    variances are shrunk towards the pooled within-class variance (never zero); constant
+    neurons get ``-inf``."""
     masked = data.y.astype(object)
     masked[is_held] = object()  # a label outside ``classes``: held-out words are not counted
     m = class_moments(dataclasses.replace(data, y=masked), classes)
@@ -439,9 +459,25 @@ def _prefilter(
     total = (within + (n * (m.means - mu0) ** 2).sum(0)) / total_n
     lam = np.maximum(within / max(total_n - len(classes), 1), _VAR_FLOOR * total)
     cls_var = (lam + n * m.variances) / (n + 1)  # prior-shrunk, never zero
+    # "Not c": the other classes pooled (total scatter minus class c's, about their mean).
+    rest_n = total_n - n
+    rest_mean = (m.sums.sum(0) - m.sums) / np.maximum(rest_n, 1)
+    rest_scatter = (total * total_n - n * m.variances - n * (m.means - mu0) ** 2
+                    - rest_n * (rest_mean - mu0) ** 2)
+    rest_var = (lam + np.maximum(rest_scatter, 0)) / (rest_n + 1)
     with np.errstate(divide="ignore", invalid="ignore"):  # constant neurons: log 0
         info = 0.5 * (np.log(total) - (n / total_n * np.log(cls_var)).sum(0))
+        share = n / total_n
+        per_class = 0.5 * (np.log(total) - share * np.log(cls_var)
+                           - (1 - share) * np.log(rest_var))
     info[~(total > 0)] = -np.inf
+    per_class[:, ~(total > 0)] = -np.inf
+    return info, per_class
+
+
+def _prefilter(info: np.ndarray, keep: int) -> np.ndarray:
+    """Column positions of the ``keep`` neurons with the highest univariate information,
+    in column order."""
     top = np.argsort(-info, kind="stable")[:keep]
     return np.sort(top)
 
