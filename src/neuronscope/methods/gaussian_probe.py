@@ -43,9 +43,12 @@ Modelling choices made here:
   brings).
 * **Per-concept ranking.** Adding a neuron changes the report words' log-probability of the
   true class; averaged over the report words of class ``c`` this gives the class's share of
-  the step's MI gain (the global gain is the frequency-weighted sum). A concept's ranking
-  orders the selected neurons by that gain in bits. It is conditional on the neurons chosen
-  before (greedy order); concepts without report words get zeros and keep the selection order.
+  the step's MI gain (``extra["class_gains"]``). That gain is conditional on the neurons
+  chosen before for *all* classes, so a concept's *ranking* instead orders every neuron by
+  its one-vs-rest univariate Gaussian information (bits; classes ``c`` and "not c"), which
+  finds a neuron focused on ``c`` whatever was chosen for other classes.
+* **Every neuron is ordered.** The global order is the greedy selection, then the other
+  neurons by univariate Gaussian information, so that top-k exists for any k.
 
 Computation. One streaming pass collects per-class counts, sums and outer-product sums of the
 candidate neurons in float64 (shifted by a first-block mean against cancellation); training
@@ -288,9 +291,12 @@ class GaussianProbe(RankingMethod):
     def _ranking(
         self, data: MethodInput, wanted: list[str], gains: np.ndarray, extra: dict[str, Any]
     ) -> Ranking:
-        """Every neuron ordered: the selected ones first (globally in selection order, per
-        concept by class gain), then the others by univariate Gaussian information in bits
-        (per concept: one-vs-rest), so that top-k exists for any k."""
+        """Every neuron ordered. Globally: the selected ones in selection order, then the
+        others by univariate Gaussian information (bits). Per concept: every neuron by its
+        one-vs-rest univariate information, since a greedy gain is conditional on the neurons
+        chosen before for *all* classes (a strong neuron of another class, chosen early, would
+        outrank the concept's own); the selected neurons' class gains are in
+        ``extra["class_gains"]``."""
         ids = self.selected_
         info, per_class = (v / _LN2 for v in self._info)
         position = {int(i): j for j, i in enumerate(data.ids.tolist())}
@@ -302,13 +308,15 @@ class GaussianProbe(RankingMethod):
             return ConceptRanking(np.concatenate([sel_ids, data.ids[tail]]),
                                   np.concatenate([sel_scores, score[tail]]))
 
-        per_concept = {}
+        per_concept, class_gains = {}, {}
         for concept in wanted:
-            # Classes without held-out words have zero gains: a stable sort keeps greedy order.
+            row = per_class[self.classes_.index(concept)]
+            order = np.argsort(-row, kind="stable")
+            per_concept[str(concept)] = ConceptRanking(data.ids[order], row[order])
+            # Classes without held-out words have zero gains.
             col = np.nan_to_num(gains[:, self.classes_.index(concept)], nan=0.0)
-            order = np.argsort(-col, kind="stable")
-            per_concept[str(concept)] = append(ids[order], col[order],
-                                               per_class[self.classes_.index(concept)])
+            class_gains[str(concept)] = [float(g) for g in col]
+        extra["class_gains"] = class_gains
         key = "mi_bits" if self.criterion == "mi" else "accuracy"
         overall = append(ids, np.array([c[key] for c in self.curve_]), info)
         return Ranking(
