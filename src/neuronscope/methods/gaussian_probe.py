@@ -98,6 +98,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.ranking import ConceptRanking, Ranking
 from neuronscope.methods.statistics import class_moments
 from neuronscope.store.store import ActivationStore
@@ -255,8 +256,9 @@ class GaussianProbe(RankingMethod):
         extra = {"class_entropy_bits": search.entropy, "n_candidates": len(self.candidates_),
                  "n_train": int(counts.sum()), "n_validation": len(select),
                  "n_report": len(report), "stopped_early": stopped}
-        return self._ranking(data, wanted, np.asarray(gains).reshape(len(sel), len(classes)),
-                             extra)
+        ranking = self._ranking(data, wanted,
+                                np.asarray(gains).reshape(len(sel), len(classes)), extra)
+        return apply_hygiene(ranking, neuron_health(data))
 
     def _statistics(
         self, data: MethodInput, classes: list[str], code: np.ndarray, is_held: np.ndarray

@@ -55,6 +55,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 _SAMPLE_ROWS = 16384  # rows of the subsample that places the candidate cut-off
@@ -319,10 +320,11 @@ class IoU(RankingMethod):
         self.mask_sizes_ = mask_sizes
         self.scores_ = scores
         self.concepts_ = concepts
-        return ranking_from_scores(
+        ranking = ranking_from_scores(
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
+        return apply_hygiene(ranking, neuron_health(data))
 
 
     def _rank_searched(self, activations: Activations, labels: Labels) -> Ranking:
@@ -363,10 +365,11 @@ class IoU(RankingMethod):
         self.mask_fractions_ = fractions
         self.scores_ = scores
         self.concepts_ = concepts
-        return ranking_from_scores(
+        ranking = ranking_from_scores(
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
+        return apply_hygiene(ranking, neuron_health(data))
 
 
 def _searched_iou(

@@ -52,6 +52,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import NeuronHealth, apply_hygiene, health_from_array
 from neuronscope.methods.probe_ordering import (
     _entry_steps,
     path_scores,
@@ -361,6 +362,8 @@ class LinearProbe(RankingMethod):
         self.validation_accuracy_ = path[chosen]["validation_accuracy"]
         self.validation_unit_ = "sentences" if groups is not None else "words"
         self.train_accuracy_ = train_accuracy
+        health = health_from_array(data, x)
+        self.neuron_stats_ = {"std": health.std, "rms": health.rms, "max_abs": health.max_abs}
         return self
 
     def _choose(self, path: list[dict[str, Any]]) -> int:
@@ -524,7 +527,7 @@ class LinearProbe(RankingMethod):
             "path": self.path_,
             "zero_weight_fraction": float(np.mean(self.coef_ == 0)),
         })
-        return ranking
+        return apply_hygiene(ranking, NeuronHealth(ids, names, **self.neuron_stats_))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

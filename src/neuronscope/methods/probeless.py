@@ -26,6 +26,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.methods.statistics import class_moments
 
@@ -78,4 +79,4 @@ class Probeless(RankingMethod):
         total = pair.sum(axis=0) / 2
         order = np.argsort(-total, kind="stable")
         ranking.global_order, ranking.global_scores = data.ids[order], total[order]
-        return ranking
+        return apply_hygiene(ranking, neuron_health(data))
