@@ -224,7 +224,9 @@ class GaussianProbe(RankingMethod):
         search = _GreedySearch(post, x_held[~in_report], code[select], x_held[in_report],
                                code[report], n_jobs)
         baseline = search.evaluate()
-        order, curve, gains = [], [], []
+        order: list[int] = []
+        curve: list[dict[str, Any]] = []
+        gains: list[np.ndarray] = []
         previous = baseline
         stopped = False
         for _ in range(steps):

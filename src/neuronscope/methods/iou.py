@@ -300,7 +300,7 @@ class IoU(RankingMethod):
             thresholds[cols], high[:, cols], mask_sizes[cols] = _tail_iou(
                 block, 1 - alpha, codes, members, sizes, seed
             )
-            if self.signed:
+            if low is not None and low_thresholds is not None:
                 low_thresholds[cols], low[:, cols], _ = _tail_iou(
                     block, alpha, codes, members, sizes, seed
                 )
@@ -310,13 +310,13 @@ class IoU(RankingMethod):
             "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
         }
         scores = high
-        if self.signed:
+        if low is not None:
             # +1: the high mask scored better (or equal); -1: the low mask did.
             direction = np.where(low > high, -1, 1)
             scores = np.maximum(high, low)
             extra["direction"] = dict(zip(concepts, direction.tolist(), strict=True))
             self.low_thresholds_ = low_thresholds
-        self.thresholds_ = thresholds
+        self.thresholds_: np.ndarray = thresholds
         self.mask_sizes_ = mask_sizes
         self.scores_ = scores
         self.concepts_ = concepts
@@ -345,7 +345,7 @@ class IoU(RankingMethod):
                                  1, max(n - 1, 1)))
         directions = (1, -1) if self.signed else (1,)
         scores = np.full((n_c, d), -1.0)
-        thresholds = np.zeros((n_c, d), np.float32)
+        thresholds: np.ndarray = np.zeros((n_c, d), np.float32)
         fractions = np.zeros((n_c, d))
         direction = np.ones((n_c, d), np.int64)
         for cols, block in iter_column_blocks(data, self.block_neurons):
