@@ -37,6 +37,9 @@ def test_top_beats_random_beats_bottom(graded, ranking_of):
     d = result.to_dict()
     assert len(d["random_runs"]["2"]) == 4 and d["table"][1]["k"] == 4
     assert np.std(d["random_runs"]["4"]) == pytest.approx(result.random_std[1])
+    # Every row says whether the top-k beats the random band (mean + 2 sd).
+    for row in d["table"]:
+        assert row["above_random"] == (row["top"] > row["random_mean"] + 2 * row["random_std"])
 
 
 def test_fractions_and_seed_reproducibility(planted, ranking_of):

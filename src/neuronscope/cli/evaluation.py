@@ -39,7 +39,7 @@ def register(app: typer.Typer, console: Console) -> None:
             None, help="Neuron counts, e.g. 10,50,100 (default: those of 10,50,100 that fit)."
         ),
         concept: str | None = typer.Option(None, help="Evaluate one concept (one-vs-rest)."),
-        n_random: int = typer.Option(3, help="Random draws / orders per k."),
+        n_random: int = typer.Option(5, help="Random draws / orders per k (mean ± sd)."),
         ablation_steps: int = typer.Option(10, help="Ablation grid size."),
         mode: str = typer.Option("zero", help="Ablation: zero or mean."),
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
@@ -80,8 +80,10 @@ def _print_summary(console: Console, summary: dict) -> None:
     selectivity = {c["k"]: c for c in summary["control"]}
     for row in sel["table"]:
         control = selectivity.get(row["k"])
+        # "~" marks a top-k not above the random band (mean + 2 sd): no evidence there.
+        mark = "" if row.get("above_random", True) else " ~"
         table.add_row(
-            str(row["k"]), f"{row['top']:.3f}",
+            str(row["k"]), f"{row['top']:.3f}{mark}",
             f"{row['random_mean']:.3f} ± {row['random_std']:.3f}", f"{row['bottom']:.3f}",
             f"{row['full']:.3f} ({sel['n_neurons']})",
             "" if control is None else
@@ -89,6 +91,8 @@ def _print_summary(console: Console, summary: dict) -> None:
             f"{control['control_accuracy']:.3f})",
         )
     console.print(table)
+    if any(not row.get("above_random", True) for row in sel["table"]):
+        console.print("~ top-k not above the random band (random mean + 2 sd)")
     abl = summary["ablation"]
     ablation = Table(title=f"ablation ({abl['mode']}) in the probe on all neurons; majority "
                            f"class {abl['majority']:.3f}")

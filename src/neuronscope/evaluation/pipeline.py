@@ -76,7 +76,7 @@ def run_evaluation(
     ks: Sequence[int] | None = None,
     concept: str | None = None,
     *,
-    n_random: int = 3,
+    n_random: int = 5,
     ablation_steps: int = 10,
     mode: str = "zero",
     test_size: float = 0.2,

@@ -76,7 +76,9 @@ class SelectionResult:
     full_probe: Probe | None = field(default=None, repr=False, compare=False)
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per ``k``: accuracies and the share of full accuracy kept by the top ``k``."""
+        """One row per ``k``: accuracies, the share of full accuracy kept by the top ``k``, and
+        ``above_random``: whether the top ``k`` beats the random band (mean + 2 sd of the
+        random draws); a row without it says nothing about the ranking."""
         return [
             {
                 "k": k,
@@ -87,6 +89,7 @@ class SelectionResult:
                 "bottom": bottom,
                 "full": self.full_accuracy,
                 "top_over_full": top / self.full_accuracy if self.full_accuracy else None,
+                "above_random": bool(top > rmean + 2 * rstd),
             }
             for k, top, rmean, rstd, bottom in zip(
                 self.ks, self.top, self.random_mean, self.random_std, self.bottom, strict=True
@@ -244,7 +247,7 @@ def evaluate_selection(
     test_mask: np.ndarray | None = None,
     test_size: float = 0.2,
     probe_factory: ProbeFactory | None = None,
-    n_random: int = 3,
+    n_random: int = 5,
     random_state: int | None = 0,
 ) -> SelectionResult:
     """Retrain probes on the top-, random- and bottom-``k`` neurons of a ranking.
