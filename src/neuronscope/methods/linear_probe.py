@@ -27,14 +27,12 @@ Defaults, and why (each was wrong before; see docs/findings.md):
 * **Validation by sentence**: sentence ids come from the store (or ``groups=``); a word-level
   split leaks context and overstates accuracy.
 
-The training matrix is held in memory as float32 (a float32 C-ordered array is used as is,
-never copied); minibatches are gathered by index, and z-normalization is folded into the
-weights rather than applied to the data.
+Training details (float32 matrix used as is, folded normalization, proximal Adam) are in
+:mod:`neuronscope.methods.probe_training`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +46,6 @@ from neuronscope.methods.base import (
     Labels,
     MethodInput,
     RankingMethod,
-    check_finite,
     prepare_input,
     require_concepts,
 )
@@ -61,12 +58,17 @@ from neuronscope.methods.probe_ordering import (
 )
 from neuronscope.methods.probe_persistence import load_probe, save_probe
 from neuronscope.methods.probe_training import (
-    BLOCK_ROWS,
     Trainer,
     auto_batch_size,
+    check_probe_params,
+    r2,
     split_rows,
     streaming_moments,
     torch_threads,
+    training_matrix,
+)
+from neuronscope.methods.probe_training import (
+    n_columns as count_columns,
 )
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.store.store import ActivationStore
@@ -203,49 +205,7 @@ class LinearProbe(RankingMethod):
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> None:
-        alphas_ok = self.alphas is None or (
-            isinstance(self.alphas, (list, tuple, np.ndarray)) and len(self.alphas) > 0
-            and all(_is_number(a) and a > 0 for a in self.alphas))
-        checks = [
-            (self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}"),
-            (self.penalty in PENALTIES,
-             f"penalty must be one of {PENALTIES}, got {self.penalty!r}"),
-            (self.ranking in RANKINGS, f"ranking must be one of {RANKINGS}, got {self.ranking!r}"),
-            (self.alpha == "auto" or (_is_number(self.alpha) and float(self.alpha) >= 0),
-             f"alpha must be 'auto' or a number >= 0, got {self.alpha!r}"),
-            (alphas_ok, f"alphas must be None or a non-empty list of numbers > 0, "
-                        f"got {self.alphas!r}"),
-            (isinstance(self.n_alphas, int) and self.n_alphas >= 1,
-             f"n_alphas must be a positive integer, got {self.n_alphas!r}"),
-            (_is_number(self.selection_tolerance) and self.selection_tolerance >= 0,
-             f"selection_tolerance must be >= 0, got {self.selection_tolerance!r}"),
-            (_is_number(self.l1_ratio) and 0 <= self.l1_ratio <= 1,
-             f"l1_ratio must be in [0, 1], got {self.l1_ratio}"),
-            (_is_number(self.mass) and 0 < self.mass <= 1,
-             f"mass must be in (0, 1], got {self.mass}"),
-            (isinstance(self.search_stride, int) and self.search_stride >= 1,
-             f"search_stride must be a positive integer, got {self.search_stride}"),
-            (self.batch_size == "auto" or (isinstance(self.batch_size, int)
-                                           and self.batch_size >= 1),
-             f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"),
-            (_is_number(self.learning_rate) and self.learning_rate > 0,
-             f"learning_rate must be > 0, got {self.learning_rate}"),
-            (isinstance(self.max_epochs, int) and self.max_epochs >= 1,
-             f"max_epochs must be a positive integer, got {self.max_epochs}"),
-            (_is_number(self.tol) and self.tol >= 0, f"tol must be >= 0, got {self.tol!r}"),
-            (_is_number(self.validation_fraction) and 0 <= self.validation_fraction < 1,
-             f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
-            (isinstance(self.patience, int) and self.patience >= 1,
-             f"patience must be a positive integer, got {self.patience}"),
-            (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
-             f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
-            (not (self.alpha == "auto" and self.validation_fraction == 0),
-             "alpha='auto' chooses the penalty on held-out sentences: give "
-             "validation_fraction > 0 or a fixed alpha"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise NeuronscopeError(message)
+        check_probe_params(self, TASKS, PENALTIES, RANKINGS)
 
     def _l1_share(self) -> float:
         return {"l1": 1.0, "l2": 0.0, "none": 0.0}.get(self.penalty, float(self.l1_ratio))
@@ -294,13 +254,13 @@ class LinearProbe(RankingMethod):
         """
         self._check_params()
         data = prepare_input(activations, labels, self.neurons)
-        n_columns = _n_columns(activations)
+        n_columns = count_columns(activations)
         if data.n_neurons == 0:
             raise NeuronscopeError("no neurons selected")
         if groups is None and isinstance(activations, ActivationStore):
             groups = activations.sentence_ids()
         target, classes = self._encode_target(data.y)
-        x = _training_matrix(data)
+        x = training_matrix(data)
         device = self._torch_device()
         rng = np.random.default_rng(self.random_state)
         train_idx, val_idx = split_rows(len(x), float(self.validation_fraction), rng, groups)
@@ -404,7 +364,7 @@ class LinearProbe(RankingMethod):
     def _input(self, activations: Activations, labels: Labels | None = None) -> MethodInput:
         """Rows of the fitted neurons (and labels when given), checked like in ``fit``."""
         self._check_fitted()
-        n_columns = _n_columns(activations)
+        n_columns = count_columns(activations)
         if n_columns != self.n_features_in_:
             raise NeuronscopeError(
                 f"the probe was fitted on activations with {self.n_features_in_} neurons, "
@@ -456,7 +416,7 @@ class LinearProbe(RankingMethod):
         out = self._decision(data)
         if self.classes_ is None:
             y = np.asarray(data.y, dtype=np.float64)
-            return _r2(y, out[:, 0].astype(np.float64))
+            return r2(y, out[:, 0].astype(np.float64))
         return float(np.mean(self.classes_[out.argmax(axis=1)] == data.y))
 
     # ------------------------------------------------------------------ ranking
@@ -541,40 +501,3 @@ class LinearProbe(RankingMethod):
         probe = load_probe(cls, path)
         assert isinstance(probe, LinearProbe)
         return probe
-
-
-# ---------------------------------------------------------------------- helpers
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, bool
-    ) and math.isfinite(float(value))
-
-
-def _n_columns(activations: Activations) -> int:
-    if isinstance(activations, ActivationStore):
-        return activations.n_neurons
-    if isinstance(activations, np.ndarray) and activations.ndim == 2:
-        return activations.shape[1]
-    raise NeuronscopeError(
-        "activations must be an ActivationStore or a 2-D numpy array, "
-        f"not {type(activations).__name__}"
-        + (f" of shape {activations.shape}" if isinstance(activations, np.ndarray) else "")
-    )
-
-
-def _training_matrix(data: MethodInput) -> np.ndarray:
-    """The selected activations as float32 rows, without copying a float32 array that is
-    already laid out as needed (it is only read)."""
-    src = data.source
-    if (isinstance(src, np.ndarray) and src.dtype == np.float32 and src.flags.c_contiguous
-            and data.n_neurons == src.shape[1]
-            and np.array_equal(data.ids, np.arange(src.shape[1]))):
-        for start in range(0, len(src), 16 * BLOCK_ROWS):
-            check_finite(src[start : start + 16 * BLOCK_ROWS], start)
-        return src
-    return data.matrix()
-
-
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
-    total = float(((y - y.mean()) ** 2).sum())
-    return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else 0.0

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import Activations, MethodInput, check_finite
+from neuronscope.store.store import ActivationStore
 
 # Adam's usual constants; the learning rate is a parameter.
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -330,3 +332,88 @@ def _to_device_if_fits(x: np.ndarray, device: torch.device) -> torch.Tensor | No
         # A read-only input (e.g. a memory map) is fine: it is only copied.
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(x).to(device)
+
+
+# ---------------------------------------------------------------------- probe helpers
+def check_probe_params(self: Any, tasks: tuple[str, ...], penalties: tuple[str, ...],
+                       rankings: tuple[str, ...]) -> None:
+    """Raise a clear error for the first invalid parameter of a linear probe."""
+    alphas_ok = self.alphas is None or (
+        isinstance(self.alphas, (list, tuple, np.ndarray)) and len(self.alphas) > 0
+        and all(is_number(a) and a > 0 for a in self.alphas))
+    checks = [
+        (self.task in tasks, f"task must be one of {tasks}, got {self.task!r}"),
+        (self.penalty in penalties,
+         f"penalty must be one of {penalties}, got {self.penalty!r}"),
+        (self.ranking in rankings, f"ranking must be one of {rankings}, got {self.ranking!r}"),
+        (self.alpha == "auto" or (is_number(self.alpha) and float(self.alpha) >= 0),
+         f"alpha must be 'auto' or a number >= 0, got {self.alpha!r}"),
+        (alphas_ok, f"alphas must be None or a non-empty list of numbers > 0, "
+                    f"got {self.alphas!r}"),
+        (isinstance(self.n_alphas, int) and self.n_alphas >= 1,
+         f"n_alphas must be a positive integer, got {self.n_alphas!r}"),
+        (is_number(self.selection_tolerance) and self.selection_tolerance >= 0,
+         f"selection_tolerance must be >= 0, got {self.selection_tolerance!r}"),
+        (is_number(self.l1_ratio) and 0 <= self.l1_ratio <= 1,
+         f"l1_ratio must be in [0, 1], got {self.l1_ratio}"),
+        (is_number(self.mass) and 0 < self.mass <= 1,
+         f"mass must be in (0, 1], got {self.mass}"),
+        (isinstance(self.search_stride, int) and self.search_stride >= 1,
+         f"search_stride must be a positive integer, got {self.search_stride}"),
+        (self.batch_size == "auto" or (isinstance(self.batch_size, int)
+                                       and self.batch_size >= 1),
+         f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"),
+        (is_number(self.learning_rate) and self.learning_rate > 0,
+         f"learning_rate must be > 0, got {self.learning_rate}"),
+        (isinstance(self.max_epochs, int) and self.max_epochs >= 1,
+         f"max_epochs must be a positive integer, got {self.max_epochs}"),
+        (is_number(self.tol) and self.tol >= 0, f"tol must be >= 0, got {self.tol!r}"),
+        (is_number(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+         f"validation_fraction must be in [0, 1), got {self.validation_fraction}"),
+        (isinstance(self.patience, int) and self.patience >= 1,
+         f"patience must be a positive integer, got {self.patience}"),
+        (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
+         f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
+        (not (self.alpha == "auto" and self.validation_fraction == 0),
+         "alpha='auto' chooses the penalty on held-out sentences: give "
+         "validation_fraction > 0 or a fixed alpha"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NeuronscopeError(message)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    ) and math.isfinite(float(value))
+
+
+def n_columns(activations: Activations) -> int:
+    if isinstance(activations, ActivationStore):
+        return activations.n_neurons
+    if isinstance(activations, np.ndarray) and activations.ndim == 2:
+        return activations.shape[1]
+    raise NeuronscopeError(
+        "activations must be an ActivationStore or a 2-D numpy array, "
+        f"not {type(activations).__name__}"
+        + (f" of shape {activations.shape}" if isinstance(activations, np.ndarray) else "")
+    )
+
+
+def training_matrix(data: MethodInput) -> np.ndarray:
+    """The selected activations as float32 rows, without copying a float32 array that is
+    already laid out as needed (it is only read)."""
+    src = data.source
+    if (isinstance(src, np.ndarray) and src.dtype == np.float32 and src.flags.c_contiguous
+            and data.n_neurons == src.shape[1]
+            and np.array_equal(data.ids, np.arange(src.shape[1]))):
+        for start in range(0, len(src), 16 * BLOCK_ROWS):
+            check_finite(src[start : start + 16 * BLOCK_ROWS], start)
+        return src
+    return data.matrix()
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else 0.0
