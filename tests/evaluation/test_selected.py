@@ -139,8 +139,31 @@ def test_minimal_subset_finds_one_neuron(planted, ranking_of):
     result = minimal_subset(x, y, ranking_of([3], 12), target=0.95)
     assert result.reached and result.k == 1 and result.neurons == ["n3"]
     assert result.evaluations == {1: result.accuracy}
-    assert result.accuracy >= result.threshold == pytest.approx(0.95 * result.full_accuracy)
+    # The default threshold is a share of the gain over the majority class.
+    maj, full = result.majority_accuracy, result.full_accuracy
+    assert result.baseline == "majority" and 0 < maj < full
+    assert result.accuracy >= result.threshold == pytest.approx(maj + 0.95 * (full - maj))
     assert result.to_dict()["k"] == 1
+    plain = minimal_subset(x, y, ranking_of([3], 12), target=0.95, baseline="none")
+    assert plain.threshold == pytest.approx(0.95 * plain.full_accuracy)
+
+
+def test_minimal_subset_baseline_aware_target_is_not_met_by_the_majority(ranking_of):
+    """A rare one-vs-rest concept: 95% of the full accuracy lies below the majority class,
+    so an uninformative neuron "passes" with the plain target but not the default one."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    y = np.where(rng.random(n) < 0.04, "R", "other")
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    x[:, 4] += 4.0 * (y == "R")
+    order = [0, 1, 2, 3, 5, 4]  # the informative neuron last
+    factory = lambda: LinearProbe.for_evaluation(max_epochs=10)  # noqa: E731
+    plain = minimal_subset(x, y, ranking_of(order, 6, concepts=("R", "other")), concept="R",
+                           baseline="none", probe_factory=factory)
+    assert plain.k == 1  # the majority class alone clears 0.95 * full
+    aware = minimal_subset(x, y, ranking_of(order, 6, concepts=("R", "other")), concept="R",
+                           probe_factory=factory)
+    assert aware.k == 6 and aware.threshold > aware.majority_accuracy
 
 
 def test_minimal_subset_bisects_to_the_planted_neuron_last(planted, ranking_of):
