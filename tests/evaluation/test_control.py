@@ -96,6 +96,10 @@ def test_label_neurons_are_selective_with_the_exact_control_accuracy(typed):
     assert result.control_accuracy == pytest.approx(expected)
     assert result.selectivity == pytest.approx(1.0 - expected)
     assert result.selectivity > 0.4
+    assert result.gain_selectivity == pytest.approx(
+        (result.task_accuracy - result.task_majority)
+        - (result.control_accuracy - result.control_majority))
+    assert result.to_dict()["gain_selectivity"] == result.gain_selectivity
     assert result.to_dict()["neurons"] == [f"n{i}" for i in range(label_rep.shape[1])]
 
 
