@@ -1,21 +1,25 @@
-"""Benchmark: ranking methods on MiniLM activations of UD English EWT (issue #3 targets).
+"""Benchmark: every ranking method on MiniLM/UD EWT, held out, with its controls (issue #13).
 
-Extracts (or reuses, under bench/_work/) MiniLM `hidden` stores of EWT train (all words, all
-7 layers = 2,688 neurons) and dev, then:
+Extracts (or reuses, under ``--work``, default /tmp/trust-ranking/) MiniLM ``hidden`` stores
+of EWT train and dev (7 layers x 384 = 2,688 neurons, word = mean of its subwords), then:
 
-1. trains LinearProbe (ElasticNet) on all of train, reports time and dev UPOS accuracy;
-2. on a 40k-word train subset, trains scikit-learn LogisticRegression(solver="saga",
-   l1_ratio=0.5, max_iter=100) and LinearProbe on the same standardized features, reports
-   both times and dev accuracies, and `probe_speedup_vs_sklearn` (sklearn time / ours);
-3. times IoU, AveragePrecision, Probeless and Selectivity over all UPOS concepts on train.
+1. ranks UPOS neurons with every method on a seeded subset of *train* sentences
+   (``--train-sentences``; all methods see the same words);
+2. for k = 10, 50, 100 retrains an evaluation probe (``LinearProbe.for_evaluation``) on the
+   top-k, bottom-k and ``--n-random`` random-k neurons of each global order (train subset)
+   and scores it on all *dev* sentences, which no ranking saw; prints top / random mean ± sd /
+   bottom and marks with ``*`` every top-k that is not above random + 2 sd;
+3. prints the default probe's dev accuracy next to scikit-learn's converged
+   ``LogisticRegression(solver="saga")`` with the same penalty (the chosen ``alpha_``) on
+   the same standardized features and words (``--sklearn-words`` of the train subset).
 
-Usage: python bench/methods.py [--subset 40000] [--skip-sklearn]
-Last line: slowest_corpus_method_s=<seconds of the slowest of the four corpus methods>
+Usage: python bench/methods.py [--train-sentences 2000] [--n-random 5] [--ks 10 50 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -23,98 +27,143 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ud_ewt"
-WORK = ROOT / "bench" / "_work"
+EWT = Path("/work/shared/data/ud_ewt")
 
 
-def store_for(split: str):
+def store_for(split: str, work: Path):
     """The MiniLM hidden store of an EWT split, extracted once and reused."""
     from neuronscope.corpus import read_conllu
-    from neuronscope.errors import StoreError
     from neuronscope.extraction import extract
     from neuronscope.store import ActivationStore
 
     corpus = read_conllu(EWT / f"en_ewt-ud-{split}.conllu")
-    path = WORK / f"minilm-ewt-{split}"
-    try:
+    path = work / f"minilm-ewt-{split}"
+    if (path / "neuronscope.json").exists():
         store = ActivationStore(path)
         store.check_corpus(corpus)
         return store, corpus
-    except StoreError:
-        pass
     t = time.perf_counter()
     store = extract(corpus, path, None, components=["hidden"], aggregation="mean",
-                    overwrite=path.exists(), progress=False)
-    print(f"extracted {split}: {corpus.n_words} words in {time.perf_counter() - t:.1f} s")
+                    progress=False)
+    print(f"extracted {split}: {corpus.n_words} words in {time.perf_counter() - t:.0f} s")
     return store, corpus
-
-
-def timed(fn):
-    t = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subset", type=int, default=40000)
-    parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--train-sentences", type=int, default=2000)
+    parser.add_argument("--n-random", type=int, default=5)
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--sklearn-words", type=int, default=10000)
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/trust-ranking"))
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
-    from neuronscope.methods import get_method
+    from neuronscope.methods import METHODS, get_method
     from neuronscope.methods.linear_probe import LinearProbe
 
-    train, train_corpus = store_for("train")
-    dev, dev_corpus = store_for("dev")
-    y_train = train_corpus.concept_labels("upos")
-    y_dev = dev_corpus.labels_array("upos")
-    print(f"train: {train.n_words} words x {train.n_neurons} neurons, "
-          f"{len(set(y_train.values.tolist()))} UPOS concepts; dev: {dev.n_words} words")
-    x_train, t_load = timed(train.matrix)
-    x_dev = dev.matrix()
-    print(f"loaded train activations in {t_load:.1f} s")
+    args.work.mkdir(parents=True, exist_ok=True)
+    train, train_corpus = store_for("train", args.work)
+    dev, dev_corpus = store_for("dev", args.work)
+    rng = np.random.default_rng(args.seed)
+    chosen = np.sort(rng.choice(train_corpus.n_sentences, args.train_sentences, replace=False))
+    sentence = train.sentence_ids()
+    rows = np.isin(sentence, chosen)
+    x = np.ascontiguousarray(train.matrix()[rows])
+    y = train_corpus.labels_array("upos")[rows]
+    groups = sentence[rows]
+    x_dev, y_dev = dev.matrix(), dev_corpus.labels_array("upos")
+    majority = float(np.mean(y_dev == max(set(y.tolist()), key=y.tolist().count)))
+    print(f"train subset: {args.train_sentences} of {train_corpus.n_sentences} sentences "
+          f"({len(y)} words) x {x.shape[1]} neurons; dev: {len(y_dev)} words "
+          f"(majority class {majority:.4f})")
 
-    probe = LinearProbe(penalty="elasticnet", random_state=0)
-    _, t_probe = timed(lambda: probe.fit(x_train, y_train.values))
-    acc = probe.score(x_dev, y_dev)
-    print(f"LinearProbe elasticnet full train: {t_probe:.1f} s, dev accuracy {acc:.4f} "
-          f"({probe.n_epochs_} epochs)")
-    print(f"probe_train_s={t_probe:.1f}")
+    def held_out(cols: np.ndarray) -> float:
+        probe = LinearProbe.for_evaluation(args.seed)
+        probe.fit(np.ascontiguousarray(x[:, cols]), y, groups)
+        return float(np.mean(probe.predict(np.ascontiguousarray(x_dev[:, cols])) == y_dev))
 
-    rng = np.random.default_rng(0)
-    sub = np.sort(rng.choice(train.n_words, size=min(args.subset, train.n_words), replace=False))
-    xs, ys = x_train[sub], y_train.values[sub]
-    ours = LinearProbe(penalty="elasticnet", random_state=0)
-    _, t_ours = timed(lambda: ours.fit(xs, ys))
-    acc_ours = ours.score(x_dev, y_dev)
-    print(f"LinearProbe elasticnet {len(sub)}-word subset: {t_ours:.1f} s, dev {acc_ours:.4f}")
-    if not args.skip_sklearn:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
+    random = {}
+    for k in args.ks:
+        draws = [held_out(np.sort(rng.choice(x.shape[1], k, replace=False)))
+                 for _ in range(args.n_random)]
+        random[k] = (float(np.mean(draws)), float(np.std(draws)))
+    full = held_out(np.arange(x.shape[1]))
+    print(f"all {x.shape[1]} neurons: dev {full:.4f}")
 
-        scaler = StandardScaler().fit(xs)
-        sk = LogisticRegression(solver="saga", penalty="elasticnet", l1_ratio=0.5, C=1.0,
-                                max_iter=100)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            _, t_sk = timed(lambda: sk.fit(scaler.transform(xs), ys))
-        acc_sk = sk.score(scaler.transform(x_dev), y_dev)
-        print(f"sklearn saga elasticnet {len(sub)}-word subset: {t_sk:.1f} s, dev {acc_sk:.4f}")
-        print(f"dev_accuracy_full_probe={acc:.4f} dev_accuracy_sklearn_subset={acc_sk:.4f}")
-        print(f"probe_speedup_vs_sklearn={t_sk / t_ours:.2f}")
-    x_train = xs = None  # free ~2 GB before the corpus methods stream from the store
-
-    times = {}
-    for name in ("iou", "ap", "probeless", "selectivity"):
+    results = {"full": full, "majority": majority, "random": random, "methods": {}}
+    default_probe = None
+    for name in args.methods or list(METHODS):
         method = get_method(name)
-        ranking, seconds = timed(lambda m=method: m.rank(train, y_train))
-        times[name] = seconds
-        print(f"{name}: {seconds:.2f} s for {len(ranking.concepts)} concepts; "
-              f"top NOUN neuron {ranking.top(1, 'NOUN')[0]}")
-    print(f"slowest_corpus_method_s={max(times.values()):.2f}")
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranking = (method.rank(x, y, groups) if isinstance(method, LinearProbe)
+                       else method.rank(x, y))
+        seconds = time.perf_counter() - start
+        if isinstance(method, LinearProbe):
+            default_probe = method
+        order = np.asarray(ranking.global_order)
+        print(f"\n{name}: ranked in {seconds:.1f} s ({len(order)} neurons ordered)")
+        print(f"{'k':>5} {'top':>8} {'random (mean ± sd)':>20} {'bottom':>8}")
+        rows_out = []
+        for k in args.ks:
+            top = held_out(order[:k]) if len(order) >= k else float("nan")
+            bottom = held_out(order[-k:]) if len(order) >= k else float("nan")
+            mean, sd = random[k]
+            flag = "" if top > mean + 2 * sd else " *"
+            print(f"{k:>5} {top:>8.4f} {mean:>11.4f} ± {sd:.4f} {bottom:>8.4f}{flag}")
+            rows_out.append({"k": k, "top": top, "bottom": bottom, "random_mean": mean,
+                             "random_sd": sd, "above_random_2sd": top > mean + 2 * sd})
+        results["methods"][name] = {"seconds": seconds, "rows": rows_out}
+    print("\n* = top-k not above random-k + 2 sd")
+
+    if default_probe is not None:
+        ours = float(np.mean(default_probe.predict(x_dev) == y_dev))
+        print(f"\ndefault probe: alpha_={default_probe.alpha_:.3g}, "
+              f"{default_probe.n_epochs_} epochs over {len(default_probe.path_)} path points, "
+              f"converged={default_probe.converged_}, dev accuracy {ours:.4f}")
+        results["default_probe"] = {"alpha": default_probe.alpha_, "dev": ours,
+                                    "path": default_probe.path_}
+        compare_with_sklearn(default_probe.alpha_, x, y, groups, x_dev, y_dev,
+                             args.sklearn_words, rng, results)
+    out = args.work / "bench-methods.json"
+    out.write_text(json.dumps(results, indent=1, default=float))
+    print(f"\nwrote {out}")
+
+
+def compare_with_sklearn(alpha, x, y, groups, x_dev, y_dev, n_words, rng, results) -> None:
+    """Our probe at a fixed ``alpha`` vs scikit-learn's saga at the same C, same features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from neuronscope.methods.linear_probe import LinearProbe
+
+    sub = np.sort(rng.choice(len(y), min(n_words, len(y)), replace=False))
+    xs, ys = np.ascontiguousarray(x[sub]), y[sub]
+    ours = LinearProbe(alpha=alpha, ranking="weight", validation_fraction=0.0, max_epochs=200)
+    start = time.perf_counter()
+    ours.fit(xs, ys)
+    t_ours = time.perf_counter() - start
+    acc_ours = float(np.mean(ours.predict(x_dev) == y_dev))
+    scaler = StandardScaler().fit(xs)
+    sk = LogisticRegression(solver="saga", penalty="elasticnet", l1_ratio=0.5,
+                            C=1.0 / (alpha * len(ys)), max_iter=300, tol=1e-4)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(scaler.transform(xs), ys)
+    t_sk = time.perf_counter() - start
+    acc_sk = float(sk.score(scaler.transform(x_dev), y_dev))
+    print(f"same {len(sub)} train words, alpha={alpha:.3g}, elasticnet 0.5: ours dev "
+          f"{acc_ours:.4f} ({t_ours:.0f} s, {ours.n_epochs_} epochs, "
+          f"converged={ours.converged_}); scikit-learn saga dev {acc_sk:.4f} ({t_sk:.0f} s, "
+          f"{int(np.max(sk.n_iter_))} iterations); difference {100 * (acc_ours - acc_sk):+.2f} "
+          "points")
+    results["sklearn"] = {"words": len(sub), "ours": acc_ours, "sklearn": acc_sk,
+                          "sklearn_iter": int(np.max(sk.n_iter_))}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from neuronscope.methods.ranking import ConceptRanking, Ranking
 @pytest.fixture(scope="module")
 def planted_probe(planted):
     x, y = planted
-    probe = LinearProbe(learning_rate=0.05, max_epochs=30, random_state=0).fit(x[:450], y[:450])
+    probe = LinearProbe.for_evaluation(0, learning_rate=0.05, max_epochs=30)
+    probe.fit(x[:450], y[:450])
     return probe, x[450:], y[450:]
 
 
@@ -70,7 +71,7 @@ def test_mean_from_given_means_or_training_rows(planted, ranking_of):
 
 def test_matrix_columns_follow_their_ids(planted):
     x, y = planted
-    probe = LinearProbe(learning_rate=0.05, max_epochs=30, random_state=0).fit(x, y)
+    probe = LinearProbe.for_evaluation(learning_rate=0.05, max_epochs=30, random_state=0).fit(x, y)
     # The same columns presented as neurons 100..111: the ranking must speak of those ids.
     matrix = NeuronMatrix(x, np.arange(100, 112), [f"n{i}" for i in range(100, 112)])
     order = [103, *[i for i in range(100, 112) if i != 103]]

@@ -96,6 +96,10 @@ def test_label_neurons_are_selective_with_the_exact_control_accuracy(typed):
     assert result.control_accuracy == pytest.approx(expected)
     assert result.selectivity == pytest.approx(1.0 - expected)
     assert result.selectivity > 0.4
+    assert result.gain_selectivity == pytest.approx(
+        (result.task_accuracy - result.task_majority)
+        - (result.control_accuracy - result.control_majority))
+    assert result.to_dict()["gain_selectivity"] == result.gain_selectivity
     assert result.to_dict()["neurons"] == [f"n{i}" for i in range(label_rep.shape[1])]
 
 
@@ -104,7 +108,7 @@ def test_linear_probe_agrees_and_subsets_matter(typed):
     both = np.concatenate([identity, label_rep], axis=1)
 
     def factory():
-        return LinearProbe(penalty="none", learning_rate=0.05, max_epochs=30, random_state=0)
+        return LinearProbe.for_evaluation(0, penalty="none", learning_rate=0.05, max_epochs=30)
 
     on_label = control_selectivity(both, corpus, "pos", neurons=range(identity.shape[1],
                                                                        both.shape[1]),

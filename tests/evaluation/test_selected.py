@@ -37,6 +37,9 @@ def test_top_beats_random_beats_bottom(graded, ranking_of):
     d = result.to_dict()
     assert len(d["random_runs"]["2"]) == 4 and d["table"][1]["k"] == 4
     assert np.std(d["random_runs"]["4"]) == pytest.approx(result.random_std[1])
+    # Every row says whether the top-k beats the random band (mean + 2 sd).
+    for row in d["table"]:
+        assert row["above_random"] == (row["top"] > row["random_mean"] + 2 * row["random_std"])
 
 
 def test_fractions_and_seed_reproducibility(planted, ranking_of):
@@ -58,7 +61,7 @@ def test_concept_uses_one_vs_rest_and_its_own_order(ranking_of):
     ranking.concepts["C"] = ranking_of([5], 10).concepts["A"]
     result = evaluate_selection(
         x, y, ranking, ks=[1], concept="C", n_random=2,
-        probe_factory=lambda: LinearProbe(learning_rate=0.05, max_epochs=20),
+        probe_factory=lambda: LinearProbe.for_evaluation(learning_rate=0.05, max_epochs=20),
     )
     assert result.concept == "C" and result.top_neurons[1] == ["n5"]
     assert result.top[0] > 0.95 and result.top[0] > result.random_mean[0] + 0.2
@@ -127,7 +130,7 @@ def test_other_failures(planted, ranking_of):
 def test_default_ks_drop_those_above_the_pool(planted, ranking_of):
     x, y = planted
     result = evaluate_selection(x, y, ranking_of([3], 12), n_random=1,
-                                probe_factory=lambda: LinearProbe(max_epochs=3))
+                                probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=3))
     assert result.ks == [10]
 
 
@@ -136,8 +139,31 @@ def test_minimal_subset_finds_one_neuron(planted, ranking_of):
     result = minimal_subset(x, y, ranking_of([3], 12), target=0.95)
     assert result.reached and result.k == 1 and result.neurons == ["n3"]
     assert result.evaluations == {1: result.accuracy}
-    assert result.accuracy >= result.threshold == pytest.approx(0.95 * result.full_accuracy)
+    # The default threshold is a share of the gain over the majority class.
+    maj, full = result.majority_accuracy, result.full_accuracy
+    assert result.baseline == "majority" and 0 < maj < full
+    assert result.accuracy >= result.threshold == pytest.approx(maj + 0.95 * (full - maj))
     assert result.to_dict()["k"] == 1
+    plain = minimal_subset(x, y, ranking_of([3], 12), target=0.95, baseline="none")
+    assert plain.threshold == pytest.approx(0.95 * plain.full_accuracy)
+
+
+def test_minimal_subset_baseline_aware_target_is_not_met_by_the_majority(ranking_of):
+    """A rare one-vs-rest concept: 95% of the full accuracy lies below the majority class,
+    so an uninformative neuron "passes" with the plain target but not the default one."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    y = np.where(rng.random(n) < 0.04, "R", "other")
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    x[:, 4] += 4.0 * (y == "R")
+    order = [0, 1, 2, 3, 5, 4]  # the informative neuron last
+    factory = lambda: LinearProbe.for_evaluation(max_epochs=10)  # noqa: E731
+    plain = minimal_subset(x, y, ranking_of(order, 6, concepts=("R", "other")), concept="R",
+                           baseline="none", probe_factory=factory)
+    assert plain.k == 1  # the majority class alone clears 0.95 * full
+    aware = minimal_subset(x, y, ranking_of(order, 6, concepts=("R", "other")), concept="R",
+                           probe_factory=factory)
+    assert aware.k == 6 and aware.threshold > aware.majority_accuracy
 
 
 def test_minimal_subset_bisects_to_the_planted_neuron_last(planted, ranking_of):
@@ -145,12 +171,12 @@ def test_minimal_subset_bisects_to_the_planted_neuron_last(planted, ranking_of):
     # The planted neuron ranked last: only all 12 neurons pass.
     order = [i for i in range(12) if i != 3] + [3]
     result = minimal_subset(x, y, ranking_of(order, 12), target=0.9,
-                            probe_factory=lambda: LinearProbe(max_epochs=4))
+                            probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=4))
     assert result.reached and result.k == 12
     # Doubling 1, 2, 4, 8, then 12 (capped), then bisection 10, 11.
     assert sorted(result.evaluations) == [1, 2, 4, 8, 10, 11, 12]
     capped = minimal_subset(x, y, ranking_of(order, 12), target=0.9, max_k=6,
-                            probe_factory=lambda: LinearProbe(max_epochs=4))
+                            probe_factory=lambda: LinearProbe.for_evaluation(max_epochs=4))
     assert not capped.reached and capped.k == 6
     with pytest.raises(NeuronscopeError, match="target"):
         minimal_subset(x, y, ranking_of(order, 12), target=1.5)

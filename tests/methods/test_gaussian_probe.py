@@ -71,7 +71,7 @@ def fitted() -> tuple[GaussianProbe, Ranking, np.ndarray, np.ndarray]:
 
 
 def test_planted_pair_selected_first_then_plateau(fitted) -> None:
-    probe, ranking, _, _ = fitted
+    probe, ranking, x, _ = fitted
     assert set(probe.selected_[:2].tolist()) == {3, 8}
     assert set(ranking.top(2)) == {"n3", "n8"}
     mi = np.array([step["mi_bits"] for step in probe.curve_])
@@ -86,11 +86,15 @@ def test_planted_pair_selected_first_then_plateau(fitted) -> None:
     # estimation noise costs a little): no selection bias lifts the plateau.
     assert (mi[2:] <= mi[1] + 0.005).all() and (mi[2:] > mi[1] - 0.06).all()
     assert acc[1] > 0.95 and probe.baseline_["accuracy"] < 0.35  # chance is 0.25
-    np.testing.assert_allclose(ranking.global_scores, mi)
+    np.testing.assert_allclose(ranking.global_scores[:6], mi)
     curve = ranking.extra["selection_curve"]
     assert [c["neuron"] for c in curve] == probe.selected_names_
     assert set(curve[0]) == {"neuron", "id", "mi_bits", "accuracy"}
-    assert ranking.method == "gaussian" and len(ranking.global_order) == 6
+    # Every neuron is ordered: the six selected first, the rest by univariate information.
+    assert ranking.method == "gaussian" and ranking.extra["n_selected"] == 6
+    assert len(ranking.global_order) == x.shape[1]
+    assert ranking.global_order[:6].tolist() == probe.selected_.tolist()
+    assert (np.diff(ranking.global_scores[6:]) <= 0).all()
 
 
 def test_curve_and_predictions_match_student_t_reference(fitted) -> None:
@@ -123,13 +127,15 @@ def test_accuracy_criterion_finds_the_pair() -> None:
     probe = GaussianProbe(criterion="accuracy", max_neurons=3, random_state=3)
     ranking = probe.rank(x, y)
     assert set(probe.selected_[:2].tolist()) == {3, 8}
-    np.testing.assert_allclose(ranking.global_scores, [c["accuracy"] for c in probe.curve_])
+    np.testing.assert_allclose(ranking.global_scores[:len(probe.curve_)],
+                               [c["accuracy"] for c in probe.curve_])
     assert ranking.global_scores[1] > 0.95
 
 
-def test_per_concept_order_follows_class_gains() -> None:
-    """n2 marks A, n7 marks B: A's words gain more from n2 than from n7 (about log2 3 bits
-    against 0 when n2 comes first), B's words the other way round (1 against log2 1.5 bits)."""
+def test_per_concept_order_and_class_gains() -> None:
+    """n2 marks A, n7 marks B: per concept, one-vs-rest information puts each first; the
+    class gains of the selection say A's words gain more from n2 than from n7 (about log2 3
+    bits against 0 when n2 comes first), B's words the other way round."""
     rng = np.random.default_rng(2)
     y = np.asarray(["A", "B", "C"])[rng.integers(0, 3, N)]
     x = rng.standard_normal((N, D)).astype(np.float32)
@@ -138,8 +144,10 @@ def test_per_concept_order_follows_class_gains() -> None:
     ranking = GaussianProbe(max_neurons=3, concepts=["A", "B"]).rank(x, y)
     assert ranking.concept_names == ["A", "B"]
     assert ranking.top(1, "A") == ["n2"] and ranking.top(1, "B") == ["n7"]
-    gains_a, gains_b = ranking.scores("A"), ranking.scores("B")  # bits per word of the class
     assert set(ranking.top(2)) == {"n2", "n7"}
+    selected = [f"n{i}" for i in ranking.global_order[:ranking.extra["n_selected"]]]
+    gains_a = dict(zip(selected, ranking.extra["class_gains"]["A"], strict=True))
+    gains_b = dict(zip(selected, ranking.extra["class_gains"]["B"], strict=True))
     assert gains_a["n2"] > gains_a["n7"] + 0.4 and gains_b["n7"] > gains_b["n2"] + 0.3
     back = Ranking.from_json(ranking.to_json())
     assert back.extra["selection_curve"] == ranking.extra["selection_curve"]
@@ -158,7 +166,7 @@ def test_tiny_classes_stay_finite() -> None:
     np.testing.assert_allclose(np.exp(proba).sum(1), 1.0)
     for concept in ("tiny", "single"):
         assert np.isfinite(ranking.concepts[concept].scores).all()
-        assert len(ranking.concepts[concept].ids) == 4
+        assert len(ranking.concepts[concept].ids) == x.shape[1]
 
 
 def test_store_streaming_matches_in_memory(tmp_path: Path) -> None:
@@ -252,9 +260,11 @@ def test_pure_noise_stops_early_and_reports_no_information() -> None:
     assert probe.stopped_early_ and ranking.extra["stopped_early"]
     assert 1 <= len(probe.selected_) <= 3
     assert all(c["mi_bits"] <= 0.01 for c in probe.curve_)
-    assert len(ranking.global_order) == len(probe.selected_)
+    n = len(probe.selected_)
+    assert ranking.extra["n_selected"] == n and len(ranking.global_order) == x.shape[1]
     for concept in "ABCD":
-        assert len(ranking.concepts[concept].ids) == len(probe.selected_)
+        assert len(ranking.concepts[concept].ids) == x.shape[1]
+        assert len(ranking.extra["class_gains"][concept]) == n
     # Without the stopping rule, the full curve is still reported without selection bias.
     full = GaussianProbe(max_neurons=20, min_gain=None)
     full.rank(x, y)

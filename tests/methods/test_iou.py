@@ -34,11 +34,38 @@ def direct_iou(x: np.ndarray, y: np.ndarray, concept: str, alpha: float) -> np.n
     return (mask & c).sum(axis=0) / (mask | c).sum(axis=0)
 
 
-def test_defaults_follow_mu_and_andreas():
+def test_defaults_search_the_threshold():
     method = IoU()
-    assert method.alpha == 0.005 and method.name == "iou"
-    assert method.get_params() == {"alpha": 0.005, "concepts": None, "neurons": None,
-                                   "signed": False, "block_neurons": 384}
+    assert method.alpha == "auto" and method.name == "iou"
+    assert method.get_params() == {"alpha": "auto", "concepts": None, "neurons": None,
+                                   "signed": False, "block_neurons": 384,
+                                   "max_fraction": 0.3, "n_fractions": 12}
+
+
+def test_threshold_search_finds_a_focused_neuron_whatever_its_firing_rate():
+    """Concept A covers 8 % of the words; neuron 3 is shifted on A (d = 1.5); the others are
+    heavy-tailed noise. A fixed top 0.5 % mask (30 words) caps the IoU with A's ~480 words at
+    30 / 480; the searched threshold finds neuron 3 with a mask near A's frequency and an IoU
+    several times higher."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    y = np.where(rng.random(n) < 0.08, "A", "B")
+    x = rng.standard_t(2, (n, 40)).astype(np.float32)
+    x[:, 3] = rng.standard_normal(n) + 1.5 * (y == "A")
+    searched = IoU().rank(x, y)
+    assert searched.top(1, "A") == ["n3"]
+    fraction = searched.extra["mask_fraction"]["A"][3]
+    assert 0.02 < fraction < 0.2
+    fixed = IoU(alpha=0.005).rank(x, y).scores("A")["n3"]
+    assert fixed <= 30 / (y == "A").sum() + 1e-9
+    assert searched.scores("A")["n3"] > 3 * fixed
+    # Exact: the best IoU over the tried masks, checked by brute force for neuron 3.
+    order = np.argsort(-x[:, 3], kind="stable")
+    is_a = (y == "A")[order]
+    best = max(is_a[:m].sum() / (m + is_a.sum() - is_a[:m].sum())
+               for m in np.round(np.asarray(searched.extra["mask_fractions_tried"]) * n)
+               .astype(int))
+    assert searched.scores("A")["n3"] == pytest.approx(best)
 
 
 def test_finds_planted_neuron():

@@ -45,13 +45,10 @@ from neuronscope.methods.ranking import Ranking, ranking_from_scores
 FORMAT = "neuronscope-benchmark-leaderboard"
 #: Fixed cut-offs reported next to k = planted.
 DEFAULT_KS = (1, 10)
-#: Benchmark defaults of some methods: GaussianProbe's greedy search grows with the neurons it
-#: selects, and its ranking holds only those, so it selects enough to cover the planted units.
-# The benchmark scores whether *every* planted neuron is found, so the Gaussian probe's greedy
-# search must not stop early once the strongest units explain a concept.
-DEFAULT_METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "gaussian": {"max_neurons": 40, "min_gain": None}
-}
+#: Benchmark overrides of method defaults: none. Every method is scored as a user would run
+#: it (the Gaussian probe orders every neuron since its selection stops, so no longer needs a
+#: fixed-length search to cover the planted units).
+DEFAULT_METHOD_PARAMS: dict[str, dict[str, Any]] = {}
 RANDOM, CHANCE = "random", "chance"
 PLANTED_K = "planted"
 _RESULT_COLUMNS = ["method", "kind", "snr", "k", "precision", "recall", "n_cases",

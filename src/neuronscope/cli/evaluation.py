@@ -43,11 +43,12 @@ def register(app: typer.Typer, console: Console) -> None:
             None, help="Neuron counts, e.g. 10,50,100 (default: those of 10,50,100 that fit)."
         ),
         concept: str | None = typer.Option(None, help="Evaluate one concept (one-vs-rest)."),
-        n_random: int = typer.Option(3, help="Random draws / orders per k."),
+        n_random: int = typer.Option(5, help="Random draws / orders per k (mean ± sd)."),
         ablation_steps: int = typer.Option(10, help="Ablation grid size."),
         mode: str = typer.Option("zero", help="Ablation: zero or mean."),
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
-        max_epochs: int = typer.Option(10, help="Epochs of each LinearProbe."),
+        max_epochs: int = typer.Option(50, help="Most epochs of each evaluation LinearProbe "
+                                       "(it stops earlier once converged)."),
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
@@ -90,7 +91,8 @@ def _print_summary(console: Console, summary: dict, out_fmt: str = "table") -> N
     what = f"concept {summary['concept']}" if summary["concept"] else f"all {summary['labels']}"
     probes = Rows("selection", f"{sel['method']} ranking, {what}: probes on selected neurons "
                                f"({sel['n_test']} test words)",
-                  ["k", "top-k", "random-k", "random-k std", "bottom-k", "all neurons",
+                  ["k", "top-k", "random-k", "random-k std", "above random + 2 sd",
+                   "bottom-k", "all neurons",
                    "selectivity (top-k)", "task accuracy", "control accuracy"],
                   formats={c: ".3f" for c in ("top-k", "random-k", "random-k std", "bottom-k",
                                               "all neurons", "task accuracy",
@@ -99,7 +101,9 @@ def _print_summary(console: Console, summary: dict, out_fmt: str = "table") -> N
     selectivity = {c["k"]: c for c in summary["control"]}
     for row in sel["table"]:
         control = selectivity.get(row["k"]) or {}
-        probes.add(row["k"], row["top"], row["random_mean"], row["random_std"], row["bottom"],
+        # A top-k not above the random band (mean + 2 sd) is no evidence for the ranking.
+        probes.add(row["k"], row["top"], row["random_mean"], row["random_std"],
+                   "yes" if row.get("above_random", True) else "NO", row["bottom"],
                    row["full"], control.get("selectivity"), control.get("task_accuracy"),
                    control.get("control_accuracy"))
     abl = summary["ablation"]

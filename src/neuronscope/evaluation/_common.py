@@ -296,10 +296,12 @@ def _mask(mask: np.ndarray, n: int, what: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------- probes
 def default_probe_factory(random_state: int | None = 0) -> ProbeFactory:
-    """A factory of :class:`~neuronscope.methods.linear_probe.LinearProbe` with its defaults."""
+    """A factory of evaluation probes: :meth:`LinearProbe.for_evaluation
+    <neuronscope.methods.linear_probe.LinearProbe.for_evaluation>` (one weakly penalized
+    fit; the ranking default searches a whole regularization path)."""
     from neuronscope.methods.linear_probe import LinearProbe
 
-    return lambda: LinearProbe(random_state=random_state)
+    return lambda: LinearProbe.for_evaluation(random_state)
 
 
 def fit_and_score(

@@ -46,7 +46,12 @@ from neuronscope.evaluation._common import (
 
 @dataclass
 class ControlSelectivity:
-    """Task and control-task accuracy of probes on the same neurons, and their difference."""
+    """Task and control-task accuracy of probes on the same neurons, and their difference.
+
+    ``gain_selectivity`` compares the two tasks on a common footing: each accuracy minus its
+    own majority-class baseline (the control task's majority is usually lower, which inflates
+    the plain difference).
+    """
 
     layer: str
     control_layer: str
@@ -62,6 +67,12 @@ class ControlSelectivity:
     n_test: int
     random_state: int | None
 
+    @property
+    def gain_selectivity(self) -> float:
+        """``(task - task majority) - (control - control majority)``."""
+        return ((self.task_accuracy - self.task_majority)
+                - (self.control_accuracy - self.control_majority))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (neurons listed when at most 200)."""
         return {
@@ -73,6 +84,7 @@ class ControlSelectivity:
             "task_accuracy": self.task_accuracy,
             "control_accuracy": self.control_accuracy,
             "selectivity": self.selectivity,
+            "gain_selectivity": self.gain_selectivity,
             "task_majority": self.task_majority,
             "control_majority": self.control_majority,
             "seen_type_share": self.seen_type_share,
@@ -106,7 +118,7 @@ def control_selectivity(
         neurons: the subset (names or ids; default: all loaded neurons).
         concept: one-vs-rest on both tasks (label == concept, control label == concept; the
             control keeps the concept's frequency in expectation).
-        probe_factory: builds each probe; default ``LinearProbe(random_state=random_state)``.
+        probe_factory: builds each probe; default ``LinearProbe.for_evaluation(random_state)``.
         train_mask, test_mask: explicit split; otherwise ``test_size`` of the sentences are
             held out (seeded).
         control_seed: seed of the control labels (default: ``random_state``).

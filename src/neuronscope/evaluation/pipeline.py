@@ -55,11 +55,11 @@ def run_evaluation(
     ks: Sequence[int] | None = None,
     concept: str | None = None,
     *,
-    n_random: int = 3,
+    n_random: int = 5,
     ablation_steps: int = 10,
     mode: str = "zero",
     test_size: float = 0.2,
-    max_epochs: int = 10,
+    max_epochs: int = 50,
     random_state: int | None = 0,
 ) -> dict[str, Any]:
     """Evaluate ``ranking`` on ``store`` against ``layer`` of ``corpus``; write ``out``.
@@ -88,7 +88,7 @@ def run_evaluation(
     from neuronscope.methods.linear_probe import LinearProbe
 
     def factory() -> LinearProbe:
-        return LinearProbe(max_epochs=max_epochs, random_state=random_state)
+        return LinearProbe.for_evaluation(random_state, max_epochs=max_epochs)
 
     matrix = load_neurons(store, np.sort(order))
     labelled = y_all != NO_LABEL

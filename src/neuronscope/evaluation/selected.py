@@ -76,7 +76,9 @@ class SelectionResult:
     full_probe: Probe | None = field(default=None, repr=False, compare=False)
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per ``k``: accuracies and the share of full accuracy kept by the top ``k``."""
+        """One row per ``k``: accuracies, the share of full accuracy kept by the top ``k``, and
+        ``above_random``: whether the top ``k`` beats the random band (mean + 2 sd of the
+        random draws); a row without it says nothing about the ranking."""
         return [
             {
                 "k": k,
@@ -87,6 +89,7 @@ class SelectionResult:
                 "bottom": bottom,
                 "full": self.full_accuracy,
                 "top_over_full": top / self.full_accuracy if self.full_accuracy else None,
+                "above_random": bool(top > rmean + 2 * rstd),
             }
             for k, top, rmean, rstd, bottom in zip(
                 self.ks, self.top, self.random_mean, self.random_std, self.bottom, strict=True
@@ -120,7 +123,8 @@ class SelectionResult:
 
 @dataclass
 class MinimalSubsetResult:
-    """The smallest top-``k`` set whose probe keeps ``target`` of the full accuracy."""
+    """The smallest top-``k`` set whose probe keeps ``target`` of the full probe's gain over
+    the majority class (``baseline="majority"``) or of its accuracy (``"none"``)."""
 
     method: str
     concept: str | None
@@ -133,12 +137,16 @@ class MinimalSubsetResult:
     neurons: list[str]
     evaluations: dict[int, float]
     n_neurons: int
+    baseline: str = "majority"
+    majority_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
             "method": self.method,
             "concept": self.concept,
+            "baseline": self.baseline,
+            "majority_accuracy": self.majority_accuracy,
             "k": self.k,
             "accuracy": self.accuracy,
             "full_accuracy": self.full_accuracy,
@@ -244,7 +252,7 @@ def evaluate_selection(
     test_mask: np.ndarray | None = None,
     test_size: float = 0.2,
     probe_factory: ProbeFactory | None = None,
-    n_random: int = 3,
+    n_random: int = 5,
     random_state: int | None = 0,
 ) -> SelectionResult:
     """Retrain probes on the top-, random- and bottom-``k`` neurons of a ranking.
@@ -260,7 +268,7 @@ def evaluate_selection(
             seeded split holding out ``test_size`` of the sentences (a store or a matrix
             loaded from one) or of the rows (an array).
         probe_factory: builds a fresh probe (``fit``/``predict``); default
-            ``LinearProbe(random_state=random_state)``.
+            ``LinearProbe.for_evaluation(random_state)``.
         n_random: random draws of ``k`` neurons per ``k``.
         random_state: seed of the split, the random draws and the default probe.
     """
@@ -307,8 +315,14 @@ def minimal_subset(
     test_size: float = 0.2,
     probe_factory: ProbeFactory | None = None,
     random_state: int | None = 0,
+    baseline: str = "majority",
 ) -> MinimalSubsetResult:
-    """The smallest ``k`` whose top-``k`` probe reaches ``target`` times the full accuracy.
+    """The smallest ``k`` whose top-``k`` probe keeps ``target`` of the full probe's gain.
+
+    With ``baseline="majority"`` (default) the threshold is ``maj + target * (full - maj)``,
+    ``maj`` the majority-class accuracy of the test words: a share of the *gain* over always
+    predicting the most frequent label. ``"none"`` uses ``target * full``, which for a rare
+    one-vs-rest concept can sit below ``maj`` (CCONJ "passed" with one neuron on EWT).
 
     Search: ``k = 1, 2, 4, ...`` (doubling, capped at ``max_k``, default all ranked neurons)
     until a probe reaches the threshold, then bisection between the last ``k`` that failed
@@ -321,11 +335,15 @@ def minimal_subset(
     """
     if not 0 < float(target) <= 1:
         raise NeuronscopeError(f"target must be in (0, 1], got {target}")
+    if baseline not in ("majority", "none"):
+        raise NeuronscopeError(f"baseline must be 'majority' or 'none', got {baseline!r}")
     setup = _Setup(activations, labels, ranking, concept, train_mask, test_mask, test_size,
                    probe_factory, random_state)
     limit = setup.n if max_k is None else check_k(max_k, setup.n, "max_k")
     full_acc = setup.full()[0]
-    threshold = float(target) * full_acc
+    maj = majority_accuracy(setup.y[setup.train_idx], setup.y[setup.test_idx])
+    threshold = (maj + float(target) * (full_acc - maj) if baseline == "majority"
+                 else float(target) * full_acc)
     evaluations: dict[int, float] = {}
 
     def passes(k: int) -> bool:
@@ -356,5 +374,6 @@ def minimal_subset(
         method=ranking.method, concept=concept, k=best, accuracy=evaluations[best],
         full_accuracy=full_acc, target=float(target), threshold=threshold,
         reached=hi is not None, neurons=setup.names(setup.order[:best]),
-        evaluations=evaluations, n_neurons=setup.n,
+        evaluations=evaluations, n_neurons=setup.n, baseline=baseline,
+        majority_accuracy=maj,
     )

@@ -59,6 +59,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.iou import iter_column_blocks, label_codes
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
@@ -307,7 +308,8 @@ class AveragePrecision(RankingMethod):
         self.base_rates_ = base
         self.concepts_ = concepts
         extra = {"base_rates": dict(zip(concepts, base.tolist(), strict=True))}
-        return ranking_from_scores(
+        ranking = ranking_from_scores(
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
+        return apply_hygiene(ranking, neuron_health(data))

@@ -55,6 +55,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 _SAMPLE_ROWS = 16384  # rows of the subsample that places the candidate cut-off
@@ -226,14 +227,23 @@ class IoU(RankingMethod):
 
     Args:
         alpha: fraction of each neuron's activations that is "on" (Mu & Andreas: 0.005, the
-            top 0.5 %); ``None`` thresholds at 0 instead (their NLI setting).
+            top 0.5 %); ``None`` thresholds at 0 instead (their NLI setting); ``"auto"``
+            (default) searches the threshold per neuron and concept: the best IoU over masks
+            of the top ``m`` words, ``m`` on a grid of fractions (0.1 % to ``max_fraction``,
+            log-spaced) plus the concept's own frequency (compexp's matched quantile). A
+            fixed top 0.5 % misses a neuron that fires for a concept of 5 % of the words
+            (IoU at most 0.1 however focused it is) and ranks rare-firing noise above it.
         concepts: rank only these concepts (default: every label).
         neurons: restrict to these neurons (names or ids; default: all).
         signed: also score the bottom-``alpha`` mask and keep the better IoU per neuron and
             concept (see the module notes).
         block_neurons: most neurons whose full columns are held in memory at once.
+        max_fraction: largest mask (share of the words) tried by ``alpha="auto"``.
+        n_fractions: grid points of ``alpha="auto"`` (besides the concepts' frequencies).
 
-    Fitted attributes: ``thresholds_`` (per neuron, the upper cut-off ``T_n``),
+    Fitted attributes: ``thresholds_`` (per neuron, the upper cut-off ``T_n``; with
+    ``alpha="auto"`` per concept and neuron, ``(C, D)``, with ``mask_fractions_`` the chosen
+    share of words),
     ``low_thresholds_`` (with ``signed``), ``mask_sizes_`` (words on per neuron),
     ``scores_`` (``(C, D)`` IoU) and ``concepts_``.
     """
@@ -242,14 +252,18 @@ class IoU(RankingMethod):
 
     def __init__(
         self,
-        alpha: float | None = 0.005,
+        alpha: float | str | None = "auto",
         concepts: Sequence[str] | None = None,
         neurons: Sequence[str | int] | None = None,
         *,
         signed: bool = False,
         block_neurons: int = 384,
+        max_fraction: float = 0.3,
+        n_fractions: int = 12,
     ) -> None:
         self.alpha = alpha
+        self.max_fraction = max_fraction
+        self.n_fractions = n_fractions
         self.concepts = concepts
         self.neurons = neurons
         self.signed = signed
@@ -258,8 +272,10 @@ class IoU(RankingMethod):
     def rank(self, activations: Activations, labels: Labels) -> Ranking:
         """Rank neurons per concept by intersection over union (higher is better)."""
         alpha = self.alpha
-        if alpha is not None and not 0 < alpha < 1:
-            raise NeuronscopeError(f"alpha must be in (0, 1) or None, got {alpha}")
+        if alpha == "auto":
+            return self._rank_searched(activations, labels)
+        if alpha is not None and (isinstance(alpha, str) or not 0 < alpha < 1):
+            raise NeuronscopeError(f"alpha must be 'auto', in (0, 1) or None, got {alpha!r}")
         if alpha is None and self.signed:
             raise NeuronscopeError("signed=True needs a quantile alpha, not a fixed threshold")
         data = prepare_input(activations, labels, self.neurons)
@@ -284,7 +300,7 @@ class IoU(RankingMethod):
             thresholds[cols], high[:, cols], mask_sizes[cols] = _tail_iou(
                 block, 1 - alpha, codes, members, sizes, seed
             )
-            if self.signed:
+            if low is not None and low_thresholds is not None:
                 low_thresholds[cols], low[:, cols], _ = _tail_iou(
                     block, alpha, codes, members, sizes, seed
                 )
@@ -294,20 +310,102 @@ class IoU(RankingMethod):
             "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
         }
         scores = high
-        if self.signed:
+        if low is not None:
             # +1: the high mask scored better (or equal); -1: the low mask did.
             direction = np.where(low > high, -1, 1)
             scores = np.maximum(high, low)
             extra["direction"] = dict(zip(concepts, direction.tolist(), strict=True))
             self.low_thresholds_ = low_thresholds
-        self.thresholds_ = thresholds
+        self.thresholds_: np.ndarray = thresholds
         self.mask_sizes_ = mask_sizes
         self.scores_ = scores
         self.concepts_ = concepts
-        return ranking_from_scores(
+        ranking = ranking_from_scores(
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
+        return apply_hygiene(ranking, neuron_health(data))
+
+
+    def _rank_searched(self, activations: Activations, labels: Labels) -> Ranking:
+        """``alpha="auto"``: the best IoU over a grid of mask sizes per neuron and concept."""
+        if not 0 < self.max_fraction < 1:
+            raise NeuronscopeError(f"max_fraction must be in (0, 1), got {self.max_fraction}")
+        if not isinstance(self.n_fractions, int) or self.n_fractions < 1:
+            raise NeuronscopeError(f"n_fractions must be a positive integer, "
+                                   f"got {self.n_fractions!r}")
+        data = prepare_input(activations, labels, self.neurons)
+        concepts = require_concepts(data.y, self.concepts)
+        codes = label_codes(data.y, concepts).astype(np.int64)
+        n, n_c, d = data.n_words, len(concepts), data.n_neurons
+        sizes = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
+        grid = np.geomspace(min(1e-3, self.max_fraction), self.max_fraction,
+                            self.n_fractions) * n
+        cuts = np.unique(np.clip(np.concatenate([grid, sizes]).round().astype(np.int64),
+                                 1, max(n - 1, 1)))
+        directions = (1, -1) if self.signed else (1,)
+        scores = np.full((n_c, d), -1.0)
+        thresholds: np.ndarray = np.zeros((n_c, d), np.float32)
+        fractions = np.zeros((n_c, d))
+        direction = np.ones((n_c, d), np.int64)
+        for cols, block in iter_column_blocks(data, self.block_neurons):
+            for sign in directions:
+                iou, m, thr = _searched_iou(block if sign > 0 else -block, codes, sizes, cuts)
+                better = iou > scores[:, cols]
+                scores[:, cols] = np.where(better, iou, scores[:, cols])
+                thresholds[:, cols] = np.where(better, sign * thr, thresholds[:, cols])
+                fractions[:, cols] = np.where(better, m / n, fractions[:, cols])
+                direction[:, cols] = np.where(better, sign, direction[:, cols])
+        extra: dict = {"alpha": "auto", "mask_fractions_tried": (cuts / n).tolist(),
+                       "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
+                       "mask_fraction": dict(zip(concepts, fractions.tolist(), strict=True))}
+        if self.signed:
+            extra["direction"] = dict(zip(concepts, direction.tolist(), strict=True))
+        self.thresholds_ = thresholds
+        self.mask_fractions_ = fractions
+        self.scores_ = scores
+        self.concepts_ = concepts
+        ranking = ranking_from_scores(
+            self.name, self.get_params(), scores, concepts, data.ids, data.names,
+            **data.ranking(self, extra=extra),
+        )
+        return apply_hygiene(ranking, neuron_health(data))
+
+
+def _searched_iou(
+    block: np.ndarray, codes: np.ndarray, sizes: np.ndarray, cuts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best IoU over masks "the top ``m`` words of the neuron" (``m`` in ``cuts``, ascending)
+    per concept and column of ``block``; the chosen ``m`` and the activation at the cut-off.
+
+    Ties at a cut-off are broken by row order, so every mask holds exactly ``m`` words.
+    """
+    n, k = block.shape
+    n_c = len(sizes)
+    top = int(cuts[-1])
+    part = (np.argpartition(-block, top - 1, axis=0)[:top] if top < n
+            else np.broadcast_to(np.arange(n)[:, None], (n, k)))
+    vals = np.take_along_axis(block, part, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    rows = np.take_along_axis(part, order, axis=0)
+    vals = np.take_along_axis(vals, order, axis=0)
+    del part, order
+    inter = np.zeros((n_c, k))
+    best = np.full((n_c, k), -1.0)
+    best_m = np.zeros((n_c, k), np.int64)
+    best_thr = np.zeros((n_c, k), np.float32)
+    offset = np.arange(k)
+    prev = 0
+    for m in cuts.tolist():
+        seg = codes[rows[prev:m]] * k + offset  # (m - prev, k); code n_c = other labels
+        inter += np.bincount(seg.ravel(), minlength=(n_c + 1) * k)[: n_c * k].reshape(n_c, k)
+        iou = inter / (m + sizes[:, None] - inter)
+        better = iou > best
+        best = np.where(better, iou, best)
+        best_m = np.where(better, m, best_m)
+        best_thr = np.where(better, vals[m - 1][None, :], best_thr)
+        prev = m
+    return best, best_m, best_thr
 
 
 def _tail_iou(

@@ -42,6 +42,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.hygiene import apply_hygiene, neuron_health
 from neuronscope.methods.iou import label_codes
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
@@ -112,10 +113,11 @@ class Selectivity(RankingMethod):
         self.maximum_ = hi
         self.concepts_ = concepts
         extra = {"concept_sizes": dict(zip(concepts, counts[:n_c].tolist(), strict=True))}
-        return ranking_from_scores(
+        ranking = ranking_from_scores(
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
+        return apply_hygiene(ranking, neuron_health(data))
 
     @staticmethod
     def _sums(
