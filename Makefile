@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/mypy
 
 test: install lint
 	$(PY) -m pytest -q

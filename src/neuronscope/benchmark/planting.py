@@ -61,6 +61,7 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Activations, Labels, check_finite, prepare_input
 from neuronscope.params import Configurable, jsonable
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
 #: The planted roles, in leaderboard order.
 KINDS = ("focused", "group", "polysemous", "redundant")
@@ -511,7 +512,9 @@ def _read_background(background: Activations, rows: np.ndarray, cols: np.ndarray
         return x
     out = np.empty((len(rows), len(cols)), dtype=np.float32)
     # Stream row chunks so that peak memory is one chunk of the sampled columns.
-    for start, stop, block in background.iter_chunks(cols.tolist()):
+    view = (background.select(cols.tolist()) if isinstance(background, ActivationView)
+            else ActivationView(background, cols.tolist()))
+    for start, stop, block in view.chunks():
         lo, hi = np.searchsorted(rows, [start, stop])
         if hi > lo:
             check_finite(block, start)  # reports the store row

@@ -215,7 +215,8 @@ def _fill_values(
         # A normalizing LinearProbe remembers the training mean of each column it reads;
         # columns it does not read cannot change its output, so 0 is as good as anything.
         fill = np.zeros(n_cols, dtype=np.float32)
-        fill[np.asarray(probe.neuron_ids_, dtype=np.int64)] = probe.mean_
+        fitted: Any = probe  # a LinearProbe's fitted state, beyond the Probe protocol
+        fill[np.asarray(fitted.neuron_ids_, dtype=np.int64)] = fitted.mean_
     else:
         raise NeuronscopeError(
             'mode="mean" needs training means: pass means=, train_activations=, or a probe '

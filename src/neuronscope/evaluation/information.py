@@ -39,6 +39,7 @@ from neuronscope.evaluation._common import (
 )
 from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
+from neuronscope.store.view import ActivationView
 
 ESTIMATORS = ("gaussian", "plugin")
 _LN2 = math.log(2.0)
@@ -127,6 +128,8 @@ def _n_columns(activations: Activations) -> int:
     if isinstance(activations, ActivationStore):
         return activations.n_neurons
     if isinstance(activations, NeuronMatrix):
+        return len(activations.ids)
+    if isinstance(activations, ActivationView):
         return len(activations.ids)
     return int(np.shape(activations)[1]) if np.ndim(activations) == 2 else 0
 

@@ -101,6 +101,8 @@ def run_evaluation(
         probe_factory=factory, n_random=n_random, random_state=random_state,
     )
     y = concept_target(y_all, concept)
+    if selection.full_probe is None:  # evaluate_selection always trains it; keeps types honest
+        raise NeuronscopeError("the probe on all neurons was not trained")
     ablation = ablation_curves(
         selection.full_probe, matrix.rows(test), y[test], ranking, concept, mode=mode,
         n_steps=ablation_steps, n_random=n_random, random_state=random_state,
