@@ -71,18 +71,9 @@ def _notes(console: Console, notes: list[str]) -> None:
 def _progress(console: Console, enabled: bool, label: str, unit: str) -> Iterator[Any]:
     """A Rich progress bar (rate and ETA once the total is known) as a ``(done, total)``
     callback; silent with ``--no-progress``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from neuronscope.progress import progress_bar
 
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn(unit), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), console=console, disable=not enabled, transient=True)
+    bar = progress_bar(label, unit, enabled=enabled, console=console, transient=True)
     with bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

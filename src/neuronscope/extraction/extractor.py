@@ -281,27 +281,9 @@ def _reopen(out: Path, settings: dict) -> StoreWriter:
 
 
 def _progress_bar(enabled: bool, total: int, done: int) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from neuronscope.progress import progress_bar
 
-    progress = Progress(
-        TextColumn("[bold]extracting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("words"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
+    progress = progress_bar("extracting", "words", enabled=enabled, rate_field=True)
     task = progress.add_task("extract", total=total, completed=done, rate="")
     return progress, task
 

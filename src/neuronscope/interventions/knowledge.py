@@ -288,18 +288,25 @@ def edit_effect(model: LoadedModel, neurons: Sequence[str], prompts: Sequence[st
         p = _prepare(loaded, prompt, target)
         base = _target_probability(loaded, p)
         row: dict[str, Any] = {"prompt": prompt, "probability": base}
-        if neurons:
-            with Intervention(loaded, list(neurons), op="zero", positions=[p.position]):
-                row["suppressed"] = _target_probability(loaded, p)
-            with Intervention(loaded, list(neurons), op="scale", value=enhance,
-                              positions=[p.position]):
-                row["enhanced"] = _target_probability(loaded, p)
-        else:
-            row["suppressed"] = row["enhanced"] = base
+        row["suppressed"], row["enhanced"] = _edited_probabilities(loaded, p, neurons, enhance,
+                                                                   base)
         row["suppress_change"] = (row["suppressed"] - base) / base if base > 0 else np.nan
         row["enhance_change"] = (row["enhanced"] - base) / base if base > 0 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _edited_probabilities(loaded: LoadedModel, p: Any, neurons: Sequence[str], enhance: float,
+                          base: float) -> tuple[float, float]:
+    """P(target) with ``neurons`` zeroed and with them scaled by ``enhance`` at the predicted
+    position (``base`` twice when there are no neurons)."""
+    if not neurons:
+        return base, base
+    with Intervention(loaded, list(neurons), op="zero", positions=[p.position]):
+        suppressed = _target_probability(loaded, p)
+    with Intervention(loaded, list(neurons), op="scale", value=enhance, positions=[p.position]):
+        enhanced = _target_probability(loaded, p)
+    return suppressed, enhanced
 
 
 def _fact_effects(loaded: LoadedModel, neurons: Sequence[str], randoms: Sequence[Sequence[str]],
@@ -313,13 +320,8 @@ def _fact_effects(loaded: LoadedModel, neurons: Sequence[str], randoms: Sequence
         base = _target_probability(loaded, p)
         row: dict[str, Any] = {"kind": kind, "prompt": prompt, "target": target,
                                "probability": base}
-        row["suppressed"] = row["enhanced"] = base
-        if neurons:
-            with Intervention(loaded, list(neurons), op="zero", positions=[p.position]):
-                row["suppressed"] = _target_probability(loaded, p)
-            with Intervention(loaded, list(neurons), op="scale", value=enhance,
-                              positions=[p.position]):
-                row["enhanced"] = _target_probability(loaded, p)
+        row["suppressed"], row["enhanced"] = _edited_probabilities(loaded, p, neurons, enhance,
+                                                                   base)
         tick()
         changes = []
         for names in randoms:

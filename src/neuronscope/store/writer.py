@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,27 +106,16 @@ class StoreWriter:
         if not path.is_dir():
             raise StoreError(f"cannot resume: {path} does not exist (a store whose creation "
                              "was interrupted is not kept: start the extraction again)")
-        lock = StoreLock(path).acquire()
-        try:
-            # Temporary files of writes a crash cut short (Zarr's and the metadata's).
-            for leftover in [*path.rglob("*.partial"), *path.glob(".*.tmp")]:
-                leftover.unlink(missing_ok=True)
-            meta = read_meta(path)
-            if meta_problems(meta):
-                raise DamagedStoreError(describe(path, meta_problems(meta)))
+
+        def refuse(meta: dict[str, Any]) -> str | None:
             if meta["complete"]:
-                raise StoreError(f"store {path} is already complete; nothing to resume")
+                return f"store {path} is already complete; nothing to resume"
             if meta["format_version"] != FORMAT_VERSION:
-                raise StoreError(f"cannot resume {path}: it was written by an older neuronscope "
-                                 "(no chunk manifest); extract it again with --overwrite")
-            entries = read_manifest(path)
-            _, problems = open_checked(path, meta, layout_of(path, meta), entries)
-            if problems:
-                raise DamagedStoreError(describe(path, problems))
-        except BaseException:
-            lock.release()
-            raise
-        return cls(path, meta, entries=entries, lock=lock)
+                return (f"cannot resume {path}: it was written by an older neuronscope (no "
+                        "chunk manifest); extract it again with --overwrite")
+            return None
+
+        return cls._reopen(path, refuse, clean_partial=True)
 
     @classmethod
     def append(cls, path: str | os.PathLike) -> StoreWriter:
@@ -136,14 +126,31 @@ class StoreWriter:
         worst an array the metadata does not list). Holds the lock until :meth:`close`.
         """
         path = Path(path)
+
+        def refuse(meta: dict[str, Any]) -> str | None:
+            if not meta["complete"] or meta["format_version"] != FORMAT_VERSION:
+                return (f"cannot add to store {path}: it is incomplete or was written by an "
+                        "older neuronscope (no chunk manifest)")
+            return None
+
+        return cls._reopen(path, refuse, clean_partial=False)
+
+    @classmethod
+    def _reopen(cls, path: Path, refuse: Callable[[dict[str, Any]], str | None], *,
+                clean_partial: bool) -> StoreWriter:
+        """Lock an existing store, check its metadata and committed chunks, and reopen it;
+        ``refuse(meta)`` returns why this kind of reopening is not allowed (or None)."""
         lock = StoreLock(path).acquire()
         try:
+            if clean_partial:  # temporary files of writes a crash cut short (Zarr's, ours)
+                for leftover in [*path.rglob("*.partial"), *path.glob(".*.tmp")]:
+                    leftover.unlink(missing_ok=True)
             meta = read_meta(path)
             if meta_problems(meta):
                 raise DamagedStoreError(describe(path, meta_problems(meta)))
-            if not meta["complete"] or meta["format_version"] != FORMAT_VERSION:
-                raise StoreError(f"cannot add to store {path}: it is incomplete or was written "
-                                 "by an older neuronscope (no chunk manifest)")
+            reason = refuse(meta)
+            if reason is not None:
+                raise StoreError(reason)
             entries = read_manifest(path)
             _, problems = open_checked(path, meta, layout_of(path, meta), entries)
             if problems:
