@@ -16,92 +16,29 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuronscope._lazy import lazy_exports
 
 # Public name -> submodule. Imported on first use, so that `neuronscope` CLI start-up (which
 # imports `neuronscope.cli.evaluation`) does not pay for matplotlib, pandas and scipy.stats.
-_EXPORTS: dict[str, str] = {
-    "NeuronMatrix": "_common",
-    "Probe": "_common",
-    "ProbeFactory": "_common",
-    "default_probe_factory": "_common",
-    "load_neurons": "_common",
-    "train_test_masks": "_common",
-    "AblationCurves": "ablation",
-    "ablation_curves": "ablation",
-    "default_steps": "ablation",
-    "agreement_matrix": "agreement",
-    "compare_rankings": "agreement",
-    "overlap_at_k": "agreement",
-    "rank_correlation": "agreement",
-    "ControlSelectivity": "control",
-    "control_selectivity": "control",
-    "entropy_bits": "information",
-    "equal_frequency_bins": "information",
-    "gaussian_mutual_information": "information",
-    "neuron_mutual_information": "information",
-    "plugin_mutual_information": "information",
-    "LayerDistribution": "layers",
-    "layer_distribution": "layers",
-    "check_ranking_matches_store": "pipeline",
-    "run_evaluation": "pipeline",
-    "plot_ablation": "plots",
-    "plot_layer_distribution": "plots",
-    "plot_selection": "plots",
-    "save_figure": "plots",
-    "DEFAULT_KS": "selected",
-    "MinimalSubsetResult": "selected",
-    "SelectionResult": "selected",
-    "evaluate_selection": "selected",
-    "minimal_subset": "selected",
+_EXPORTS: dict[str, list[str]] = {
+    "_common": [
+        "NeuronMatrix", "Probe", "ProbeFactory", "default_probe_factory", "load_neurons",
+        "train_test_masks"
+    ],
+    "ablation": ["AblationCurves", "ablation_curves", "default_steps"],
+    "agreement": ["agreement_matrix", "compare_rankings", "overlap_at_k", "rank_correlation"],
+    "control": ["ControlSelectivity", "control_selectivity"],
+    "information": [
+        "entropy_bits", "equal_frequency_bins", "gaussian_mutual_information",
+        "neuron_mutual_information", "plugin_mutual_information"
+    ],
+    "layers": ["LayerDistribution", "layer_distribution"],
+    "pipeline": ["check_ranking_matches_store", "run_evaluation"],
+    "plots": ["plot_ablation", "plot_layer_distribution", "plot_selection", "save_figure"],
+    "selected": [
+        "DEFAULT_KS", "MinimalSubsetResult", "SelectionResult", "evaluate_selection",
+        "minimal_subset"
+    ],
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = [
-    "DEFAULT_KS",
-    "AblationCurves",
-    "ControlSelectivity",
-    "LayerDistribution",
-    "MinimalSubsetResult",
-    "NeuronMatrix",
-    "Probe",
-    "ProbeFactory",
-    "SelectionResult",
-    "ablation_curves",
-    "agreement_matrix",
-    "check_ranking_matches_store",
-    "compare_rankings",
-    "control_selectivity",
-    "default_probe_factory",
-    "default_steps",
-    "entropy_bits",
-    "equal_frequency_bins",
-    "evaluate_selection",
-    "gaussian_mutual_information",
-    "layer_distribution",
-    "load_neurons",
-    "minimal_subset",
-    "neuron_mutual_information",
-    "overlap_at_k",
-    "plot_ablation",
-    "plot_layer_distribution",
-    "plot_selection",
-    "plugin_mutual_information",
-    "rank_correlation",
-    "run_evaluation",
-    "save_figure",
-    "train_test_masks",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -16,8 +16,7 @@ Names are imported on first use, so the CLI can register the commands without lo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuronscope._lazy import lazy_exports
 
 _EXPORTS = {
     "neuronscope.explanations.compositional": [
@@ -39,13 +38,4 @@ _EXPORTS = {
         "adaptation_intervention", "cohens_d", "domain_shift", "shift_activations",
     ],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

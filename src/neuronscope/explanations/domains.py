@@ -22,7 +22,7 @@ layouts must match) over two corpora:
 * :func:`domain_shift` gives the IDANI shift of the top-``k`` neurons from the target (B) to
   the source (A): ``delta = alpha * (mean_A - mean_B)``; :func:`shift_activations` applies it
   to stored target activations, and :func:`adaptation_intervention` to a running model
-  through :func:`neuronscope.interventions.intervene` (``op="add"``).
+  through :func:`neuronscope.interventions.editing` (``op="add"``).
 * :func:`adaptation_effect` measures the downstream effect on a probe: a probe (LDA, as in
   :mod:`.evolutionary`) trained on domain A's activations for a label layer both corpora
   carry is scored on A's held-out words, then on B's words before and after shifting.
@@ -207,7 +207,7 @@ def adaptation_intervention(loaded: Any, shift: DomainShift, positions: Any = "a
     Use it as ``with adaptation_intervention(loaded, shift): loaded.model(**batch)``; the model
     must be the one the stores were extracted with.
     """
-    from neuronscope.interventions.intervene import intervene
+    from neuronscope.interventions.editing import intervene
 
     if shift.model_fingerprint and shift.model_fingerprint != loaded.fingerprint:
         raise FingerprintMismatchError(

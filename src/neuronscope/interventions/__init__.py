@@ -11,17 +11,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import Any
+from neuronscope._lazy import lazy_exports
 
 #: public name -> defining module; imported on first use, so that loading the CLI (which
 #: imports ``neuronscope.cli.interventions``) does not import torch and Captum.
 _EXPORTS = {
     "neuronscope.interventions.ablation": ["AblationResult", "ablation_effect"],
     "neuronscope.interventions.ablation_ranking": ["ClassFlipRanking", "ErasureRanking"],
-    "neuronscope.interventions.intervene": [
+    "neuronscope.interventions.editing": [
         "OPS", "EncodedWords", "Intervention", "PromptTooLongError", "encode_prompt",
         "encode_words", "intervene", "neuron_means", "token_positions",
     ],
@@ -35,30 +32,4 @@ _EXPORTS = {
         "steer", "tag_rate", "word_detector",
     ],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """Keeps ``neuronscope.interventions.intervene`` the function, not the same-named module.
-
-    Importing a submodule makes the import system set it as an attribute of its package,
-    which would shadow the lazily exported function ``intervene``; that one assignment is
-    skipped (the module stays in ``sys.modules``, so ``from ...intervene import X`` works).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "intervene" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-__all__ = sorted(_WHERE)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

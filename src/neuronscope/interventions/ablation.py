@@ -26,7 +26,7 @@ import pandas as pd
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import NeuronscopeError
-from neuronscope.interventions.intervene import (
+from neuronscope.interventions.editing import (
     Intervention,
     check_same_model,
     neuron_means,

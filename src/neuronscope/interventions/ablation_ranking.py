@@ -28,7 +28,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels, Corpus
 from neuronscope.errors import NeuronscopeError
-from neuronscope.interventions.intervene import (
+from neuronscope.interventions.editing import (
     Intervention,
     check_same_model,
     neuron_means,

@@ -39,7 +39,7 @@ import torch
 from neuronscope.errors import NeuronscopeError, UnknownComponentError
 from neuronscope.extraction.alignment import WordTokenizer
 from neuronscope.extraction.hooks import Trace
-from neuronscope.interventions.intervene import Intervention, encode_prompt
+from neuronscope.interventions.editing import Intervention, encode_prompt
 from neuronscope.interventions.scoring import ProgressFn, model_task
 from neuronscope.interventions.sites import as_loaded, model_sites
 from neuronscope.models.loading import LoadedModel

@@ -30,7 +30,7 @@ import torch
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import NeuronscopeError
 from neuronscope.interventions.ablation import layer_matched_random
-from neuronscope.interventions.intervene import (
+from neuronscope.interventions.editing import (
     Intervention,
     Positions,
     check_same_model,

@@ -15,39 +15,21 @@ selection step imports torch through the linear probe).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuronscope._lazy import lazy_exports
 
-_EXPORTS = {
-    "ColumnSource": "correlation",
-    "CorrelationResult": "correlation",
-    "correlation_matrix": "correlation",
-    "ClusteringResult": "clustering",
-    "LayerSimilarity": "clustering",
-    "cluster_correlations": "clustering",
-    "cluster_neurons": "clustering",
-    "layer_similarity": "clustering",
-    "SelectionResult": "selection",
-    "select_neurons": "selection",
-    "FactorizationResult": "factorization",
-    "factorize_corpus": "factorization",
-    "factorize_matrix": "factorization",
-    "factorize_sentence": "factorization",
-    "GroupingResult": "grouping",
-    "group_neurons": "grouping",
-    "ModelComparison": "multimodel",
-    "compare_models": "multimodel",
-    "RepresentationSimilarity": "similarity",
-    "linear_cka": "similarity",
-    "representation_similarity": "similarity",
+_EXPORTS: dict[str, list[str]] = {
+    "correlation": ["ColumnSource", "CorrelationResult", "correlation_matrix"],
+    "clustering": [
+        "ClusteringResult", "LayerSimilarity", "cluster_correlations", "cluster_neurons",
+        "layer_similarity",
+    ],
+    "selection": ["SelectionResult", "select_neurons"],
+    "factorization": [
+        "FactorizationResult", "factorize_corpus", "factorize_matrix", "factorize_sentence",
+    ],
+    "grouping": ["GroupingResult", "group_neurons"],
+    "multimodel": ["ModelComparison", "compare_models"],
+    "similarity": ["RepresentationSimilarity", "linear_cka", "representation_similarity"],
 }
 
-
-def __getattr__(attr: str) -> Any:
-    if attr in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[attr]}")
-        return getattr(module, attr)
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())
