@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -71,9 +72,16 @@ def plot_selection(result: SelectionResult, path: str | os.PathLike) -> list[Pat
         ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("number of neurons k")
+    return _finish_accuracy_plot(
+        fig, ax, _title("Probing with selected neurons", result.method, result.concept), path)
+
+
+def _finish_accuracy_plot(fig: Figure, ax: Axes, title: str,
+                          path: str | os.PathLike) -> list[Path]:
+    """The y axis, title, grid and legend shared by the accuracy plots; saves the figure."""
     ax.set_ylabel("probe accuracy (held-out)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(_title("Probing with selected neurons", result.method, result.concept))
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return save_figure(fig, path)
@@ -94,12 +102,8 @@ def plot_ablation(curves: AblationCurves, path: str | os.PathLike) -> list[Path]
                label=f"majority class ({curves.majority:.3f})")
     ax.set_xlabel(f"neurons ablated ({'set to 0' if curves.mode == 'zero' else 'set to mean'})"
                   f", of {curves.n_neurons}")
-    ax.set_ylabel("probe accuracy (held-out)")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(_title("Ablation in a trained probe", curves.method, curves.concept))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    return save_figure(fig, path)
+    return _finish_accuracy_plot(
+        fig, ax, _title("Ablation in a trained probe", curves.method, curves.concept), path)
 
 
 def plot_layer_distribution(

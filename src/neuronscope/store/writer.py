@@ -172,21 +172,20 @@ class StoreWriter:
 
     def write_rows(self, component: str, start: int, block: np.ndarray) -> None:
         """Write rows ``start : start + len(block)`` of a component's activations."""
-        arr = array(self._group, f"activations/{component}")
-        try:
-            arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
-        except OSError as err:
-            raise self._write_error(err) from None
+        self._write(f"activations/{component}", start, block)
         faults.checkpoint("write:rows")
 
     def write_sentences(self, component: str, start: int, block: np.ndarray) -> None:
         """Write pooled sentence vectors for sentences ``start : start + len(block)``."""
-        arr = array(self._group, f"sentences/{component}")
+        self._write(f"sentences/{component}", start, block)
+        faults.checkpoint("write:sentences")
+
+    def _write(self, key: str, start: int, block: np.ndarray) -> None:
+        arr = array(self._group, key)
         try:
             arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
         except OSError as err:
             raise self._write_error(err) from None
-        faults.checkpoint("write:sentences")
 
     def commit(self, words_done: int, sentences_done: int) -> None:
         """Record that every row below ``words_done`` is on disk."""
