@@ -31,7 +31,7 @@ def test_methods_lists_every_ranker_with_tags_and_params():
     assert data["erasure"]["labels"] == "optional" and data["class-flip"]["labels"] == "required"
     assert data["probe"]["random"] is True and data["iou"]["random"] is False
     assert data["domain"]["family"] == "pairwise"
-    assert data["iou"]["params"]["alpha"] == "auto"  # the threshold is searched per neuron and concept
+    assert data["iou"]["params"]["alpha"] == "auto"
     text = runner.invoke(app, ["methods"])
     assert text.exit_code == 0
     assert all(f"{name}:" in text.output for name in REGISTRY)
