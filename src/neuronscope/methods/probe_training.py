@@ -34,6 +34,8 @@ import torch
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import Activations, MethodInput, check_finite
+from neuronscope.moments import RunningMoments
+from neuronscope.splits import split_by_sentence
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView
 
@@ -247,56 +249,25 @@ class Trainer:
 # ---------------------------------------------------------------------- splits and moments
 def split_rows(n: int, fraction: float, rng: np.random.Generator,
                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted training and validation row indices: a seeded random split of the *groups*
-    (sentences) when ``groups`` is given, else of the rows.
-
-    About ``fraction`` of the groups (at least one, never all) are held out whole.
-    """
+    """Sorted training and validation row indices: whole sentences (``groups``) held out when
+    given, else rows (:func:`neuronscope.splits.split_by_sentence`); no validation at 0."""
     if fraction <= 0:
         return np.arange(n), np.arange(0)
-    if groups is None:
-        n_val = max(int(round(fraction * n)), 1)
-        if n - n_val < 1:
-            raise NeuronscopeError(
-                f"{n} rows leave none for training with validation_fraction={fraction}"
-            )
-        perm = rng.permutation(n)
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    groups = np.asarray(groups)
-    if len(groups) != n:
+    if groups is not None and len(groups) != n:
         raise NeuronscopeError(f"{len(groups)} sentence ids for {n} rows")
-    unique = np.unique(groups)
-    if len(unique) < 2:
-        raise NeuronscopeError(
-            f"validation by sentence needs at least 2 sentences, got {len(unique)}; set "
-            "validation_fraction=0 or pass more sentences"
-        )
-    n_val = min(max(int(round(fraction * len(unique))), 1), len(unique) - 1)
-    held = rng.permutation(unique)[:n_val]
-    mask = np.isin(groups, held)
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    return split_by_sentence(None if groups is None else np.asarray(groups), fraction, rng,
+                             n_rows=n)
 
 
 def streaming_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each column over ``rows``, one block at a time
-    (Chan et al.'s pairwise merge, float64), without a float64 copy of the matrix."""
+    (:class:`~neuronscope.moments.RunningMoments`), without a float64 copy of the matrix."""
     mask = np.zeros(len(x), dtype=bool)
     mask[rows] = True
-    count, mean, m2 = 0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    moments = RunningMoments(x.shape[1])
     for start in range(0, len(x), BLOCK_ROWS):
-        keep = mask[start : start + BLOCK_ROWS]
-        block = x[start : start + BLOCK_ROWS][keep]
-        if not len(block):
-            continue
-        b_mean = block.mean(axis=0, dtype=np.float64)
-        dev = block - b_mean.astype(np.float32)
-        b_m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
-        total = count + len(block)
-        delta = b_mean - mean
-        mean += delta * (len(block) / total)
-        m2 += b_m2 + delta**2 * (count * len(block) / total)
-        count = total
-    std = np.sqrt(m2 / max(count, 1))
+        moments.update(x[start : start + BLOCK_ROWS][mask[start : start + BLOCK_ROWS]])
+    mean, std = moments.mean_[0].copy(), moments.std_[0].copy()
     # Constant neurons keep scale 1 (as in scikit-learn's StandardScaler).
     std[std < 1e-12 * np.maximum(np.abs(mean), 1.0)] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)

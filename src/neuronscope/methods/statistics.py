@@ -1,7 +1,9 @@
 """Streaming per-class statistics over activation chunks (float64 accumulators).
 
-One pass over the store gives, for every class, the count, sum and sum of squares of each
-neuron, from which means, variances and mean differences follow without loading all rows.
+One pass over the store gives, for every class, the count, sum and (through the project's one
+streaming-moments implementation, :class:`~neuronscope.moments.RunningMoments`) the sum of
+squared deviations of each neuron, from which means, variances and mean differences follow
+without loading all rows.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuronscope.methods.base import MethodInput
+from neuronscope.moments import RunningMoments
 
 
 @dataclass
@@ -21,7 +24,7 @@ class ClassMoments:
     classes: list[str]
     counts: np.ndarray  # (C,)
     sums: np.ndarray  # (C, D)
-    sumsq: np.ndarray  # (C, D)
+    m2: np.ndarray  # (C, D) sums of squared deviations from each class mean
     minimum: np.ndarray  # (D,)
     maximum: np.ndarray  # (D,)
 
@@ -32,8 +35,8 @@ class ClassMoments:
 
     @property
     def variances(self) -> np.ndarray:
-        """``(C, D)`` population variance per class (clipped at 0 against round-off)."""
-        return np.maximum(self.sumsq / np.maximum(self.counts, 1)[:, None] - self.means**2, 0)
+        """``(C, D)`` population variance per class (Chan's merge: no cancellation)."""
+        return self.m2 / np.maximum(self.counts, 1)[:, None]
 
     @property
     def total_mean(self) -> np.ndarray:
@@ -49,18 +52,19 @@ class ClassMoments:
 def class_moments(
     data: MethodInput, classes: Sequence[str], second_moments: bool = True
 ) -> ClassMoments:
-    """One streaming pass: counts, sums (and sums of squares) per class.
+    """One streaming pass: counts, sums (and squared deviations) per class.
 
     Rows whose label is not in ``classes`` count only towards min/max. Each chunk is summed
-    in float32 by one BLAS product and accumulated across chunks in float64. Without
-    ``second_moments`` the sums of squares stay zero (and the pass is about twice as fast).
+    in float32 by one BLAS product and accumulated across chunks in float64; second moments
+    are merged per class with :class:`RunningMoments`. Without ``second_moments`` they stay
+    zero (and the pass is faster).
     """
     index = {c: i for i, c in enumerate(classes)}
     code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
     n_cls, n_dim = len(classes), data.n_neurons
     counts = np.bincount(code[code >= 0], minlength=n_cls).astype(np.float64)
     sums = np.zeros((n_cls, n_dim))
-    sumsq = np.zeros((n_cls, n_dim))
+    moments = RunningMoments(n_dim, n_cls) if second_moments else None
     lo = np.full(n_dim, np.inf)
     hi = np.full(n_dim, -np.inf)
     for start, stop, block in data.chunks():
@@ -70,8 +74,9 @@ def class_moments(
         onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
         onehot[c[keep], np.nonzero(keep)[0]] = 1.0
         sums += onehot @ block
-        if second_moments:
-            sumsq += onehot @ np.square(block)
+        if moments is not None and keep.any():
+            moments.update(block[keep], c[keep])
         lo = np.minimum(lo, block.min(axis=0))
         hi = np.maximum(hi, block.max(axis=0))
-    return ClassMoments(list(classes), counts, sums, sumsq, lo, hi)
+    m2 = moments.m2_ if moments is not None else np.zeros((n_cls, n_dim))
+    return ClassMoments(list(classes), counts, sums, m2, lo, hi)
