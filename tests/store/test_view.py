@@ -199,3 +199,20 @@ def test_two_rankings_compared_under_the_same_policy(tmp_path, store, data):
     with pytest.raises(FingerprintMismatchError, match="neuron layout"):
         overlap_at_k(_ranking(store), _ranking(_store(tmp_path / "ol", _corpus(), data,
                                                       layers=(1, 2))), 3)
+
+
+def test_loading_more_than_the_memory_budget_is_a_clear_error(tmp_path, monkeypatch):
+    from neuronscope.store.memory import parse_bytes
+
+    rows = np.random.default_rng(0).standard_normal((200, 6)).astype(np.float32)
+    corpus = Corpus([[f"w{i}" for i in range(j, j + 10)] for j in range(0, 200, 10)])
+    store = store_from_arrays(tmp_path / "s", corpus, {"hidden": (rows, [0, 1])},
+                              model_name="m", aggregation="first")
+    monkeypatch.setenv("NEURONSCOPE_MEMORY_LIMIT", "1KB")  # 200 x 6 x 4 bytes = 4.8 KB
+    with pytest.raises(NeuronscopeError, match=r"needs 0\.00 GB .* more than the 0\.00 GB"):
+        ActivationView(store).matrix()
+    monkeypatch.setenv("NEURONSCOPE_MEMORY_LIMIT", "5KB")
+    assert ActivationView(store).matrix().shape == (200, 6)
+    assert parse_bytes("4GB") == 4 * 10**9 and parse_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(NeuronscopeError, match="cannot read"):
+        parse_bytes("lots")

@@ -19,6 +19,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
+from neuronscope.store.memory import check_fits
 from neuronscope.store.names import NeuronLayout
 from neuronscope.store.provenance import Provenance, RankingLike, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
@@ -309,6 +310,8 @@ class ActivationView:
     def matrix(self) -> np.ndarray:
         """All selected activations as float32 ``(n_words, n_neurons)``; checked finite."""
         if isinstance(self.source, ActivationStore):
+            check_fits(4 * self.n_words * self.n_neurons,
+                       f"loading {self.n_words} x {self.n_neurons} activations")
             # Whole components at once are about twice as fast as a column selection.
             x = self.source.matrix() if self.all_columns() else self.source.neurons(self.ids)
         else:
