@@ -1,6 +1,6 @@
 """Benchmark: every ranking method on MiniLM/UD EWT, held out, with its controls (issue #13).
 
-Extracts (or reuses, under ``--work``, default /tmp/trust-ranking/) MiniLM ``hidden`` stores
+Extracts (or reuses, under ``--work``, default bench/_work/methods/) MiniLM ``hidden`` stores
 of EWT train and dev (7 layers x 384 = 2,688 neurons, word = mean of its subwords), then:
 
 1. ranks UPOS neurons with every method on a seeded subset of *train* sentences
@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--sklearn-words", type=int, default=10000)
     parser.add_argument("--methods", nargs="+", default=None)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/trust-ranking"))
+    parser.add_argument("--work", type=Path,
+                        default=Path(__file__).resolve().parent / "_work" / "methods")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not EWT.exists():
