@@ -51,6 +51,11 @@ def test_ablate_command(bert_setup):
     assert [r["condition"] for r in data["table"]] == ["none", "top", "random", "bottom"]
     printed = " ".join(result.output.split())  # the notes are printed too (wrapped)
     assert data["notes"] and all(" ".join(n.split()) in printed for n in data["notes"])
+    again = runner.invoke(app, [  # an existing --out is refused before the model is loaded
+        "ablate", s["model"], s["store"], s["corpus"], s["ranking"], "--concept", "NOUN",
+        "-k", "5", "--labels", "upos", "--out", str(out), "--no-progress"])
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+    assert json.loads(out.read_text()) == data  # untouched
     bare = runner.invoke(app, [
         "ablate", s["model"], s["store"], s["corpus"], s["ranking"], "--concept", "NOUN",
         "-k", "5", "--labels", "upos", "--no-random", "--no-bottom", "--no-progress"])

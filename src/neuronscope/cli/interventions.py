@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neuronscope.cli.options import (
+    check_out_file,
     corpus_format_option,
     label_file_option,
     layers_option,
@@ -128,6 +129,7 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar."),
         out: Path | None = typer.Option(
             None, "--out", "-o", help="Write the result as JSON (neuronscope.ablation/1)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Ablate a concept's top-k neurons (vs random-k, bottom-k); measure the model's loss."""
         from neuronscope.corpus import load_corpus
@@ -138,6 +140,7 @@ def register(app: typer.Typer, console: Console) -> None:
 
         if repeats < 1:
             raise NeuronscopeError(f"--repeats must be at least 1, got {repeats}")
+        check_out_file(out, overwrite, inputs=(store, corpus, ranking))  # before any work
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
         rank = Ranking.from_json(ranking)
@@ -173,6 +176,7 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar."),
         out: Path | None = typer.Option(
             None, "--out", "-o", help="Write the result as JSON (neuronscope.knowledge/1)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Find knowledge neurons of a fact (Dai et al. 2021); test them against controls."""
         from neuronscope.extraction.components import parse_layers
@@ -180,6 +184,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.models import load_model
 
         others = [parse_fact(f) for f in other] if other else None
+        check_out_file(out, overwrite)  # before any work
         loaded = load_model(model, head=head, device=device)
         with _progress(console, progress, "attributing", "steps") as tick:
             result = knowledge_neurons(
@@ -252,6 +257,7 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar."),
         out: Path | None = typer.Option(
             None, "--out", "-o", help="Write the result as JSON (neuronscope.steering/1)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Generate with a concept's neurons forced on; compare with none and random-k."""
         from neuronscope.corpus import load_corpus
@@ -266,6 +272,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.models import load_model
         from neuronscope.store import ActivationStore
 
+        check_out_file(out, overwrite, inputs=(store, corpus, ranking))  # before any work
         rank = Ranking.from_json(ranking)
         st = ActivationStore(store) if store is not None else None
         layer = labels or rank.label_layer
