@@ -68,6 +68,8 @@ def test_evaluate_writes_summary_and_plots(cli_store, small_conllu, ranking, tmp
         assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / f"{stem}.svg").stat().st_size > 0
     assert "top-k" in result.output and "selectivity" in result.output
+    # The ranking was computed on this same corpus: said, since it saw the test sentences.
+    assert any("same corpus" in w for w in summary["warnings"])
 
 
 def test_evaluate_one_concept(cli_store, small_conllu, ranking, tmp_path):

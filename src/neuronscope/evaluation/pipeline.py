@@ -34,6 +34,7 @@ from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution,
 from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
 from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
+from neuronscope.store.provenance import Provenance
 from neuronscope.store.store import ActivationStore
 
 SUMMARY_FORMAT = "neuronscope-evaluation"
@@ -77,6 +78,14 @@ def run_evaluation(
     store.check_corpus(corpus)
     warnings = check_ranking_matches_store(ranking, store)
     y_all = corpus.labels_array(layer)  # clear error for an unknown layer
+    ranked_on = Provenance.of_ranking(ranking).corpus_fingerprint
+    if ranked_on is not None and ranked_on == store.corpus_fingerprint:
+        # The held-out split below is held out from the probes, not from the ranker: a
+        # ranking computed on these sentences has seen the test sentences too.
+        warnings.append(
+            "the ranking was computed on this same corpus, so it has seen the held-out test "
+            "sentences: top-k may be optimistic; for held-out evidence rank on one split "
+            "(e.g. train) and evaluate on another (e.g. dev)")
     if ranking.label_layer is not None and ranking.label_layer != layer:
         warnings.append(f"the ranking was computed against layer {ranking.label_layer!r}, "
                         f"evaluated here against {layer!r}")
