@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,7 @@ import torch
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.params import Configurable
+from neuronscope.progress import progress_bar
 from neuronscope.sae.data import SAEMetrics, evaluate_sae, layer_width, moments, shuffled_batches
 from neuronscope.sae.model import SparseAutoencoder
 from neuronscope.store.store import ActivationStore
@@ -255,24 +258,10 @@ def _project_decoder_grad(sae: SparseAutoencoder) -> None:
         grad -= (grad * w).sum(dim=1, keepdim=True) * w
 
 
-class _progress:
-    """A Rich progress bar as a context manager yielding an ``advance()`` function."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self.bar: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("sae train"), BarColumn(), TextColumn("{task.completed}/"
-                            "{task.total} steps"), TimeRemainingColumn())
-        self.bar.start()
-        task = self.bar.add_task("train", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    """The project's progress bar over ``total`` training steps, as an ``advance()``."""
+    bar = progress_bar("sae train", "steps", enabled=enabled)
+    with bar:
+        task = bar.add_task("train", total=total)
+        yield lambda: bar.advance(task)
