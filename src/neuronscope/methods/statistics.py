@@ -54,10 +54,10 @@ def class_moments(
 ) -> ClassMoments:
     """One streaming pass: counts, sums (and squared deviations) per class.
 
-    Rows whose label is not in ``classes`` count only towards min/max. Each chunk is summed
-    in float32 by one BLAS product and accumulated across chunks in float64; second moments
-    are merged per class with :class:`RunningMoments`. Without ``second_moments`` they stay
-    zero (and the pass is faster).
+    Rows whose label is not in ``classes`` count only towards min/max. With
+    ``second_moments`` the per-class means and squared deviations are merged with
+    :class:`RunningMoments` (sums = mean x count); without, each chunk is summed per class by
+    one float32 BLAS product, accumulated in float64, and the deviations stay zero.
     """
     index = {c: i for i, c in enumerate(classes)}
     code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
@@ -70,13 +70,17 @@ def class_moments(
     for start, stop, block in data.chunks():
         c = code[start:stop]
         keep = c >= 0
-        # A one-hot matrix product sums rows per class in one BLAS call.
-        onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
-        onehot[c[keep], np.nonzero(keep)[0]] = 1.0
-        sums += onehot @ block
-        if moments is not None and keep.any():
-            moments.update(block[keep], c[keep])
+        if moments is not None:
+            if keep.any():  # the class means come with the second moments
+                moments.update(block[keep], c[keep])
+        else:
+            # A one-hot matrix product sums rows per class in one BLAS call.
+            onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
+            onehot[c[keep], np.nonzero(keep)[0]] = 1.0
+            sums += onehot @ block
         lo = np.minimum(lo, block.min(axis=0))
         hi = np.maximum(hi, block.max(axis=0))
+    if moments is not None:
+        sums = moments.mean_ * moments.count_[:, None]
     m2 = moments.m2_ if moments is not None else np.zeros((n_cls, n_dim))
     return ClassMoments(list(classes), counts, sums, m2, lo, hi)
