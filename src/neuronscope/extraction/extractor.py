@@ -179,6 +179,8 @@ def extract(
     progress: bool = True,
     chunk_words: int = 4096,
     block_bytes: int = 64 * 2**20,
+    scheduler: Any = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> ActivationStore:
     """Run a model over a corpus and stream word-level activations into a store.
 
@@ -202,6 +204,11 @@ def extract(
         progress: show a progress bar with words/s and ETA.
         chunk_words: rows per Zarr chunk.
         block_bytes: memory budget of one block of word vectors; bounds peak memory.
+        scheduler: run the blocks on a Dask cluster: ``"local:N"``, ``"tcp://HOST:PORT"``
+            or a ``distributed.Client`` (see :mod:`neuronscope.distributed`); ``out`` must
+            then be writable by every worker. The store is bitwise identical.
+        model_kwargs: keyword arguments of ``load_model`` when ``model`` is a name (on a
+            cluster each worker loads it with them; a loaded model is sent to each worker).
 
     Returns:
         The finished store, opened for reading.
@@ -229,7 +236,8 @@ def extract(
     if out.parent.is_dir():
         with StoreLock(out):  # fail before loading the model if another process writes `out`
             pass
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = (model if isinstance(model, LoadedModel)
+              else load_model(model, **dict(model_kwargs or {})))
     comps = resolve_components(loaded, components, layers, modules)
     n_neurons = sum(len(c.layers) * c.neurons for c in comps)
     block_words = int(min(16384, max(256, block_bytes // (4 * n_neurons))))
@@ -251,8 +259,19 @@ def extract(
         writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
                                     chunk_words=chunk_words)
     try:
-        _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
-             sentence_pooling, progress)
+        if scheduler is None:
+            _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
+                 sentence_pooling, progress)
+        else:
+            from neuronscope.distributed.extraction import run_blocks
+
+            spec = {"components": list(components), "layers": layers, "modules": modules,
+                    "max_length": limit, "window_stride": window_stride,
+                    "batch_size": batch_size, "aggregation": aggregation,
+                    "sentence_pooling": sentence_pooling}
+            by_name = None if isinstance(model, LoadedModel) else (model, model_kwargs or {})
+            run_blocks(scheduler, loaded, by_name, spec, corpus, writer, block_words,
+                       progress)
     finally:
         writer.close()  # the lock; an interrupted store stays resumable
     return ActivationStore(out)
