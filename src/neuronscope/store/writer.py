@@ -187,6 +187,11 @@ class StoreWriter:
         except OSError as err:
             raise self._write_error(err) from None
 
+    def add_files(self, entries: Entries) -> None:
+        """List files another process wrote into this store (e.g. a Dask worker's chunks)
+        in the manifest; they count from the next :meth:`commit`."""
+        self._chunks.entries.update(entries)
+
     def commit(self, words_done: int, sentences_done: int) -> None:
         """Record that every row below ``words_done`` is on disk."""
         self.meta["progress"] = {
