@@ -229,6 +229,10 @@ def rank(
     layers: str | None = layers_option(
         "Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
+    exclude_positions: str = typer.Option(
+        "none", "--exclude-positions", help="Leave words at special positions out of the "
+        "supervised rankers' statistics: none, first, last or first-last (the first word of "
+        "a causal LM carries massive activations)."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
     param: list[str] | None = typer.Option(
@@ -271,6 +275,13 @@ def rank(
         raise NeuronscopeError(
             "--model is only used by causal methods (erasure, class-flip); none was requested"
         )
+    from neuronscope.methods.hygiene import check_exclude_positions, rank_excluding
+
+    check_exclude_positions(exclude_positions)
+    if causal and exclude_positions != "none":
+        raise NeuronscopeError(
+            f"--exclude-positions applies to supervised rankers; {', '.join(causal)} "
+            "intervene on the live model and score every word")
     per_method = split_params(method, method_params(param))
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
@@ -307,7 +318,7 @@ def rank(
             ranking = ranker.rank(loaded, corp, labels_of_layer, activations=st)
         else:
             assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
-            ranking = ranker.rank(st, labels_of_layer)
+            ranking = rank_excluding(ranker, st, labels_of_layer, exclude_positions)
         ranking.to_json(path)
         _print_ranking(ranking, top, out_fmt)
         info.print(f"wrote {path}")
