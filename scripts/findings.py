@@ -57,7 +57,7 @@ SECTIONS: dict[str, tuple[str, Callable[..., dict], Callable[[dict], str]]] = {
           findings_causal.compute_steering, findings_causal.render_steering),
 }
 #: Settings of a full run and of ``--quick`` (a smoke run: tiny subsets, few steps).
-FULL = {"train_sentences": 2000, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
+FULL = {"train_sentences": 1000, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
         "layer_k": 20, "lm_train_sentences": 200, "lm_dev_sentences": 100, "lm_max_words": 25,
         "ablate_k": 50, "ablate_concepts": ["NOUN"], "repeats": 5, "kn_steps": 5,
         "kn_layers": None, "steer_k": 50, "steer_prompts": 10, "steer_tokens": 20}
