@@ -57,11 +57,11 @@ SECTIONS: dict[str, tuple[str, Callable[..., dict], Callable[[dict], str]]] = {
           findings_causal.compute_steering, findings_causal.render_steering),
 }
 #: Settings of a full run and of ``--quick`` (a smoke run: tiny subsets, few steps).
-FULL = {"train_sentences": 2000, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
+FULL = {"train_sentences": 1000, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
         "layer_k": 20, "lm_train_sentences": 200, "lm_dev_sentences": 100, "lm_max_words": 25,
-        "ablate_k": 50, "ablate_concepts": ["NOUN", "DET"], "repeats": 5, "kn_steps": 5,
+        "ablate_k": 50, "ablate_concepts": ["NOUN"], "repeats": 5, "kn_steps": 5,
         "kn_layers": None, "steer_k": 50, "steer_prompts": 10, "steer_tokens": 20}
-QUICK = {**FULL, "train_sentences": 40, "ks": [2, 4, 8], "layer_k": 5,
+QUICK = {**FULL, "train_sentences": 40, "ks": [2, 8], "layer_k": 5,
          "lm_train_sentences": 20, "lm_dev_sentences": 10, "ablate_k": 4,
          "ablate_concepts": ["NOUN"], "kn_steps": 2, "steer_k": 4, "steer_prompts": 3,
          "steer_tokens": 5}
@@ -93,9 +93,27 @@ class Context:
         return self.work / name
 
 
+#: The settings each section depends on (its cache is reused while these are unchanged).
+_COMMON = ["seed", "train", "dev"]
+RELEVANT = {
+    "a": [*_COMMON, "encoder", "train_sentences", "n_random", "ks"],
+    "b": [*_COMMON, "encoder", "train_sentences", "loc_target", "closed", "open"],
+    "c": [*_COMMON, "encoder", "train_sentences", "layer_k", "closed", "open"],
+    "d": [*_COMMON, "lm", "lm_train_sentences", "lm_dev_sentences", "lm_max_words",
+          "ablate_k", "ablate_concepts", "repeats"],
+    "e": ["seed", "lm", "kn_steps", "kn_layers", "repeats"],
+    "f": [*_COMMON, "lm", "lm_train_sentences", "lm_dev_sentences", "lm_max_words",
+          "ablate_concepts", "repeats", "steer_k", "steer_prompts", "steer_tokens"],
+}
+
+
 def section_key(ctx: Context, name: str) -> dict[str, Any]:
-    """The settings a section's cached result must match (all of them, to stay simple)."""
-    return {"section": name, **ctx.settings}
+    """The settings a section's cached result must match."""
+    return {"section": name, **{k: ctx.settings[k] for k in RELEVANT[name]}}
+
+
+def _matches(cached: dict, key: dict) -> bool:
+    return all(cached.get("key", {}).get(k) == v for k, v in key.items())
 
 
 def run_section(ctx: Context, name: str, force: bool) -> dict | None:
@@ -104,7 +122,7 @@ def run_section(ctx: Context, name: str, force: bool) -> dict | None:
     key = section_key(ctx, name)
     if path.exists() and not force:
         cached = json.loads(path.read_text())
-        if cached.get("key") == key:
+        if _matches(cached, key):
             ctx.log(f"section {name}: reusing {path}")
             return cached["result"]
     ctx.log(f"section {name}: {SECTIONS[name][0]} ...")
@@ -124,7 +142,7 @@ def cached_section(ctx: Context, name: str) -> dict | None:
     if not path.exists():
         return None
     cached = json.loads(path.read_text())
-    return cached["result"] if cached.get("key") == section_key(ctx, name) else None
+    return cached["result"] if _matches(cached, section_key(ctx, name)) else None
 
 
 def _json(value: Any) -> Any:
@@ -158,7 +176,8 @@ def render(ctx: Context, results: dict[str, dict | None], command: str) -> str:
         " (UD English EWT, CC BY-SA 4.0, in a full run). Encoder: "
         f"`{ctx.settings['encoder'] or 'all-MiniLM-L6-v2 (embedded default)'}`; causal LM: "
         f"`{ctx.settings['lm']}`.",
-        f"* Settings: `{json.dumps({k: v for k, v in ctx.settings.items() if k not in shown})}`"
+        "* Settings (each section lists those it used): "
+        f"`{json.dumps({k: v for k, v in ctx.settings.items() if k not in shown})}`"
         + (" (**--quick smoke run**, not findings)" if ctx.args.quick else "") + ".",
         "",
     ]

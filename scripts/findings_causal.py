@@ -51,18 +51,19 @@ def lm_data(ctx: Any) -> dict[str, Any]:
         dev = sample(ctx, ctx.args.dev, ctx.settings["lm_dev_sentences"])
         tag = Path(ctx.settings["lm"]).name
         path = ctx.path(f"{tag}-mlp-train{train.n_sentences}")
-        store = None
+        store, resume = None, False
         if (path / "neuronscope.json").exists():
-            store = ActivationStore(path)
-            if store.model_fingerprint != loaded.fingerprint:
-                ctx.log(f"{path} was extracted with another model fingerprint: re-extracting")
+            store = ActivationStore(path, allow_incomplete=True)
+            resume = not store.complete and store.model_fingerprint == loaded.fingerprint
+            if store.model_fingerprint != loaded.fingerprint or not store.complete:
                 store = None
             else:
                 store.check_corpus(train)
         if store is None:
-            ctx.log(f"extracting MLP neurons of {train.n_sentences} train sentences ...")
+            ctx.log(f"extracting MLP neurons of {train.n_sentences} train sentences "
+                    f"({'resumed' if resume else 'from scratch'}) ...")
             store = extract(train, path, loaded, components=["mlp"], dtype="float16",
-                            progress=False, overwrite=True)
+                            progress=False, resume=resume, overwrite=not resume)
         concepts = sorted({*ctx.settings["ablate_concepts"]})
         rpath = ctx.path(f"{tag}-ap-train{train.n_sentences}.json")
         if rpath.exists():
