@@ -26,11 +26,13 @@ from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, W
 from neuronscope.extraction.components import Component, model_sites, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
+from neuronscope.store.dtypes import STORE_DTYPES
+from neuronscope.store.layout import DEFAULT_COMPRESSION
 from neuronscope.store.lock import StoreLock
 from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
-DTYPES = ("float32", "float16")
+DTYPES = STORE_DTYPES
 
 
 def length_sorted_batches(pieces: Sequence[Piece], batch_size: int) -> Iterator[list[Piece]]:
@@ -181,6 +183,8 @@ def extract(
     block_bytes: int = 64 * 2**20,
     scheduler: Any = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    compression: str = DEFAULT_COMPRESSION,
+    sharded: bool = True,
 ) -> ActivationStore:
     """Run a model over a corpus and stream word-level activations into a store.
 
@@ -195,8 +199,9 @@ def extract(
         sentence_pooling: sentence vectors to store: mean (of words), first-token (e.g. CLS),
             last-token, or none.
         batch_size: pieces per forward pass.
-        dtype: storage dtype, float32 or float16 (the compute dtype is the model's: see
-            ``load_model(dtype=...)``; activations are cast to float32 before aggregation).
+        dtype: storage dtype, float32, float16 or bfloat16 (the compute dtype is the model's:
+            see ``load_model(dtype=...)``; activations are cast to float32 before aggregation
+            and reads return float32).
         max_length: override the model's maximum input length (tokens).
         window_stride: tokens between starts of overlapping windows for long sentences.
         resume: continue an interrupted extraction into ``out``.
@@ -209,6 +214,8 @@ def extract(
             then be writable by every worker. The store is bitwise identical.
         model_kwargs: keyword arguments of ``load_model`` when ``model`` is a name (on a
             cluster each worker loads it with them; a loaded model is sent to each worker).
+        compression: ``none``, ``zstd`` or ``blosc-lz4`` (see docs/store.md).
+        sharded: one file per block of ``chunk_words`` rows holding every layer's chunks.
 
     Returns:
         The finished store, opened for reading.
@@ -257,7 +264,8 @@ def extract(
     else:
         settings["windows"] = WindowStats().as_dict()
         writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
-                                    chunk_words=chunk_words)
+                                    chunk_words=chunk_words, compression=compression,
+                                    sharded=sharded)
     try:
         if scheduler is None:
             _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
