@@ -348,7 +348,7 @@ class BlockPlan:
         row0, row1 = int(offsets[0]), int(offsets[-1])
         row_of = {(lo + k, j): int(offsets[k]) - row0 + j
                   for k in range(len(sentences)) for j in range(len(sentences[k]))}
-        word_ids, empty = self.wtok.encode_words(list(sentences))
+        word_ids, empty = self.wtok.encode_words([list(s) for s in sentences])
         pieces: list[Piece] = []
         block_stats = WindowStats(words_without_subwords=empty)
         for k, ids in enumerate(word_ids):
