@@ -100,7 +100,7 @@ def active_client() -> Client | None:
 
 def n_workers(client: Client) -> int:
     """Workers connected now (at least one is needed to run anything)."""
-    workers = client.scheduler_info().get("workers", {})
+    workers = client.nthreads()  # asks the scheduler (scheduler_info() may be stale)
     if not workers:
         raise NeuronscopeError(f"the Dask scheduler {client.scheduler.address} has no workers; "
                                "start some with `dask worker ADDRESS`")
