@@ -9,12 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SENTENCES, _upos
 
 from neuronscope.corpus import Corpus
 from neuronscope.corpus.writers import write_conllu
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _test_corpus_helpers():
+    # By path: a bare ``import conftest`` may find another directory's conftest module.
+    spec = importlib.util.spec_from_file_location("_tests_conftest", ROOT / "tests" /
+                                                  "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SENTENCES, module._upos
+
+
+SENTENCES, _upos = _test_corpus_helpers()
 
 
 def _script():
