@@ -260,6 +260,10 @@ def rank(
     layers: str | None = layers_option(
         "Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
+    exclude_positions: str = typer.Option(
+        "none", "--exclude-positions", help="Leave words at special positions out of the "
+        "supervised rankers' statistics: none, first, last or first-last (the first word of "
+        "a causal LM carries massive activations)."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
     param: list[str] | None = typer.Option(
@@ -299,6 +303,13 @@ def rank(
         raise NeuronscopeError(
             "--model is only used by causal methods (erasure, class-flip); none was requested"
         )
+    from neuronscope.methods.hygiene import check_exclude_positions
+
+    check_exclude_positions(exclude_positions)
+    if causal and exclude_positions != "none":
+        raise NeuronscopeError(
+            f"--exclude-positions applies to supervised rankers; {', '.join(causal)} "
+            "intervene on the live model and score every word")
     per_method = split_params(method, method_params(param))
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
@@ -309,9 +320,9 @@ def rank(
     from neuronscope.cli.labels import rank_target, resolve_target
 
     target = resolve_target(corp, labels, sentence_labels, multi_label)
-    if not target.plain and (causal or control):
+    if not target.plain and (causal or control or exclude_positions != "none"):
         raise NeuronscopeError("--sentence-labels and --multi-label work with supervised "
-                               "methods and without --control")
+                               "methods, without --control or --exclude-positions")
     layer = target.layer
     if control:
         from neuronscope.corpus.control import control_layer
@@ -332,7 +343,7 @@ def rank(
         for done, (name, path) in enumerate(zip(method, paths, strict=True)):
             if target.plain:
                 ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
-                                    neurons, wanted, seed, loaded)
+                                    neurons, wanted, seed, loaded, exclude_positions)
             else:
                 ranking = rank_target(_builder(name, per_method[name], seed, target, neurons),
                                       st, corp, target, neurons, wanted)
@@ -360,7 +371,7 @@ def _builder(name: str, user: dict[str, Any], seed: int, target: Any,
 
 def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp: Any,
               layer: str, neurons: list[int] | None, wanted: list[str] | None, seed: int,
-              loaded: Any) -> Any:
+              loaded: Any, exclude_positions: str = "none") -> Any:
     """One method's ranking of ``layer``'s concepts."""
     from neuronscope.methods import CausalRanker, SupervisedRanker, build_method
 
@@ -377,7 +388,9 @@ def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp
     if isinstance(ranker, CausalRanker):
         return ranker.rank(loaded, corp, labels_of_layer, activations=st)
     assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
-    return ranker.rank(st, labels_of_layer)
+    from neuronscope.methods.hygiene import rank_excluding
+
+    return rank_excluding(ranker, st, labels_of_layer, exclude_positions)
 
 
 @app.command("methods")

@@ -58,6 +58,14 @@ def register(app: typer.Typer, console: Console) -> None:
         max_epochs: int = typer.Option(50, help="Most epochs of each evaluation LinearProbe "
                                        "(it stops earlier once converged)."),
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
+        holdout: str = typer.Option(
+            "auto", help="auto: a supervised ranking of this corpus is recomputed on the "
+            "train sentences of the split, so the test sentences are held out from the ranker "
+            "too (a ranking of another corpus is used as given); rerank: always recompute; "
+            "given: evaluate the ranking as it is."),
+        exclude_positions: str | None = typer.Option(
+            None, "--exclude-positions", help="Position policy of the recomputed ranking: "
+            "none, first, last, first-last (default: the one the ranking recorded)."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
@@ -87,10 +95,12 @@ def register(app: typer.Typer, console: Console) -> None:
             summary = run_evaluation(
                 st, corp, rk, labels, out, wanted, concept, n_random=n_random,
                 ablation_steps=ablation_steps, mode=mode, test_size=test_size,
-                max_epochs=max_epochs, random_state=seed,
+                max_epochs=max_epochs, random_state=seed, holdout=holdout,
+                exclude_positions=exclude_positions,
             )
         _print_summary(console, summary, out_fmt)
         info = console if out_fmt == "table" else err_console
+        info.print(f"split: {summary['holdout']['description']}", markup=False)
         for warning in summary["warnings"]:
             info.print(f"warning: {warning}", style="yellow")
         info.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
