@@ -114,3 +114,28 @@ def test_no_progress_silences_the_gguf_tensor_bar(restore_progress_bars, capsys)
     finally:
         gguf.tqdm = original
     assert "transformers.modeling_gguf_pytorch_utils" in sys.modules
+
+
+def test_progress_task_draws_rate_and_eta_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import neuronscope.cli.output as output
+    from neuronscope.cli.options import progress_task
+
+    buffer = io.StringIO()
+    terminal = Console(file=buffer, force_terminal=True, width=120)
+    monkeypatch.setattr(output, "make_console", lambda stderr=False: terminal)
+    with progress_task(True, "explaining", "neurons", total=4) as tick:
+        for done in range(1, 5):
+            tick(done)
+        terminal.print("")  # flush a frame
+    drawn = buffer.getvalue()
+    assert "explaining" in drawn and "neurons" in drawn and "ETA" in drawn
+    quiet = io.StringIO()
+    monkeypatch.setattr(output, "make_console",
+                        lambda stderr=False: Console(file=quiet, force_terminal=True))
+    with progress_task(False, "explaining", "neurons", total=4) as tick:
+        tick(4)
+    assert quiet.getvalue() == ""

@@ -93,3 +93,10 @@ def test_store_comparison_and_errors(tiny_gpt2, tiny_bert, extracted):
     mixed = wrap_model(tiny_bert.model, tiny_gpt2.tokenizer, name="mixed")
     with pytest.raises(NeuronscopeError, match="incompatible vocabularies: the tokenizer"):
         gen.generate(mixed, "L0.mlp.2")
+
+
+def test_generation_reports_each_step(tiny_gpt2):
+    calls: list[tuple[int, int]] = []
+    NeuronTextGenerator(**{**FAST, "steps": 3}).generate(
+        tiny_gpt2, "L1.mlp.5", progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

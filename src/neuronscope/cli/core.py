@@ -241,7 +241,13 @@ def annotate(
 def rank(
     store: Path = typer.Argument(..., help="Store directory."),
     corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
-    labels: str = typer.Option(..., help="Label layer to rank against, e.g. upos."),
+    labels: str | None = typer.Option(None, help="Word label layer to rank against, e.g. upos."),
+    sentence_labels: str | None = typer.Option(
+        None, "--sentence-labels", help="Rank pooled sentence vectors instead, against a "
+        "sentence label layer of the corpus (NAME) or a file of one label per sentence (PATH)."),
+    multi_label: str | None = typer.Option(
+        None, "--multi-label", help="Label values are sets joined by this separator, e.g. "
+        "'|': each concept is ranked against the rest (supervised methods)."),
     method: list[str] = typer.Option(
         ["probe"], help="A ranker listed by `neuronscope methods` (repeatable): supervised "
         "ones, or causal ones (erasure, class-flip), which need --model."
@@ -311,12 +317,18 @@ def rank(
     for path in paths:
         check_out_file(path, overwrite, inputs=(store, corpus))
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
-    layer = labels
+    from neuronscope.cli.labels import rank_target, resolve_target
+
+    target = resolve_target(corp, labels, sentence_labels, multi_label)
+    if not target.plain and (causal or control or exclude_positions != "none"):
+        raise NeuronscopeError("--sentence-labels and --multi-label work with supervised "
+                               "methods, without --control or --exclude-positions")
+    layer = target.layer
     if control:
         from neuronscope.corpus.control import control_layer
 
-        corp = control_layer(corp, labels, random_state=seed)
-        layer = f"{labels}-control"
+        corp = control_layer(corp, layer, random_state=seed)
+        layer = f"{layer}-control"
     neurons = select_neurons(st, components, layers)
     wanted = [c.strip() for c in concepts.split(",")] if concepts else None
     loaded = None
@@ -329,14 +341,32 @@ def rank(
     # Each file is written as soon as its method is done: a later failure keeps it.
     with progress_task(progress, "ranking", "methods", total=len(method)) as tick:
         for done, (name, path) in enumerate(zip(method, paths, strict=True)):
-            ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
-                                neurons, wanted, seed, loaded, exclude_positions)
+            if target.plain:
+                ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
+                                    neurons, wanted, seed, loaded, exclude_positions)
+            else:
+                ranking = rank_target(_builder(name, per_method[name], seed, target, neurons),
+                                      st, corp, target, neurons, wanted)
             ranking.to_json(path)
             rankings.append(ranking)
             tick(done + 1)
     for ranking, path in zip(rankings, paths, strict=True):
         _print_ranking(ranking, top, out_fmt)
         info.print(f"wrote {path}")
+
+
+def _builder(name: str, user: dict[str, Any], seed: int, target: Any,
+             neurons: list[int] | None) -> Any:
+    """``build(concepts)``: the method ``name`` restricted to ``concepts``."""
+    from neuronscope.methods import build_method
+
+    def build(concepts: list[str] | None) -> Any:
+        common: dict[str, Any] = {"concepts": concepts, "random_state": seed}
+        if target.sentence_values is None:  # sentence vectors are selected as columns
+            common["neurons"] = neurons
+        return build_method(name, dict(user), **common)
+
+    return build
 
 
 def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp: Any,

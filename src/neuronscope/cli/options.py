@@ -219,12 +219,14 @@ def progress_task(enabled: bool, label: str, unit: str,
     """A Rich progress bar on stderr (rate and ETA once the total is known) as a
     ``(done, total)`` callback for a library loop; draws nothing with ``--no-progress``.
 
-    On stderr so that ``--output-format json|csv`` output on stdout stays parseable.
+    On stderr so that ``--output-format json|csv`` output on stdout stays parseable; drawn
+    only on a terminal (a transient bar leaves a blank line in a pipe or a log file).
     """
     from neuronscope.cli.output import make_console
     from neuronscope.progress import progress_bar
 
-    bar = progress_bar(label, unit, enabled=enabled, console=make_console(stderr=True),
+    console = make_console(stderr=True)
+    bar = progress_bar(label, unit, enabled=enabled and console.is_terminal, console=console,
                        transient=True)
     with bar:
         task = bar.add_task(label, total=total)

@@ -159,12 +159,12 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.sae.compare import compare_units, render_markdown
 
         st, corp = open_store_and_corpus(store, corpus, fmt, None)
-        with progress_task(progress, "comparing units", "concepts"):
+        with progress_task(progress, "comparing units", "concepts") as tick:
             result = compare_units(
                 st, corp, labels, sae, name=name, max_units=max_units, test_size=test_size,
                 concepts=[c.strip() for c in concepts.split(",")] if concepts else None,
                 model=model, lm_sentences=lm_sentences, control=control,
-                random_state=random_state, device=device, dtype=compute_dtype,
+                random_state=random_state, device=device, dtype=compute_dtype, progress=tick,
             )
         console.print(result.table())
         if out is not None:

@@ -26,6 +26,7 @@ increase of the LM loss when the layer's output is replaced by its SAE reconstru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -199,13 +200,15 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
                   test_size: float = 0.3, concepts: list[str] | None = None,
                   min_examples: int = 20, model: str | None = None, lm_sentences: int = 200,
                   control: bool = True, random_state: int = 0,
-                  device: str | None = None, dtype: str = "float32") -> Comparison:
+                  device: str | None = None, dtype: str = "float32",
+                  progress: Callable[[int, int], None] | None = None) -> Comparison:
     """Compare the SAE layer's neurons with the SAE's features (see the module doc).
 
     The store should hold words the SAE was *not* trained on (e.g. the dev set): the SAE is
     attached to it as component ``name`` first when missing or made by another SAE. The
     neurons and features of that one layer are loaded into memory. ``device`` and ``dtype``
-    (compute dtype) place the model of the LM-loss check.
+    (compute dtype) place the model of the LM-loss check; ``progress`` is called with
+    ``(concepts done, concepts)``.
     """
     from neuronscope.evaluation._common import train_test_masks
 
@@ -267,6 +270,8 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
         result.concepts.append(ConceptComparison(
             concept, int(train.sum()), int(test.sum()), majority, stats["neurons"],
             stats["features"], jaccard, stats.get("random")))
+        if progress is not None:
+            progress(ci + 1, len(concepts))
     result.lm_loss = lm_loss_increase(store, sae, component, layer, corpus, model,
                                       lm_sentences, notes, device=device, dtype=dtype)
     return result
