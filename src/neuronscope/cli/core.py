@@ -17,11 +17,14 @@ from neuronscope.cli.options import (
     check_max_length,
     check_out_file,
     check_positive,
+    check_scheduler,
     components_option,
     corpus_format_option,
     label_file_option,
     layers_option,
     method_params,
+    on_scheduler,
+    scheduler_option,
     select_neurons,
 )
 from neuronscope.cli.options import load_corpus_option as _load_corpus
@@ -84,6 +87,7 @@ def extract(
         None, help="'auto': spread a model too large for one device over GPUs and CPU "
         "(accelerate)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Run a model over a corpus and write word-level activations to a store."""
     from neuronscope.extraction import extract as run_extract
@@ -96,12 +100,17 @@ def extract(
     layer_list = parse_layers(layers)
     check_max_length(max_length)
     check_positive(batch_size, "--batch-size")
+    check_scheduler(scheduler)
     corp = _load_corpus(corpus, fmt, label_file)
-    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init, device=device,
-                        dtype=compute_dtype, device_map=device_map)
+    load_kwargs: dict[str, Any] = {"gguf_file": gguf_file, "random_init": random_init,
+                                   "device": device, "dtype": compute_dtype,
+                                   "device_map": device_map}
+    loaded = load_model(model, **load_kwargs)
     check_max_length(max_length, loaded.max_length)
+    # On a cluster every worker loads the model by name (weights are not sent around).
     store = run_extract(
-        corp, out, loaded,
+        corp, out, loaded if scheduler is None else model,
+        model_kwargs=None if scheduler is None else load_kwargs, scheduler=scheduler,
         components=[c.strip() for c in components.split(",") if c.strip()],
         layers=layer_list, aggregation=aggregation, sentence_pooling=sentence_pooling,
         batch_size=batch_size, dtype=dtype, max_length=max_length, resume=resume,
@@ -243,15 +252,10 @@ def rank(
     label_file: list[str] | None = label_file_option(),
     overwrite: bool = typer.Option(False, help="Replace existing ranking files."),
     out_fmt: str = output_format_option(),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    from neuronscope.methods import (
-        CausalRanker,
-        SupervisedRanker,
-        build_method,
-        method_spec,
-        split_params,
-    )
+    from neuronscope.methods import method_spec, split_params
 
     # Everything that can be refused is checked before the store, corpus or model is read.
     families = {name: method_spec(name).load().family for name in method}
@@ -272,6 +276,7 @@ def rank(
             "--model is only used by causal methods (erasure, class-flip); none was requested"
         )
     per_method = split_params(method, method_params(param))
+    check_scheduler(scheduler)
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
     paths = _ranking_paths(out, method)
@@ -292,6 +297,18 @@ def rank(
 
         loaded = load_model(model)
     info = console if out_fmt == "table" else err_console
+    with on_scheduler(scheduler) as client:
+        _rank_each(method, paths, families, per_method, wanted, seed, st, neurons, corp, layer,
+                   loaded, client, top, out_fmt, info)
+
+
+def _rank_each(method: Sequence[str], paths: Sequence[Path], families: dict[str, str],
+               per_method: dict[str, dict[str, Any]], wanted: list[str] | None, seed: int,
+               st: Any, neurons: list[int] | None, corp: Any, layer: str, loaded: Any,
+               client: Any, top: int, out_fmt: str, info: Any) -> None:
+    """Run each requested ranker (supervised ones on the Dask cluster when ``client``)."""
+    from neuronscope.methods import CausalRanker, SupervisedRanker, build_method
+
     for name, path in zip(method, paths, strict=True):
         common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
         user = dict(per_method[name])
@@ -307,7 +324,12 @@ def rank(
             ranking = ranker.rank(loaded, corp, labels_of_layer, activations=st)
         else:
             assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
-            ranking = ranker.rank(st, labels_of_layer)
+            if client is None:
+                ranking = ranker.rank(st, labels_of_layer)
+            else:
+                from neuronscope.distributed.ranking import rank_on
+
+                ranking = rank_on(client, ranker, st, labels_of_layer)
         ranking.to_json(path)
         _print_ranking(ranking, top, out_fmt)
         info.print(f"wrote {path}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,32 @@ def components_option(help_text: str = "Comma-separated components, e.g. hidden,
 def layers_option(help_text: str = "Layers, e.g. 0-3 or 1,3,5.") -> Any:
     """``--layers``: restrict to these layers."""
     return typer.Option(None, "--layers", help=help_text)
+
+
+def scheduler_option() -> Any:
+    """``--scheduler``: run on a Dask cluster (extract, rank, cluster, evaluate)."""
+    return typer.Option(
+        None, "--scheduler",
+        help="Run on a Dask cluster: local:N (N worker processes on this machine) or "
+        "tcp://HOST:PORT (a running `dask scheduler`); stores and outputs must be on paths "
+        "every worker can reach.")
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Refuse a malformed ``--scheduler`` before any work."""
+    if scheduler is not None:
+        from neuronscope.distributed.cluster import parse_scheduler
+
+        parse_scheduler(scheduler)
+
+
+@contextmanager
+def on_scheduler(scheduler: str | None) -> Iterator[Any]:
+    """The Dask client of ``--scheduler`` (None without one), active inside the block."""
+    if scheduler is None:
+        yield None
+        return
+    from neuronscope.distributed import connect
+
+    with connect(scheduler) as client:
+        yield client

@@ -49,10 +49,10 @@ from neuronscope.store.view import ActivationView, as_view
 Activations = ActivationStore | np.ndarray | ActivationView
 
 #: Default budget of the float64 accumulator (bytes); wider selections go by neuron blocks.
-DEFAULT_MAX_BYTES = 512 * 2**20
+DEFAULT_MAX_BYTES = 256 * 2**20
 PRECISIONS = ("float32", "float64")
 #: Target size of one chunk of rows read (bytes); wide selections read fewer rows at once.
-_BLOCK_BYTES = 128 * 2**20
+_BLOCK_BYTES = 64 * 2**20
 
 
 # ---------------------------------------------------------------------- column sources
