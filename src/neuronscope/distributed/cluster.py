@@ -63,7 +63,7 @@ def connect(scheduler: str | Client, timeout: float = 30.0) -> Iterator[Client]:
     kind, value = parse_scheduler(scheduler)
     if kind == "local":
         cluster = LocalCluster(n_workers=int(value), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         try:
             with Client(cluster) as client, use(client):
                 yield client

@@ -99,7 +99,17 @@ class ColumnSource:
         if fit < self.chunk_words:
             unit = max((p.store.chunk_words for p in self.parts if p.store is not None),
                        default=1)
-            self.chunk_words = min(self.chunk_words, max(unit, fit // unit * unit))
+            if fit >= unit:
+                self.chunk_words = min(self.chunk_words, fit // unit * unit)
+            else:
+                # Very wide: a power-of-two part of a store chunk (each chunk file is then
+                # read several times, from the page cache) keeps the two blocks in flight
+                # near _BLOCK_BYTES instead of two whole-chunk reads (11,904 neurons x
+                # 4,096 rows = 195 MB each).
+                part = unit
+                while part > max(fit, 256):
+                    part //= 2
+                self.chunk_words = min(self.chunk_words, max(part, 1))
 
     @classmethod
     def of(
