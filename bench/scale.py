@@ -87,7 +87,7 @@ def _arrays_equal(a, b) -> bool:
 
 
 def part_distributed(corpus, loaded, args) -> None:
-    from neuronscope.distributed import connect
+    from neuronscope.distributed import connect, extract_on
     from neuronscope.extraction import extract
 
     with tempfile.TemporaryDirectory() as tmp, connect("local:2") as client:
@@ -97,8 +97,8 @@ def part_distributed(corpus, loaded, args) -> None:
                       progress=False)
         t_one = time.perf_counter() - start
         start = time.perf_counter()
-        two = extract(corpus, Path(tmp) / "two", loaded, batch_size=args.batch_size,
-                      progress=False, scheduler=client, block_bytes=8 * 2**20)
+        two = extract_on(client, corpus, Path(tmp) / "two", loaded,
+                         batch_size=args.batch_size, progress=False)
         t_two = time.perf_counter() - start
         equal = _arrays_equal(one, two)
     print(f"one_process_s={t_one:.2f} two_workers_s={t_two:.2f} ({corpus.n_words} words)")

@@ -108,9 +108,17 @@ def extract(
     loaded = load_model(model, **load_kwargs)
     check_max_length(max_length, loaded.max_length)
     # On a cluster every worker loads the model by name (weights are not sent around).
-    store = run_extract(
+    if scheduler is None:
+        run: Any = run_extract
+    else:
+        from functools import partial
+
+        from neuronscope.distributed.extraction import extract_on
+
+        run = partial(extract_on, scheduler)
+    store = run(
         corp, out, loaded if scheduler is None else model,
-        model_kwargs=None if scheduler is None else load_kwargs, scheduler=scheduler,
+        model_kwargs=None if scheduler is None else load_kwargs,
         components=[c.strip() for c in components.split(",") if c.strip()],
         layers=layer_list, aggregation=aggregation, sentence_pooling=sentence_pooling,
         batch_size=batch_size, dtype=dtype, max_length=max_length, resume=resume,

@@ -422,17 +422,15 @@ def correlation_matrix(
     else:
         path = None
         matrix = np.empty((d, d), dtype=np.float32)
-    from neuronscope.distributed.cluster import active_client
+    from neuronscope._backend import active_backend
 
-    client = active_client()
+    remote = active_backend()
     std = mean = None
     for lo, hi in _row_blocks(d, int(max_bytes)):
-        if client is None:
+        if remote is None:
             moments, acc = _block_pass(source, lo, hi, precision, rows)
-        else:  # inside ``neuronscope.distributed.connect``: the words split over workers
-            from neuronscope.distributed.statistics import block_pass_on
-
-            moments, acc = block_pass_on(client, source, lo, hi, precision, rows)
+        else:  # inside ``neuronscope.distributed.use``: the words split over the workers
+            moments, acc = remote.block_pass(source, lo, hi, precision, rows)
         if std is None:  # the first block starts at 0: its moments cover every column
             mean = moments.mean_[0]
             std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])
