@@ -89,19 +89,22 @@ def _arrays_equal(a, b) -> bool:
 def part_distributed(corpus, loaded, args) -> None:
     from neuronscope.distributed import connect, extract_on
     from neuronscope.extraction import extract
+    from neuronscope.store.store import block_bounds
 
     with tempfile.TemporaryDirectory() as tmp, connect("local:2") as client:
         client.run(lambda: __import__("neuronscope.distributed.extraction"))  # warm imports
+        # 4 MiB blocks (~390 words of MiniLM hidden): many blocks, so both workers write.
+        opts = {"batch_size": args.batch_size, "progress": False, "block_bytes": 4 * 2**20}
         start = time.perf_counter()
-        one = extract(corpus, Path(tmp) / "one", loaded, batch_size=args.batch_size,
-                      progress=False)
+        one = extract(corpus, Path(tmp) / "one", loaded, **opts)
         t_one = time.perf_counter() - start
         start = time.perf_counter()
-        two = extract_on(client, corpus, Path(tmp) / "two", loaded,
-                         batch_size=args.batch_size, progress=False)
+        two = extract_on(client, corpus, Path(tmp) / "two", loaded, **opts)
         t_two = time.perf_counter() - start
         equal = _arrays_equal(one, two)
-    print(f"one_process_s={t_one:.2f} two_workers_s={t_two:.2f} ({corpus.n_words} words)")
+    blocks = len(block_bounds(corpus.sentence_lengths(), int(one.meta["block_words"])))
+    print(f"one_process_s={t_one:.2f} two_workers_s={t_two:.2f} ({corpus.n_words} words, "
+          f"{blocks} blocks)")
     print(f"distributed_equal={int(equal)}")
     print(f"distributed_wall_ratio={t_two / t_one:.2f} ({load()})")
 
