@@ -7,7 +7,7 @@ CKA / max-correlation). Target: <= 30 s, peak RSS <= 1.5 GB.
 
 Part "mlp": `hidden,mlp` (11,904 neurons) of EWT dev (bench/_work/minilm-ewt-dev-mlp,
 extracted if missing): the same with the correlation built by neuron blocks (float64
-accumulator budget 512 MiB), to show it completes within memory.
+accumulator budget 256 MiB). Targets (issue #16): <= 20 s and peak RSS <= 1.5 GB.
 
 Each part runs in its own process so that its peak RSS is its own. Timings are wall-clock
 on a shared machine; CPU seconds and the load average are printed alongside.
@@ -35,7 +35,6 @@ def open_store(split: str, components: list[str], name: str):
     """The MiniLM store of an EWT split with these components, extracted once and reused."""
     from neuronscope.corpus import read_conllu
     from neuronscope.errors import StoreError
-    from neuronscope.extraction import extract
     from neuronscope.store import ActivationStore
 
     corpus = read_conllu(EWT / f"en_ewt-ud-{split}.conllu")
@@ -47,6 +46,8 @@ def open_store(split: str, components: list[str], name: str):
             return store
     except StoreError:
         pass
+    from neuronscope.extraction import extract  # torch only when extracting (peak RSS)
+
     t = time.perf_counter()
     store = extract(corpus, path, None, components=components, aggregation="mean",
                     overwrite=path.exists(), progress=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neuronscope.corpus.corpus import Corpus
-from neuronscope.distributed.extraction import chunk_region
+from neuronscope.distributed.extraction import chunk_region, extract_on
 from neuronscope.extraction import extract
 from neuronscope.store import ActivationStore, StoreWriter, read_meta
 from neuronscope.store.integrity import verify
@@ -47,7 +47,7 @@ def test_chunk_region():
 
 def test_distributed_extraction_is_bitwise_equal(tmp_path, big_corpus, tiny_bert, single,
                                                   dask_client):
-    store = extract(big_corpus, tmp_path / "store", tiny_bert, scheduler=dask_client,
+    store = extract_on(dask_client, big_corpus, tmp_path / "store", tiny_bert,
                     **SMALL)
     assert store.complete and len(read_meta(store.path)["progress"]) == 2
     assert_bitwise_equal(single, store)
@@ -57,8 +57,8 @@ def test_distributed_extraction_is_bitwise_equal(tmp_path, big_corpus, tiny_bert
 def test_model_loaded_by_name_on_workers(tmp_path, small_corpus, tiny_bert_dir, dask_client):
     kw = {"block_bytes": 1, "chunk_words": 64, "batch_size": 4, "progress": False}
     one = extract(small_corpus, tmp_path / "one", str(tiny_bert_dir), **kw)
-    two = extract(small_corpus, tmp_path / "two", str(tiny_bert_dir), scheduler=dask_client,
-                  **kw)
+    two = extract_on(dask_client, small_corpus, tmp_path / "two", str(tiny_bert_dir),
+                     **kw)
     assert_bitwise_equal(one, two)
 
 
@@ -79,9 +79,9 @@ def test_interrupted_distributed_run_resumes(monkeypatch, tmp_path, big_corpus, 
     monkeypatch.setattr(StoreWriter, "commit", flaky)
     out = tmp_path / "store"
     with pytest.raises(Crash):
-        extract(big_corpus, out, tiny_bert, scheduler=dask_client, **SMALL)
+        extract_on(dask_client, big_corpus, out, tiny_bert, **SMALL)
     monkeypatch.setattr(StoreWriter, "commit", original)
     meta = read_meta(out)
     assert not meta["complete"] and 0 < meta["progress"]["words_done"] < big_corpus.n_words
-    resumed = extract(big_corpus, out, tiny_bert, scheduler=dask_client, resume=True, **SMALL)
+    resumed = extract_on(dask_client, big_corpus, out, tiny_bert, resume=True, **SMALL)
     assert_bitwise_equal(single, resumed)

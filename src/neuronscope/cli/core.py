@@ -18,6 +18,7 @@ from neuronscope.cli.options import (
     check_max_length,
     check_out_file,
     check_positive,
+    check_scheduler,
     components_option,
     compute_dtype_option,
     corpus_format_option,
@@ -25,9 +26,11 @@ from neuronscope.cli.options import (
     label_file_option,
     layers_option,
     method_params,
+    on_scheduler,
     out_option,
     progress_option,
     progress_task,
+    scheduler_option,
     select_neurons,
     write_json,
 )
@@ -86,6 +89,7 @@ def extract(
         None, help="'auto': spread a model too large for one device over GPUs and CPU "
         "(accelerate)."),
     progress: bool = progress_option(),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Run a model over a corpus and write word-level activations to a store."""
     from neuronscope.extraction import extract as run_extract
@@ -98,12 +102,25 @@ def extract(
     layer_list = parse_layers(layers)
     check_max_length(max_length)
     check_positive(batch_size, "--batch-size")
+    check_scheduler(scheduler)
     corp = _load_corpus(corpus, fmt, label_file)
-    loaded = load_model(model, gguf_file=gguf_file, random_init=random_init, device=device,
-                        dtype=compute_dtype, device_map=device_map)
+    load_kwargs: dict[str, Any] = {"gguf_file": gguf_file, "random_init": random_init,
+                                   "device": device, "dtype": compute_dtype,
+                                   "device_map": device_map}
+    loaded = load_model(model, **load_kwargs)
     check_max_length(max_length, loaded.max_length)
-    store = run_extract(
-        corp, out, loaded,
+    # On a cluster every worker loads the model by name (weights are not sent around).
+    if scheduler is None:
+        run: Any = run_extract
+    else:
+        from functools import partial
+
+        from neuronscope.distributed.extraction import extract_on
+
+        run = partial(extract_on, scheduler)
+    store = run(
+        corp, out, loaded if scheduler is None else model,
+        model_kwargs=None if scheduler is None else load_kwargs,
         components=[c.strip() for c in components.split(",") if c.strip()],
         layers=layer_list, aggregation=aggregation, sentence_pooling=sentence_pooling,
         batch_size=batch_size, dtype=dtype, max_length=max_length, resume=resume,
@@ -281,6 +298,7 @@ def rank(
     device: str | None = device_option(),
     compute_dtype: str = compute_dtype_option(),
     progress: bool = progress_option(),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
     from neuronscope.methods import method_spec, split_params
@@ -311,6 +329,7 @@ def rank(
             f"--exclude-positions applies to supervised rankers; {', '.join(causal)} "
             "intervene on the live model and score every word")
     per_method = split_params(method, method_params(param))
+    check_scheduler(scheduler)
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
     paths = _ranking_paths(out, method)
@@ -339,11 +358,12 @@ def rank(
     info = console if out_fmt == "table" else err_console
     rankings = []
     # Each file is written as soon as its method is done: a later failure keeps it.
-    with progress_task(progress, "ranking", "methods", total=len(method)) as tick:
+    with progress_task(progress, "ranking", "methods", total=len(method)) as tick, \
+            on_scheduler(scheduler) as client:
         for done, (name, path) in enumerate(zip(method, paths, strict=True)):
             if target.plain:
                 ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
-                                    neurons, wanted, seed, loaded, exclude_positions)
+                                    neurons, wanted, seed, loaded, exclude_positions, client)
             else:
                 ranking = rank_target(_builder(name, per_method[name], seed, target, neurons),
                                       st, corp, target, neurons, wanted)
@@ -371,8 +391,9 @@ def _builder(name: str, user: dict[str, Any], seed: int, target: Any,
 
 def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp: Any,
               layer: str, neurons: list[int] | None, wanted: list[str] | None, seed: int,
-              loaded: Any, exclude_positions: str = "none") -> Any:
-    """One method's ranking of ``layer``'s concepts."""
+              loaded: Any, exclude_positions: str = "none", client: Any = None) -> Any:
+    """One method's ranking of ``layer``'s concepts (supervised ones on the Dask cluster of
+    ``client`` when given)."""
     from neuronscope.methods import CausalRanker, SupervisedRanker, build_method
 
     common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
@@ -390,7 +411,12 @@ def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp
     assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
     from neuronscope.methods.hygiene import rank_excluding
 
-    return rank_excluding(ranker, st, labels_of_layer, exclude_positions)
+    if client is None:
+        return rank_excluding(ranker, st, labels_of_layer, exclude_positions)
+    from neuronscope.distributed.ranking import rank_on
+
+    return rank_excluding(ranker, st, labels_of_layer, exclude_positions,
+                          rank=lambda m, a, y: rank_on(client, m, a, y))
 
 
 @app.command("methods")

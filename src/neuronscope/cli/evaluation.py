@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from neuronscope.cli.options import (
     check_positive,
+    check_scheduler,
     corpus_format_option,
     label_file_option,
+    on_scheduler,
     progress_option,
     progress_task,
+    scheduler_option,
 )
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.cli.output import Rows, check_format, emit, make_console, output_format_option
@@ -71,14 +75,19 @@ def register(app: typer.Typer, console: Console) -> None:
         overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
         out_fmt: str = output_format_option(),
         progress: bool = progress_option(),
+        scheduler: str | None = scheduler_option(),
     ) -> None:
-        """Evaluate a ranking: selected-neuron probes, ablation, control selectivity, layers."""
+        """Evaluate a ranking: selected-neuron probes, ablation, control selectivity, layers.
+
+        With --scheduler the evaluation runs on one Dask worker, which reads the store and
+        writes --out (both on paths the worker reaches)."""
         from neuronscope.corpus import load_corpus
         from neuronscope.evaluation.pipeline import run_evaluation
         from neuronscope.methods.ranking import Ranking
         from neuronscope.store import ActivationStore
 
         out_fmt = check_format(out_fmt)
+        check_scheduler(scheduler)
         wanted = parse_ks(ks)
         for value, option in ((n_random, "--n-random"), (ablation_steps, "--ablation-steps"),
                               (max_epochs, "--max-epochs")):
@@ -91,13 +100,17 @@ def register(app: typer.Typer, console: Console) -> None:
         rk = Ranking.from_json(ranking)
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
-        with progress_task(progress, "evaluating", "probes, ablations, controls"):
-            summary = run_evaluation(
-                st, corp, rk, labels, out, wanted, concept, n_random=n_random,
-                ablation_steps=ablation_steps, mode=mode, test_size=test_size,
-                max_epochs=max_epochs, random_state=seed, holdout=holdout,
-                exclude_positions=exclude_positions,
-            )
+        kwargs: dict[str, Any] = {
+            "n_random": n_random, "ablation_steps": ablation_steps, "mode": mode,
+            "test_size": test_size, "max_epochs": max_epochs, "random_state": seed,
+            "holdout": holdout, "exclude_positions": exclude_positions}
+        with progress_task(progress, "evaluating", "probes, ablations, controls"), \
+                on_scheduler(scheduler) as client:
+            if client is None:
+                summary = run_evaluation(st, corp, rk, labels, out, wanted, concept, **kwargs)
+            else:
+                summary = client.submit(run_evaluation, st, corp, rk, labels, out, wanted,
+                                        concept, pure=False, **kwargs).result()
         _print_summary(console, summary, out_fmt)
         info = console if out_fmt == "table" else err_console
         info.print(f"split: {summary['holdout']['description']}", markup=False)

@@ -235,3 +235,32 @@ def progress_task(enabled: bool, label: str, unit: str,
             bar.update(task, completed=done, total=total if of is None else of)
 
         yield tick
+
+
+def scheduler_option() -> Any:
+    """``--scheduler``: run on a Dask cluster (extract, rank, cluster, evaluate)."""
+    return typer.Option(
+        None, "--scheduler",
+        help="Run on a Dask cluster: local:N (N worker processes on this machine) or "
+        "tcp://HOST:PORT (a running `dask scheduler`); stores and outputs must be on paths "
+        "every worker can reach.")
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """Refuse a malformed ``--scheduler`` before any work."""
+    if scheduler is not None:
+        from neuronscope.distributed.cluster import parse_scheduler
+
+        parse_scheduler(scheduler)
+
+
+@contextmanager
+def on_scheduler(scheduler: str | None) -> Iterator[Any]:
+    """The Dask client of ``--scheduler`` (None without one), active inside the block."""
+    if scheduler is None:
+        yield None
+        return
+    from neuronscope.distributed import connect
+
+    with connect(scheduler) as client:
+        yield client

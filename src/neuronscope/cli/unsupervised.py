@@ -16,14 +16,17 @@ from rich.text import Text
 
 from neuronscope.cli.options import (
     check_out_file,
+    check_scheduler,
     components_option,
     corpus_format_option,
     label_file_option,
     layers_option,
     load_corpus_option,
+    on_scheduler,
     out_option,
     progress_option,
     progress_task,
+    scheduler_option,
 )
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
@@ -77,22 +80,28 @@ def register(app: typer.Typer, console: Console) -> None:
         linkage: str = typer.Option("average", help="average, complete, single, weighted."),
         representative: str = typer.Option("random", help="random (the paper) or central."),
         seed: int = typer.Option(0, help="Seed of the random representatives."),
-        max_bytes: int = typer.Option(512 * 2**20, help="Accumulator budget (bytes)."),
+        max_bytes: int = typer.Option(256 * 2**20, help="Accumulator budget (bytes)."),
         matrix_out: Path | None = typer.Option(
             None, help="Also write the correlation matrix here (.npy + .json sidecar)."),
         out: Path | None = out_option("neuronscope.clusters/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         progress: bool = progress_option(),
+        scheduler: str | None = scheduler_option(),
     ) -> None:
-        """Correlation-cluster neurons: redundancy per layer and layer similarity."""
+        """Correlation-cluster neurons: redundancy per layer and layer similarity.
+
+        With --scheduler the correlation (Gram) matrix is reduced over the words on the
+        Dask workers; the clustering itself runs here."""
         from neuronscope.unsupervised.clustering import cluster_correlations
         from neuronscope.unsupervised.correlation import correlation_matrix
 
         _check_outs(overwrite, (store,), out, ("--matrix-out", matrix_out))
+        check_scheduler(scheduler)
         st, _ = _open(store)
         with progress_task(progress, "clustering", "steps", total=2) as tick:
-            corr = correlation_matrix(st, _neurons(st, components, layers),
-                                      max_bytes=max_bytes, out=matrix_out)
+            with on_scheduler(scheduler):
+                corr = correlation_matrix(st, _neurons(st, components, layers),
+                                          max_bytes=max_bytes, out=matrix_out)
             tick(1)
             result = cluster_correlations(corr, threshold, linkage, representative, seed)
             tick(2)

@@ -1,7 +1,7 @@
 """Running neuronscope on a Dask cluster (``dask.distributed``).
 
 - :func:`connect` / :func:`active_client`: ``--scheduler local:N | tcp://HOST:PORT``;
-- sharded extraction: ``extract(..., scheduler=...)`` (:mod:`.extraction`), bitwise
+- sharded extraction: :func:`extract_on` (:mod:`.extraction`), bitwise
   identical to a single-process run and resumable;
 - sufficient statistics over row chunks on the workers (:mod:`.statistics`): per-class
   moments for the moment-based rankers, the correlation (Gram) matrix for clustering;
@@ -11,6 +11,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from neuronscope.distributed.cluster import active_client, connect, parse_scheduler, use
 
-__all__ = ["active_client", "connect", "parse_scheduler", "use"]
+__all__ = ["active_client", "connect", "extract_on", "parse_scheduler", "use"]
+
+
+def __getattr__(name: str) -> Any:
+    # extract_on pulls in torch and the extraction stage: imported when first used.
+    if name == "extract_on":
+        from neuronscope.distributed.extraction import extract_on
+
+        return extract_on
+    raise AttributeError(name)

@@ -63,7 +63,7 @@ def connect(scheduler: str | Client, timeout: float = 30.0) -> Iterator[Client]:
     kind, value = parse_scheduler(scheduler)
     if kind == "local":
         cluster = LocalCluster(n_workers=int(value), threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         try:
             with Client(cluster) as client, use(client):
                 yield client
@@ -83,12 +83,33 @@ def connect(scheduler: str | Client, timeout: float = 30.0) -> Iterator[Client]:
         client.close()
 
 
+class DaskBackend:
+    """The reductions of :mod:`neuronscope._backend` computed on a Dask cluster."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def class_moments(self, data: Any, classes: Any, second_moments: bool) -> Any:
+        from neuronscope.distributed.statistics import class_moments_on
+
+        return class_moments_on(self.client, data, classes, second_moments)
+
+    def block_pass(self, source: Any, lo: int, hi: int, precision: str, rows: Any) -> Any:
+        from neuronscope.distributed.statistics import block_pass_on
+
+        return block_pass_on(self.client, source, lo, hi, precision, rows)
+
+
 @contextmanager
 def use(client: Client) -> Iterator[Client]:
-    """Make ``client`` the active one inside the block."""
+    """Make ``client`` the active one inside the block: class moments and correlation
+    matrices computed there are reduced on its workers."""
+    from neuronscope._backend import backend
+
     token = _ACTIVE.set(client)
     try:
-        yield client
+        with backend(DaskBackend(client)):
+            yield client
     finally:
         _ACTIVE.reset(token)
 

@@ -16,6 +16,7 @@ and ``progress`` make an interrupted distributed run resumable, by either kind o
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import deque
@@ -32,7 +33,7 @@ from neuronscope.extraction.alignment import WindowStats, WordTokenizer
 from neuronscope.extraction.components import resolve_components
 from neuronscope.extraction.extractor import BlockPlan, resume_stats
 from neuronscope.models.loading import LoadedModel, load_model
-from neuronscope.store.store import StoreWriter, block_bounds
+from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds
 
 # Per worker process: models loaded by name, and block plans (tokenizer, hook sites).
 _MODELS: dict[Any, LoadedModel] = {}
@@ -136,7 +137,7 @@ def run_blocks(scheduler: Any, loaded: LoadedModel,
                writer: StoreWriter, block_words: int, show_progress: bool) -> None:
     """Compute the blocks not yet committed on the cluster and commit them in order.
 
-    Called by :func:`~neuronscope.extraction.extract` with ``scheduler`` set, after the
+    Called by :func:`extract_on` (through ``extract``'s ``block_runner``), after the
     store was created (or reopened) by ``writer``. ``by_name`` is ``(name, load_model
     kwargs)`` for workers to load the model themselves, None to send them ``loaded``.
     """
@@ -194,3 +195,31 @@ def _commit(writer: StoreWriter, result: BlockResult, offsets: np.ndarray,
     stats.merge(result.stats)
     writer.meta["windows"] = stats.as_dict()
     writer.commit(int(offsets[result.hi]), result.hi)
+
+
+def extract_on(scheduler: Any, corpus: Corpus, out: str | os.PathLike,
+               model: LoadedModel | str | None = None, *,
+               model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> ActivationStore:
+    """:func:`~neuronscope.extraction.extract` with the blocks computed on a Dask cluster.
+
+    Args:
+        scheduler: ``"local:N"``, ``"tcp://HOST:PORT"`` or a ``distributed.Client``.
+        corpus, out, options: as for ``extract`` (``out`` must be a path every worker can
+            write: a shared file system).
+        model: a :class:`LoadedModel` (its weights are sent once to every worker) or a name
+            that every worker loads with ``load_model(model, **model_kwargs)`` (the client
+            loads it too, for the store's metadata, and checks the fingerprints match).
+
+    Returns:
+        The store, bitwise identical to a single-process extraction's.
+    """
+    from neuronscope.extraction import extract
+
+    by_name = None if isinstance(model, LoadedModel) else (model, dict(model_kwargs or {}))
+
+    def runner(loaded: LoadedModel, spec: Mapping[str, Any], corpus: Corpus,
+               writer: StoreWriter, block_words: int, progress: bool) -> None:
+        run_blocks(scheduler, loaded, by_name, spec, corpus, writer, block_words, progress)
+
+    return extract(corpus, Path(out).absolute(), model, model_kwargs=model_kwargs,
+                   block_runner=runner, **options)

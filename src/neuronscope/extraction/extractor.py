@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -181,10 +181,10 @@ def extract(
     progress: bool = True,
     chunk_words: int = 4096,
     block_bytes: int = 64 * 2**20,
-    scheduler: Any = None,
     model_kwargs: Mapping[str, Any] | None = None,
     compression: str = DEFAULT_COMPRESSION,
     sharded: bool = True,
+    block_runner: Callable[..., None] | None = None,
 ) -> ActivationStore:
     """Run a model over a corpus and stream word-level activations into a store.
 
@@ -209,13 +209,13 @@ def extract(
         progress: show a progress bar with words/s and ETA.
         chunk_words: rows per Zarr chunk.
         block_bytes: memory budget of one block of word vectors; bounds peak memory.
-        scheduler: run the blocks on a Dask cluster: ``"local:N"``, ``"tcp://HOST:PORT"``
-            or a ``distributed.Client`` (see :mod:`neuronscope.distributed`); ``out`` must
-            then be writable by every worker. The store is bitwise identical.
-        model_kwargs: keyword arguments of ``load_model`` when ``model`` is a name (on a
-            cluster each worker loads it with them; a loaded model is sent to each worker).
+        model_kwargs: keyword arguments of ``load_model`` when ``model`` is a name.
         compression: ``none``, ``zstd`` or ``blosc-lz4`` (see docs/store.md).
         sharded: one file per block of ``chunk_words`` rows holding every layer's chunks.
+        block_runner: computes and commits the blocks instead of this process, called as
+            ``block_runner(loaded, spec, corpus, writer, block_words, progress)`` once the
+            store is created or reopened (``neuronscope.distributed.extract_on`` runs them
+            on a Dask cluster).
 
     Returns:
         The finished store, opened for reading.
@@ -267,19 +267,15 @@ def extract(
                                     chunk_words=chunk_words, compression=compression,
                                     sharded=sharded)
     try:
-        if scheduler is None:
+        if block_runner is None:
             _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
                  sentence_pooling, progress)
         else:
-            from neuronscope.distributed.extraction import run_blocks
-
             spec = {"components": list(components), "layers": layers, "modules": modules,
                     "max_length": limit, "window_stride": window_stride,
                     "batch_size": batch_size, "aggregation": aggregation,
                     "sentence_pooling": sentence_pooling}
-            by_name = None if isinstance(model, LoadedModel) else (model, model_kwargs or {})
-            run_blocks(scheduler, loaded, by_name, spec, corpus, writer, block_words,
-                       progress)
+            block_runner(loaded, spec, corpus, writer, block_words, progress)
     finally:
         writer.close()  # the lock; an interrupted store stays resumable
     return ActivationStore(out)

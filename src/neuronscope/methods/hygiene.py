@@ -30,6 +30,7 @@ token only) unrelated to the word there. The default, :data:`DEFAULT_EXCLUDE_POS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,16 +228,19 @@ def exclude_positions(activations: Activations, which: str = DEFAULT_EXCLUDE_POS
 
 
 def rank_excluding(method: SupervisedRanker, activations: Activations, labels: Labels,
-                   which: str = DEFAULT_EXCLUDE_POSITIONS) -> Ranking:
+                   which: str = DEFAULT_EXCLUDE_POSITIONS,
+                   rank: Callable[[SupervisedRanker, Activations, Labels], Ranking] | None = None,
+                   ) -> Ranking:
     """``method.rank`` on the rows of ``activations`` not at the ``which`` positions.
 
     Records ``extra["exclude_positions"] = {"policy", "n_rows", "n_excluded"}`` so that the
     ranking says which rows its statistics saw (``neuronscope evaluate`` re-ranks the same
-    way).
+    way). ``rank(method, view, labels)`` replaces ``method.rank(view, labels)`` (e.g. on a
+    Dask cluster).
     """
     n_all = ActivationView(activations).n_words
     view = exclude_positions(activations, which)
-    ranking = method.rank(view, labels)
+    ranking = method.rank(view, labels) if rank is None else rank(method, view, labels)
     ranking.extra["exclude_positions"] = {"policy": which, "n_rows": int(view.n_words),
                                           "n_excluded": int(n_all - view.n_words)}
     return ranking

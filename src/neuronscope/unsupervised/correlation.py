@@ -49,10 +49,10 @@ from neuronscope.store.view import ActivationView, as_view
 Activations = ActivationStore | np.ndarray | ActivationView
 
 #: Default budget of the float64 accumulator (bytes); wider selections go by neuron blocks.
-DEFAULT_MAX_BYTES = 512 * 2**20
+DEFAULT_MAX_BYTES = 256 * 2**20
 PRECISIONS = ("float32", "float64")
 #: Target size of one chunk of rows read (bytes); wide selections read fewer rows at once.
-_BLOCK_BYTES = 128 * 2**20
+_BLOCK_BYTES = 64 * 2**20
 
 
 # ---------------------------------------------------------------------- column sources
@@ -99,7 +99,17 @@ class ColumnSource:
         if fit < self.chunk_words:
             unit = max((p.store.chunk_words for p in self.parts if p.store is not None),
                        default=1)
-            self.chunk_words = min(self.chunk_words, max(unit, fit // unit * unit))
+            if fit >= unit:
+                self.chunk_words = min(self.chunk_words, fit // unit * unit)
+            else:
+                # Very wide: a power-of-two part of a store chunk (each chunk file is then
+                # read several times, from the page cache) keeps the two blocks in flight
+                # near _BLOCK_BYTES instead of two whole-chunk reads (11,904 neurons x
+                # 4,096 rows = 195 MB each).
+                part = unit
+                while part > max(fit, 256):
+                    part //= 2
+                self.chunk_words = min(self.chunk_words, max(part, 1))
 
     @classmethod
     def of(
@@ -412,17 +422,15 @@ def correlation_matrix(
     else:
         path = None
         matrix = np.empty((d, d), dtype=np.float32)
-    from neuronscope.distributed.cluster import active_client
+    from neuronscope._backend import active_backend
 
-    client = active_client()
+    remote = active_backend()
     std = mean = None
     for lo, hi in _row_blocks(d, int(max_bytes)):
-        if client is None:
+        if remote is None:
             moments, acc = _block_pass(source, lo, hi, precision, rows)
-        else:  # inside ``neuronscope.distributed.connect``: the words split over workers
-            from neuronscope.distributed.statistics import block_pass_on
-
-            moments, acc = block_pass_on(client, source, lo, hi, precision, rows)
+        else:  # inside ``neuronscope.distributed.use``: the words split over the workers
+            moments, acc = remote.block_pass(source, lo, hi, precision, rows)
         if std is None:  # the first block starts at 0: its moments cover every column
             mean = moments.mean_[0]
             std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])
