@@ -63,6 +63,7 @@ from neuronscope.store.meta import (  # noqa: F401  (re-exported: the store's pu
     write_json_atomic,
 )
 from neuronscope.store.names import NeuronLayout
+from neuronscope.store.remote import is_url, local_store, normalize_url
 from neuronscope.store.writer import StoreWriter
 
 
@@ -84,7 +85,8 @@ class ActivationStore:
     """Read access to an activation store.
 
     Args:
-        path: the store directory.
+        path: the store directory, or a URL (``s3://``, ``gs://``, ``memory://``...: read
+            through a local mirror, see :mod:`neuronscope.store.remote`).
         allow_incomplete: open an interrupted store and expose only the rows written so far.
         checksums: compare every chunk read with its CRC-32C (about 10 GB per CPU-second);
             False keeps the existence and size checks only (and ``verify`` still compares
@@ -93,7 +95,9 @@ class ActivationStore:
 
     def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False,
                  checksums: bool = True) -> None:
-        self.path = Path(path)
+        #: The store's URL when it lives on an fsspec file system (read via a local mirror).
+        self.url: str | None = normalize_url(path) if is_url(path) else None
+        self.path = local_store(self.url) if self.url else Path(path)
         self.meta = read_meta(self.path)
         problems = meta_problems(self.meta)
         if problems:
