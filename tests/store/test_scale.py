@@ -162,3 +162,16 @@ def test_extract_bfloat16_zstd_unsharded(tmp_path, small_corpus, tiny_bert):
     np.testing.assert_array_equal(half.sentence_vectors("hidden"), torch.from_numpy(
         full.sentence_vectors("hidden")).to(torch.bfloat16).float().numpy())
     np.testing.assert_array_equal(half.dask("hidden").compute(), expect)
+
+
+def test_bfloat16_store_exports_float32_to_neurox(tmp_path, corpus, values):
+    import h5py
+
+    from neuronscope.store.neurox import export_neurox_hdf5
+
+    store = _store(tmp_path / "b", corpus, values, dtype="bfloat16")
+    out = export_neurox_hdf5(store, tmp_path / "x.hdf5", component="hidden")
+    first = store.layer("hidden", 0)[: len(SENTENCES[0])]
+    with h5py.File(out, "r") as f:
+        assert f["0"].dtype == np.float32
+        np.testing.assert_array_equal(f["0"][()][0], first)  # layer 0 of sentence 0

@@ -5,7 +5,8 @@ Layout of a store directory::
     neuronscope.json          metadata, progress and the ``complete`` flag (atomic writes)
     manifest.json             size and CRC-32C of every file below (see ``integrity``)
     zarr.json                 the Zarr group
-    activations/<component>   float32|float16 (n_words, n_layers * neurons), chunks (C, neurons)
+    activations/<component>   float32|float16|bfloat16 (n_words, n_layers * neurons), chunks
+                              (C, neurons), by default in shards (C, k * neurons): see layout.py
     sentences/<component>     pooled sentence vectors (n_sentences, n_layers * neurons)
     words/word                the word strings (n_words,)
     words/sentence_id         sentence index of each row (n_words,)
