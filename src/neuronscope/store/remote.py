@@ -5,9 +5,10 @@ through a **local mirror** (under ``NEURONSCOPE_CACHE``, default ``~/.cache/neur
 so every local guarantee and the fast read path apply unchanged:
 
 - **reading** (:func:`local_store`): the store's files are downloaded once into the mirror
-  (``fsspec``'s ``get``); a later open downloads again only when the remote
-  ``manifest.json`` or ``neuronscope.json`` changed. Every file is then checked against the
-  manifest (sizes and CRC-32C) as for a local store, so a bad transfer is an error;
+  (``fsspec``'s ``get``); a later open downloads again only when the remote store
+  changed (its metadata, manifest, or any object's size or ETag/modification time). Every
+  file is then checked against the manifest (sizes and CRC-32C) as for a local store, so
+  a bad transfer is an error;
 - **writing** (:func:`publish`): extraction writes the local mirror (atomic creation,
   resumable, locked), then uploads it: every data file first, ``manifest.json`` next and
   ``neuronscope.json`` last. On S3 and GCS each object upload is atomic, so a reader sees
@@ -35,6 +36,7 @@ from neuronscope.errors import StoreError
 from neuronscope.store.meta import META_FILE
 
 MANIFEST = "manifest.json"
+VERSION_FILE = ".remote-version"  # in the mirror: which remote version it holds
 CACHE_ENV = "NEURONSCOPE_CACHE"
 # "s3://b/x", and "s3:/b/x": what pathlib (e.g. a Typer Path argument) makes of the URL.
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*):/+(.*)$")
@@ -88,18 +90,24 @@ def local_store(url: str | os.PathLike) -> Path:
         remote_manifest = fs.cat_file(f"{root}/{MANIFEST}")
     except FileNotFoundError:
         remote_manifest = b""
+    fs.invalidate_cache()  # listings cached by an earlier call may predate an upload
+    listing = fs.find(root, detail=True)
+    # The version of the remote store: metadata, manifest, and every object's size and
+    # ETag / modification time (a manifest alone can repeat: the CRC-32C of a shard whose
+    # chunks carry their own CRCs is the same for any content of the same size).
+    version = hashlib.sha256(remote_meta + remote_manifest + repr(sorted(
+        (name, info.get("size"), str(info.get("ETag") or info.get("mtime")
+                                     or info.get("LastModified") or info.get("created")))
+        for name, info in listing.items())).encode()).hexdigest()
     local = mirror_path(url)
-    fresh = (local / META_FILE).is_file() and (local / META_FILE).read_bytes() == remote_meta \
-        and ((local / MANIFEST).read_bytes() if (local / MANIFEST).is_file() else b"") \
-        == remote_manifest
-    if fresh:
+    stamp = local / VERSION_FILE
+    if stamp.is_file() and stamp.read_text() == version:
         return local
     tmp = local.with_name(local.name + ".download")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        fs.invalidate_cache()  # listings cached by an earlier call may predate an upload
-        for remote in fs.find(root):
+        for remote in listing:
             rel = remote[len(root):].lstrip("/")
             if rel in (META_FILE, MANIFEST):
                 continue
@@ -109,6 +117,7 @@ def local_store(url: str | os.PathLike) -> Path:
         if remote_manifest:
             (tmp / MANIFEST).write_bytes(remote_manifest)
         (tmp / META_FILE).write_bytes(remote_meta)
+        (tmp / VERSION_FILE).write_text(version)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot download {url}: {err}") from None
