@@ -175,3 +175,18 @@ def test_bfloat16_store_exports_float32_to_neurox(tmp_path, corpus, values):
     with h5py.File(out, "r") as f:
         assert f["0"].dtype == np.float32
         np.testing.assert_array_equal(f["0"][()][0], first)  # layer 0 of sentence 0
+
+
+def test_fast_reads_work_in_a_forked_child(tmp_path, corpus, values):
+    import os
+
+    store = _store(tmp_path / "s", corpus, values)
+    expect = store.matrix()  # the parent's read pool now exists
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        try:
+            os._exit(0 if np.array_equal(ActivationStore(store.path).matrix(), expect) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

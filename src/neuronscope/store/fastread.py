@@ -47,14 +47,17 @@ THREADS = max(1, min(8, os.cpu_count() or 1))
 _NO_CHUNK = 2**64 - 1  # a shard index entry of an inner chunk that was never written
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
-    global _pool
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        # A forked child inherits the pool object but not its threads: it needs its own.
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="neuronscope-read")
+            _pool_pid = os.getpid()
         return _pool
 
 
