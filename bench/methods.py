@@ -13,6 +13,10 @@ of EWT train and dev (7 layers x 384 = 2,688 neurons, word = mean of its subword
    ``LogisticRegression(solver="saga")`` with the same penalty (the chosen ``alpha_``) on
    the same standardized features and words (``--sklearn-words`` of the train subset).
 
+The train store's read speed is printed first and last: ``store_read_gb_per_s=`` (full
+matrix, fast path, checksums on) with one layer and ``zarr.open_array(...)[:]`` measured in
+the same run (issue #16).
+
 Usage: python bench/methods.py [--train-sentences 2000] [--n-random 5] [--ks 10 50 100]
 """
 
@@ -115,6 +119,35 @@ def top_random_bottom(order: np.ndarray, held_out, ks, random: dict) -> list[dic
     return rows
 
 
+def store_read_figures(store, repeat: int) -> str:
+    """``store_read_gb_per_s=``: the fast read path (full matrix, one layer) against
+    ``zarr.open_array(...)[:]`` of the same array, medians of ``repeat`` page-cached reads."""
+    import os
+    import statistics
+
+    import zarr
+
+    def rate(fn) -> tuple[float, float]:
+        fn()  # warm the page cache
+        walls, cpus, nbytes = [], [], 0
+        for _ in range(repeat):
+            w, c = time.perf_counter(), time.process_time()
+            nbytes = fn().nbytes
+            walls.append(time.perf_counter() - w)
+            cpus.append(time.process_time() - c)
+        return nbytes / 1e9 / statistics.median(walls), nbytes / 1e9 / statistics.median(cpus)
+
+    comp = store.components[0]
+    full, full_cpu = rate(store.matrix)
+    layer, layer_cpu = rate(lambda: store.layer(comp, store.layout.components[comp].layers[-1]))
+    ref, ref_cpu = rate(lambda: zarr.open_array(str(store.path / "activations" / comp),
+                                                mode="r")[:])
+    return (f"store_read_gb_per_s={full:.2f} (full matrix; one layer {layer:.2f}; "
+            f"zarr.open_array[:] {ref:.2f}; ratio {full / ref:.1f}x; per CPU-second: full "
+            f"{full_cpu:.2f}, layer {layer_cpu:.2f}, zarr {ref_cpu:.2f}; checksums on; "
+            f"load {os.getloadavg()[0]:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-sentences", type=int, default=2000)
@@ -125,6 +158,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path,
                         default=Path(__file__).resolve().parent / "_work" / "methods")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--read-repeat", type=int, default=3,
+                        help="page-cached reads timed for store_read_gb_per_s (0: skip)")
     args = parser.parse_args()
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
@@ -134,6 +169,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     train, train_corpus = store_for("train", args.work)
     dev, dev_corpus = store_for("dev", args.work)
+    read_line = store_read_figures(train, args.read_repeat) if args.read_repeat else ""
+    print(read_line, flush=True)
     rng = np.random.default_rng(args.seed)
     x, y, groups = train_subset(train, train_corpus, args.train_sentences, rng)
     x_dev, y_dev = dev.matrix(), dev_corpus.labels_array("upos")
@@ -176,6 +213,8 @@ def main() -> None:
     out = args.work / "bench-methods.json"
     out.write_text(json.dumps(results, indent=1, default=float))
     print(f"\nwrote {out}")
+    if read_line:
+        print(read_line)
 
 
 def compare_with_sklearn(alpha, x, y, groups, x_dev, y_dev, n_words, rng, results) -> None:

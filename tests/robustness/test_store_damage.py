@@ -41,10 +41,14 @@ def _truncate(key: str) -> Callable[[Path], str]:
 
 
 def _flip_all_activation_chunks(store: Path) -> str:
-    """One bit of every activation chunk: any read of activations meets a damaged chunk."""
+    """One bit of every activation chunk: any read of activations meets a damaged chunk.
+
+    A file is a shard holding one chunk per layer (each with its own CRC-32C): a bit every
+    4 KiB reaches every chunk of it."""
     for path in sorted((store / "activations").rglob("c/*/*")):
         data = bytearray(path.read_bytes())
-        data[len(data) // 3] ^= 0x10
+        for at in range(len(data) // 3, len(data), 4096):
+            data[at] ^= 0x10
         path.write_bytes(bytes(data))
     return "fails its checksum"
 
@@ -64,7 +68,7 @@ def _garble_meta(store: Path) -> str:
 
 
 DAMAGES = {
-    "activation chunk deleted": _delete("activations/hidden/c/0/1"),
+    "activation chunk deleted": _delete("activations/hidden/c/0/0"),  # a shard: all layers
     "activation chunk truncated": _truncate("activations/mlp/c/0/0"),
     "words chunk deleted": _delete("words/word/c/0"),
     "sentence-id chunk deleted": _delete("words/sentence_id/c/0"),

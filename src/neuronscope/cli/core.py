@@ -76,7 +76,12 @@ def extract(
     aggregation: str = typer.Option("mean", help="Subwords -> word: first, last, mean, max."),
     sentence_pooling: str = typer.Option("mean", help="mean, first-token, last-token, none."),
     batch_size: int = typer.Option(32, help="Sentences (windows) per forward pass."),
-    dtype: str = typer.Option("float32", help="Storage dtype: float32 or float16."),
+    dtype: str = typer.Option("float32", "--store-dtype", "--dtype",
+                              help="Storage dtype: float32, float16 or bfloat16 (reads "
+                              "return float32)."),
+    compression: str = typer.Option("none", help="Chunk compression: none, zstd, blosc-lz4."),
+    shards: bool = typer.Option(True, help="One file per block of rows holding every "
+                                "layer (Zarr v3 sharding); --no-shards: one file per chunk."),
     max_length: int | None = typer.Option(None, help="Override the model's max input tokens."),
     random_init: bool = typer.Option(False, help="Re-initialize the model's weights (baseline)."),
     resume: bool = typer.Option(False, help="Continue an interrupted extraction."),
@@ -96,13 +101,19 @@ def extract(
     from neuronscope.extraction.components import parse_layers
     from neuronscope.io import check_output
     from neuronscope.models import load_model
+    from neuronscope.store.dtypes import check_store_dtype
+    from neuronscope.store.layout import check_compression
+    from neuronscope.store.remote import is_url
 
     # Everything that can be refused is checked before the model is loaded.
-    check_output(out, kind="dir", overwrite=True, inputs=(corpus,))
+    if not is_url(out):  # a URL is written through a local mirror (store.remote)
+        check_output(out, kind="dir", overwrite=True, inputs=(corpus,))
     layer_list = parse_layers(layers)
     check_max_length(max_length)
     check_positive(batch_size, "--batch-size")
     check_scheduler(scheduler)
+    check_store_dtype(dtype)
+    check_compression(compression)
     corp = _load_corpus(corpus, fmt, label_file)
     load_kwargs: dict[str, Any] = {"gguf_file": gguf_file, "random_init": random_init,
                                    "device": device, "dtype": compute_dtype,
@@ -124,7 +135,7 @@ def extract(
         components=[c.strip() for c in components.split(",") if c.strip()],
         layers=layer_list, aggregation=aggregation, sentence_pooling=sentence_pooling,
         batch_size=batch_size, dtype=dtype, max_length=max_length, resume=resume,
-        overwrite=overwrite, progress=progress,
+        overwrite=overwrite, progress=progress, compression=compression, sharded=shards,
     )
     windows = store.meta["windows"]
     console.print(f"wrote {store}")

@@ -27,8 +27,9 @@ from neuronscope.extraction.components import Component, model_sites, resolve_co
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
 from neuronscope.store.dtypes import STORE_DTYPES
-from neuronscope.store.layout import DEFAULT_COMPRESSION
+from neuronscope.store.layout import DEFAULT_COMPRESSION, check_compression
 from neuronscope.store.lock import StoreLock
+from neuronscope.store.remote import is_url, mirror_path, normalize_url, publish
 from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
@@ -190,7 +191,8 @@ def extract(
 
     Args:
         corpus: sentences (and labels, which are not needed here).
-        out: store directory to create (or resume).
+        out: store directory to create (or resume), or a URL such as ``s3://bucket/store``
+            (written to a local mirror, then uploaded: see :mod:`neuronscope.store.remote`).
         model: a loaded model, a name or path, or None for the embedded default.
         components: ``hidden``, ``mlp``, ``attn``.
         layers: layer filter such as ``"0-6"`` or ``[3, 4]``.
@@ -228,10 +230,15 @@ def extract(
         )
     if dtype not in DTYPES:
         raise NeuronscopeError(f"unknown dtype {dtype!r}; valid: {DTYPES}")
+    check_compression(compression)
     if batch_size < 1:
         raise NeuronscopeError("batch_size must be at least 1")
     corpus.require_nonempty()
-    out = Path(out)
+    # A URL (s3://...): extract into its local mirror, then upload (see store.remote).
+    url = normalize_url(out) if is_url(out) else None
+    out = mirror_path(url) if url else Path(out)
+    if url:
+        out.parent.mkdir(parents=True, exist_ok=True)
     if resume and overwrite:
         raise NeuronscopeError("choose either resume or overwrite, not both")
     if not resume and out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -278,6 +285,8 @@ def extract(
             block_runner(loaded, spec, corpus, writer, block_words, progress)
     finally:
         writer.close()  # the lock; an interrupted store stays resumable
+    if url:
+        publish(out, url)
     return ActivationStore(out)
 
 

@@ -40,20 +40,24 @@ from zarr.core.metadata import ArrayV3Metadata
 
 from neuronscope.errors import DamagedStoreError
 from neuronscope.store.dtypes import BFLOAT16_ATTR, decode_into
+from neuronscope.store.integrity import describe
 
 #: Threads reading chunk files; more than the cores buys nothing for memory copies.
 THREADS = max(1, min(8, os.cpu_count() or 1))
 _NO_CHUNK = 2**64 - 1  # a shard index entry of an inner chunk that was never written
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
-    global _pool
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        # A forked child inherits the pool object but not its threads: it needs its own.
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="neuronscope-read")
+            _pool_pid = os.getpid()
         return _pool
 
 
@@ -189,16 +193,16 @@ def _read_file(plan: Plan, coords: tuple[int, int], key: str, rows: tuple[int, i
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         if entry is not None or check is not None:
-            raise DamagedStoreError(f"store file {key} is missing ({path})") from None
+            raise _damaged(plan, f"file {key} is missing") from None
         _fill_nan(plan, coords, rows, cols, out)  # never written: Zarr's fill value
         return
     try:
         size = os.fstat(fd).st_size
         if entry is not None and size != entry[0]:
-            raise DamagedStoreError(f"store file {key} has {size} bytes, the manifest says "
-                                    f"{entry[0]} (truncated or replaced)")
+            raise _damaged(plan, f"file {key} has {size} bytes, the manifest says "
+                                 f"{entry[0]} (truncated or replaced)")
         if size == 0:
-            raise DamagedStoreError(f"store file {key} is empty")
+            raise _damaged(plan, f"file {key} is empty")
         mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
@@ -206,8 +210,8 @@ def _read_file(plan: Plan, coords: tuple[int, int], key: str, rows: tuple[int, i
     verify_file = entry is not None and check is not None and check(key)
     if verify_file and (not plan.sharded or _whole_file(plan, coords, rows, cols)):
         if int(google_crc32c.extend(0, data)) != entry[1]:  # type: ignore[index]
-            raise DamagedStoreError(f"store file {key} fails its checksum (its content "
-                                    "changed after it was written)")
+            raise _damaged(plan, f"file {key} fails its checksum (its content changed "
+                                 "after it was written)")
         verify_file = False  # the inner CRCs add nothing now
     fr, fc = plan.file_shape
     cr, cc = plan.chunk_shape
@@ -236,8 +240,8 @@ def _read_file(plan: Plan, coords: tuple[int, int], key: str, rows: tuple[int, i
                     dest[...] = np.nan
                     continue
                 if offset + nbytes > len(data):
-                    raise DamagedStoreError(f"store file {key}: chunk ({ir}, {ic}) lies "
-                                            "outside the shard (truncated)")
+                    raise _damaged(plan, f"file {key}: chunk ({ir}, {ic}) lies outside "
+                                         "the shard (truncated)")
                 raw = data[int(offset):int(offset + nbytes)]
             chunk = _decode(plan, raw, key, verify_crc=plan.inner_crc and (verify_file or (
                 checked and entry is None)))
@@ -258,11 +262,11 @@ def _shard_index(plan: Plan, data: np.ndarray, key: str, verify: bool) -> np.nda
     n = plan.inner_grid[0] * plan.inner_grid[1]
     size = 16 * n + (4 if plan.index_crc else 0)
     if len(data) < size:
-        raise DamagedStoreError(f"store file {key} is too short for its shard index")
+        raise _damaged(plan, f"file {key} is too short for its shard index")
     tail = data[len(data) - size:]
     if verify and plan.index_crc and int(google_crc32c.extend(0, tail[:-4])) != int(
             tail[-4:].view("<u4")[0]):
-        raise DamagedStoreError(f"store file {key}: its shard index fails its checksum")
+        raise _damaged(plan, f"file {key}: its shard index fails its checksum")
     return tail[: 16 * n].view("<u8").reshape(n, 2)
 
 
@@ -271,17 +275,22 @@ def _decode(plan: Plan, raw: np.ndarray, key: str, verify_crc: bool) -> np.ndarr
     if plan.inner_crc:
         if verify_crc and int(google_crc32c.extend(0, raw[:-4])) != int(
                 raw[-4:].view("<u4")[0]):
-            raise DamagedStoreError(f"store file {key}: a chunk fails its checksum (its "
-                                    "content changed after it was written)")
+            raise _damaged(plan, f"file {key} fails its checksum (a chunk's content "
+                                 "changed after it was written)")
         raw = raw[:-4]
     if plan.compressor is not None:
         buf = np.empty(plan.chunk_nbytes, dtype=np.uint8)
         plan.compressor.decode(raw, out=buf)
         raw = buf
     if len(raw) < plan.chunk_nbytes:
-        raise DamagedStoreError(f"store file {key}: a chunk holds {len(raw)} bytes, "
-                                f"expected {plan.chunk_nbytes} (truncated)")
+        raise _damaged(plan, f"file {key}: a chunk holds {len(raw)} bytes, expected "
+                             f"{plan.chunk_nbytes} (truncated)")
     return raw[: plan.chunk_nbytes].view(plan.dtype).reshape(plan.chunk_shape)
+
+
+def _damaged(plan: Plan, problem: str) -> DamagedStoreError:
+    """The same error as the Zarr path's (see ``integrity.describe``)."""
+    return DamagedStoreError(describe(plan.root.parent.parent, [problem]))
 
 
 def _fill_nan(plan: Plan, coords: tuple[int, int], rows: tuple[int, int],

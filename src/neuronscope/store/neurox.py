@@ -109,7 +109,8 @@ def export_neurox_hdf5(
         store: a complete activation store.
         path: the output file; NeuroX's loader wants the ``.hdf5`` extension.
         component: the component to export (NeuroX files hold one stack of layers).
-        dtype: ``float32`` or ``float16``; default the store's dtype (exact values).
+        dtype: ``float32`` or ``float16``; default the store's dtype (exact values; float32
+            for a bfloat16 store).
         block_bytes: memory budget of one block of rows read from the store.
 
     Returns:
@@ -121,7 +122,9 @@ def export_neurox_hdf5(
         )
     store.layout.offset(component)  # clear error for an unknown component
     comp = store.layout.components[component]
-    out_dtype = _check_dtype(dtype or store.meta["dtype"])
+    # HDF5 has no bfloat16: a bfloat16 store is exported as float32 (its values exactly).
+    default = "float32" if store.meta["dtype"] == "bfloat16" else store.meta["dtype"]
+    out_dtype = _check_dtype(dtype or default)
     n_layers, n_neurons = len(comp.layers), comp.neurons
     lengths = np.bincount(store.sentence_ids(), minlength=store.n_sentences)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

@@ -5,7 +5,8 @@ Layout of a store directory::
     neuronscope.json          metadata, progress and the ``complete`` flag (atomic writes)
     manifest.json             size and CRC-32C of every file below (see ``integrity``)
     zarr.json                 the Zarr group
-    activations/<component>   float32|float16 (n_words, n_layers * neurons), chunks (C, neurons)
+    activations/<component>   float32|float16|bfloat16 (n_words, n_layers * neurons), chunks
+                              (C, neurons), by default in shards (C, k * neurons): see layout.py
     sentences/<component>     pooled sentence vectors (n_sentences, n_layers * neurons)
     words/word                the word strings (n_words,)
     words/sentence_id         sentence index of each row (n_words,)
@@ -63,6 +64,7 @@ from neuronscope.store.meta import (  # noqa: F401  (re-exported: the store's pu
     write_json_atomic,
 )
 from neuronscope.store.names import NeuronLayout
+from neuronscope.store.remote import is_url, local_store, normalize_url
 from neuronscope.store.writer import StoreWriter
 
 
@@ -84,7 +86,8 @@ class ActivationStore:
     """Read access to an activation store.
 
     Args:
-        path: the store directory.
+        path: the store directory, or a URL (``s3://``, ``gs://``, ``memory://``...: read
+            through a local mirror, see :mod:`neuronscope.store.remote`).
         allow_incomplete: open an interrupted store and expose only the rows written so far.
         checksums: compare every chunk read with its CRC-32C (about 10 GB per CPU-second);
             False keeps the existence and size checks only (and ``verify`` still compares
@@ -93,7 +96,9 @@ class ActivationStore:
 
     def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False,
                  checksums: bool = True) -> None:
-        self.path = Path(path)
+        #: The store's URL when it lives on an fsspec file system (read via a local mirror).
+        self.url: str | None = normalize_url(path) if is_url(path) else None
+        self.path = local_store(self.url) if self.url else Path(path)
         self.meta = read_meta(self.path)
         problems = meta_problems(self.meta)
         if problems:

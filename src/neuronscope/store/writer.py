@@ -17,7 +17,7 @@ from zarr.core.array_spec import ArrayConfig
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import DamagedStoreError, StoreError
 from neuronscope.store import faults
-from neuronscope.store.dtypes import array_attributes, check_store_dtype, encode, zarr_dtype
+from neuronscope.store.dtypes import array_attributes, encode, zarr_dtype
 from neuronscope.store.integrity import (
     MANIFEST_FILE,
     ChunkStore,
@@ -83,10 +83,9 @@ class StoreWriter:
         ``compression`` and ``sharded`` choose the activation arrays' codecs and files
         (see :mod:`neuronscope.store.layout`).
         """
-        check_store_dtype(str(meta.get("dtype")))
-        check_compression(compression)
         path = Path(path)
         _refuse_existing(path, overwrite)
+        check_compression(compression)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:

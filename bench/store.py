@@ -1,0 +1,95 @@
+"""Benchmark: store dtypes x compression x sharding on real MiniLM activations (issue #15).
+
+Extracts (once, under ``--work``) the MiniLM ``hidden`` activations (7 layers x 384) of the
+first ``--sentences`` EWT train sentences, then writes the same matrix with every storage
+dtype, compression and file layout (``store_from_arrays``) and reads it back whole and one
+layer at a time through the fast path. Prints, per setting: write s, read s (whole, page
+cache), write+read, size on disk, files, and the read figures against
+``zarr.open_array(...)[:]`` measured in the same run; the load average with each figure.
+Times are medians of ``--repeat`` runs (wall clock) plus the process CPU seconds, which the
+other processes of a loaded machine disturb less.
+
+Usage: python bench/store.py [--sentences 2000] [--repeat 3] [--work /tmp/store-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+EWT = Path("/work/shared/data/ud_ewt")
+
+
+def timed(fn, repeat: int) -> tuple[float, float, object]:
+    """Median wall seconds, median CPU seconds and the last result of ``fn()``."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls), statistics.median(cpus), out
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/store-bench"))
+    args = parser.parse_args()
+    import zarr
+
+    from neuronscope.corpus import read_conllu
+    from neuronscope.extraction import extract
+    from neuronscope.store import ActivationStore, store_from_arrays
+
+    corpus = read_conllu(EWT / "en_ewt-ud-train.conllu").subset(range(args.sentences))
+    source = args.work / "source"
+    if not (source / "neuronscope.json").exists():
+        extract(corpus, source, None, components=["hidden"], progress=False, overwrite=True)
+    x = ActivationStore(source).matrix()
+    gb = x.nbytes / 1e9
+    print(f"{corpus.n_words} words x {x.shape[1]} neurons = {gb:.3f} GB float32; {load()}")
+    print(f"{'dtype':>9} {'compress':>9} {'shards':>6} {'write s':>8} {'read s':>7} "
+          f"{'w+r s':>7} {'read cpu':>8} {'MB':>7} {'files':>5} {'layer GB/s':>10} "
+          f"{'zarr[:] GB/s':>12}")
+    for dtype in ("float32", "float16", "bfloat16"):
+        for compression in ("none", "zstd", "blosc-lz4"):
+            for sharded in (True, False):
+                path = args.work / f"{dtype}-{compression}-{sharded}"
+
+                def write(path=path, dtype=dtype, compression=compression, sharded=sharded):
+                    shutil.rmtree(path, ignore_errors=True)
+                    return store_from_arrays(path, corpus, {"hidden": (x, list(range(7)))},
+                                             dtype=dtype, compression=compression,
+                                             sharded=sharded)
+
+                w_wall, _, store = timed(write, args.repeat)
+                store = ActivationStore(path)
+                r_wall, r_cpu, got = timed(store.matrix, args.repeat)
+                l_wall, _, layer = timed(lambda s=store: s.layer("hidden", 3), args.repeat)
+                z_wall, _, ref = timed(lambda p=path: zarr.open_array(
+                    str(p / "activations" / "hidden"), mode="r")[:], args.repeat)
+                if dtype == "float32":
+                    assert np.array_equal(got, ref) and np.array_equal(got, x)
+                files = [p for p in (path / "activations").rglob("*") if p.is_file()]
+                size = sum(p.stat().st_size for p in files) / 1e6
+                print(f"{dtype:>9} {compression:>9} {str(sharded):>6} {w_wall:>8.2f} "
+                      f"{r_wall:>7.2f} {w_wall + r_wall:>7.2f} {r_cpu:>8.2f} {size:>7.1f} "
+                      f"{len(files):>5} {layer.nbytes / 1e9 / l_wall:>10.2f} "
+                      f"{ref.nbytes / 1e9 / z_wall:>12.2f}  {load()}", flush=True)
+                del got, ref, layer
+
+
+if __name__ == "__main__":
+    main()
