@@ -270,16 +270,17 @@ class LinearProbe(RankingMethod):
         """Fit the path of penalties and keep the chosen one; returns ``self``.
 
         ``groups``: the sentence id of every row, so that validation holds out whole
-        sentences; read from the store when ``activations`` is one. Without them (a plain
-        array and no ``groups``) rows are split one by one.
+        sentences; read from the store when ``activations`` is one or a view of one. Without
+        them (a plain array and no ``groups``) rows are split one by one.
         """
         self._check_params()
         data = prepare_input(activations, labels, self.neurons)
         n_columns = count_columns(activations)
         if data.n_neurons == 0:
             raise NeuronscopeError("no neurons selected")
-        if groups is None and isinstance(activations, ActivationStore):
-            groups = activations.sentence_ids()
+        if groups is None:
+            # A store, or a view of one (e.g. its training rows), knows its sentences.
+            groups = data.view.sentence_ids()
         target, classes = self._encode_target(data.y)
         device = self._torch_device()
         rng = np.random.default_rng(self.random_state)
