@@ -172,3 +172,17 @@ def test_saved_streamed_probe_round_trips(stored, tmp_path: Path) -> None:
     loaded = LinearProbe.load(tmp_path / "p.pt")
     assert loaded.streaming_ and loaded.get_params()["buffer_rows"] == 300
     np.testing.assert_array_equal(loaded.predict(x), probe.predict(store))
+
+
+def test_check_rows_checks_convergence_within_an_epoch() -> None:
+    x, y, groups = task(n_sentences=150)
+    params = {"alpha": 1e-3, "ranking": "weight", "batch_size": 32, "tol": 1e-2,
+              "random_state": 0}
+    by_epoch = LinearProbe(**params, max_epochs=30).fit(x, y, groups)
+    # Checking every 200 rows: the same plateaus come sooner, in fewer passes.
+    by_rows = LinearProbe(**params, max_epochs=30, check_rows=200).fit(x, y, groups)
+    assert by_epoch.converged_ and by_rows.converged_
+    assert by_rows.n_epochs_ < by_epoch.n_epochs_
+    assert by_rows.score(x, y) > 0.6
+    with pytest.raises(NeuronscopeError, match="check_rows"):
+        LinearProbe(check_rows=0).fit(x, y)
