@@ -129,6 +129,11 @@ def test_any_memory_layout_gives_the_same_fit() -> None:
                     x.astype(np.float64)):
         probe = LinearProbe(**params).fit(variant, y, groups)
         np.testing.assert_array_equal(probe.coef_, reference.coef_)
+    # An array can be streamed too (row blocks of any layout), to the same accuracy.
+    streamed = LinearProbe(**params, streaming=True, buffer_rows=300).fit(
+        np.asfortranarray(x), y, groups)
+    assert streamed.streaming_
+    assert abs(streamed.score(x, y) - reference.score(x, y)) < 0.03
     # A column selection of a Fortran array = the probe on those columns of a C array.
     cols = [3, 9, 17, 20]
     sub = LinearProbe(**params, neurons=cols).fit(np.asfortranarray(x), y, groups)
