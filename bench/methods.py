@@ -17,7 +17,15 @@ The train store's read speed is printed first and last: ``store_read_gb_per_s=``
 matrix, fast path, checksums on) with one layer and ``zarr.open_array(...)[:]`` measured in
 the same run (issue #16).
 
+With ``--probe-timing`` it only times the linear probe on *all* of EWT train (204,577 words
+x 2,688 neurons, loaded in memory) and scores it on dev: a single fit
+(``LinearProbe.for_evaluation``) and the default with regularization selection, each with
+its dev accuracy and the load average, and as a load-independent figure the time in units
+of one full data pass (a forward and a backward matmul over every training row, measured in
+the same run). Issue #16's targets: single fit <= 8 s, default <= 25 s at equal accuracy.
+
 Usage: python bench/methods.py [--train-sentences 2000] [--n-random 5] [--ks 10 50 100]
+       python bench/methods.py --probe-timing [--work DIR]
 """
 
 from __future__ import annotations
@@ -160,9 +168,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--read-repeat", type=int, default=3,
                         help="page-cached reads timed for store_read_gb_per_s (0: skip)")
+    parser.add_argument("--probe-timing", action="store_true",
+                        help="only time the linear probe on all of EWT train (see above)")
     args = parser.parse_args()
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
+    if args.probe_timing:
+        args.work.mkdir(parents=True, exist_ok=True)
+        probe_timing(args.work, args.seed)
+        return
     from neuronscope.methods import METHODS
     from neuronscope.methods.linear_probe import LinearProbe
 
@@ -247,6 +261,60 @@ def compare_with_sklearn(alpha, x, y, groups, x_dev, y_dev, n_words, rng, result
           "points")
     results["sklearn"] = {"words": len(sub), "ours": acc_ours, "sklearn": acc_sk,
                           "sklearn_iter": int(np.max(sk.n_iter_))}
+
+
+def data_pass_seconds(x: np.ndarray, n_classes: int) -> float:
+    """Seconds of one forward and one backward matmul over every row (the floor of an epoch),
+    one torch thread like the probe's default; median of 3."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    w = torch.zeros(n_classes, x.shape[1])
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for lo in range(0, len(x), 4096):
+            xb = torch.from_numpy(x[lo : lo + 4096])
+            out = xb @ w.T
+            _ = out.T @ xb
+        times.append(time.perf_counter() - start)
+    torch.set_num_threads(before)
+    return float(np.median(times))
+
+
+def probe_timing(work: Path, seed: int) -> None:
+    """Time the single and the default probe fit on all of EWT train; dev accuracy of each."""
+    import os
+
+    from neuronscope.methods.linear_probe import LinearProbe
+
+    train, train_corpus = store_for("train", work)
+    dev, dev_corpus = store_for("dev", work)
+    start = time.perf_counter()
+    x = train.matrix()
+    read = time.perf_counter() - start
+    y, groups = train_corpus.labels_array("upos"), train.sentence_ids()
+    x_dev, y_dev = dev.matrix(), dev_corpus.labels_array("upos")
+    print(f"EWT train {x.shape[0]} x {x.shape[1]} read in {read:.1f} s "
+          f"({x.nbytes / 1e9 / read:.2f} GB/s); dev {len(y_dev)} words")
+    unit = data_pass_seconds(x, len(set(y.tolist())))
+    print(f"one data pass (forward + backward matmul, 1 thread): {unit:.2f} s, "
+          f"load {os.getloadavg()[0]:.1f}")
+    figures = {}
+    for name, probe in (("single", LinearProbe.for_evaluation(seed)),
+                        ("default", LinearProbe(random_state=seed))):
+        start = time.perf_counter()
+        probe.fit(x, y, groups)
+        seconds = time.perf_counter() - start
+        dev_acc = float(np.mean(probe.predict(x_dev) == y_dev))
+        figures[name] = seconds
+        print(f"{name}: {seconds:.1f} s = {seconds / unit:.1f} data passes, dev accuracy "
+              f"{dev_acc:.4f}, validation {probe.validation_accuracy_:.4f}, alpha_ "
+              f"{probe.alpha_:.3g}, {probe.n_epochs_} epochs over {len(probe.path_)} path "
+              f"point(s), load {os.getloadavg()[0]:.1f}")
+    print(f"probe_single_s={figures['single']:.1f} probe_default_s={figures['default']:.1f} "
+          f"load={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -128,12 +128,15 @@ class LinearProbe(RankingMethod):
         normalize: z-normalize each neuron with the training rows' mean and standard
             deviation (Sajjad et al. 2021), so that weights of neurons on different scales
             are comparable; ``coef_`` is then in normalized units.
-        batch_size: rows per Adam step; ``"auto"`` aims at about 200 steps per convergence
-            check (an epoch, or 65,536 rows on larger corpora).
+        batch_size: rows per Adam step; ``"auto"`` aims at about 200 steps per epoch.
         learning_rate: initial Adam step size of each path point (halved on plateaus).
         max_epochs: upper bound on passes over the training rows per path point.
         tol: relative decrease of the penalized training objective below which a check
-            window (an epoch, or 65,536 rows on larger corpora) counts as a plateau.
+            window (an epoch, or ``check_rows`` rows) counts as a plateau.
+        check_rows: rows between convergence checks when fewer than an epoch (``None``:
+            every epoch). Checking every 65,536 rows of EWT train (204,577 words) stopped a
+            single fit (327-row batches) after 4 epochs instead of 10, at 0.3 points lower
+            dev accuracy.
         patience: plateaus (each halving the step size) before training stops, converged.
         validation_fraction: share of sentences (of rows when no sentence ids are known)
             held out to choose ``alpha``; 0 needs a fixed ``alpha``.
@@ -185,6 +188,7 @@ class LinearProbe(RankingMethod):
         max_epochs: int = 50,
         tol: float = 1e-3,
         patience: int = 3,
+        check_rows: int | None = None,
         validation_fraction: float = 0.1,
         random_state: int | None = 0,
         device: str | None = None,
@@ -210,6 +214,7 @@ class LinearProbe(RankingMethod):
         self.max_epochs = max_epochs
         self.tol = tol
         self.patience = patience
+        self.check_rows = check_rows
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
@@ -270,16 +275,17 @@ class LinearProbe(RankingMethod):
         """Fit the path of penalties and keep the chosen one; returns ``self``.
 
         ``groups``: the sentence id of every row, so that validation holds out whole
-        sentences; read from the store when ``activations`` is one. Without them (a plain
-        array and no ``groups``) rows are split one by one.
+        sentences; read from the store when ``activations`` is one or a view of one. Without
+        them (a plain array and no ``groups``) rows are split one by one.
         """
         self._check_params()
         data = prepare_input(activations, labels, self.neurons)
         n_columns = count_columns(activations)
         if data.n_neurons == 0:
             raise NeuronscopeError("no neurons selected")
-        if groups is None and isinstance(activations, ActivationStore):
-            groups = activations.sentence_ids()
+        if groups is None:
+            # A store, or a view of one (e.g. its training rows), knows its sentences.
+            groups = data.view.sentence_ids()
         target, classes = self._encode_target(data.y)
         device = self._torch_device()
         rng = np.random.default_rng(self.random_state)
@@ -306,7 +312,8 @@ class LinearProbe(RankingMethod):
             target = ((target - y_shift) / y_scale).astype(np.float32)
 
         trainer = Trainer(source, target, None if classes is None else len(classes), mean,
-                          scale, device, batch_size, int(rng.integers(0, 2**62)))
+                          scale, device, batch_size, int(rng.integers(0, 2**62)),
+                          self.check_rows)
         path, coefs, intercepts = [], [], []
         with torch_threads(self.n_threads if device.type == "cpu" else None):
             for alpha in self._path_alphas(trainer.alpha_max(train_idx)):

@@ -9,7 +9,7 @@ oscillate around zero), this yields exact zeros: a weight stays zero while its a
 minibatch gradient stays below ``lambda_1``.
 
 Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (one
-epoch, or :data:`CHECK_ROWS` rows when the split is larger) the penalized training objective
+epoch, or ``check_rows`` rows when that is set and fewer) the penalized training objective
 (mean minibatch loss of the window plus the penalty) is compared with the best so far; a
 window that does not lower it by a relative ``tol`` halves the step size, and training stops
 after ``patience`` such windows in all (converged) or at ``max_epochs`` (not converged,
@@ -41,12 +41,6 @@ from neuronscope.store.view import ActivationView
 
 # Adam's usual constants; the learning rate is a parameter.
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
-#: Rows between two convergence checks: one epoch, or this many rows when the training split
-#: is larger. Large corpora then converge in a fraction of an epoch instead of needing
-#: ``patience + 1`` full passes per path point; small ones are checked once per epoch.
-CHECK_ROWS = 1 << 16
-
-
 class Trainer:
     """Minibatch proximal Adam on ``W`` (outputs x neurons) and ``b``.
 
@@ -68,9 +62,11 @@ class Trainer:
         device: torch.device,
         batch_size: int,
         seed: int,
+        check_rows: int | None = None,
     ) -> None:
         self.device = device
         self.source = source
+        self.check_rows = check_rows
         self.y = torch.from_numpy(target).to(device)
         self.classify = n_classes is not None
         n_out = n_classes if n_classes is not None else 1
@@ -216,7 +212,8 @@ class Trainer:
               max_epochs: int, tol: float, patience: int) -> dict[str, Any]:
         """Shuffled minibatches from the current weights until the penalized objective stops
         improving by a relative ``tol`` (see the module docstring); the objective is the
-        mean minibatch loss over each window of ``min(n_train, CHECK_ROWS)`` rows."""
+        mean minibatch loss over each window of one epoch, or of ``check_rows`` rows when
+        that is fewer."""
         self.lambda1, self.lambda2, self.lr = lambda1, lambda2, lr
         if self.classify and not self._prior_set:
             # Start from the log class priors: the first steps then learn features, not counts.
@@ -224,7 +221,7 @@ class Trainer:
                                     minlength=len(self.bias))
             self.bias = torch.log((counts.float() + 1) / (len(train_idx) + len(self.bias)))
             self._prior_set = True
-        window = max(min(len(train_idx), CHECK_ROWS), 1)
+        window = max(min(len(train_idx), self.check_rows or len(train_idx)), 1)
         best, waited, n_epochs, converged = math.inf, 0, 0, False
         total, seen = torch.zeros((), dtype=torch.float64, device=self.device), 0
         while n_epochs < max_epochs and not converged:
@@ -278,10 +275,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def auto_batch_size(setting: int | str, n_train: int) -> int:
-    """Rows per step: ``"auto"`` aims at about 200 steps per convergence check (one epoch, or
-    :data:`CHECK_ROWS` rows; 32..2048 rows)."""
+    """Rows per step: ``"auto"`` aims at about 200 steps per epoch (32..2048 rows)."""
     if setting == "auto":
-        return int(min(2048, max(32, min(n_train, CHECK_ROWS) // 200)))
+        return int(min(2048, max(32, n_train // 200)))
     return int(setting)
 
 
@@ -325,6 +321,10 @@ def check_probe_params(self: Any, tasks: tuple[str, ...], penalties: tuple[str, 
          f"patience must be a positive integer, got {self.patience}"),
         (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
          f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
+        (self.check_rows is None or (isinstance(self.check_rows, int)
+                                     and not isinstance(self.check_rows, bool)
+                                     and self.check_rows >= 1),
+         f"check_rows must be a positive integer or None, got {self.check_rows!r}"),
         (self.streaming in (True, False, "auto"),
          f"streaming must be True, False or 'auto', got {self.streaming!r}"),
         (self.buffer_rows is None or (isinstance(self.buffer_rows, int)

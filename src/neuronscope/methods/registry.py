@@ -82,7 +82,7 @@ class MethodSpec:
 
 
 _SPECS = (
-    MethodSpec("probe", "neuronscope.methods.linear_probe:LinearProbe", "in-memory",
+    MethodSpec("probe", "neuronscope.methods.linear_probe:LinearProbe", "row-chunks",
                "weights of an L1/L2/ElasticNet linear probe (Dalvi et al. 2019)"),
     MethodSpec("gaussian", "neuronscope.methods.gaussian_probe:GaussianProbe", "row-chunks",
                "greedy selection under a Gaussian classifier (Hennigen et al. 2020)"),
