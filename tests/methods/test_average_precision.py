@@ -223,18 +223,17 @@ def test_sort_keys_order_floats_descending():
     # Ascending keys are descending values, equal values (0.0 and -0.0 included) equal keys.
     for i, j in rng.integers(0, len(x), (3000, 2)):
         assert (keys[i] < keys[j]) == (x[i] > x[j]) and (keys[i] == keys[j]) == (x[i] == x[j])
-    order = np.empty(len(x), np.uint32)
-    sorted_keys = keys.copy()
-    kernels.radix_argsort(sorted_keys, np.empty_like(keys), order, np.empty_like(order))
-    # The radix sort is numpy's stable argsort: descending values, ties in row order.
-    np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
-    np.testing.assert_array_equal(sorted_keys, keys[order])
-    assert np.all(np.diff(x[order].astype(np.float64)) <= 0)
-    negated = np.empty_like(keys)
-    kernels.descending_keys(x, -1.0, negated)
-    # Keys of -x: descending -x is ascending x (ties, -0.0 with 0.0, in row order).
-    np.testing.assert_array_equal(np.argsort(negated, kind="stable"),
-                                  np.argsort(x.astype(np.float64), kind="stable"))
+    # The radix sort is numpy's stable argsort of the keys: descending values, ties in row
+    # order; each item carries its row's code.
+    codes = np.arange(len(x), dtype=np.int32) % 7
+    items, tmp = np.empty(len(x), np.uint64), np.empty(len(x), np.uint64)
+    for sign, reference in ((1.0, -x.astype(np.float64)), (-1.0, x.astype(np.float64))):
+        kernels.sorted_items(x, sign, codes, keys, items, tmp)
+        order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
+        np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
+        np.testing.assert_array_equal(
+            kernels.value_of_keys((items >> np.uint64(32)).astype(np.uint32), sign),
+            x[order] + np.float32(0.0))
 
 
 def test_nan_in_a_later_block_with_threads():

@@ -59,7 +59,7 @@ def test_column_blocks_shrink_to_the_budget(cls, monkeypatch):
     free.rank(x, y)
     assert max(s[1] for s in seen) == x.shape[1]  # unbounded: one block
     seen.clear()
-    fixed = n * (4 * column_pass.SUB_BLOCK + 16)
+    fixed = n * (4 * column_pass.SUB_BLOCK + 20)
     budget = fixed + 5 * 8 * n  # room for five columns (two blocks in flight)
     tight = cls(n_jobs=1, memory=budget)
     tight.rank(x, y)
@@ -110,7 +110,7 @@ def test_block_wise_peak_memory_stays_below_the_matrix(tmp_path):
     x, y = problem(n=60000, d=64, seed=1)
     store, corpus = labelled_store(tmp_path / "s", x, y, chunk_words=2048)
     labels = corpus.concept_labels("tag")
-    budget = len(x) * (4 * column_pass.SUB_BLOCK + 16) + 4 * 8 * len(x)  # four columns
+    budget = len(x) * (4 * column_pass.SUB_BLOCK + 20) + 4 * 8 * len(x)  # four columns
     for cls in (AveragePrecision, IoU):
         free, tight = cls(n_jobs=1), cls(n_jobs=1, memory=budget)
         peak_free, peak_tight = _peak(free, store, labels), _peak(tight, store, labels)

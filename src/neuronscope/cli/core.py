@@ -243,6 +243,9 @@ def rank(
     label_file: list[str] | None = label_file_option(),
     overwrite: bool = typer.Option(False, help="Replace existing ranking files."),
     out_fmt: str = output_format_option(),
+    memory: str | None = typer.Option(
+        None, help="Memory budget, e.g. 4GB: streaming rankers shrink their blocks to fit it, "
+        "and a request that cannot fit is refused (default: the available memory)."),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
     from neuronscope.methods import (
@@ -272,6 +275,10 @@ def rank(
             "--model is only used by causal methods (erasure, class-flip); none was requested"
         )
     per_method = split_params(method, method_params(param))
+    if memory is not None:
+        from neuronscope.methods.budget import resolve_budget
+
+        resolve_budget(memory)  # a clear error before anything is read
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
     paths = _ranking_paths(out, method)
@@ -293,7 +300,8 @@ def rank(
         loaded = load_model(model)
     info = console if out_fmt == "table" else err_console
     for name, path in zip(method, paths, strict=True):
-        common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
+        common: dict[str, Any] = {"concepts": wanted, "random_state": seed,
+                                   "memory": memory}
         user = dict(per_method[name])
         if families[name] == "causal":
             # The candidates to ablate: the store's neurons, or --components/--layers of it.

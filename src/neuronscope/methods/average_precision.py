@@ -21,7 +21,8 @@ only rewards high activations on positives.
 
 Computation. Per neuron, one sort serves all concepts: float32 activations are mapped to
 order-preserving 32-bit keys (``-0.0`` folded into ``+0.0``, which scikit-learn ties with it),
-radix-sorted with their row index (:mod:`~neuronscope.methods.kernels`), and one scan in
+radix-sorted carrying the word's concept code (:mod:`~neuronscope.methods.kernels`), and
+one scan in
 decreasing order updates every concept's true-positive count at the end of each group of
 equal values: each positive of the group adds ``TP(>= v) / #(>= v)`` to its concept. Neurons
 are read in column blocks holding all rows (a layer of a store at a time; fewer neurons when
@@ -46,7 +47,7 @@ from neuronscope.methods.base import (
 from neuronscope.methods.budget import Memory
 from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes, plan_blocks
 from neuronscope.methods.hygiene import apply_hygiene
-from neuronscope.methods.kernels import ap_from_sorted, descending_keys, radix_argsort
+from neuronscope.methods.kernels import ap_from_items, sorted_items
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 
@@ -94,17 +95,17 @@ class AveragePrecision(RankingMethod):
         counts = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
         scores = np.empty((n_c, data.n_neurons))
         jobs = self.n_jobs or default_jobs()
-        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 16,
+        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 20,
                             f"average precision of {n} words")
 
         def buffers() -> tuple[np.ndarray, ...]:
-            return (*(np.empty(n, np.uint32) for _ in range(4)), np.empty(n_c + 1))
+            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
+                    np.empty(n_c + 1))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
-            keys, tmp_keys, order, tmp_order, total = buf
-            descending_keys(x, 1.0, keys)
-            radix_argsort(keys, tmp_keys, order, tmp_order)
-            ap_from_sorted(keys, order, codes, n_c + 1, total)
+            keys, items, tmp, total = buf
+            sorted_items(x, 1.0, codes, keys, items, tmp)
+            ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 
         health = column_pass(data, block, jobs, buffers, neuron)

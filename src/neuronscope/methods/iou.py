@@ -64,7 +64,7 @@ from neuronscope.methods.column_pass import (
     plan_blocks,
 )
 from neuronscope.methods.hygiene import apply_hygiene, neuron_health
-from neuronscope.methods.kernels import best_iou_from_sorted, descending_keys, radix_argsort
+from neuronscope.methods.kernels import best_iou_from_items, sorted_items, value_of_keys
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 # The shared column helpers moved to column_pass; re-exported for existing callers.
@@ -304,22 +304,21 @@ class IoU(RankingMethod):
         fractions = np.zeros((n_c, d))
         direction = np.ones((n_c, d), np.int64)
         jobs = self.n_jobs or default_jobs()
-        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 16,
+        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 20,
                             f"IoU of {n} words")
 
         def buffers() -> tuple[np.ndarray, ...]:
-            return (*(np.empty(n, np.uint32) for _ in range(4)), np.empty(n_c),
-                    np.empty(n_c, np.int64), np.empty(n_c, np.float32))
+            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
+                    np.empty(n_c), np.empty(n_c, np.int64), np.empty(n_c, np.uint32))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
-            keys, tmp_keys, order, tmp_order, iou, m, thr = buf
+            keys, items, tmp, iou, m, key = buf
             for sign in signs:
-                descending_keys(x, sign, keys)
-                radix_argsort(keys, tmp_keys, order, tmp_order)
-                best_iou_from_sorted(order, x, codes, sizes, cuts, iou, m, thr)
+                sorted_items(x, sign, codes, keys, items, tmp)
+                best_iou_from_items(items, sizes, cuts, iou, m, key)
                 better = iou > scores[:, col]
                 scores[better, col] = iou[better]
-                thresholds[better, col] = thr[better]
+                thresholds[better, col] = value_of_keys(key, sign)[better]
                 fractions[better, col] = m[better] / n
                 direction[better, col] = sign
 

@@ -43,30 +43,32 @@ def descending_keys(x: np.ndarray, sign: float, keys: np.ndarray) -> None:
 
 
 @_jit
-def radix_argsort(keys: np.ndarray, tmp_keys: np.ndarray, order: np.ndarray,
-                  tmp_order: np.ndarray) -> None:
-    """Stable ascending sort of uint32 ``keys`` in place; ``order`` receives the row of each
-    sorted key (rows of equal keys stay in row order). ``tmp_*``: buffers of equal length.
+def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, keys: np.ndarray,
+                 items: np.ndarray, tmp: np.ndarray) -> None:
+    """``items`` (uint64): ``key << 32 | code`` of every row, sorted by decreasing ``sign * x``
+    with ties in row order (a stable LSD radix sort on the keys, four 8-bit passes; a pass
+    whose digit is the same for every key is skipped). ``keys``, ``tmp``: buffers.
 
-    LSD radix sort in three 11-bit passes; a pass whose digit is the same for every key is
-    skipped (the data end up in ``keys``/``order`` either way).
+    Carrying the concept code (not the row) lets the scans read the sorted items in order,
+    without a random access per word.
     """
-    n = len(keys)
-    counts = np.zeros((3, _BUCKETS), np.int64)
+    n = len(x)
+    descending_keys(x, sign, keys)
+    counts = np.zeros((4, 256), np.int64)
     for i in range(n):
         k = keys[i]
-        counts[0, k & np.uint32(_BUCKETS - 1)] += 1
-        counts[1, (k >> np.uint32(_BITS)) & np.uint32(_BUCKETS - 1)] += 1
-        counts[2, k >> np.uint32(2 * _BITS)] += 1
-    for i in range(n):
-        order[i] = i
-    src_k, src_o, dst_k, dst_o = keys, order, tmp_keys, tmp_order
+        items[i] = (np.uint64(k) << np.uint64(32)) | np.uint64(codes[i])
+        counts[0, k & np.uint32(255)] += 1
+        counts[1, (k >> np.uint32(8)) & np.uint32(255)] += 1
+        counts[2, (k >> np.uint32(16)) & np.uint32(255)] += 1
+        counts[3, k >> np.uint32(24)] += 1
+    src, dst = items, tmp
     swapped = False
-    for p in range(3):
-        shift = np.uint32(p * _BITS)
+    for p in range(4):
+        shift = np.uint64(32 + 8 * p)
         skip = False
         total = 0
-        for b in range(_BUCKETS):
+        for b in range(256):
             c = counts[p, b]
             if c == n:
                 skip = True
@@ -75,24 +77,20 @@ def radix_argsort(keys: np.ndarray, tmp_keys: np.ndarray, order: np.ndarray,
         if skip:
             continue
         for i in range(n):
-            k = src_k[i]
-            d = (k >> shift) & np.uint32(_BUCKETS - 1)
+            v = src[i]
+            d = (v >> shift) & np.uint64(255)
             pos = counts[p, d]
             counts[p, d] = pos + 1
-            dst_k[pos] = k
-            dst_o[pos] = src_o[i]
-        src_k, dst_k = dst_k, src_k
-        src_o, dst_o = dst_o, src_o
+            dst[pos] = v
+        src, dst = dst, src
         swapped = not swapped
-    if swapped:  # the result sits in the buffers: copy it back
-        keys[:] = src_k
-        order[:] = src_o
+    if swapped:  # the result sits in the buffer: copy it back
+        items[:] = src
 
 
 @_jit
-def ap_from_sorted(keys: np.ndarray, order: np.ndarray, codes: np.ndarray, n_codes: int,
-                   out: np.ndarray) -> None:
-    """Unnormalised average precision of every code, from keys sorted by decreasing value.
+def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
+    """Unnormalised average precision of every code from :func:`sorted_items`.
 
     ``out[c]`` receives ``sum over words i of code c of TP_c(>= a_i) / #(>= a_i)``, both
     counts taken at the end of ``a_i``'s group of equal values (scikit-learn's thresholds at
@@ -101,19 +99,58 @@ def ap_from_sorted(keys: np.ndarray, order: np.ndarray, codes: np.ndarray, n_cod
     tp = np.zeros(n_codes, np.float64)
     for c in range(n_codes):
         out[c] = 0.0
-    n = len(keys)
+    n = len(items)
+    low = np.uint64(0xFFFFFFFF)
     i = 0
     while i < n:
+        key = items[i] >> np.uint64(32)
         j = i + 1
-        while j < n and keys[j] == keys[i]:
+        while j < n and (items[j] >> np.uint64(32)) == key:
             j += 1
         for k in range(i, j):
-            tp[codes[order[k]]] += 1.0
+            tp[items[k] & low] += 1.0
         seen = float(j)
         for k in range(i, j):
-            c = codes[order[k]]
+            c = items[k] & low
             out[c] += tp[c] / seen
         i = j
+
+
+@_jit
+def best_iou_from_items(items: np.ndarray, sizes: np.ndarray, cuts: np.ndarray,
+                        best: np.ndarray, best_m: np.ndarray, best_key: np.ndarray) -> None:
+    """Best IoU per concept over masks "the first ``m`` sorted items" (``m`` in the ascending
+    ``cuts``), the chosen ``m`` and the sort key of the mask's last word (see
+    :func:`value_of_keys`). A concept's IoU at ``m`` is ``inter / (m + size - inter)``; the
+    smallest ``m`` wins ties between cuts.
+    """
+    n_c = len(sizes)
+    inter = np.zeros(n_c + 1, np.float64)
+    low = np.uint64(0xFFFFFFFF)
+    for c in range(n_c):
+        best[c] = -1.0
+        best_m[c] = 0
+        best_key[c] = 0
+    k = 0
+    for ci in range(len(cuts)):
+        m = cuts[ci]
+        while k < m:
+            inter[items[k] & low] += 1.0
+            k += 1
+        key = np.uint32(items[m - 1] >> np.uint64(32))
+        for c in range(n_c):
+            iou = inter[c] / (m + sizes[c] - inter[c])
+            if iou > best[c]:
+                best[c] = iou
+                best_m[c] = m
+                best_key[c] = key
+
+
+def value_of_keys(keys: np.ndarray, sign: float) -> np.ndarray:
+    """The float32 values whose :func:`descending_keys` (with ``sign``) are ``keys``."""
+    keys = np.asarray(keys, dtype=np.uint32)
+    bits = np.where(keys & np.uint32(0x80000000), keys, np.uint32(0x7FFFFFFF) - keys)
+    return (bits.astype(np.uint32).view(np.float32) * np.float32(sign)).astype(np.float32)
 
 
 @_jit
@@ -137,37 +174,6 @@ def column_moments(x: np.ndarray) -> tuple[float, float, float]:
             top = a
     mean = s / n
     return shift + mean, max(q - s * mean, 0.0), top
-
-
-@_jit
-def best_iou_from_sorted(order: np.ndarray, x: np.ndarray, codes: np.ndarray,
-                         sizes: np.ndarray, cuts: np.ndarray, best: np.ndarray,
-                         best_m: np.ndarray, best_thr: np.ndarray) -> None:
-    """Best IoU per concept over masks "the first ``m`` rows of ``order``" (``m`` in the
-    ascending ``cuts``); the chosen ``m`` and ``x`` at the mask's last row.
-
-    ``order`` lists rows by decreasing activation (ties in row order). A concept's IoU at
-    ``m`` is ``inter / (m + size - inter)``; the smallest ``m`` wins ties between cuts.
-    """
-    n_c = len(sizes)
-    inter = np.zeros(n_c + 1, np.float64)
-    for c in range(n_c):
-        best[c] = -1.0
-        best_m[c] = 0
-        best_thr[c] = 0.0
-    k = 0
-    for ci in range(len(cuts)):
-        m = cuts[ci]
-        while k < m:
-            inter[codes[order[k]]] += 1.0
-            k += 1
-        thr = x[order[m - 1]]
-        for c in range(n_c):
-            iou = inter[c] / (m + sizes[c] - inter[c])
-            if iou > best[c]:
-                best[c] = iou
-                best_m[c] = m
-                best_thr[c] = thr
 
 
 @_jit
