@@ -26,6 +26,12 @@ the same run). Issue #16's targets: single fit <= 8 s, default <= 25 s at equal 
 
 Usage: python bench/methods.py [--train-sentences 2000] [--n-random 5] [--ks 10 50 100]
        python bench/methods.py --probe-timing [--work DIR]
+
+``--timing-only`` (issue #16): times the corpus rankers (iou, ap, probeless, selectivity) on
+all of EWT train in memory (204,577 words x 2,688 neurons x 17 UPOS concepts), next to a
+baseline measured in the same run (one float64 column-sum pass over the matrix), with the
+load average; ``--baseline-ref REF`` also runs the same timing with the package as of git
+``REF`` (in a subprocess) and prints the speed-up and the largest score difference.
 """
 
 from __future__ import annotations
@@ -170,12 +176,23 @@ def main() -> None:
                         help="page-cached reads timed for store_read_gb_per_s (0: skip)")
     parser.add_argument("--probe-timing", action="store_true",
                         help="only time the linear probe on all of EWT train (see above)")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="time the corpus rankers on all of EWT train (issue #16)")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="with --timing-only: also time the package as of this git ref")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--scores-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
     if args.probe_timing:
         args.work.mkdir(parents=True, exist_ok=True)
         probe_timing(args.work, args.seed)
+        return
+    if args.timing_only:
+        from bench_timing import timing_only  # noqa: E402  (bench/ is the script's folder)
+
+        timing_only(args, store_for)
         return
     from neuronscope.methods import METHODS
     from neuronscope.methods.linear_probe import LinearProbe

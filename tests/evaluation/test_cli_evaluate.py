@@ -172,8 +172,10 @@ def test_information_on_a_store_checks_the_corpus(cli_store, ranking, small_corp
     rk = Ranking.from_json(ranking)
     labels = small_corpus.concept_labels("upos")
     per = neuron_mutual_information(st, labels, neurons=rk.top(3))
-    assert list(per) == rk.top(3) and all(v >= 0 for v in per.values())
-    assert gaussian_mutual_information(st, labels, neurons=rk.top(3)) >= 0
+    # Estimates are no longer clipped at 0 (issue #13): on this tiny corpus they may dip
+    # slightly below it, with a warning.
+    assert list(per) == rk.top(3) and all(np.isfinite(v) for v in per.values())
+    assert np.isfinite(gaussian_mutual_information(st, labels, neurons=rk.top(3)))
     other = small_corpus.subset(range(1, 10))
     foreign = ConceptLabels(np.resize(other.labels_array("upos"), st.n_words), "upos",
                             other.fingerprint)

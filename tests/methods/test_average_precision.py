@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
-from neuronscope.methods import average_precision as ap_module
+from neuronscope.methods import kernels
 from neuronscope.methods.average_precision import AveragePrecision
 from neuronscope.methods.ranking import Ranking
 
@@ -118,14 +118,10 @@ def test_clear_errors(tmp_path):
 
 
 # ---------------------------------------------------------------------------- fast paths
-@pytest.fixture(params=["auto", "corrected", "runs"])
-def tie_path(request, monkeypatch):
-    """Run a test with the automatic choice, or force one of the two ways ties are handled."""
-    if request.param == "corrected":  # never sum over runs: correct the tied words
-        monkeypatch.setattr(ap_module, "_RUNS_FRACTION", -1.0)
-    elif request.param == "runs":  # always sum over runs, even without ties
-        monkeypatch.setattr(ap_module, "_RUNS_FRACTION", 2.0)
-    return request.param
+@pytest.fixture
+def tie_path():
+    """One way of handling ties is left (the sorted scan): kept so that tests read as before."""
+    return "scan"
 
 
 def random_problem(seed: int, n: int, d: int, decimals: int | None):
@@ -221,14 +217,23 @@ def test_sort_keys_order_floats_descending():
                np.finfo(np.float32).tiny, 0.0, -0.0, 1.0, -1.0, 2.5, -2.5]
     rng = np.random.default_rng(15)
     x = np.concatenate([special, rng.standard_normal(500) * 10.0 ** rng.integers(-30, 30, 500)])
-    x = x.astype(np.float32)
-    keys = ap_module._sort_keys(x)
-    assert keys.dtype == np.uint32
+    x = np.concatenate([x, x[::7]]).astype(np.float32)  # repeated values: ties
+    keys = np.empty(len(x), np.uint32)
+    kernels.descending_keys(x, 1.0, keys)
     # Ascending keys are descending values, equal values (0.0 and -0.0 included) equal keys.
     for i, j in rng.integers(0, len(x), (3000, 2)):
         assert (keys[i] < keys[j]) == (x[i] > x[j]) and (keys[i] == keys[j]) == (x[i] == x[j])
-    order = np.lexsort(ap_module._halves(keys))
-    assert np.all(np.diff(x[order].astype(np.float64)) <= 0)
+    # The radix sort is numpy's stable argsort of the keys: descending values, ties in row
+    # order; each item carries its row's code.
+    codes = np.arange(len(x), dtype=np.int32) % 7
+    items, tmp = np.empty(len(x), np.uint64), np.empty(len(x), np.uint64)
+    for sign, reference in ((1.0, -x.astype(np.float64)), (-1.0, x.astype(np.float64))):
+        kernels.sorted_items(x, sign, codes, keys, items, tmp)
+        order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
+        np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
+        np.testing.assert_array_equal(
+            kernels.value_of_keys((items >> np.uint64(32)).astype(np.uint32), sign),
+            x[order] + np.float32(0.0))
 
 
 def test_nan_in_a_later_block_with_threads():

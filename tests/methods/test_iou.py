@@ -39,7 +39,8 @@ def test_defaults_search_the_threshold():
     assert method.alpha == "auto" and method.name == "iou"
     assert method.get_params() == {"alpha": "auto", "concepts": None, "neurons": None,
                                    "signed": False, "block_neurons": 384,
-                                   "max_fraction": 0.3, "n_fractions": 12}
+                                   "max_fraction": 0.3, "n_fractions": 12, "n_jobs": None,
+                                   "memory": None}
 
 
 def test_threshold_search_finds_a_focused_neuron_whatever_its_firing_rate():

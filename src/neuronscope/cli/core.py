@@ -310,6 +310,9 @@ def rank(
     compute_dtype: str = compute_dtype_option(),
     progress: bool = progress_option(),
     scheduler: str | None = scheduler_option(),
+    memory: str | None = typer.Option(
+        None, help="Memory budget, e.g. 4GB: streaming rankers shrink their blocks to fit it, "
+        "and a request that cannot fit is refused (default: the available memory)."),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
     from neuronscope.methods import method_spec, split_params
@@ -341,6 +344,10 @@ def rank(
             "intervene on the live model and score every word")
     per_method = split_params(method, method_params(param))
     check_scheduler(scheduler)
+    if memory is not None:
+        from neuronscope.methods.budget import resolve_budget
+
+        resolve_budget(memory)  # a clear error before anything is read
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
     paths = _ranking_paths(out, method)
@@ -374,10 +381,11 @@ def rank(
         for done, (name, path) in enumerate(zip(method, paths, strict=True)):
             if target.plain:
                 ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
-                                    neurons, wanted, seed, loaded, exclude_positions, client)
+                                    neurons, wanted, seed, loaded, exclude_positions, client,
+                                    memory)
             else:
-                ranking = rank_target(_builder(name, per_method[name], seed, target, neurons),
-                                      st, corp, target, neurons, wanted)
+                build = _builder(name, per_method[name], seed, target, neurons, memory)
+                ranking = rank_target(build, st, corp, target, neurons, wanted)
             ranking.to_json(path)
             rankings.append(ranking)
             tick(done + 1)
@@ -387,12 +395,13 @@ def rank(
 
 
 def _builder(name: str, user: dict[str, Any], seed: int, target: Any,
-             neurons: list[int] | None) -> Any:
+             neurons: list[int] | None, memory: str | None = None) -> Any:
     """``build(concepts)``: the method ``name`` restricted to ``concepts``."""
     from neuronscope.methods import build_method
 
     def build(concepts: list[str] | None) -> Any:
-        common: dict[str, Any] = {"concepts": concepts, "random_state": seed}
+        common: dict[str, Any] = {"concepts": concepts, "random_state": seed,
+                                  "memory": memory}
         if target.sentence_values is None:  # sentence vectors are selected as columns
             common["neurons"] = neurons
         return build_method(name, dict(user), **common)
@@ -402,12 +411,13 @@ def _builder(name: str, user: dict[str, Any], seed: int, target: Any,
 
 def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp: Any,
               layer: str, neurons: list[int] | None, wanted: list[str] | None, seed: int,
-              loaded: Any, exclude_positions: str = "none", client: Any = None) -> Any:
+              loaded: Any, exclude_positions: str = "none", client: Any = None,
+              memory: str | None = None) -> Any:
     """One method's ranking of ``layer``'s concepts (supervised ones on the Dask cluster of
     ``client`` when given)."""
     from neuronscope.methods import CausalRanker, SupervisedRanker, build_method
 
-    common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
+    common: dict[str, Any] = {"concepts": wanted, "random_state": seed, "memory": memory}
     user = dict(user_params)
     if family == "causal":
         # The candidates to ablate: the store's neurons, or --components/--layers of it.

@@ -4,24 +4,30 @@ Two estimators:
 
 * **Gaussian** (as in Torroba Hennigen, Williams & Cotterell 2020): ``I(Y; X) = H(Y) - H(Y|X)``
   with ``H(Y|X)`` estimated by the held-out cross-entropy of a generative classifier that
-  models each class as a Gaussian over the neurons. Class ``c``'s covariance is shrunk towards
-  the pooled within-class covariance with ``prior_strength`` pseudo-observations,
-  ``(S_c + k * S_pooled) / (n_c + k)`` (``S_c`` its scatter matrix), plus a tiny ridge, so
-  rare classes and constant neurons stay well defined; class priors are add-one smoothed
-  training frequencies, and a class absent from training falls back to the overall mean and
-  covariance. ``H(Y)`` is the plug-in entropy of the held-out labels. Since a poor model's
-  cross-entropy can exceed ``H(Y)``, the estimate is clipped at 0. It is a lower bound in
-  spirit (a better model would lower the cross-entropy) and works for neuron *sets*.
+  models each class as a Gaussian over the neurons. For a set of neurons
+  (:func:`gaussian_mutual_information`, :mod:`neuronscope.evaluation.gaussian_mi`) the
+  pooled within-class covariance gets Ledoit-Wolf shrinkage and class ``c``'s covariance is
+  shrunk towards it with ``k = prior_strength * d`` pseudo-observations,
+  ``(S_c + k * S_pooled) / (n_c + k)``, so that the estimate stays stable as neurons are
+  added; log-determinants come from Cholesky factors, and an estimate below 0 is returned
+  with a warning, never clipped. For one neuron (:func:`neuron_mutual_information`, the same
+  model vectorized over neurons) the class variance is shrunk with ``prior_strength``
+  pseudo-observations plus a tiny ridge, and estimates below 0 are also kept and warned.
+  Class priors are add-one smoothed training frequencies, a class absent from training
+  falls back to the overall mean and covariance; ``H(Y)`` is the plug-in entropy of the
+  held-out labels. It is a lower bound in spirit (a better model would lower the
+  cross-entropy) and works for neuron *sets*.
 * **Plug-in** for one neuron: its activations are cut into ``bins`` equal-frequency bins and
   ``I(bin; Y) = H(bin) + H(Y) - H(bin, Y)`` is computed from the counts, optionally with the
   Miller-Madow bias correction ``(m - 1) / (2 N)`` nats added to each entropy (``m`` the
-  number of non-empty cells); clipped at 0 as well. It needs no split, but its upward bias
+  number of non-empty cells); clipped at 0. It needs no split, but its upward bias
   grows with ``bins * n_classes / N``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +43,7 @@ from neuronscope.evaluation._common import (
     load_neurons,
     resolve_split,
 )
+from neuronscope.evaluation.gaussian_mi import joint_gaussian_mi
 from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView
@@ -153,7 +160,13 @@ def _held_out_mi(log_joint: np.ndarray, code_test: np.ndarray) -> np.ndarray:
                               axis=1)[:, 0]
     cross_entropy = -true.mean(axis=0) / _LN2
     h = entropy_bits(code_test)
-    return np.maximum(h - cross_entropy, 0.0)
+    mi = h - cross_entropy
+    if np.any(mi < 0):  # reported, never clipped: a model worse than the class prior
+        warnings.warn(
+            f"{int(np.sum(mi < 0))} Gaussian MI estimate(s) below 0 bits (lowest "
+            f"{float(np.min(mi)):.4f}): on held-out words the model predicts the labels worse "
+            "than the class prior", RuntimeWarning, stacklevel=3)
+    return mi
 
 
 def gaussian_mutual_information(
@@ -176,7 +189,8 @@ def gaussian_mutual_information(
         neurons: the set ``S`` (default: all loaded neurons).
         train_mask, test_mask: explicit split; otherwise ``test_size`` of the sentences (or
             rows, for an array) are held out, seeded by ``random_state``.
-        prior_strength: pseudo-observations shrinking each class covariance to the pooled one.
+        prior_strength: pseudo-observations per neuron (``prior_strength * d`` in all)
+            shrinking each class covariance to the pooled one.
         max_neurons: refuse larger sets (one ``d x d`` covariance per class: 2,688 neurons
             and 17 classes would take 1 GB); per-neuron values come from
             :func:`neuron_mutual_information`.
@@ -196,50 +210,11 @@ def gaussian_mutual_information(
         raise NeuronscopeError("no neurons selected")
     train, test = _split(y, matrix.groups, train_mask, test_mask, test_size,
                          random_state)
-    x_train = matrix.x[train].astype(np.float64)
-    x_test = matrix.x[test].astype(np.float64)
     code_train, code_test, n_classes = _class_codes(y[train], y[test])
-    d = x_train.shape[1]
-    overall_mean = x_train.mean(axis=0)
-    total_cov = np.atleast_2d(np.cov(x_train, rowvar=False, bias=True))
-    pooled = np.zeros((d, d))
-    means = np.empty((n_classes, d))
-    scatters = []
-    for c in range(n_classes):
-        rows = x_train[code_train == c]
-        if len(rows):
-            means[c] = rows.mean(axis=0)
-            centred = rows - means[c]
-            scatters.append(centred.T @ centred)
-            pooled += scatters[-1]
-        else:
-            means[c] = overall_mean
-            scatters.append(None)
-    pooled /= max(len(x_train), 1)
-    # Tiny ridge relative to the overall scale: keeps constant neurons invertible.
-    ridge = 1e-6 * max(float(np.trace(total_cov)) / d, 1e-12) * np.eye(d)
-    log_joint = np.empty((len(x_test), n_classes))
-    log_prior = _log_priors(code_train, n_classes)
-    for c in range(n_classes):
-        n_c = int(np.sum(code_train == c))
-        if scatters[c] is None:
-            cov = total_cov + ridge
-        else:
-            cov = (scatters[c] + prior_strength * pooled) / (n_c + prior_strength) + ridge
-        log_joint[:, c] = log_prior[c] + _gaussian_logpdf(x_test, means[c], cov)
-    return float(_held_out_mi(log_joint, code_test))
-
-
-def _gaussian_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    try:
-        chol = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError as err:  # only with degenerate inputs and prior_strength=0
-        raise NeuronscopeError(
-            "a class covariance is singular; use prior_strength > 0"
-        ) from err
-    z = np.linalg.solve(chol, (x - mean).T)
-    log_det = 2.0 * np.log(np.diag(chol)).sum()
-    return -0.5 * (len(mean) * math.log(2 * math.pi) + log_det + (z * z).sum(axis=0))
+    # Standardized units, Ledoit-Wolf and dimension-scaled shrinkage, Cholesky
+    # log-determinants, no clipping (see neuronscope.evaluation.gaussian_mi).
+    return joint_gaussian_mi(matrix.x[train], code_train, matrix.x[test], code_test,
+                             n_classes, prior_strength)
 
 
 def neuron_mutual_information(

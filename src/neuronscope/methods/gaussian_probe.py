@@ -95,6 +95,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.budget import Memory, require_within, resolve_budget
 from neuronscope.methods.gaussian_search import (
     _CRITERIA,
     _LN2,
@@ -136,6 +137,10 @@ class GaussianProbe(RankingMethod):
         concepts: report per-concept rankings only for these (the probe uses every label).
         neurons: restrict to these neurons (names or ids; default: all).
         n_jobs: threads scoring candidate chunks (default: the CPUs, at most 8).
+        memory: memory budget (``"4GB"``, bytes; default: the available memory): the
+            streaming pass shrinks its chunks to fit, and a search whose statistics
+            (``8 * C * D**2`` bytes) and residuals do not fit is refused before any data is
+            read.
 
     Fitted attributes (after :meth:`rank`): ``selected_`` (global ids in selection order),
     ``selected_names_``, ``classes_``, ``class_prior_``, ``curve_`` (one
@@ -160,7 +165,9 @@ class GaussianProbe(RankingMethod):
         concepts: Sequence[str] | None = None,
         neurons: Sequence[str | int] | None = None,
         n_jobs: int | None = None,
+        memory: Memory = None,
     ) -> None:
+        self.memory = memory
         self.criterion = criterion
         self.max_neurons = max_neurons
         self.min_gain = min_gain
@@ -247,7 +254,13 @@ class GaussianProbe(RankingMethod):
         """Candidate neurons, training class counts, the predictive over the candidates
         (standardized units) and the held-out rows of the candidates (raw, float32)."""
         cand = np.arange(data.n_neurons)
-        self._info = _univariate_information(data, classes, is_held)
+        d, n_cls, n_held = min(data.n_neurons, self.max_candidates), len(classes), is_held.sum()
+        # Scatter matrices, the search's conditional scales and residuals, the held-out rows.
+        need = 16 * n_cls * d * d + 4 * n_cls * d * n_held + 8 * d * n_held
+        require_within(resolve_budget(self.memory), int(need),
+                       f"the Gaussian probe's search over {d} candidates and {n_cls} classes",
+                       "lower max_candidates or max_validation_rows, or raise memory")
+        self._info = _univariate_information(data, classes, is_held, memory=self.memory)
         if data.n_neurons > self.max_candidates:
             cand = _prefilter(self._info[0], self.max_candidates)
         sub = dataclasses.replace(data, ids=data.ids[cand], names=[data.names[i] for i in cand])

@@ -19,6 +19,7 @@ from neuronscope.methods.base import (
     MethodInput,
     check_finite,
 )
+from neuronscope.methods.budget import Memory
 from neuronscope.methods.statistics import class_moments
 from neuronscope.store.store import ActivationStore
 
@@ -80,7 +81,7 @@ def _stratified_split(
 
 
 def _univariate_information(
-    data: MethodInput, classes: list[str], is_held: np.ndarray
+    data: MethodInput, classes: list[str], is_held: np.ndarray, memory: Memory = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Univariate Gaussian information of every neuron on the training words (one streaming
     pass), in nats: ``(D,)`` for all classes, ``0.5 * (log var_j - sum_c p_c log var_cj)``,
@@ -89,7 +90,7 @@ def _univariate_information(
     neurons get ``-inf``."""
     masked = data.y.astype(object)
     masked[is_held] = object()  # a label outside ``classes``: held-out words are not counted
-    m = class_moments(dataclasses.replace(data, y=masked), classes)
+    m = class_moments(dataclasses.replace(data, y=masked), classes, memory=memory)
     n = m.counts[:, None]
     total_n = m.counts.sum()
     mu0 = m.sums.sum(0) / total_n

@@ -42,7 +42,7 @@ with ``bincount``, so the cost is a few passes over each block.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,83 +50,27 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import (
     Activations,
     Labels,
-    MethodInput,
     RankingMethod,
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.budget import Memory
+from neuronscope.methods.column_pass import (
+    check_block_finite,
+    column_pass,
+    default_jobs,
+    iter_column_blocks,
+    label_codes,
+    plan_blocks,
+)
 from neuronscope.methods.hygiene import apply_hygiene, neuron_health
+from neuronscope.methods.kernels import best_iou_from_items, sorted_items, value_of_keys
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
+# The shared column helpers moved to column_pass; re-exported for existing callers.
+__all__ = ["IoU", "check_block_finite", "iter_column_blocks", "label_codes", "tail_quantiles"]
+
 _SAMPLE_ROWS = 16384  # rows of the subsample that places the candidate cut-off
-
-
-# ---------------------------------------------------------------------------- shared helpers
-def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
-    """Row codes ``0..C-1`` for the concepts, ``C`` for every other label (smallest uint)."""
-    index = {c: i for i, c in enumerate(concepts)}
-    other = len(concepts)
-    dtype = np.uint8 if other < 2**8 else np.uint16 if other < 2**16 else np.int64
-    return np.fromiter((index.get(v, other) for v in y.tolist()), dtype=dtype, count=len(y))
-
-
-def check_block_finite(block: np.ndarray, names: Sequence[str]) -> None:
-    """Raise a clear error naming the first row and neuron (``names`` of the block's columns)
-    holding NaN or inf.
-
-    One cheap pass: NaN and inf survive a column sum, so the exact search runs only when a
-    sum is not finite (which an overflow of huge finite values can also cause).
-    """
-    if np.isfinite(block.sum(axis=0)).all():
-        return
-    bad = np.argwhere(~np.isfinite(block))
-    if not len(bad):
-        return
-    r, c = bad[0]
-    raise NeuronscopeError(
-        f"activations contain NaN or inf (first at row {int(r)}, neuron {names[int(c)]}); "
-        "clean the store or choose other neurons"
-    )
-
-
-def iter_column_blocks(
-    data: MethodInput, block_neurons: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(cols, block)``: all rows of the selected neurons at positions ``cols`` (of
-    ``data.ids``) as a float32 ``(n_words, len(cols))`` block.
-
-    For a store, neurons are visited in id order and blocks never straddle a (component,
-    layer) boundary, so each on-disk chunk (4096 words x one layer) is read once whatever the
-    order of the selection. For an array, a contiguous run of columns is a view (callers must
-    not write to blocks). Every block is checked for NaN/inf.
-    """
-    if block_neurons < 1:
-        raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
-    n = data.n_neurons
-    if isinstance(data.source, np.ndarray):
-        for lo in range(0, n, block_neurons):
-            cols = np.arange(lo, min(lo + block_neurons, n))
-            ids = data.ids[cols]
-            if len(ids) > 1 and np.all(np.diff(ids) == 1):
-                block = data.source[:, ids[0] : ids[-1] + 1]
-            else:
-                block = data.source[:, ids]
-            block = np.asarray(block, dtype=np.float32)
-            check_block_finite(block, [data.names[c] for c in cols])
-            yield cols, block
-        return
-    by_id = np.argsort(data.ids, kind="stable")
-    groups = data.source.layout.layer_of(data.ids[by_id])
-    cuts = [0]
-    for i in range(1, n):
-        if groups[i] != groups[i - 1] or i - cuts[-1] >= block_neurons:
-            cuts.append(i)
-    cuts.append(n)
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        cols = by_id[lo:hi]
-        block = data.source.neurons(data.ids[cols])
-        check_block_finite(block, [data.names[c] for c in cols])
-        yield cols, block
 
 
 # ---------------------------------------------------------------------------- exact quantiles
@@ -237,9 +181,13 @@ class IoU(RankingMethod):
         neurons: restrict to these neurons (names or ids; default: all).
         signed: also score the bottom-``alpha`` mask and keep the better IoU per neuron and
             concept (see the module notes).
-        block_neurons: most neurons whose full columns are held in memory at once.
+        block_neurons: most neurons whose full columns are held in memory at once (lowered
+            to fit ``memory``).
         max_fraction: largest mask (share of the words) tried by ``alpha="auto"``.
         n_fractions: grid points of ``alpha="auto"`` (besides the concepts' frequencies).
+        n_jobs: threads of the threshold search (default: the CPUs this process may use).
+        memory: memory budget (``"4GB"``, bytes; default: the available memory); the
+            column blocks shrink to fit it, and a corpus too long for one column is refused.
 
     Fitted attributes: ``thresholds_`` (per neuron, the upper cut-off ``T_n``; with
     ``alpha="auto"`` per concept and neuron, ``(C, D)``, with ``mask_fractions_`` the chosen
@@ -260,6 +208,8 @@ class IoU(RankingMethod):
         block_neurons: int = 384,
         max_fraction: float = 0.3,
         n_fractions: int = 12,
+        n_jobs: int | None = None,
+        memory: Memory = None,
     ) -> None:
         self.alpha = alpha
         self.max_fraction = max_fraction
@@ -268,6 +218,8 @@ class IoU(RankingMethod):
         self.neurons = neurons
         self.signed = signed
         self.block_neurons = block_neurons
+        self.n_jobs = n_jobs
+        self.memory = memory
 
     def rank(self, activations: Activations, labels: Labels) -> Ranking:
         """Rank neurons per concept by intersection over union (higher is better)."""
@@ -279,6 +231,9 @@ class IoU(RankingMethod):
         if alpha is None and self.signed:
             raise NeuronscopeError("signed=True needs a quantile alpha, not a fixed threshold")
         data = prepare_input(activations, labels, self.neurons)
+        # A block, its boolean masks and the candidate lists: about 12 bytes per value.
+        block = plan_blocks(data.n_words, self.block_neurons, 1, self.memory, 8,
+                            f"IoU of {data.n_words} words")
         concepts = require_concepts(data.y, self.concepts)
         codes = label_codes(data.y, concepts).astype(np.int64)
         n_c = len(concepts)
@@ -291,18 +246,18 @@ class IoU(RankingMethod):
         thresholds = np.empty(d, np.float32)
         low_thresholds = np.empty(d, np.float32) if self.signed else None
         mask_sizes = np.empty(d, np.int64)
-        for cols, block in iter_column_blocks(data, self.block_neurons):
+        for cols, values in iter_column_blocks(data, block):
             seed = int(cols[0])  # the subsample only affects speed, never the result
             if alpha is None:
                 thresholds[cols] = 0
-                high[:, cols], mask_sizes[cols] = _dense_iou(block > 0, members, sizes)
+                high[:, cols], mask_sizes[cols] = _dense_iou(values > 0, members, sizes)
                 continue
             thresholds[cols], high[:, cols], mask_sizes[cols] = _tail_iou(
-                block, 1 - alpha, codes, members, sizes, seed
+                values, 1 - alpha, codes, members, sizes, seed
             )
             if low is not None and low_thresholds is not None:
                 low_thresholds[cols], low[:, cols], _ = _tail_iou(
-                    block, alpha, codes, members, sizes, seed
+                    values, alpha, codes, members, sizes, seed
                 )
 
         extra: dict = {
@@ -336,26 +291,38 @@ class IoU(RankingMethod):
                                    f"got {self.n_fractions!r}")
         data = prepare_input(activations, labels, self.neurons)
         concepts = require_concepts(data.y, self.concepts)
-        codes = label_codes(data.y, concepts).astype(np.int64)
+        codes = label_codes(data.y, concepts).astype(np.int32)  # one compiled signature
         n, n_c, d = data.n_words, len(concepts), data.n_neurons
         sizes = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
         grid = np.geomspace(min(1e-3, self.max_fraction), self.max_fraction,
                             self.n_fractions) * n
         cuts = np.unique(np.clip(np.concatenate([grid, sizes]).round().astype(np.int64),
                                  1, max(n - 1, 1)))
-        directions = (1, -1) if self.signed else (1,)
+        signs = (1.0, -1.0) if self.signed else (1.0,)
         scores = np.full((n_c, d), -1.0)
         thresholds: np.ndarray = np.zeros((n_c, d), np.float32)
         fractions = np.zeros((n_c, d))
         direction = np.ones((n_c, d), np.int64)
-        for cols, block in iter_column_blocks(data, self.block_neurons):
-            for sign in directions:
-                iou, m, thr = _searched_iou(block if sign > 0 else -block, codes, sizes, cuts)
-                better = iou > scores[:, cols]
-                scores[:, cols] = np.where(better, iou, scores[:, cols])
-                thresholds[:, cols] = np.where(better, sign * thr, thresholds[:, cols])
-                fractions[:, cols] = np.where(better, m / n, fractions[:, cols])
-                direction[:, cols] = np.where(better, sign, direction[:, cols])
+        jobs = self.n_jobs or default_jobs()
+        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 20,
+                            f"IoU of {n} words")
+
+        def buffers() -> tuple[np.ndarray, ...]:
+            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
+                    np.empty(n_c), np.empty(n_c, np.int64), np.empty(n_c, np.uint32))
+
+        def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
+            keys, items, tmp, iou, m, key = buf
+            for sign in signs:
+                sorted_items(x, sign, codes, keys, items, tmp)
+                best_iou_from_items(items, sizes, cuts, iou, m, key)
+                better = iou > scores[:, col]
+                scores[better, col] = iou[better]
+                thresholds[better, col] = value_of_keys(key, sign)[better]
+                fractions[better, col] = m[better] / n
+                direction[better, col] = sign
+
+        health = column_pass(data, block, jobs, buffers, neuron)
         extra: dict = {"alpha": "auto", "mask_fractions_tried": (cuts / n).tolist(),
                        "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
                        "mask_fraction": dict(zip(concepts, fractions.tolist(), strict=True))}
@@ -369,43 +336,7 @@ class IoU(RankingMethod):
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
-        return apply_hygiene(ranking, neuron_health(data))
-
-
-def _searched_iou(
-    block: np.ndarray, codes: np.ndarray, sizes: np.ndarray, cuts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best IoU over masks "the top ``m`` words of the neuron" (``m`` in ``cuts``, ascending)
-    per concept and column of ``block``; the chosen ``m`` and the activation at the cut-off.
-
-    Ties at a cut-off are broken by row order, so every mask holds exactly ``m`` words.
-    """
-    n, k = block.shape
-    n_c = len(sizes)
-    top = int(cuts[-1])
-    part = (np.argpartition(-block, top - 1, axis=0)[:top] if top < n
-            else np.broadcast_to(np.arange(n)[:, None], (n, k)))
-    vals = np.take_along_axis(block, part, axis=0)
-    order = np.argsort(-vals, axis=0, kind="stable")
-    rows = np.take_along_axis(part, order, axis=0)
-    vals = np.take_along_axis(vals, order, axis=0)
-    del part, order
-    inter = np.zeros((n_c, k))
-    best = np.full((n_c, k), -1.0)
-    best_m = np.zeros((n_c, k), np.int64)
-    best_thr = np.zeros((n_c, k), np.float32)
-    offset = np.arange(k)
-    prev = 0
-    for m in cuts.tolist():
-        seg = codes[rows[prev:m]] * k + offset  # (m - prev, k); code n_c = other labels
-        inter += np.bincount(seg.ravel(), minlength=(n_c + 1) * k)[: n_c * k].reshape(n_c, k)
-        iou = inter / (m + sizes[:, None] - inter)
-        better = iou > best
-        best = np.where(better, iou, best)
-        best_m = np.where(better, m, best_m)
-        best_thr = np.where(better, vals[m - 1][None, :], best_thr)
-        prev = m
-    return best, best_m, best_thr
+        return apply_hygiene(ranking, health)
 
 
 def _tail_iou(

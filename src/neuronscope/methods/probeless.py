@@ -3,7 +3,8 @@
 For concept ``c``, a neuron's score is ``sum_{c' != c} |q(c) - q(c')|`` where ``q(c)`` is its
 mean activation over words labelled ``c``: neurons whose mean for ``c`` stands apart from every
 other class come first. The global order uses the sum over all class pairs. No classifier is
-trained, and one streaming pass over the store suffices.
+trained, and one streaming pass over the store suffices (per-class moments, memory flat in
+the number of words: :mod:`~neuronscope.methods.statistics`).
 
 By default (``normalize=True``, a departure from the paper) the differences are measured in
 units of the neuron's pooled within-class standard deviation (standardized mean differences,
@@ -26,7 +27,8 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
-from neuronscope.methods.hygiene import apply_hygiene, neuron_health
+from neuronscope.methods.budget import Memory
+from neuronscope.methods.hygiene import apply_hygiene
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 from neuronscope.methods.statistics import class_moments
 
@@ -48,17 +50,19 @@ class Probeless(RankingMethod):
 
     def __init__(
         self, concepts: Sequence[str] | None = None, neurons: Sequence[str | int] | None = None,
-        normalize: bool = True,
+        normalize: bool = True, *, n_jobs: int | None = None, memory: Memory = None,
     ) -> None:
         self.concepts = concepts
         self.neurons = neurons
         self.normalize = normalize
+        self.n_jobs = n_jobs
+        self.memory = memory
 
     def rank(self, activations: Activations, labels: Labels) -> Ranking:
         """Rank neurons per concept by summed absolute class-mean differences."""
         data = prepare_input(activations, labels, self.neurons)
         classes = require_concepts(data.y, None)
-        moments = class_moments(data, classes, second_moments=bool(self.normalize))
+        moments = class_moments(data, classes, memory=self.memory, n_jobs=self.n_jobs)
         means = moments.means  # (C, D)
         scale = np.ones(data.n_neurons)
         if self.normalize:
@@ -79,4 +83,4 @@ class Probeless(RankingMethod):
         total = pair.sum(axis=0) / 2
         order = np.argsort(-total, kind="stable")
         ranking.global_order, ranking.global_scores = data.ids[order], total[order]
-        return apply_hygiene(ranking, neuron_health(data))
+        return apply_hygiene(ranking, moments.health(data))

@@ -8,7 +8,7 @@ accepts a concept or neuron restriction (has ``concepts`` / ``neurons``).
 
 Building a ranker from user input is strict: :func:`build_method` refuses parameters the
 ranker does not have, naming them and listing the valid ones. The *common settings*
-(:data:`COMMON_SETTINGS`: ``concepts``, ``neurons``, ``random_state``) are the one
+(:data:`COMMON_SETTINGS`: ``concepts``, ``neurons``, ``random_state``, ``memory``) are the one
 convenience: a caller may offer them to every ranker and each ranker takes those it has.
 With several rankers, :func:`split_params` applies a user parameter to every ranker that has
 it and refuses a parameter that none of them has.
@@ -26,7 +26,7 @@ from neuronscope.methods.families import CausalRanker, Ranker, SupervisedRanker
 from neuronscope.params import REQUIRED
 
 #: Settings a caller may offer to every ranker; each ranker takes the ones it accepts.
-COMMON_SETTINGS = ("concepts", "neurons", "random_state")
+COMMON_SETTINGS = ("concepts", "neurons", "random_state", "memory")
 
 #: How a ranker reads its data (the ``reads`` tag).
 READS = {

@@ -19,17 +19,16 @@ score means the neuron is *suppressed* by the concept (its activation drops on t
 words); such neurons land at the bottom of the concept's ranking (``Ranking.bottom_ids``),
 unlike NeuroX, which ranks by the absolute value.
 
-Computation: one streaming pass over row chunks accumulates per-concept sums in float64 (a
-one-hot matrix product per chunk into a reused float64 buffer) and per-neuron minima and
-maxima, so a store never has to fit in memory; a contiguous column range of an array is
-streamed as views. (``statistics.class_moments`` gives the same sums but also sums of squares,
-on fresh float64 copies of every chunk; on 204k words x 2,688 neurons it took about four times
-as long as this pass.)
+Computation: one streaming pass over row chunks (:func:`~neuronscope.methods.statistics.
+grouped_moments`: a compiled per-class reduction, float64 accumulators, Chan merges) gives the
+per-concept means and every neuron's minimum and maximum, so a store never has to fit in
+memory (``memory`` bounds the chunk); the ranker hygiene's statistics come from the same
+moments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,30 +36,15 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import (
     Activations,
     Labels,
-    MethodInput,
     RankingMethod,
     prepare_input,
     require_concepts,
 )
-from neuronscope.methods.hygiene import apply_hygiene, neuron_health
-from neuronscope.methods.iou import label_codes
+from neuronscope.methods.budget import Memory
+from neuronscope.methods.column_pass import label_codes
+from neuronscope.methods.hygiene import apply_hygiene
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
-
-
-def _row_chunks(data: MethodInput) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Row chunks of the selected neurons; views (no copy) for a contiguous array selection.
-
-    Views are not checked for NaN/inf here: their minima and maxima reveal any.
-    """
-    ids = data.ids
-    contiguous = len(ids) > 0 and np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids)))
-    if not (isinstance(data.source, np.ndarray) and contiguous):
-        yield from data.chunks()
-        return
-    cols = slice(int(ids[0]), int(ids[0]) + len(ids))
-    for start in range(0, data.n_words, data.chunk_words):
-        stop = min(start + data.chunk_words, data.n_words)
-        yield start, stop, np.asarray(data.source[start:stop, cols], dtype=np.float32)
+from neuronscope.methods.statistics import grouped_moments
 
 
 class Selectivity(RankingMethod):
@@ -69,7 +53,10 @@ class Selectivity(RankingMethod):
     Args:
         concepts: rank only these concepts (default: every label).
         neurons: restrict to these neurons (names or ids; default: all).
-        chunk_words: rows per streamed chunk (memory: ``chunk_words * n_neurons * 12`` bytes).
+        chunk_words: rows per streamed chunk (memory: ``chunk_words * n_neurons * 8``
+            bytes; lowered to fit ``memory``).
+        n_jobs: threads of the per-chunk reduction (default: the CPUs this process may use).
+        memory: memory budget (``"4GB"``, bytes; default: the available memory).
 
     Fitted attributes: ``scores_`` (``(C, D)`` selectivity), ``mu_plus_``, ``mu_minus_``
     (``(C, D)``), ``minimum_``, ``maximum_`` (per neuron) and ``concepts_``.
@@ -83,10 +70,14 @@ class Selectivity(RankingMethod):
         neurons: Sequence[str | int] | None = None,
         *,
         chunk_words: int = 8192,
+        n_jobs: int | None = None,
+        memory: Memory = None,
     ) -> None:
         self.concepts = concepts
         self.neurons = neurons
         self.chunk_words = chunk_words
+        self.n_jobs = n_jobs
+        self.memory = memory
 
     def rank(self, activations: Activations, labels: Labels) -> Ranking:
         """Rank neurons per concept by selectivity (positive first)."""
@@ -95,14 +86,16 @@ class Selectivity(RankingMethod):
         data = prepare_input(activations, labels, self.neurons, chunk_words=self.chunk_words)
         concepts = require_concepts(data.y, self.concepts)
         n_c = len(concepts)
-        codes = label_codes(data.y, concepts).astype(np.intp)
-        counts = np.bincount(codes, minlength=n_c + 1).astype(np.float64)
-        sums, lo, hi = self._sums(data, codes, n_c + 1)
+        codes = label_codes(data.y, concepts).astype(np.int32)
+        moments = grouped_moments(data, codes, [*map(str, concepts), "<other>"],
+                                  memory=self.memory, n_jobs=self.n_jobs)
+        counts = moments.counts
+        sums, lo, hi = moments.sums, moments.minimum, moments.maximum
 
         # Every concept occurs and is not every word (require_concepts), so no division by 0.
         mu_plus = sums[:n_c] / counts[:n_c, None]
         mu_minus = (sums.sum(axis=0) - sums[:n_c]) / (data.n_words - counts[:n_c, None])
-        spread = hi.astype(np.float64) - lo
+        spread = hi - lo
         safe = np.where(spread > 0, spread, 1.0)
         scores = np.where(spread > 0, (mu_plus - mu_minus) / safe, 0.0)
 
@@ -117,34 +110,4 @@ class Selectivity(RankingMethod):
             self.name, self.get_params(), scores, concepts, data.ids, data.names,
             **data.ranking(self, extra=extra),
         )
-        return apply_hygiene(ranking, neuron_health(data))
-
-    @staticmethod
-    def _sums(
-        data: MethodInput, codes: np.ndarray, n_codes: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-code float64 column sums, and float32 column minima and maxima, in one pass."""
-        d = data.n_neurons
-        sums = np.zeros((n_codes, d))
-        lo = np.full(d, np.inf, np.float32)
-        hi = np.full(d, -np.inf, np.float32)
-        buf = np.empty((0, d))
-        for start, stop, block in _row_chunks(data):
-            rows = stop - start
-            np.minimum(lo, block.min(axis=0), out=lo)
-            np.maximum(hi, block.max(axis=0), out=hi)
-            # min/max propagate NaN and reach inf, so finite extremes mean a clean chunk.
-            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-                r, c = np.argwhere(~np.isfinite(block))[0]
-                raise NeuronscopeError(
-                    f"activations contain NaN or inf (first at row {start + int(r)}, neuron "
-                    f"{data.names[int(c)]}); clean the store or choose other neurons"
-                )
-            if len(buf) < rows:
-                buf = np.empty((rows, d))  # reused: fresh pages per chunk cost more than the sums
-            wide = buf[:rows]
-            np.copyto(wide, block)
-            onehot = np.zeros((n_codes, rows))
-            onehot[codes[start:stop], np.arange(rows)] = 1.0
-            sums += onehot @ wide
-        return sums, lo, hi
+        return apply_hygiene(ranking, moments.health(data))

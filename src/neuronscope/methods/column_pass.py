@@ -1,0 +1,177 @@
+"""One pass over full columns for the rankers that sort each neuron (AP, IoU).
+
+Neurons are read in column blocks holding all rows (:func:`~neuronscope.methods.iou.
+iter_column_blocks`: for a store, one layer's columns at a time, matching its chunks), each
+block is transposed 16 neurons at a time and the neurons are handed to ``n_jobs`` threads
+(the compiled kernels release the GIL), each with its own reused buffers; the next block is
+read while the threads work on the current one. Every neuron's mean, spread and largest
+``|value|`` are collected on the way, so the ranker hygiene (dead and outlier neurons) needs
+no second pass over the data.
+
+Memory: two blocks (``8 * n_words`` bytes per neuron of a block) plus, per thread, a
+transposed sub-block and the sort buffers; ``block_neurons`` is lowered to fit the memory
+budget, and a corpus too long for even one column per block is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import MethodInput
+from neuronscope.methods.budget import Memory, resolve_budget, units_within
+from neuronscope.methods.hygiene import NeuronHealth
+from neuronscope.methods.kernels import column_moments
+
+SUB_BLOCK = 16  # neurons transposed together: 16 float32 are one cache line of a row
+_TRANSPOSE_ROWS = 4096  # rows of a sub-block transposed at a time (256 KiB)
+
+
+def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
+    """Row codes ``0..C-1`` for the concepts, ``C`` for every other label (smallest uint)."""
+    index = {c: i for i, c in enumerate(concepts)}
+    other = len(concepts)
+    dtype = np.uint8 if other < 2**8 else np.uint16 if other < 2**16 else np.int64
+    return np.fromiter((index.get(v, other) for v in y.tolist()), dtype=dtype, count=len(y))
+
+
+def check_block_finite(block: np.ndarray, names: Sequence[str]) -> None:
+    """Raise a clear error naming the first row and neuron (``names`` of the block's columns)
+    holding NaN or inf.
+
+    One cheap pass: NaN and inf survive a column sum, so the exact search runs only when a
+    sum is not finite (which an overflow of huge finite values can also cause).
+    """
+    if np.isfinite(block.sum(axis=0)).all():
+        return
+    bad = np.argwhere(~np.isfinite(block))
+    if not len(bad):
+        return
+    r, c = bad[0]
+    raise NeuronscopeError(
+        f"activations contain NaN or inf (first at row {int(r)}, neuron {names[int(c)]}); "
+        "clean the store or choose other neurons"
+    )
+
+
+def iter_column_blocks(
+    data: MethodInput, block_neurons: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(cols, block)``: all rows of the selected neurons at positions ``cols`` (of
+    ``data.ids``) as a float32 ``(n_words, len(cols))`` block.
+
+    For a store, neurons are visited in id order and blocks never straddle a (component,
+    layer) boundary, so each on-disk chunk (4096 words x one layer) is read once whatever the
+    order of the selection. For an array, a contiguous run of columns is a view (callers must
+    not write to blocks). Every block is checked for NaN/inf.
+    """
+    if block_neurons < 1:
+        raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
+    n = data.n_neurons
+    if isinstance(data.source, np.ndarray):
+        for lo in range(0, n, block_neurons):
+            cols = np.arange(lo, min(lo + block_neurons, n))
+            ids = data.ids[cols]
+            if len(ids) > 1 and np.all(np.diff(ids) == 1):
+                block = data.source[:, ids[0] : ids[-1] + 1]
+            else:
+                block = data.source[:, ids]
+            block = np.asarray(block, dtype=np.float32)
+            check_block_finite(block, [data.names[c] for c in cols])
+            yield cols, block
+        return
+    by_id = np.argsort(data.ids, kind="stable")
+    groups = data.source.layout.layer_of(data.ids[by_id])
+    cuts = [0]
+    for i in range(1, n):
+        if groups[i] != groups[i - 1] or i - cuts[-1] >= block_neurons:
+            cuts.append(i)
+    cuts.append(n)
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        cols = by_id[lo:hi]
+        block = data.source.neurons(data.ids[cols])
+        check_block_finite(block, [data.names[c] for c in cols])
+        yield cols, block
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def transpose(columns: np.ndarray) -> np.ndarray:
+    """``(n_words, k)`` float32 columns as a contiguous ``(k, n_words)`` copy, a few thousand
+    rows at a time so that each piece stays in cache (numpy's one-shot transposing copy of a
+    tall array is several times slower)."""
+    out = np.empty((columns.shape[1], columns.shape[0]), np.float32)
+    for lo in range(0, columns.shape[0], _TRANSPOSE_ROWS):
+        out[:, lo : lo + _TRANSPOSE_ROWS] = columns[lo : lo + _TRANSPOSE_ROWS].T
+    return out
+
+
+def plan_blocks(n_words: int, block_neurons: int, jobs: int, memory: Memory,
+                thread_bytes_per_word: int, what: str) -> int:
+    """Neurons per block within the memory budget (at most ``block_neurons``).
+
+    The working set is two blocks (``8`` bytes per word and neuron) plus, per thread, a
+    transposed sub-block and ``thread_bytes_per_word`` bytes of buffers per word.
+    """
+    if block_neurons < 1:
+        raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
+    fixed = jobs * n_words * (4 * SUB_BLOCK + thread_bytes_per_word)
+    return units_within(resolve_budget(memory), fixed, 8 * n_words, block_neurons, what,
+                        "neuron of a column block")
+
+
+def column_pass(
+    data: MethodInput, block_neurons: int, jobs: int,
+    make_buffers: Callable[[], Any], per_neuron: Callable[[Any, np.ndarray, int], None],
+) -> NeuronHealth:
+    """Call ``per_neuron(buffers, x, col)`` for every selected neuron (``x``: its float32
+    activations over all rows, ``col``: its position in ``data.ids``) on ``jobs`` threads,
+    each with its own ``make_buffers()``; returns the neurons' health statistics.
+
+    Calls for different neurons may run concurrently: ``per_neuron`` must only write state of
+    its own neuron (e.g. column ``col`` of a result array).
+    """
+    d, n = data.n_neurons, data.n_words
+    mean, m2, max_abs = np.zeros(d), np.zeros(d), np.zeros(d)
+    local = threading.local()
+
+    def work(block: np.ndarray, cols: np.ndarray, j: int) -> None:
+        buffers = getattr(local, "buffers", None)
+        if buffers is None:
+            buffers = local.buffers = make_buffers()
+        sub = transpose(block[:, j : j + SUB_BLOCK])
+        for i, x in enumerate(sub):
+            col = int(cols[j + i])
+            mean[col], m2[col], max_abs[col] = column_moments(x)
+            per_neuron(buffers, x, col)
+
+    blocks = iter_column_blocks(data, block_neurons)
+    if jobs == 1 or d <= SUB_BLOCK:
+        for cols, block in blocks:
+            for j in range(0, len(cols), SUB_BLOCK):
+                work(block, cols, j)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending: list[Future] = []
+            for cols, block in blocks:  # the next block is read while the pool works
+                for task in pending:
+                    task.result()
+                pending = [pool.submit(work, block, cols, j)
+                           for j in range(0, len(cols), SUB_BLOCK)]
+            for task in pending:
+                task.result()
+    var = m2 / max(n, 1)
+    return NeuronHealth(data.ids.copy(), list(data.names), np.sqrt(var),
+                        np.sqrt(var + mean**2), max_abs)
