@@ -32,7 +32,7 @@ from neuronscope.evaluation.control import control_selectivity
 from neuronscope.evaluation.holdout import check_holdout, held_out_ranking
 from neuronscope.evaluation.layers import layer_distribution
 from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
-from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
+from neuronscope.evaluation.selected import DEFAULT_KS, RANDOM_MATCHED, evaluate_selection
 from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore
@@ -64,6 +64,7 @@ def run_evaluation(
     random_state: int | None = 0,
     holdout: str = "auto",
     exclude_positions: str | None = None,
+    random_matched: str = "none",
 ) -> dict[str, Any]:
     """Evaluate ``ranking`` on ``store`` against ``layer`` of ``corpus``; write ``out``.
 
@@ -82,6 +83,9 @@ def run_evaluation(
         raise NeuronscopeError(f"mode must be one of {MODES}, got {mode!r}")
     default_steps(1, ablation_steps)  # raises for a bad grid size
     check_holdout(holdout)
+    if random_matched not in RANDOM_MATCHED:
+        raise NeuronscopeError(f"random_matched must be one of {', '.join(RANDOM_MATCHED)}, "
+                               f"got {random_matched!r}")
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise NeuronscopeError(f"n_random must be a positive integer, got {n_random!r}")
     store.check_corpus(corpus)
@@ -119,6 +123,7 @@ def run_evaluation(
     selection = evaluate_selection(
         matrix, labels, ranking, ks_list, concept=concept, train_mask=train, test_mask=test,
         probe_factory=factory, n_random=n_random, random_state=random_state,
+        random_matched=random_matched,
     )
     y = concept_target(y_all, concept)
     if selection.full_probe is None:  # evaluate_selection always trains it; keeps types honest
@@ -134,6 +139,7 @@ def run_evaluation(
         ).to_dict() | {"k": k}
         for k in selection.ks
     ]
+    warnings.extend(ablation.warnings)
     layers = layer_distribution(ranking, k=max(selection.ks),
                                 concepts=None if concept is None else [concept],
                                 include_global=concept is None)
