@@ -70,6 +70,18 @@ class AblationCurves:
     per_class_drop: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.drop_in_gain and self.top:
+            # Curves built by hand: the drop in gain is a linear map of the accuracies.
+            gain = self.top[0] - self.majority
+            scale = 1.0 / gain if gain > 1e-12 else 0.0
+            self.drop_in_gain = {
+                "top": _drop(self.top, self.majority),
+                "bottom": _drop(self.bottom, self.majority),
+                "random_mean": [(self.top[0] - m) * scale for m in self.random_mean],
+                "random_std": [s * scale for s in self.random_std],
+            }
+
     def above_random(self) -> list[bool]:
         """Per step: whether removing the top neurons loses more gain than the random band
         (random mean + 2 sd); ``False`` at step 0 and whenever it does not."""
