@@ -182,6 +182,21 @@ def tiny_bert_dir(tmp_path_factory, tiny_bert) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, tiny_bert_dir):
+    """``neuronscope demo`` on the tiny BERT, once per session (the demo test, the demo
+    report in the browser and the README blocks share it): ``(folder, DemoResult, the text
+    it printed)``."""
+    from rich.console import Console
+
+    from neuronscope.demo import run_demo
+
+    console = Console(record=True, width=160)
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = run_demo(out, model=str(tiny_bert_dir), console=console, progress=False)
+    return out, result, console.export_text()
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2(gpt2_tokenizer):
     """A random 2-layer GPT-2 LM (n_embd 32, 4 heads, 64 positions)."""
     eos = gpt2_tokenizer.eos_token_id

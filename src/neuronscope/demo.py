@@ -81,6 +81,9 @@ def layer_probe_accuracy(
     return results
 
 
+#: The demo's fitted UPOS probe (``LinearProbe.save``), read by the report.
+PROBE_FILE = "probe.upos.pt"
+
 #: Two closed-class and two open-class tags, where the survey expects focused vs spread neurons.
 DEMO_CONCEPTS = ("DET", "ADP", "NOUN", "VERB")
 
@@ -88,8 +91,13 @@ DEMO_CONCEPTS = ("DET", "ADP", "NOUN", "VERB")
 def compare_methods(
     store: ActivationStore, corpus: Corpus, layer_name: str = "upos",
     methods: tuple[str, ...] = tuple(METHODS), random_state: int = 0,
+    fitted: dict[str, Any] | None = None,
 ) -> dict[str, tuple[Ranking, float]]:
-    """Rank the store's neurons for every concept of a layer with each method (and time it)."""
+    """Rank the store's neurons for every concept of a layer with each method (and time it).
+
+    ``fitted``, when given, receives each fitted method object by name (the demo saves the
+    linear probe for the report's probe weights).
+    """
     labels = corpus.concept_labels(layer_name)
     results = {}
     for name in methods:
@@ -97,27 +105,41 @@ def compare_methods(
         start = time.perf_counter()
         ranking = method.rank(store, labels)
         results[name] = (ranking, time.perf_counter() - start)
+        if fitted is not None:
+            fitted[name] = method
     return results
 
 
 def evaluate_probe_ranking(
     store: ActivationStore, corpus: Corpus, ranking: Ranking, console: Console,
-    ks: tuple[int, ...] = (10, 50, 200),
+    ks: tuple[int, ...] = (10, 50, 200), out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Do the probe's top neurons beat random and bottom ones? Retrain probes to find out."""
-    from neuronscope.evaluation import evaluate_selection
+    """Do the probe's top neurons beat random and bottom ones? Retrain probes to find out.
 
-    selection = evaluate_selection(store, corpus.concept_labels("upos"), ranking, ks=ks,
-                                   n_random=2, random_state=0)
+    With ``out``, the full evaluation of ``neuronscope evaluate`` (selection, ablation in a
+    trained probe, control task, layer distribution, figures) is written there, as the demo
+    report's evaluation section; without, only the selection is computed.
+    """
+    if out is not None:
+        from neuronscope.evaluation.pipeline import run_evaluation
+
+        summary = run_evaluation(store, corpus, ranking, "upos", out, ks=list(ks), n_random=2,
+                                 ablation_steps=5, random_state=0)
+        selection = summary["selection"]
+    else:
+        from neuronscope.evaluation import evaluate_selection
+
+        selection = evaluate_selection(store, corpus.concept_labels("upos"), ranking, ks=ks,
+                                       n_random=2, random_state=0).to_dict()
     table = Table(title="Are the top neurons the right ones? UPOS probes on k selected neurons")
     for col in ("k", "top-k", "random-k", "bottom-k", "all neurons"):
         table.add_column(col, justify="right")
-    for row in selection.table():
+    for row in selection["table"]:
         table.add_row(str(row["k"]), f"{row['top']:.3f}",
                       f"{row['random_mean']:.3f} ± {row['random_std']:.3f}",
                       f"{row['bottom']:.3f}", f"{row['full']:.3f}")
     console.print(table)
-    return selection.to_dict()
+    return dict(selection)
 
 
 def run_demo(
@@ -125,15 +147,20 @@ def run_demo(
     model: str | None = None,
     console: Console | None = None,
     progress: bool = True,
+    device: str | None = None,
+    dtype: str = "float32",
 ) -> DemoResult:
-    """Extract the demo corpus with the default model and print a first analysis."""
+    """Extract the demo corpus with the default model and print a first analysis.
+
+    ``device`` and ``dtype`` (compute dtype) are passed to :func:`load_model`.
+    """
     # Markup off: corpus words and paths print literally.
     console = console or Console(markup=False, highlight=False)
     out = Path(out)
     corpus = load_demo_corpus()
     console.print(f"corpus: {corpus.name}: {corpus.n_sentences} sentences, "
                   f"{corpus.n_words} words, layers {', '.join(corpus.layers)}")
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     console.print(f"model: {loaded.name} ({loaded.config.model_type}, "
                   f"{loaded.num_layers} layers) on {loaded.device}")
     store_path = out / "store"
@@ -159,7 +186,10 @@ def run_demo(
     result = DemoResult(str(store_path), corpus.n_sentences, corpus.n_words, accuracy)
     console.print("Which neurons encode a tag? Every ranking method on the same store:",
                   style="bold")
-    rankings = compare_methods(store, corpus, "upos")
+    fitted: dict[str, Any] = {}
+    rankings = compare_methods(store, corpus, "upos", fitted=fitted)
+    # The fitted probe, for the signed weights on the report's neuron cards.
+    fitted["probe"].save(out / PROBE_FILE)
     labels_flat = corpus.labels_array("upos")
     table = Table(title="top neuron per tag and method, with its top words")
     table.add_column("method")
@@ -187,10 +217,11 @@ def run_demo(
     console.print(table)
     console.print("(+) words that switch the neuron on most, (−) words that switch it off most")
 
-    result.evaluation = evaluate_probe_ranking(store, corpus, rankings["probe"][0], console)
+    result.evaluation = evaluate_probe_ranking(store, corpus, rankings["probe"][0], console,
+                                               out=out / "evaluation" / "probe")
 
     summary = out / "summary.json"
-    atomic_write_json(summary, asdict(result))
+    atomic_write_json(summary, {"schema": "neuronscope.demo/1", **asdict(result)})
     console.print(f"summary written to {summary}")
 
     from neuronscope.report import report_for_demo

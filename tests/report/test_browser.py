@@ -149,7 +149,8 @@ def test_search_finds_neurons_and_words(page, report_dir, report_rankings):
     card = (report_dir / "neurons" / f"{neuron}.html").read_text()
     word = re.search(r'<table class="words">.*?title="(.*?): ', card).group(1)
     box.fill(word)
-    word_hits = pg.locator("#search-results li", has_text=f"{word} \u2192 ")
+    word_hits = pg.locator("#search-results li", has_text=re.compile(
+        rf"{re.escape(word)} \u2192 ", re.IGNORECASE))
     expect(word_hits.first).to_be_visible()
     page.screenshot("word")
     assert any(neuron in word_hits.nth(i).inner_text() for i in range(word_hits.count()))
@@ -195,3 +196,82 @@ def test_neuron_card_renders(page, report_dir, report_rankings):
     pg.wait_for_load_state("load")
     assert pg.locator("h1").inner_text() == "NOUN"
     page.finish()
+
+
+def _search_index(site: Path) -> dict:
+    import json
+
+    text = (site / "search-index.js").read_text(encoding="utf-8")
+    return json.loads(text[len("var NEURONSCOPE_INDEX = "):-2])
+
+
+def test_demo_report_search_evaluation_and_probe_weights(page, demo_run):
+    """The report `neuronscope demo` writes: a neuron without a card and a word are found by
+    the search box, the evaluation section shows its curves, a card shows probe weights."""
+    folder, result, _ = demo_run
+    site = folder / "report"
+    data = _search_index(site)
+    page.open(site / "index.html")
+    pg = page.page
+    # The evaluation section: selection and ablation curves from the demo's evaluation.
+    heading = pg.locator("h2", has_text=re.compile(r"^Evaluation$"))
+    expect(heading).to_be_visible()
+    _assert_visible(pg.locator('figure.curve[data-kind="selection"] svg.plot'),
+                    "selection curves")
+    _assert_visible(pg.locator('figure.curve[data-kind="ablation"] svg.plot'), "ablation curves")
+    expect(pg.locator("figure.curve figcaption").first).to_contain_text("probe · all upos")
+    # A neuron without a card: found by name, opens the page filled from the index.
+    row = next(r for r in reversed(data["neurons"]) if not r[1])
+    name = row[0]
+    assert not (site / "neurons" / f"{name}.html").exists()
+    box = pg.locator("#search")
+    box.fill(name)
+    hit = pg.locator("#search-results li", has_text=re.compile(
+        rf"neuron\s*{re.escape(name)}(?!\d)")).first
+    expect(hit).to_be_visible()
+    expect(hit).to_contain_text("no card")
+    hit.locator("a").click()
+    pg.wait_for_load_state("load")
+    assert "neuron.html?n=" in pg.url
+    expect(pg.locator("#neuron-name")).to_have_text(name)
+    expect(pg.locator("#card-note")).to_contain_text("no card")
+    cells = pg.locator("#neuron-stats tr").nth(1).locator("td")
+    assert float(cells.nth(0).inner_text()) == row[2]  # the mean, as indexed
+    assert float(cells.nth(3).inner_text()) == row[5]  # the max
+    expect(pg.locator("#neuron-words li").first).to_have_text(row[7][0])
+    _assert_visible(pg.locator("#neuron-ranks tr"), "rank rows", at_least=2)
+    page.screenshot("no-card")
+    pg.go_back()
+    pg.wait_for_load_state("load")
+    # A word: one of that neuron's top words finds it (and the neurons sharing the word).
+    word = row[7][0]
+    pg.locator("#search").fill(word)
+    word_hits = pg.locator("#search-results li", has_text=re.compile(
+        rf"{re.escape(word)} \u2192 ", re.IGNORECASE))
+    expect(word_hits.first).to_be_visible()
+    texts = [word_hits.nth(i).inner_text() for i in range(word_hits.count())]
+    assert any(re.search(rf"\u2192 {re.escape(name)}(?!\d)", t) for t in texts) or \
+        pg.locator("#search-results li.muted", has_text="more").count() == 1
+    page.screenshot("word")
+    # A card of the probe's top neurons shows the saved probe's signed weights.
+    cards = {p.stem for p in (site / "neurons").glob("*.html")}
+    card = next(n for n in result.methods["probe"]["top"]["NOUN"] if n in cards)
+    pg.goto((site / "neurons" / f"{card}.html").as_uri(), wait_until="load")
+    weights = pg.locator("table.probe-weights tr")
+    if weights.count() == 0:  # a sparse probe may leave its NOUN neuron at zero: next card
+        card = next(n for n in cards if 'id="probe-weights"' in
+                    (site / "neurons" / f"{n}.html").read_text(encoding="utf-8"))
+        pg.goto((site / "neurons" / f"{card}.html").as_uri(), wait_until="load")
+    expect(pg.locator("#probe-weights")).to_be_visible()
+    rows = pg.locator("table.probe-weights tr")
+    assert rows.count() >= 2  # header and at least one weight
+    first = rows.nth(1).locator("td")
+    assert first.nth(0).inner_text() == "probe.upos"
+    assert first.nth(1).inner_text() in data_concepts(data)
+    assert float(first.nth(2).inner_text()) != 0
+    page.finish()
+
+
+def data_concepts(data: dict) -> set[str]:
+    """The concept names of a search index."""
+    return {c[0] for c in data["concepts"]}

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from neuronscope.report import activation_rgb, heatmap_html, heatmap_svg, histogram_svg
-from neuronscope.report.heatmap import NEGATIVE_RGB, POSITIVE_RGB, activation_color, legend
+from neuronscope.report.heatmap import (
+    NEGATIVE_RGB,
+    POSITIVE_RGB,
+    activation_color,
+    legend,
+    needs_log_counts,
+)
 from neuronscope.report.html import script_json, slug
 from neuronscope.report.plots import (
     agreement_svg,
@@ -101,6 +107,57 @@ def test_histogram_svg():
     assert first[2] > first[0] and last[0] > last[2]
     assert "no activations" in histogram_svg(np.array([]))
     assert histogram_svg(np.zeros(5)).startswith("<svg")  # constant: no zero-width range
+
+
+def _bar_heights(svg: str) -> list[float]:
+    return [float(h) for h in re.findall(r'<rect [^>]*height="([0-9.]+)"', svg)]
+
+
+def test_histogram_log_scale_for_sparse_neurons():
+    """A sparse neuron (most words at 0, a tail of a few) gets a log count axis by default,
+    where its one-word bins are visible; a spread neuron keeps the linear axis."""
+    rng = np.random.default_rng(0)
+    sparse = np.concatenate([np.zeros(5000), rng.uniform(0.5, 4.0, 30)])
+    assert needs_log_counts(np.histogram(sparse, bins=40)[0])
+    auto = histogram_svg(sparse, bins=40)
+    assert 'data-scale="log"' in auto and "count axis log scale" in auto
+    linear = histogram_svg(sparse, bins=40, log="linear")
+    assert 'data-scale="linear"' in linear and "log scale" not in linear
+    # The tail's bins of one or two words: under a pixel linearly, visible on the log axis.
+    tail_linear = [h for h in _bar_heights(linear) if 0 < h < 1]
+    assert tail_linear and min(h for h in _bar_heights(auto) if h > 0) > 10
+    spread = rng.normal(size=5000)
+    assert not needs_log_counts(np.histogram(spread, bins=40)[0])
+    assert 'data-scale="linear"' in histogram_svg(spread)
+    assert 'data-scale="log"' in histogram_svg(spread, log="log")
+    assert 'data-scale="log"' in histogram_svg(spread, log=True)
+    with pytest.raises(ValueError, match="log must be one of"):
+        histogram_svg(spread, log="sqrt")
+
+
+def test_one_colour_per_condition_in_every_figure():
+    """The report's curves and the evaluation's matplotlib figures draw each condition
+    (top / random / bottom / all neurons / majority) in the palette's colour."""
+    from neuronscope.evaluation import plots as eval_plots
+    from neuronscope.palette import CONDITION_COLORS, condition_of
+
+    svg = curves_svg("t", {"top": ([1, 10], [0.9, 0.95]), "random": ([1, 10], [0.5, 0.6]),
+                           "bottom": ([1, 10], [0.2, 0.3])}, "k", "accuracy",
+                     {"majority class": 0.3, "all 40 neurons": 0.97})
+    for cond in ("top", "random", "bottom"):
+        assert f'stroke="{CONDITION_COLORS[cond]}"' in svg
+    assert f'stroke="{CONDITION_COLORS["all"]}" stroke-dasharray' in svg
+    assert f'stroke="{CONDITION_COLORS["majority"]}" stroke-dasharray' in svg
+    # The order of reference lines does not change their colours.
+    swapped = curves_svg("t", {"top": ([1], [0.9])}, "k", "accuracy",
+                         {"all 40 neurons": 0.97, "majority class": 0.3})
+    drawn = re.findall(r'stroke="(#[0-9a-f]+)" stroke-dasharray', swapped)  # lines, legend
+    assert list(dict.fromkeys(drawn)) == [CONDITION_COLORS["all"], CONDITION_COLORS["majority"]]
+    assert eval_plots._COLORS is CONDITION_COLORS
+    assert CONDITION_COLORS["full"] == CONDITION_COLORS["all"]
+    assert [condition_of(n) for n in ("top-k", "random order (mean ± sd)", "bottom neurons "
+                                      "first", "all 7 neurons", "majority class", "probe")] == [
+        "top", "random", "bottom", "all", "majority", None]
 
 
 def test_legend_states_normalization():

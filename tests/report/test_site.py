@@ -61,8 +61,9 @@ def check_site(site: Path) -> int:
         if path.suffix != ".html":
             continue
         refs = _parse(path)
-        for s in refs.scripts:  # only inline scripts, no external resources
-            assert s["tag"] == "script" and "src" not in s, (path, s)
+        for s in refs.scripts:  # inline scripts, or the report's own search index
+            assert s["tag"] == "script", (path, s)
+            assert "src" not in s or s["src"] == "search-index.js", (path, s)
         for ref in refs.refs:
             if ref.startswith("data:"):
                 continue
@@ -105,8 +106,8 @@ def test_site_is_self_contained_and_links_resolve(report_dir):
 
 def test_index_content(report_dir, report_rankings):
     html = (report_dir / "index.html").read_text()
-    assert 'id="search"' in html and 'id="search-data"' in html
-    assert html.count("<script") == 2  # the search index (JSON) and the search code
+    assert 'id="search"' in html and '<script src="search-index.js">' in html
+    assert html.count("<script") == 2  # the search index (a local file) and the search code
     for method in ("probeless", "selectivity", "iou"):
         assert f"<th>{method}</th>" in html
     assert "Layer distribution" in html
@@ -126,12 +127,45 @@ def test_index_content(report_dir, report_rankings):
     assert "per-concept curves are on the concept pages" in html
     # ... from `neuronscope ablate`: its table.
     assert "model ablation of the top 3 neurons of NOUN" in html
-    # The search index lists card neurons and their top words.
-    data = json.loads(re.search(r'id="search-data">(.*?)</script>', html).group(1))
-    names = [n[0] for n in data["neurons"]]
-    assert report_rankings[0].top(1, "NOUN")[0] in names
-    assert all(Path(report_dir, n[1]).is_file() for n in data["neurons"])
-    assert data["words"] and all(isinstance(i, int) for _, ids in data["words"] for i in ids)
+
+
+
+def _search_index(site: Path) -> dict:
+    text = (site / "search-index.js").read_text(encoding="utf-8")
+    assert text.startswith("var NEURONSCOPE_INDEX = ") and text.endswith(";\n")
+    return json.loads(text[len("var NEURONSCOPE_INDEX = "):-2])
+
+
+def test_search_index_holds_every_neuron(report_dir, report_store, report_rankings):
+    """Every neuron of the store is in the index, with statistics that match a direct read
+    of its column, its top word, and where each method ranks it best."""
+    data = _search_index(report_dir)
+    rows = {r[0]: r for r in data["neurons"]}
+    assert len(rows) == report_store.layout.n_neurons
+    cards = json.loads((report_dir / "neuronscope-report.json").read_text())["pages"]["neurons"]
+    assert {n for n, r in rows.items() if r[1]} == set(cards)
+    words = report_store.words()
+    for name in ("L0.hidden.3", "L1.mlp.60", report_rankings[0].top(1, "NOUN")[0]):
+        column = report_store.neurons([name])[:, 0].astype(np.float64)
+        _, _, mean, std, low, high, zero, top, best = rows[name]
+        assert mean == pytest.approx(column.mean(), rel=1e-3, abs=1e-5)
+        assert std == pytest.approx(column.std(), rel=1e-3, abs=1e-5)
+        assert (low, high) == (pytest.approx(column.min(), rel=1e-3),
+                               pytest.approx(column.max(), rel=1e-3))
+        assert zero == pytest.approx(np.mean(np.abs(column) <= 1e-6), abs=1e-3)
+        assert top[0] == words[int(np.argmax(column))]
+        assert len(top) == len(set(top)) == 3
+        for (concept_pos, rank), r in zip(best, report_rankings, strict=True):
+            concept = data["concepts"][concept_pos][0]
+            assert r.concepts[concept].ids[rank - 1] == report_store.layout.ids([name])[0]
+            assert all(rank <= list(c.ids).index(report_store.layout.ids([name])[0]) + 1
+                       for c in r.concepts.values())
+    assert data["methods"] == ["probeless", "selectivity", "iou"]
+    # A neuron without a card links to the generic page from the concept pages.
+    html = (report_dir / "concepts" / "NOUN.html").read_text()
+    assert "../neuron.html?n=" in html or all(rows[n][1] for n in report_rankings[0].top(5, "NOUN"))
+    page = (report_dir / "neuron.html").read_text()
+    assert '<script src="search-index.js">' in page and 'id="neuron"' in page
 
 
 def test_concept_page(report_dir, report_rankings):

@@ -23,10 +23,11 @@ from neuronscope.evaluation.layers import LayerDistribution
 from neuronscope.evaluation.selected import SelectionResult
 from neuronscope.io import atomic_path
 from neuronscope.methods.ranking import GLOBAL
+from neuronscope.palette import CONDITION_COLORS
 
 FORMATS = ("png", "svg")
-_COLORS = {"top": "#1f77b4", "random": "#7f7f7f", "bottom": "#d62728", "full": "#2ca02c",
-           "majority": "#000000"}
+# One colour per condition across every figure (report plots included).
+_COLORS = CONDITION_COLORS
 
 
 def _new_figure(width: float = 6.4, height: float = 4.2) -> Figure:

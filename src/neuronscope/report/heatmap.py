@@ -145,18 +145,43 @@ def legend(scale: float, what: str = "") -> str:
     )
 
 
+#: Auto rule of :func:`needs_log_counts`: the tallest bin over the median non-empty bin.
+LOG_RATIO = 20.0
+HISTOGRAM_SCALES = ("auto", "linear", "log")
+
+
+def needs_log_counts(counts: np.ndarray, ratio: float = LOG_RATIO) -> bool:
+    """Whether a histogram's counts need a log axis: its tallest bin holds more than
+    ``ratio`` times as many values as the median non-empty bin.
+
+    That is the case for sparse neurons (most words in the bin at 0: a ReLU/GELU MLP neuron)
+    and for heavy tails (a few words far out): on a linear axis their rare bins are bars of
+    less than a pixel, and the tail the card is about is invisible.
+    """
+    nonzero = np.asarray(counts)[np.asarray(counts) > 0]
+    return bool(nonzero.size and nonzero.max() > ratio * np.median(nonzero))
+
+
 def histogram_svg(
     values: np.ndarray,
     bins: int = 40,
     width: int = 420,
     height: int = 170,
     scale: float | None = None,
+    log: bool | str = "auto",
 ) -> str:
     """A small activation histogram as inline SVG (bars coloured like the heatmaps).
 
     Drawn by hand rather than with matplotlib: a report has one per neuron card and this is
     a few kilobytes and a millisecond each.
+
+    Args:
+        log: count axis: ``"auto"`` (log where :func:`needs_log_counts`), ``"log"`` /
+            True, or ``"linear"`` / False. On the log axis a bar's height is
+            ``log10(1 + count)``, so a bin of one word still shows.
     """
+    if isinstance(log, str) and log not in HISTOGRAM_SCALES:
+        raise ValueError(f"log must be one of {HISTOGRAM_SCALES} or a bool, got {log!r}")
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -169,13 +194,16 @@ def histogram_svg(
     left, right, top, bottom = 44, 10, 8, 34
     pw, ph = width - left - right, height - top - bottom
     peak = max(int(counts.max()), 1)
+    use_log = needs_log_counts(counts) if log == "auto" else log in (True, "log")
+    height_of = (lambda c: np.log10(1 + c) / np.log10(1 + peak)) if use_log else (
+        lambda c: c / peak)
 
     def sx(v: float) -> float:
         return left + (v - lo) / (hi - lo) * pw
 
     bars = []
     for c, a, b in zip(counts.tolist(), edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        h = ph * c / peak
+        h = ph * float(height_of(c))
         mid = (a + b) / 2
         bars.append(
             f'<rect x="{sx(a):.1f}" y="{top + ph - h:.1f}" width="{max(sx(b) - sx(a) - 1, 1):.1f}" '
@@ -201,14 +229,24 @@ def histogram_svg(
         f'<line x1="{sx(mean):.1f}" y1="{top}" x2="{sx(mean):.1f}" y2="{top + ph}" '
         f'stroke="#e08b00" stroke-width="1.5"><title>mean {mean:.4g}</title></line>'
     )
+    if use_log:  # decade ticks between 1 and the peak
+        for t in (10 ** e for e in range(1, len(str(peak)))):
+            if t < peak:
+                y = top + ph - ph * float(height_of(t))
+                ticks.append(f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{t}'
+                             f'</text><line x1="{left - 2}" y1="{y:.1f}" x2="{left}" '
+                             f'y2="{y:.1f}" stroke="#333"/>')
+    axis_note = "; count axis log scale" if use_log else ""
     labels = (
         f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{peak}</text>'
         f'<text x="{left - 4}" y="{top + ph}" text-anchor="end">0</text>'
         f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">activation '
-        f"({values.size} words; orange: mean, dashed: 0)</text>"
+        f"({values.size} words; orange: mean, dashed: 0{axis_note})</text>"
     )
     return (
-        f'<svg class="plot hist" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'<svg class="plot hist{" log" if use_log else ""}" data-scale="'
+        f'{"log" if use_log else "linear"}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="activation histogram" font-family="sans-serif" font-size="10" '
         f'fill="#333">{"".join(bars)}{axis}{"".join(ticks)}{labels}</svg>'
     )

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuronscope import __version__
 from neuronscope.io import atomic_write_json, atomic_write_text
 from neuronscope.report.evaluation import MAX_CURVE_GROUPS, CurveGroup, ResultTable
-from neuronscope.report.html import esc, fmt, page, script_json, table
+from neuronscope.report.html import esc, fmt, page, table
+from neuronscope.report.neuron_index import (
+    INDEX_FILE,
+    NEURON_JS,
+    NEURON_PAGE,
+    SEARCH_JS,
+    NeuronStats,
+    index_script,
+    neuron_page_body,
+    neuron_stats,
+)
 from neuronscope.report.plots import agreement_svg, curves_svg, layer_distribution_svg
 from neuronscope.report.rankings import layer_counts, layer_keys
 
@@ -26,23 +36,34 @@ __all__ = ["MARKER", "curves_html", "result_table", "write_index"]
 MARKER = "neuronscope-report.json"
 #: Top neurons per method in the index's concept table.
 _INDEX_TOP = 5
-#: Top words per neuron the search box knows.
-_SEARCH_WORDS = 10
 MAX_TABLES = 20
 MAX_TABLE_ROWS = 50
 
 
-def _search_data(b: _Builder) -> dict[str, Any]:
-    neurons: list[list[Any]] = []
-    words: dict[str, list[int]] = {}
-    for i, (nid, s) in enumerate(b.summaries.items()):
-        top = [w.word for w in s.top_words[:_SEARCH_WORDS]]
-        neurons.append([s.name, b.neuron_href(nid, ""), "top words: " + ", ".join(top[:5])])
-        for w in top:
-            words.setdefault(w, []).append(i)
-    concepts = [[c.name, c.href] for c in b.concepts]
-    return {"neurons": neurons, "concepts": concepts,
-            "words": sorted([w, ids] for w, ids in words.items())}
+def _write_search_index(b: _Builder) -> None:
+    """``search-index.js`` (every neuron of the store, or the carded ones) and
+    ``neuron.html``, the page showing a neuron from it."""
+    if b.index_all:
+        stats = neuron_stats(b.store, b.index)
+    else:
+        cards = list(b.summaries.values())
+        def field(name: str) -> np.ndarray:
+            return np.asarray([getattr(s, name) for s in cards], dtype=np.float64)
+
+        stats = NeuronStats(
+            ids=np.asarray([s.id for s in cards], dtype=np.int64), mean=field("mean"),
+            std=field("std"), minimum=field("minimum"), maximum=field("maximum"),
+            zero_fraction=field("zero_fraction"),
+            top_words=[[w.word for w in s.top_words[:3]] for s in cards],
+            n_rows=b.index.n_rows)
+    concepts = [(c.name, c.href, c.key.concept) for c in b.concepts]
+    script = index_script(b.store, stats, b.summaries, concepts, b.methods, b.rankings,
+                          b.index.describe())
+    atomic_write_text(b.out / INDEX_FILE, script)
+    html = page("neuron · neuronscope report", neuron_page_body(), subtitle=b.title,
+                script=NEURON_JS)
+    atomic_write_text(b.out / NEURON_PAGE, html)
+
 
 def write_index(b: _Builder) -> Path:
     """Write ``index.html`` (overview, search, rankings, agreement, evaluation) and the
@@ -66,7 +87,8 @@ def write_index(b: _Builder) -> Path:
                  + '<div class="box" style="flex:1 1 360px"><h3>Search</h3>'
                  '<input id="search" type="search" '
                  'placeholder="neuron (L1.mlp.7), concept or word" autocomplete="off">'
-                 '<ul id="search-results"></ul><p class="note">Finds neuron cards by name, '
+                 '<ul id="search-results"></ul><p class="note">Finds every neuron of the '
+                 "store by name (those without a card open a page of their statistics), "
                  "concepts by name, and neurons by the words that activate them most.</p>"
                  "</div></div>")
     parts.append(b.sampling_note())
@@ -88,10 +110,10 @@ def write_index(b: _Builder) -> Path:
     cards = " ".join(b.neuron_link(nid, "") for nid in b.summaries)
     parts.append(f"<h2>All neuron cards ({len(b.summaries)})</h2><details><summary>show"
                  f"</summary><p>{cards}</p></details>")
-    body = ("".join(parts) + '<script type="application/json" id="search-data">'
-            + script_json(_search_data(b)) + "</script>")
+    _write_search_index(b)
+    body = "".join(parts) + f'<script src="{INDEX_FILE}"></script>'
     html = page(f"{b.title} · neuronscope report", body, subtitle=b.title,
-                script=_SEARCH_JS)
+                script=SEARCH_JS)
     index = b.out / "index.html"
     atomic_write_text(index, html)
     _write_manifest(b)
@@ -244,57 +266,3 @@ def result_table(t: ResultTable) -> str:
     more = (f'<p class="note">{len(t.rows) - MAX_TABLE_ROWS} more rows not shown.</p>'
             if len(t.rows) > MAX_TABLE_ROWS else "")
     return f"<h3>{esc(t.title)}</h3>" + table(t.headers, rows) + more
-
-
-_SEARCH_JS = """
-(function () {
-  var data = JSON.parse(document.getElementById('search-data').textContent);
-  var box = document.getElementById('search');
-  var out = document.getElementById('search-results');
-  var rows = document.querySelectorAll('#concepts tbody tr');
-  var MAX = 40;
-  function add(kind, text, href, hint) {
-    var li = document.createElement('li');
-    var k = document.createElement('span'); k.className = 'kind'; k.textContent = kind;
-    var a = document.createElement('a'); a.href = href; a.textContent = text;
-    li.appendChild(k); li.appendChild(a);
-    if (hint) { var h = document.createElement('span'); h.className = 'val';
-                h.textContent = hint; li.appendChild(h); }
-    out.appendChild(li);
-  }
-  function run() {
-    var q = box.value.trim().toLowerCase();
-    out.textContent = '';
-    var hits = {}, n = 0;
-    if (q) {
-      data.neurons.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) >= 0) {
-          hits[e[0].toLowerCase()] = true;
-          if (n++ < MAX) add('neuron', e[0], e[1], e[2]);
-        }
-      });
-      data.concepts.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) >= 0 && n++ < MAX) add('concept', e[0], e[1], '');
-      });
-      data.words.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) !== 0) return;
-        e[1].forEach(function (i) {
-          var nr = data.neurons[i];
-          hits[nr[0].toLowerCase()] = true;
-          if (n++ < MAX) add('word', e[0] + ' \\u2192 ' + nr[0], nr[1], nr[2]);
-        });
-      });
-      if (!n) { var li = document.createElement('li'); li.className = 'muted';
-                li.textContent = 'no match'; out.appendChild(li); }
-    }
-    rows.forEach(function (tr) {
-      var s = tr.getAttribute('data-s');
-      var show = !q || s.indexOf(q) >= 0 ||
-        s.split(' ').some(function (t) { return hits[t]; });
-      tr.style.display = show ? '' : 'none';
-    });
-  }
-  box.addEventListener('input', run);
-  run();
-})();
-"""

@@ -107,8 +107,14 @@ def summarize(
     n_contexts: int = N_CONTEXTS,
     n_sentences: int = N_SENTENCES,
     window: int = WINDOW,
+    histogram_scale: str = "auto",
 ) -> NeuronSummary:
-    """Compute a neuron's card content from its activation column on ``index``'s rows."""
+    """Compute a neuron's card content from its activation column on ``index``'s rows.
+
+    ``histogram_scale``: the histogram's count axis, ``"auto"`` (log for sparse or
+    heavy-tailed neurons, see :func:`~neuronscope.report.heatmap.needs_log_counts`),
+    ``"linear"`` or ``"log"``.
+    """
     nid = int(store.layout.ids([neuron])[0])
     component, layer, local = store.layout.locate(nid)
     head_dim = store.layout.components[component].head_dim
@@ -122,7 +128,7 @@ def summarize(
         minimum=float(v.min()) if len(v) else 0.0, maximum=float(v.max()) if len(v) else 0.0,
         zero_fraction=float(np.mean(np.abs(v) <= 1e-6)) if len(v) else 0.0,
         scale=scale if scale > 0 else 1.0,
-        histogram=histogram_svg(v, scale=scale if scale > 0 else 1.0),
+        histogram=histogram_svg(v, scale=scale if scale > 0 else 1.0, log=histogram_scale),
         top_words=index.top_words(v, n_words),
         bottom_words=index.top_words(v, n_words, lowest=True),
         top_contexts=index.top_contexts(v, n_contexts, window),
@@ -266,11 +272,16 @@ def card_body(
                        "concept (1 = best); hover for the score. Concepts listed are those "
                        "where at least one method ranks it in the report's top k.</p>")
     if probe and not preview:
-        rows = [(esc(m), esc(c), fmt(w)) for m, c, w in probe]
-        parts.append("<h2>Probe weights</h2>" + table(["method", "concept", "weight"], rows))
+        rows = [(esc(m), esc(c), f'<span class="num">{fmt(w)}</span>') for m, c, w in probe]
+        parts.append('<h2 id="probe-weights">Probe weights</h2>'
+                     + table(["probe", "concept", "weight"], rows, cls="probe-weights")
+                     + '<p class="note">Signed weight of this neuron in each linear probe, '
+                       "per concept (largest |w| first; zero weights left out), in the "
+                       "probe's input units: per standard deviation of the neuron when the "
+                       "probe standardized its inputs.</p>")
     if effects and not preview:
         rows = [(esc(src), esc(val)) for src, val in effects]
-        parts.append("<h2>Ablation and attribution effects</h2>"
+        parts.append('<h2 id="effects">Ablation and attribution effects</h2>'
                      + table(["result", "value"], rows))
     n_ctx = 5 if preview else len(s.top_contexts)
     parts.append(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from neuronscope.palette import CONDITION_COLORS, CONDITION_DASHES, CONDITION_MARKERS, condition_of
 from neuronscope.report.html import esc
 
 #: Colour-blind safe qualitative colours (Paul Tol's "bright"), one per method.
@@ -125,13 +126,25 @@ def concept_layers_svg(
     counts: Mapping[str, Mapping[str, int]],
     layer_keys: Sequence[str],
     k: int,
+    expected: Mapping[str, float] | None = None,
 ) -> str:
     """Grouped bars: how many of each method's top-``k`` neurons for one concept per layer.
+
+    With ``expected`` (layer -> share of all ranked neurons in it), the survey's view
+    (Fig. 2 of Sajjad et al. 2022): bars are the *share* of each method's top ``k`` in each
+    layer, and a dashed mark per layer is the share random-k would have there (the layer's
+    share of all ranked neurons), so a layer above its mark is over-represented.
 
     Hand-written SVG rather than matplotlib: there is one per concept page, and this takes a
     millisecond where a matplotlib figure takes a good part of a second.
     """
-    methods = list(counts)
+    totals = {m: max(sum(c.values()), 1) if expected is not None else 1
+              for m, c in counts.items()}
+    # Shares in percent against random-k, or plain counts.
+    values = {m: {key: (100.0 * v / totals[m] if expected is not None else float(v))
+                  for key, v in c.items()} for m, c in counts.items()}
+    unit = "%" if expected is not None else ""
+    methods = list(values)
     n_groups, n_series = len(layer_keys), max(len(methods), 1)
     bar = 7 if n_series > 3 else 10
     group_w = n_series * bar + 10
@@ -140,22 +153,33 @@ def concept_layers_svg(
     width = left + max(n_groups * group_w, 200) + 20 + legend_w
     ph = 150
     height = top + ph + bottom
-    peak = max([1] + [v for m in methods for v in counts[m].values()])
+    peak = max([1] + [v for m in methods for v in values[m].values()]
+               + [100.0 * v for v in (expected or {}).values()])
+    if expected is not None:
+        peak = float(min(100, 10 * np.ceil(peak / 10)))
+    what = "share of the top" if expected is not None else "layer of the top"
     out = [f'<text x="{left}" y="14" font-size="12" font-weight="bold">'
-           f"{esc(concept)}: layer of the top {k} neurons</text>"]
+           f"{esc(concept)}: {what} {k} neurons per layer</text>"]
     for t in sorted({0, peak // 2, peak}):
         y = top + ph - ph * t / peak
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + n_groups * group_w}" '
                    f'y2="{y:.1f}" stroke="#ddd"/><text x="{left - 4}" y="{y + 3:.1f}" '
-                   f'text-anchor="end">{t}</text>')
+                   f'text-anchor="end">{t:g}{unit}</text>')
     for g, key in enumerate(layer_keys):
         x0 = left + g * group_w + 5
         for i, m in enumerate(methods):
-            v = counts[m].get(key, 0)
+            v = values[m].get(key, 0)
             h = ph * v / peak
             out.append(f'<rect x="{x0 + i * bar}" y="{top + ph - h:.1f}" width="{bar - 1}" '
                        f'height="{h:.1f}" fill="{METHOD_COLORS[i % len(METHOD_COLORS)]}">'
-                       f"<title>{esc(m)}, {esc(key)}: {v}</title></rect>")
+                       f"<title>{esc(m)}, {esc(key)}: {v:.3g}{unit}</title></rect>")
+        if expected is not None:
+            e = 100.0 * expected.get(key, 0.0)
+            y = top + ph - ph * e / peak
+            out.append(f'<line x1="{x0 - 2}" y1="{y:.1f}" x2="{x0 + n_series * bar + 1}" '
+                       f'y2="{y:.1f}" stroke="{CONDITION_COLORS["random"]}" stroke-width="2" '
+                       f'stroke-dasharray="3,2"><title>random-{k} expectation, {esc(key)}: '
+                       f"{e:.3g}%</title></line>")
         cx = x0 + n_series * bar / 2
         out.append(f'<text transform="translate({cx:.1f},{top + ph + 8}) rotate(60)" '
                    f'font-size="10">{esc(key)}</text>')
@@ -167,6 +191,11 @@ def concept_layers_svg(
         out.append(f'<rect x="{lx}" y="{y - 9}" width="10" height="10" '
                    f'fill="{METHOD_COLORS[i % len(METHOD_COLORS)]}"/>'
                    f'<text x="{lx + 14}" y="{y}">{esc(m)}</text>')
+    if expected is not None:
+        y = top + 12 + len(methods) * 16
+        out.append(f'<line x1="{lx}" y1="{y - 4}" x2="{lx + 10}" y2="{y - 4}" '
+                   f'stroke="{CONDITION_COLORS["random"]}" stroke-width="2" '
+                   f'stroke-dasharray="3,2"/><text x="{lx + 14}" y="{y}">random-{k}</text>')
     return (f'<svg class="plot bars" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="layer distribution for '
             f'{esc(concept)}" font-family="sans-serif" font-size="11" fill="#222">'
@@ -199,8 +228,24 @@ def _tick_label(v: float) -> str:
     return str(int(round(v))) if float(v).is_integer() and abs(v) < 1e7 else f"{v:.3g}"
 
 
-_CURVE_STYLES = {"top": ("#c23b22", "circle"), "random": ("#777777", "square"),
-                 "bottom": ("#2f6db5", "triangle")}
+_SHAPES = {"o": "circle", "s": "square", "v": "triangle"}
+
+
+def _curve_style(name: str, i: int) -> tuple[str, str]:
+    """Colour and marker of a curve: the condition's (top / random / bottom, the same in
+    every figure, see :mod:`neuronscope.palette`) or else the i-th method colour."""
+    cond = condition_of(name)
+    if cond in CONDITION_MARKERS:
+        return CONDITION_COLORS[cond], _SHAPES[CONDITION_MARKERS[cond]]
+    return METHOD_COLORS[i % len(METHOD_COLORS)], "circle"
+
+
+def _level_style(name: str, j: int) -> tuple[str, str]:
+    """Colour and dashes of a reference level (all neurons, majority class, ...)."""
+    cond = condition_of(name)
+    if cond in CONDITION_DASHES:
+        return CONDITION_COLORS[cond], CONDITION_DASHES[cond]
+    return METHOD_COLORS[(j + 2) % len(METHOD_COLORS)], "4,2"
 
 
 def _marker(kind: str, x: float, y: float, color: str, tip: str) -> str:
@@ -275,15 +320,14 @@ def curves_svg(
                f'text-anchor="middle">{esc(ylabel)}</text>')
     legend = []
     for j, (name, level) in enumerate(hlines.items()):
-        color, dash = ("#2ca02c", "2,3") if j == 0 else ("#000000", "6,3")
+        color, dash = _level_style(name, j)
         out.append(f'<line x1="{left}" y1="{sy(level):.1f}" x2="{left + pw}" '
                    f'y2="{sy(level):.1f}" stroke="{color}" stroke-dasharray="{dash}">'
                    f"<title>{esc(name)}: {level:.4g}</title></line>")
         legend.append((f'<line x1="0" y1="0" x2="16" y2="0" stroke="{color}" '
                        f'stroke-dasharray="{dash}"/>', f"{name} ({level:.3g})"))
     for i, (name, (xs, ys)) in enumerate(curves.items()):
-        color, kind = _CURVE_STYLES.get(name.lower(),
-                                        (METHOD_COLORS[i % len(METHOD_COLORS)], "circle"))
+        color, kind = _curve_style(name, i)
         pts = [(sx(x), sy(y), x, y) for x, y in zip(xs, ys, strict=True)]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in pts)
         out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"/>')

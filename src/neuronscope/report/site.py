@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -41,14 +42,14 @@ from neuronscope.methods.inspection import (
     read_columns,
 )
 from neuronscope.methods.ranking import Ranking
+from neuronscope.report.concept_page import EXAMPLE_WORDS, write_concepts
 from neuronscope.report.evaluation import (
-    CurveGroup,
     EvaluationResults,
     read_evaluation,
 )
-from neuronscope.report.heatmap import heatmap_html, legend
-from neuronscope.report.html import esc, fmt, page, slug, table
-from neuronscope.report.index_page import MARKER, curves_html, result_table, write_index
+from neuronscope.report.heatmap import HISTOGRAM_SCALES
+from neuronscope.report.html import esc, page, slug
+from neuronscope.report.index_page import MARKER, write_index
 from neuronscope.report.neuron import (
     NeuronSummary,
     RankEntry,
@@ -56,14 +57,10 @@ from neuronscope.report.neuron import (
     sentence_values_for,
     summarize,
 )
-from neuronscope.report.plots import (
-    concept_layers_svg,
-)
+from neuronscope.report.probes import card_probe_weights, load_probes
 from neuronscope.report.rankings import (
     ConceptKey,
     check_rankings,
-    layer_counts,
-    layer_keys,
     method_labels,
     overlap_at_k,
     probe_weights,
@@ -73,9 +70,8 @@ from neuronscope.store.store import ActivationStore
 #: Memory for activation columns held at once: neurons of one layer are read together (each
 #: store chunk holds a whole layer, so reading them apart would re-read it), up to this.
 _READ_BYTES = 256 * 2**20
-#: Example sentences per concept page, and their maximum shown length.
+#: Example sentences per concept page.
 _EXAMPLES = 3
-_EXAMPLE_WORDS = 40
 
 
 @dataclass
@@ -125,6 +121,10 @@ def build_report(
     n_contexts: int = N_CONTEXTS,
     n_sentences: int = N_SENTENCES,
     title: str | None = None,
+    histogram_scale: str = "auto",
+    probes: Sequence[Any] = (),
+    index_all: bool = True,
+    layer_k: int = 50,
 ) -> Path:
     """Write a self-contained static report site and return the path of its ``index.html``.
 
@@ -147,12 +147,27 @@ def build_report(
         n_contexts: top contexts per card (a third as many most negative ones).
         n_sentences: top sentences per card.
         title: page title (default: model and corpus names).
+        histogram_scale: count axis of the cards' histograms: ``"auto"`` (log scale where
+            the tallest bin holds over 20x the median non-empty bin: sparse or heavy-tailed
+            neurons), ``"linear"`` or ``"log"``.
+        probes: fitted :class:`~neuronscope.methods.LinearProbe` objects or files written by
+            their ``save``; their signed weights per concept go on the cards.
+        index_all: write the search index of every neuron of the store (statistics and top
+            words, one pass over the analysed rows) and the page that shows a neuron
+            without a card from it; False indexes the carded neurons only.
+        layer_k: top neurons per concept and method whose layers the concept pages show
+            (as shares, against the share random-k would have).
     """
-    if top_k < 1 or max_neurons < 0 or max_concepts < 1:
-        raise NeuronscopeError("top_k and max_concepts must be >= 1 and max_neurons >= 0")
+    if histogram_scale not in HISTOGRAM_SCALES:
+        raise NeuronscopeError(f"histogram_scale must be one of {HISTOGRAM_SCALES}, "
+                               f"got {histogram_scale!r}")
+    if top_k < 1 or max_neurons < 0 or max_concepts < 1 or layer_k < 1:
+        raise NeuronscopeError("top_k, layer_k and max_concepts must be >= 1 and "
+                               "max_neurons >= 0")
     st = store if isinstance(store, ActivationStore) else ActivationStore(store)
     ranks = [_as_ranking(r) for r in rankings]
     check_rankings(st, ranks)
+    fitted = load_probes(probes)  # before any work: a bad probe file fails at once
     out = Path(out_dir)
     _prepare_out(out)
     builder = _Builder(st, corpus, ranks, out, top_k, max_neurons, max_concepts,
@@ -161,6 +176,9 @@ def build_report(
     builder.choose_neurons()
     builder.index = CorpusIndex.build(st, corpus, max_sentences, builder.label_layers())
     builder.pick_examples()
+    builder.index_all, builder.histogram_scale = index_all, histogram_scale
+    builder.layer_k = layer_k
+    builder.probes = fitted
     builder.summarize_neurons()
     builder.evaluation = read_evaluation(evaluation_dir, builder.card_names())
     builder.write_neurons()
@@ -171,7 +189,8 @@ def build_report(
 def report_for_demo(demo_dir: str | os.PathLike, **options: Any) -> Path:
     """Write ``DIR/report/`` for a demo run (``DIR/store``, ``DIR/ranking.*.json``).
 
-    Evaluation results in ``DIR/evaluation`` are included when present; ``options`` go to
+    Evaluation results in ``DIR/evaluation`` and saved probes ``DIR/probe.*.pt`` (their
+    weights go on the cards) are included when present; ``options`` go to
     :func:`build_report` (``top_k``, ``max_neurons``, ...). Returns the path of
     ``DIR/report/index.html``.
     """
@@ -180,6 +199,7 @@ def report_for_demo(demo_dir: str | os.PathLike, **options: Any) -> Path:
     demo = Path(demo_dir)
     rankings = sorted(demo.glob("ranking.*.json"))
     evaluation = demo / "evaluation"
+    options.setdefault("probes", sorted(demo.glob("probe.*.pt")))
     return build_report(
         demo / "store", load_demo_corpus(), rankings, demo / "report",
         evaluation_dir=evaluation if evaluation.is_dir() else None, **options,
@@ -210,6 +230,10 @@ class _Builder:
         self.index: CorpusIndex
         self.evaluation = EvaluationResults()
         self.notes: list[str] = []
+        self.index_all = True
+        self.layer_k = 50
+        self.probes: list[tuple[str, Any]] = []
+        self.histogram_scale = "auto"
 
     # ------------------------------------------------------------------ choosing
     def label_layers(self) -> list[str]:
@@ -314,7 +338,8 @@ class _Builder:
                 for j, nid in enumerate(part):
                     values = columns[:, j]
                     s = summarize(self.store, self.index, nid, values, self.n_words,
-                                  self.n_contexts, self.n_sentences)
+                                  self.n_contexts, self.n_sentences,
+                                  histogram_scale=self.histogram_scale)
                     self.summaries[nid] = s
                     self.sentence_values[nid] = sentence_values_for(s, self.index, values)
                     for lo in example_neurons.get(nid, ()):
@@ -328,8 +353,9 @@ class _Builder:
     def neuron_link(self, nid: int, root: str, extra: str = "") -> str:
         name = self.store.layout.name(nid)
         href = self.neuron_href(nid, root)
-        if href is None:
-            return f'<span class="muted" title="no card: beyond the card cap">{esc(name)}</span>'
+        if href is None:  # no card: the page that shows it from the search index
+            return (f'<a class="muted" href="{esc(root)}neuron.html?n={esc(quote(name))}" '
+                    f'title="no card: statistics from the search index">{esc(name)}</a>')
         return f'<a href="{esc(href)}"{extra}>{esc(name)}</a>'
 
     def sampling_note(self) -> str:
@@ -338,7 +364,7 @@ class _Builder:
         parts += [n[0].upper() + n[1:] + "." for n in self.notes]
         parts.append(f"Each card shows {self.n_words} top and bottom words, "
                      f"{self.n_contexts} top contexts ({WINDOW}-word windows), "
-                     f"{self.n_sentences} top sentences (cut to {_EXAMPLE_WORDS} words).")
+                     f"{self.n_sentences} top sentences (cut to {EXAMPLE_WORDS} words).")
         return f'<p class="note">{esc(" ".join(parts))}</p>'
 
     # ------------------------------------------------------------------ neuron pages
@@ -368,9 +394,10 @@ class _Builder:
 
     def write_neurons(self) -> None:
         ranks = self.rank_entries()
+        fitted = card_probe_weights(self.probes, self.summaries)
         for nid, s in self.summaries.items():
             probe = [(label, c, w) for label, r in zip(self.methods, self.rankings, strict=True)
-                     for c, w in probe_weights(r, s.name)]
+                     for c, w in probe_weights(r, s.name)] + fitted.get(nid, [])
             effects = self.evaluation.effects.get(s.name, [])
             body = (card_body(s, self.index, self.sentence_values[nid], ranks.get(nid, []),
                               self.methods, probe, effects)
@@ -379,101 +406,15 @@ class _Builder:
             atomic_write_text(self.out / "neurons" / f"{s.name}.html", html)
 
     # ------------------------------------------------------------------ concept pages
-    def _top_table(self, concept: _Concept, root: str, k: int) -> str:
-        methods = [m for m in self.methods if m in concept.top]
-        counts: dict[int, int] = {}
-        for m in methods:
-            for i in concept.top[m][:k].tolist():
-                counts[i] = counts.get(i, 0) + 1
-        rows = []
-        for rank in range(k):
-            cells = [str(rank + 1)]
-            for m in methods:
-                ids, scores = concept.top[m], concept.scores[m]
-                if rank >= len(ids):
-                    cells.append("")
-                    continue
-                nid = int(ids[rank])
-                link = self.neuron_link(nid, root)
-                shared = counts[nid] > 1
-                cells.append((f"<b>{link}</b>" if shared else link)
-                             + f'<span class="val">{fmt(float(scores[rank]))}</span>')
-            rows.append(cells)
-        return table(["#", *methods], rows, cls="top")
-
     def _agreement_rows(self, concept: _Concept) -> list[tuple[str, str, float]]:
         methods = [m for m in self.methods if m in concept.top]
         return [(a, b, overlap_at_k(concept.top[a], concept.top[b], self.top_k))
                 for i, a in enumerate(methods) for b in methods[i + 1:]]
 
     def write_concepts(self) -> None:
-        keys = layer_keys(self.store)
-        for concept in self.concepts:
-            parts = [f"<h1>{esc(concept.name)}</h1>"]
-            where = f"label layer <b>{esc(concept.key.layer)}</b>" if concept.key.layer else ""
-            if concept.n_words is not None:
-                share = f" ({100 * concept.share:.1f}% of words)" if concept.share else ""
-                parts.append(f"<p>{where} · {concept.n_words} words in the corpus{share}</p>")
-            elif where:
-                parts.append(f"<p>{where}</p>")
-            parts.append(f"<h2>Top {self.top_k} neurons per method</h2>"
-                         + self._top_table(concept, "../", self.top_k)
-                         + '<p class="note">Score after each neuron; bold: in the top '
-                         f"{self.top_k} of more than one method.</p>")
-            agreement = self._agreement_rows(concept)
-            if agreement:
-                rows = [(esc(a), esc(b), f"{v:.2f}") for a, b, v in agreement]
-                parts.append("<h2>Method agreement</h2>"
-                             + table(["method", "method", f"overlap@{self.top_k}"], rows))
-            counts = {m: layer_counts(self.store, ids.tolist())
-                      for m, ids in concept.top.items()}
-            plot = concept_layers_svg(concept.name, counts, keys, self.top_k)
-            parts.append(f"<h2>Layers</h2><figure>{plot}"
-                         f"<figcaption>Layer of each method's top {self.top_k} neurons for "
-                         f"{esc(concept.name)}.</figcaption></figure>")
-            parts.append(self._examples_html(concept))
-            curves = [g for g in self.evaluation.curves if _mentions(g, concept.key.concept)]
-            tables = [t for t in self.evaluation.tables if t.concept == concept.key.concept]
-            if curves or tables:
-                parts.append("<h2>Evaluation</h2>" + curves_html(curves)
-                             + "".join(result_table(t) for t in tables))
-            parts.append(self.sampling_note())
-            html = page(f"{concept.name} · concept", "".join(parts), root="../",
-                        subtitle=self.title)
-            atomic_write_text(self.out / "concepts" / f"{concept.file}.html", html)
+        """Write one page per concept (see :mod:`neuronscope.report.concept_page`)."""
+        write_concepts(self)
 
-    def _examples_html(self, concept: _Concept) -> str:
-        if not concept.examples:
-            return ""
-        labels = self.index.labels[concept.key.layer or ""]
-        parts = [f"<h2>Example sentences</h2><p class=\"note\">{len(concept.examples)} "
-                 f"sentences with {esc(concept.name)} (underlined), picked at random (seeded), "
-                 "coloured by each method's best neuron; colours saturate at that neuron's "
-                 "max |activation|.</p>"]
-        done: set[int] = set()
-        for m, ids in concept.top.items():
-            if not len(ids) or int(ids[0]) in done or int(ids[0]) not in self.summaries:
-                continue
-            nid = int(ids[0])
-            done.add(nid)
-            s = self.summaries[nid]
-            items = []
-            for lo, hi in concept.examples:
-                values = self.example_values.get((nid, lo))
-                if values is None:
-                    continue
-                words = self.index.words[lo:hi].tolist()
-                under = (labels[lo:hi] == concept.key.concept).tolist()
-                if len(words) > _EXAMPLE_WORDS:
-                    first = under.index(True)
-                    a = max(0, min(first - _EXAMPLE_WORDS // 2, len(words) - _EXAMPLE_WORDS))
-                    words, values, under = (words[a:a + _EXAMPLE_WORDS],
-                                            values[a:a + _EXAMPLE_WORDS],
-                                            under[a:a + _EXAMPLE_WORDS])
-                items.append(f"<li>{heatmap_html(words, values, s.scale, underline=under)}</li>")
-            parts.append(f"<h3>{esc(m)}: {self.neuron_link(nid, '../')}</h3>"
-                         f"<p>{legend(s.scale)}</p><ol class=\"snips\">{''.join(items)}</ol>")
-        return "".join(parts)
 
     # ------------------------------------------------------------------ index
     def write_index(self) -> Path:
@@ -488,13 +429,3 @@ def _short_model_name(model: str) -> str:
     while len(parts) > 1 and parts[-1].lower() in generic:
         parts.pop()
     return parts[-1] if parts else model
-
-
-def _mentions(group: CurveGroup, concept: str) -> bool:
-    """Whether a curve group is about ``concept`` (known, or named in its title's path)."""
-    if group.concept is not None:
-        return group.concept == concept
-    parts = [p.strip() for p in group.title.split("/")]
-    return any(p == concept or p.endswith(f"={concept}") for p in parts)
-
-
