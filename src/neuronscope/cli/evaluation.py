@@ -104,6 +104,11 @@ def register(app: typer.Typer, console: Console) -> None:
         _print_summary(console, summary, out_fmt)
         info = console if out_fmt == "table" else err_console
         info.print(f"split: {summary['holdout']['description']}", markup=False)
+        small = summary["minimal_subset"]
+        info.print(f"smallest top-k keeping {small['target']:.0%} of the gain over the majority "
+                   f"class ({small['majority_accuracy']:.3f} -> all {small['full_accuracy']:.3f}"
+                   f"): k={small['k']} (accuracy {small['accuracy']:.3f})"
+                   + ("" if small["reached"] else " NOT reached"), markup=False)
         for warning in summary["warnings"]:
             info.print(f"warning: {warning}", style="yellow")
         info.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
