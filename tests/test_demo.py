@@ -34,6 +34,10 @@ def test_demo_runs_every_stage(demo_run):
     for row in evaluation["table"]:
         assert 0.0 <= row["bottom"] <= 1.0 and 0.0 <= row["top"] <= 1.0
     assert 0.0 < evaluation["full_accuracy"] <= 1.0
+    # Held out: the probe ranking was recomputed on the train sentences only.
+    assert evaluation["holdout"]["mode"] == "reranked"
+    assert evaluation["holdout"]["n_train_sentences"] == 320
+    assert evaluation["holdout"]["n_test_sentences"] == 80 and evaluation["n_random"] == 5
     assert "Which layers encode part of speech" in text
     assert "top neuron per tag and method" in text
     assert "Are the top neurons the right ones?" in text

@@ -112,34 +112,48 @@ def compare_methods(
 
 def evaluate_probe_ranking(
     store: ActivationStore, corpus: Corpus, ranking: Ranking, console: Console,
-    ks: tuple[int, ...] = (10, 50, 200), out: str | Path | None = None,
+    ks: tuple[int, ...] = (10, 50, 200), out: str | Path | None = None, n_random: int = 5,
 ) -> dict[str, Any]:
     """Do the probe's top neurons beat random and bottom ones? Retrain probes to find out.
 
-    With ``out``, the full evaluation of ``neuronscope evaluate`` (selection, ablation in a
-    trained probe, control task, layer distribution, figures) is written there, as the demo
-    report's evaluation section; without, only the selection is computed.
+    Held out: the ranking is recomputed (same method and parameters) on 80% of the sentences
+    and the probes are scored on the other 20%, which the ranker never saw. With ``out``, the
+    full evaluation of ``neuronscope evaluate`` (selection, ablation in a trained probe,
+    control task, layer distribution, figures) is written there, as the demo report's
+    evaluation section; without, only the selection is computed.
     """
     if out is not None:
         from neuronscope.evaluation.pipeline import run_evaluation
 
-        summary = run_evaluation(store, corpus, ranking, "upos", out, ks=list(ks), n_random=2,
-                                 ablation_steps=5, random_state=0)
-        selection = summary["selection"]
+        summary = run_evaluation(store, corpus, ranking, "upos", out, ks=list(ks),
+                                 n_random=n_random, ablation_steps=5, random_state=0,
+                                 holdout="rerank")
+        selection = dict(summary["selection"]) | {"holdout": summary["holdout"]}
+        described = summary["holdout"]["description"]
     else:
-        from neuronscope.evaluation import evaluate_selection
+        from neuronscope.evaluation import evaluate_selection, train_test_masks
+        from neuronscope.evaluation.holdout import held_out_ranking
 
-        selection = evaluate_selection(store, corpus.concept_labels("upos"), ranking, ks=ks,
-                                       n_random=2, random_state=0).to_dict()
-    table = Table(title="Are the top neurons the right ones? UPOS probes on k selected neurons")
-    for col in ("k", "top-k", "random-k", "bottom-k", "all neurons"):
+        train, test = train_test_masks(store.n_words, 0.2, store.sentence_ids(), 0)
+        held = held_out_ranking(ranking, store, corpus, "upos", train, test, holdout="rerank",
+                                ks=ks)
+        selection = evaluate_selection(
+            store, corpus.concept_labels("upos"), held.ranking, ks=ks, train_mask=train,
+            test_mask=test, n_random=n_random, random_state=0).to_dict() | {
+            "holdout": held.to_dict()}
+        described = held.describe()
+    table = Table(title="Are the top neurons the right ones? UPOS probes on k selected neurons "
+                        f"({described})")
+    for col in ("k", "top-k", f"random-k (mean ± sd, {n_random} draws)",
+                "top above random + 2 sd", "bottom-k", "all neurons"):
         table.add_column(col, justify="right")
     for row in selection["table"]:
         table.add_row(str(row["k"]), f"{row['top']:.3f}",
                       f"{row['random_mean']:.3f} ± {row['random_std']:.3f}",
+                      "yes" if row["above_random"] else "NO (within random)",
                       f"{row['bottom']:.3f}", f"{row['full']:.3f}")
     console.print(table)
-    return dict(selection)
+    return selection
 
 
 def run_demo(

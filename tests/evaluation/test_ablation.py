@@ -110,3 +110,31 @@ def test_default_steps():
     assert default_steps(3, 10) == [0, 1, 2, 3]
     with pytest.raises(NeuronscopeError):
         default_steps(10, 0)
+
+
+def test_drop_in_gain_and_majority_fallback_warning(ranking_of):
+    """A skewed task (B on ~84% of words) decided by neuron 3: the emptied probe predicts B
+    everywhere, so raw accuracy stays at the majority rate and B's own accuracy rises to 1;
+    the drop in gain says the truth (everything lost) and a warning names the fallback."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(900, 12)).astype(np.float32)
+    y = np.where(x[:, 3] > 1.0, "A", "B").astype(object)
+    probe = LinearProbe.for_evaluation(0, learning_rate=0.05, max_epochs=30)
+    probe.fit(x[:600], y[:600])
+    curves = ablation_curves(probe, x[600:], y[600:], ranking_of([3], 12), steps=[0, 1, 12],
+                             n_random=5, random_state=0)
+    assert curves.top[0] > 0.95 and curves.majority > 0.8
+    assert curves.top[-1] == pytest.approx(curves.majority)  # raw accuracy: looks fine
+    assert curves.per_class["top"]["B"][-1] == 1.0  # and B's accuracy even rises
+    drop = curves.drop_in_gain
+    assert drop["top"][0] == 0.0 and drop["top"][1] == pytest.approx(1.0, abs=0.1)
+    assert drop["top"][-1] == pytest.approx(1.0)
+    assert drop["random_mean"][1] < 0.5  # one random neuron is rarely neuron 3
+    assert curves.above_random() == [False, True, False]
+    assert curves.per_class_drop["top"]["B"][-1] == pytest.approx(1.0)  # no gain over chance
+    assert curves.per_class_drop["top"]["A"][0] == 0.0
+    assert len(curves.warnings) == 1 and "'B'" in curves.warnings[0]
+    assert "fallen back to one class" in curves.warnings[0]
+    d = curves.to_dict()
+    assert d["drop_in_gain"] == drop and d["above_random"] == [False, True, False]
+    assert d["warnings"] == curves.warnings

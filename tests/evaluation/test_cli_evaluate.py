@@ -78,6 +78,17 @@ def test_evaluate_writes_summary_and_plots(cli_store, small_conllu, ranking, tmp
     assert set(held["overlap_with_given"]) == {"5", "20"}
     assert "train / " in result.output and "held-out test sentences" in result.output
     assert not any("may have" in w for w in summary["warnings"])
+    # Baseline-aware defaults: the smallest subset keeps 95% of the gain over the majority
+    # class; control selectivity compares gains; ablation reads as the drop in gain.
+    small = summary["minimal_subset"]
+    assert small["baseline"] == "majority" and small["target"] == 0.95
+    assert small["threshold"] == pytest.approx(
+        small["majority_accuracy"] + 0.95 * (small["full_accuracy"] - small["majority_accuracy"]))
+    assert "smallest top-k keeping 95% of the gain" in result.output
+    for c in summary["control"]:
+        assert c["baseline"] == "majority" and c["score"] == c["gain_selectivity"]
+    assert abl["drop_in_gain"]["top"][0] == 0.0 and len(abl["above_random"]) == len(abl["steps"])
+    assert "drop in gain" in result.output and "gain selectivity" in result.output
 
 
 def test_evaluate_given_ranking_is_warned(cli_store, small_conllu, ranking, tmp_path):

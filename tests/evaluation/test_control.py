@@ -101,6 +101,14 @@ def test_label_neurons_are_selective_with_the_exact_control_accuracy(typed):
         - (result.control_accuracy - result.control_majority))
     assert result.to_dict()["gain_selectivity"] == result.gain_selectivity
     assert result.to_dict()["neurons"] == [f"n{i}" for i in range(label_rep.shape[1])]
+    # Baseline-aware by default: the reported score compares gains over each majority.
+    assert result.baseline == "majority" and result.score == result.gain_selectivity
+    assert result.to_dict()["score"] == result.gain_selectivity
+    plain = control_selectivity(label_rep, corpus, "pos", probe_factory=Lookup, test_mask=test,
+                                random_state=0, baseline="none")
+    assert plain.score == plain.selectivity == result.selectivity
+    with pytest.raises(NeuronscopeError, match="baseline must be"):
+        control_selectivity(label_rep, corpus, "pos", probe_factory=Lookup, baseline="gain")
 
 
 def test_linear_probe_agrees_and_subsets_matter(typed):

@@ -44,8 +44,13 @@ def test_ablation_plot(tmp_path):
         random_std=[0, 0.03, 0.05, 0], per_class={}, class_counts={"A": 5, "B": 5},
         majority=0.5, n_random=3, random_state=0,
     )
+    # Derived from the accuracies: the share of the gain over the majority class lost.
+    assert curves.drop_in_gain["top"] == pytest.approx([0.0, 0.75, 1.0, 1.0])
+    assert curves.drop_in_gain["random_mean"] == pytest.approx([0.0, 0.125, 0.5, 1.0])
+    assert curves.drop_in_gain["random_std"] == pytest.approx([0, 0.075, 0.125, 0])
     _check(plot_ablation(curves, tmp_path / "ablation"), "ablation")
-    assert "neurons ablated" in (tmp_path / "ablation.svg").read_text(encoding="utf-8")
+    svg = (tmp_path / "ablation.svg").read_text(encoding="utf-8")
+    assert "neurons ablated" in svg and "drop in gain over the majority class" in svg
 
 
 @pytest.mark.parametrize("kind", ["stacked", "grouped"])

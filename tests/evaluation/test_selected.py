@@ -192,3 +192,27 @@ def test_split_by_groups_keeps_groups_together():
         train_test_masks(5, 0.3, np.zeros(5), 0)
     with pytest.raises(NeuronscopeError, match="test_size"):
         train_test_masks(5, 1.0)
+
+
+def test_layer_matched_random_draws_from_the_top_k_layers(ranking_of):
+    """Layer 1 holds 6 noisy copies of the signal, layer 0 30 noise neurons; the ranking puts
+    3 layer-1 neurons first. Uniform random-3 mostly draws noise, so top-3 looks far above it;
+    random-3 matched to top-3's layers draws signal copies too and closes the gap."""
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=900)
+    x = rng.normal(size=(900, 36)).astype(np.float32)
+    x[:, 30:] += 2.0 * signal[:, None]
+    y = np.where(signal > 0, "A", "B").astype(object)
+    names = [f"L0.hidden.{i}" if i < 30 else f"L1.hidden.{i - 30}" for i in range(36)]
+    ranking = ranking_of([30, 31, 32], 36, names=names)
+    kwargs = dict(ks=[3], n_random=5, random_state=0)
+    uniform = evaluate_selection(x, y, ranking, **kwargs)
+    matched = evaluate_selection(x, y, ranking, random_matched="layers", **kwargs)
+    assert uniform.random_matched == "none" and matched.random_matched == "layers"
+    assert matched.to_dict()["random_matched"] == "layers"
+    assert matched.random_mean[0] > uniform.random_mean[0] + 0.1
+    assert matched.top[0] - matched.random_mean[0] < 0.05
+    with pytest.raises(NeuronscopeError, match="random_matched must be one of"):
+        evaluate_selection(x, y, ranking, random_matched="components", **kwargs)
+    with pytest.raises(NeuronscopeError, match="needs neurons named by layer"):
+        evaluate_selection(x, y, ranking_of([30], 36), random_matched="layers", **kwargs)

@@ -56,6 +56,9 @@ def register(app: typer.Typer, console: Console) -> None:
         ),
         concept: str | None = typer.Option(None, help="Evaluate one concept (one-vs-rest)."),
         n_random: int = typer.Option(5, help="Random draws / orders per k (mean ± sd)."),
+        random_matched: str = typer.Option(
+            "none", help="none: random-k drawn uniformly from the ranked neurons; layers: as "
+            "many from each layer as the top-k hold."),
         ablation_steps: int = typer.Option(10, help="Ablation grid size."),
         mode: str = typer.Option("zero", help="Ablation: zero or mean."),
         test_size: float = typer.Option(0.2, help="Share of sentences held out."),
@@ -103,7 +106,8 @@ def register(app: typer.Typer, console: Console) -> None:
         kwargs: dict[str, Any] = {
             "n_random": n_random, "ablation_steps": ablation_steps, "mode": mode,
             "test_size": test_size, "max_epochs": max_epochs, "random_state": seed,
-            "holdout": holdout, "exclude_positions": exclude_positions}
+            "holdout": holdout, "exclude_positions": exclude_positions,
+            "random_matched": random_matched}
         with progress_task(progress, "evaluating", "probes, ablations, controls"), \
                 on_scheduler(scheduler) as client:
             if client is None:
@@ -114,38 +118,55 @@ def register(app: typer.Typer, console: Console) -> None:
         _print_summary(console, summary, out_fmt)
         info = console if out_fmt == "table" else err_console
         info.print(f"split: {summary['holdout']['description']}", markup=False)
+        small = summary["minimal_subset"]
+        info.print(f"smallest top-k keeping {small['target']:.0%} of the gain over the majority "
+                   f"class ({small['majority_accuracy']:.3f} -> all {small['full_accuracy']:.3f}"
+                   f"): k={small['k']} (accuracy {small['accuracy']:.3f})"
+                   + ("" if small["reached"] else " NOT reached"), markup=False)
         for warning in summary["warnings"]:
             info.print(f"warning: {warning}", style="yellow")
         info.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")
 
 
+def _mark(above: bool | None) -> str:
+    """The text marker of a result against its random band (never colour alone)."""
+    return "yes" if above or above is None else "NO (within random)"
+
+
 def _print_summary(console: Console, summary: dict, out_fmt: str = "table") -> None:
     sel = summary["selection"]
     what = f"concept {summary['concept']}" if summary["concept"] else f"all {summary['labels']}"
+    matched = " (layer-matched)" if sel.get("random_matched") == "layers" else ""
     probes = Rows("selection", f"{sel['method']} ranking, {what}: probes on selected neurons "
-                               f"({sel['n_test']} test words)",
-                  ["k", "top-k", "random-k", "random-k std", "above random + 2 sd",
-                   "bottom-k", "all neurons",
-                   "selectivity (top-k)", "task accuracy", "control accuracy"],
-                  formats={c: ".3f" for c in ("top-k", "random-k", "random-k std", "bottom-k",
+                               f"({sel['n_test']} test words; majority class "
+                               f"{sel['majority_accuracy']:.3f}; random-k{matched}: mean ± sd "
+                               f"of {sel.get('n_random', '?')} draws)",
+                  ["k", "top-k", "random-k", "random-k sd", "top above random + 2 sd",
+                   "bottom-k", "all neurons", "gain selectivity (top-k)", "task accuracy",
+                   "control accuracy"],
+                  formats={c: ".3f" for c in ("top-k", "random-k", "random-k sd", "bottom-k",
                                               "all neurons", "task accuracy",
                                               "control accuracy")}
-                  | {"selectivity (top-k)": "+.3f"})
+                  | {"gain selectivity (top-k)": "+.3f"})
     selectivity = {c["k"]: c for c in summary["control"]}
     for row in sel["table"]:
         control = selectivity.get(row["k"]) or {}
         # A top-k not above the random band (mean + 2 sd) is no evidence for the ranking.
         probes.add(row["k"], row["top"], row["random_mean"], row["random_std"],
-                   "yes" if row.get("above_random", True) else "NO", row["bottom"],
-                   row["full"], control.get("selectivity"), control.get("task_accuracy"),
-                   control.get("control_accuracy"))
+                   _mark(row.get("above_random")), row["bottom"], row["full"],
+                   control.get("score", control.get("gain_selectivity")),
+                   control.get("task_accuracy"), control.get("control_accuracy"))
     abl = summary["ablation"]
+    drop = abl.get("drop_in_gain") or {}
     ablation = Rows("ablation", f"ablation ({abl['mode']}) in the probe on all "
-                                f"{sel['n_neurons']} neurons; majority class "
-                                f"{abl['majority']:.3f}",
-                    ["neurons ablated", "top first", "random order", "bottom first"],
-                    formats={c: ".3f" for c in ("top first", "random order", "bottom first")})
-    for step, top, rand, bottom in zip(abl["steps"], abl["top"], abl["random_mean"],
-                                       abl["bottom"], strict=True):
-        ablation.add(step, top, rand, bottom)
+                                f"{sel['n_neurons']} neurons: drop in gain over the majority "
+                                f"class ({abl['majority']:.3f}); 1 = down to the majority class",
+                    ["neurons ablated", "top first", "random order", "random sd",
+                     "top beyond random + 2 sd", "bottom first"],
+                    formats={c: ".3f" for c in ("top first", "random order", "random sd",
+                                                "bottom first")})
+    above = abl.get("above_random") or [None] * len(abl["steps"])
+    for i, step in enumerate(abl["steps"]):
+        ablation.add(step, drop["top"][i], drop["random_mean"][i], drop["random_std"][i],
+                     "-" if step == 0 else _mark(above[i]), drop["bottom"][i])
     emit(console, [probes, ablation], out_fmt)

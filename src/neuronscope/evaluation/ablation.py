@@ -9,12 +9,21 @@ Switching off means ``mode="zero"`` (activation set to 0, as in the paper) or ``
 (set to its training mean: the probe then sees an uninformative but in-distribution value,
 which avoids confounding "this neuron carries the concept" with "0 is an unusual value").
 Steps are nested: each step ablates the neurons of the previous one plus the next ones.
+
+Raw accuracy misleads once the probe has lost its evidence: an emptied probe falls back to the
+majority class, so its accuracy settles at the majority rate (and the accuracy on the
+majority class's own words *rises* to 1). Curves are therefore also reported as the **drop in
+gain**: the share of the intact probe's gain over the majority class that is lost,
+``(acc_0 - acc) / (acc_0 - majority)`` (0 intact, 1 down to the majority class), and per
+class as the drop of the class's gain over chance, ``recall - false positive rate`` (0 for a
+probe that predicts one class everywhere). A probe that predicts a single class for nearly
+every word once ablated is named in ``warnings``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,6 +66,30 @@ class AblationCurves:
     majority: float
     n_random: int
     random_state: int | None
+    drop_in_gain: dict[str, list[float]] = field(default_factory=dict)
+    per_class_drop: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.drop_in_gain and self.top:
+            # Curves built by hand: the drop in gain is a linear map of the accuracies.
+            gain = self.top[0] - self.majority
+            scale = 1.0 / gain if gain > 1e-12 else 0.0
+            self.drop_in_gain = {
+                "top": _drop(self.top, self.majority),
+                "bottom": _drop(self.bottom, self.majority),
+                "random_mean": [(self.top[0] - m) * scale for m in self.random_mean],
+                "random_std": [s * scale for s in self.random_std],
+            }
+
+    def above_random(self) -> list[bool]:
+        """Per step: whether removing the top neurons loses more gain than the random band
+        (random mean + 2 sd); ``False`` at step 0 and whenever it does not."""
+        top = self.drop_in_gain.get("top", [])
+        mean = self.drop_in_gain.get("random_mean", [])
+        sd = self.drop_in_gain.get("random_std", [])
+        return [bool(s > 0 and t > m + 2 * d)
+                for s, t, m, d in zip(self.steps, top, mean, sd, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready curves."""
@@ -75,6 +108,10 @@ class AblationCurves:
             "majority": self.majority,
             "n_random": self.n_random,
             "random_state": self.random_state,
+            "drop_in_gain": self.drop_in_gain,
+            "above_random": self.above_random(),
+            "per_class_drop": self.per_class_drop,
+            "warnings": list(self.warnings),
         }
 
     def to_dataframe(self) -> Any:
@@ -177,20 +214,59 @@ def ablation_curves(
     bottom = _curve(probe, x, y, cols[::-1], step_list, fill, classes)
     randoms = [_curve(probe, x, y, cols[rng.permutation(n)], step_list, fill, classes)
                for _ in range(n_random)]
-    rand_overall = np.asarray([r[0] for r in randoms])
+    rand_overall = np.asarray([r.overall for r in randoms])
     per_class = {
-        "top": top[1],
-        "bottom": bottom[1],
-        "random": {c: np.mean([r[1][c] for r in randoms], axis=0).tolist() for c in top[1]},
+        "top": top.recall,
+        "bottom": bottom.recall,
+        "random": {c: np.mean([r.recall[c] for r in randoms], axis=0).tolist()
+                   for c in top.recall},
     }
     counts = {str(c): int(np.sum(y == c)) for c in classes}
+    majority = max(counts.values()) / len(y) if len(y) else 0.0
+    rand_drop = np.asarray([_drop(r.overall, majority) for r in randoms])
+    drop = {"top": _drop(top.overall, majority), "bottom": _drop(bottom.overall, majority),
+            "random_mean": rand_drop.mean(axis=0).tolist(),
+            "random_std": rand_drop.std(axis=0).tolist()}
+    per_class_drop = {
+        "top": {c: _drop(g, 0.0) for c, g in top.gain.items()},
+        "bottom": {c: _drop(g, 0.0) for c, g in bottom.gain.items()},
+        "random": {c: np.mean([_drop(r.gain[c], 0.0) for r in randoms], axis=0).tolist()
+                   for c in top.gain},
+    }
     return AblationCurves(
         method=ranking.method, concept=concept, mode=mode, steps=step_list, n_neurons=n,
-        top=top[0], bottom=bottom[0], random_mean=rand_overall.mean(axis=0).tolist(),
+        top=top.overall, bottom=bottom.overall, random_mean=rand_overall.mean(axis=0).tolist(),
         random_std=rand_overall.std(axis=0).tolist(), per_class=per_class,
-        class_counts=counts, majority=max(counts.values()) / len(y) if len(y) else 0.0,
-        n_random=n_random, random_state=random_state,
+        class_counts=counts, majority=majority, n_random=n_random, random_state=random_state,
+        drop_in_gain=drop, per_class_drop=per_class_drop,
+        warnings=_fallback_warnings(top, step_list, n),
     )
+
+
+#: A probe predicting one class for at least this share of the words has fallen back to it.
+FALLBACK_SHARE = 0.99
+
+
+def _drop(values: list[float], baseline: float) -> list[float]:
+    """``(v_0 - v) / (v_0 - baseline)`` per step: the share of the step-0 gain over
+    ``baseline`` that is lost (0 when there was no gain to lose)."""
+    v = np.asarray(values, dtype=np.float64)
+    gain = v[0] - baseline if len(v) else 0.0
+    if gain <= 1e-12:
+        return [0.0] * len(v)
+    return ((v[0] - v) / gain).tolist()
+
+
+def _fallback_warnings(top: _Curve, steps: list[int], n: int) -> list[str]:
+    """Name the first step from which the ablated probe predicts one class nearly everywhere."""
+    for step, (label, share) in zip(steps, top.dominant, strict=True):
+        if step > 0 and share >= FALLBACK_SHARE:
+            everything = "all" if step == n else f"{step} of the"
+            return [f"with {everything} {n} ranked neurons ablated the probe predicts "
+                    f"{label!r} for {share:.1%} of the test words: it has fallen back to one "
+                    "class, so raw accuracy there (and per-class accuracy of that class) is "
+                    "inflated; read the drop in gain instead"]
+    return []
 
 
 def _fill_values(
@@ -232,6 +308,16 @@ def _fill_values(
     return fill
 
 
+@dataclass
+class _Curve:
+    """One order's results at every step."""
+
+    overall: list[float]
+    recall: dict[str, list[float]]  # accuracy on the words of each class
+    gain: dict[str, list[float]]  # recall - false positive rate, per class
+    dominant: list[tuple[str, float]]  # most predicted class and its share of the words
+
+
 def _curve(
     probe: Probe,
     x: np.ndarray,
@@ -240,21 +326,27 @@ def _curve(
     steps: list[int],
     fill: np.ndarray,
     classes: list[Any],
-) -> tuple[list[float], dict[str, list[float]]]:
+) -> _Curve:
     """Accuracies of one order: overall and per class, at every step (ablation is nested, so
     one copy of the rows is ablated further and further)."""
     work = x.copy()
     done = 0
-    overall: list[float] = []
-    per_class: dict[str, list[float]] = {str(c): [] for c in classes}
+    out = _Curve([], {str(c): [] for c in classes}, {str(c): [] for c in classes}, [])
     masks = {str(c): y == c for c in classes}
     for step in steps:
         block = cols[done:step]
         work[:, block] = fill[block]
         done = step
         pred = np.asarray(probe.predict(work))
-        overall.append(accuracy(pred, y))
+        out.overall.append(accuracy(pred, y))
         for c in classes:
             m = masks[str(c)]
-            per_class[str(c)].append(accuracy(pred[m], y[m]))
-    return overall, per_class
+            recall = accuracy(pred[m], y[m])
+            false_pos = float(np.mean(pred[~m] == c)) if (~m).any() else 0.0
+            out.recall[str(c)].append(recall)
+            out.gain[str(c)].append(recall - false_pos)
+        values, counts = np.unique(pred, return_counts=True)
+        top = int(np.argmax(counts)) if len(counts) else 0
+        out.dominant.append((str(values[top]) if len(values) else "",
+                             float(counts[top] / len(pred)) if len(pred) else 0.0))
+    return out

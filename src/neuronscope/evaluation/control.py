@@ -1,12 +1,14 @@
 """Control-task selectivity (Hewitt & Liang 2019, "Designing and Interpreting Probes with
 Control Tasks").
 
-``selectivity = task accuracy - control accuracy``: a probe on the same neurons is trained
-once on the real labels and once on the control task's (every word *type* carries one random
-label, see :func:`neuronscope.corpus.control.control_layer`), with the same probe, the same
-training words and the same held-out words. A high task accuracy with a low control
-accuracy means the neurons encode the property rather than merely word identity, which a
-probe could map to any labelling.
+``selectivity = task accuracy - control accuracy``; reported by default as the difference of
+*gains over each task's majority class* (:attr:`ControlSelectivity.score`, ``baseline=
+"majority"``), since the two tasks have different majority baselines. A probe on the same
+neurons is trained once on the real labels and once on the control task's (every word
+*type* carries one random label, see :func:`neuronscope.corpus.control.control_layer`), with
+the same probe, the same training words and the same held-out words. A high task accuracy
+with a low control accuracy means the neurons encode the property rather than merely word
+identity, which a probe could map to any labelling.
 
 Split, as in the paper: by *sentence* (the paper uses the standard Penn Treebank train/dev/test
 sentences). The control labels are drawn once per word type over the whole corpus, so a type
@@ -66,6 +68,13 @@ class ControlSelectivity:
     n_train: int
     n_test: int
     random_state: int | None
+    baseline: str = "majority"
+
+    @property
+    def score(self) -> float:
+        """The selectivity to report: :attr:`gain_selectivity` with ``baseline="majority"``
+        (the default), the plain difference :attr:`selectivity` with ``"none"``."""
+        return self.gain_selectivity if self.baseline == "majority" else self.selectivity
 
     @property
     def gain_selectivity(self) -> float:
@@ -89,6 +98,8 @@ class ControlSelectivity:
             "neurons": self.neurons if len(self.neurons) <= 200 else None,
             "task_accuracy": self.task_accuracy,
             "control_accuracy": self.control_accuracy,
+            "baseline": self.baseline,
+            "score": self.score,
             "selectivity": self.selectivity,
             "gain_selectivity": self.gain_selectivity,
             "task_majority": self.task_majority,
@@ -113,6 +124,7 @@ def control_selectivity(
     test_size: float = 0.2,
     control_seed: int | None = None,
     random_state: int | None = 0,
+    baseline: str = "majority",
 ) -> ControlSelectivity:
     """Task accuracy minus control-task accuracy of probes on a neuron subset.
 
@@ -129,7 +141,12 @@ def control_selectivity(
             held out (seeded).
         control_seed: seed of the control labels (default: ``random_state``).
         random_state: seed of the split and the default probe.
+        baseline: what :attr:`ControlSelectivity.score` compares: ``"majority"`` (default)
+            each task's gain over its own majority class (the control task's majority is
+            usually lower, which inflates the plain difference); ``"none"``: accuracies.
     """
+    if baseline not in ("majority", "none"):
+        raise NeuronscopeError(f"baseline must be 'majority' or 'none', got {baseline!r}")
     _, corpus_fp = fingerprints(activations)
     if corpus_fp is not None and corpus_fp != corpus.fingerprint:
         raise FingerprintMismatchError(
@@ -178,5 +195,5 @@ def control_selectivity(
         task_majority=majority_accuracy(y_task[train], y_task[test]),
         control_majority=majority_accuracy(y_control[train], y_control[test]),
         seen_type_share=seen_share, n_train=int(train.sum()), n_test=int(test.sum()),
-        random_state=random_state,
+        random_state=random_state, baseline=baseline,
     )

@@ -1,8 +1,11 @@
 """The whole evaluation of one ranking on one store, as run by ``neuronscope evaluate``.
 
 Loads the ranked neurons once, makes one seeded split by sentence (words labelled
-``NO_LABEL`` left out), then runs probing with selected neurons, ablation in the probe trained
-on all ranked neurons, control-task selectivity of every top-``k`` set and the layer
+``NO_LABEL`` left out), recomputes a ranking of this corpus on the train sentences (held out
+by default, :mod:`~neuronscope.evaluation.holdout`), then runs probing with selected neurons
+(random-k bands, bottom-k), the smallest top-k keeping 95% of the gain over the majority
+class, ablation in the probe trained on all ranked neurons (drop in gain), control-task
+selectivity (gains over each task's majority) of every top-``k`` set and the layer
 distribution, and writes ``summary.json`` and the figures.
 """
 
@@ -32,7 +35,12 @@ from neuronscope.evaluation.control import control_selectivity
 from neuronscope.evaluation.holdout import check_holdout, held_out_ranking
 from neuronscope.evaluation.layers import layer_distribution
 from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
-from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
+from neuronscope.evaluation.selected import (
+    DEFAULT_KS,
+    RANDOM_MATCHED,
+    evaluate_selection,
+    minimal_subset,
+)
 from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
 from neuronscope.store.store import ActivationStore
@@ -64,6 +72,7 @@ def run_evaluation(
     random_state: int | None = 0,
     holdout: str = "auto",
     exclude_positions: str | None = None,
+    random_matched: str = "none",
 ) -> dict[str, Any]:
     """Evaluate ``ranking`` on ``store`` against ``layer`` of ``corpus``; write ``out``.
 
@@ -82,6 +91,9 @@ def run_evaluation(
         raise NeuronscopeError(f"mode must be one of {MODES}, got {mode!r}")
     default_steps(1, ablation_steps)  # raises for a bad grid size
     check_holdout(holdout)
+    if random_matched not in RANDOM_MATCHED:
+        raise NeuronscopeError(f"random_matched must be one of {', '.join(RANDOM_MATCHED)}, "
+                               f"got {random_matched!r}")
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise NeuronscopeError(f"n_random must be a positive integer, got {n_random!r}")
     store.check_corpus(corpus)
@@ -119,6 +131,12 @@ def run_evaluation(
     selection = evaluate_selection(
         matrix, labels, ranking, ks_list, concept=concept, train_mask=train, test_mask=test,
         probe_factory=factory, n_random=n_random, random_state=random_state,
+        random_matched=random_matched,
+    )
+    # The fewest top neurons keeping 95% of the full probe's gain over the majority class.
+    smallest = minimal_subset(
+        matrix, labels, ranking, 0.95, concept, train_mask=train, test_mask=test,
+        probe_factory=factory, random_state=random_state, baseline="majority",
     )
     y = concept_target(y_all, concept)
     if selection.full_probe is None:  # evaluate_selection always trains it; keeps types honest
@@ -134,6 +152,7 @@ def run_evaluation(
         ).to_dict() | {"k": k}
         for k in selection.ks
     ]
+    warnings.extend(ablation.warnings)
     layers = layer_distribution(ranking, k=max(selection.ks),
                                 concepts=None if concept is None else [concept],
                                 include_global=concept is None)
@@ -160,6 +179,7 @@ def run_evaluation(
         "holdout": held.to_dict() | {"description": held.describe()},
         "probe": {"class": "LinearProbe", "max_epochs": max_epochs},
         "selection": selection.to_dict(),
+        "minimal_subset": smallest.to_dict(),
         "ablation": ablation.to_dict(),
         "control": control,
         "layers": layers.to_dict(),

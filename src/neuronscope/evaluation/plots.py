@@ -89,22 +89,33 @@ def _finish_accuracy_plot(fig: Figure, ax: Axes, title: str,
 
 
 def plot_ablation(curves: AblationCurves, path: str | os.PathLike) -> list[Path]:
-    """Accuracy of a fixed probe against the number of ablated neurons, per order."""
+    """Drop in gain of a fixed probe against the number of ablated neurons, per order.
+
+    The y axis is the share of the intact probe's gain over the majority class that is lost
+    (0: intact, 1: down to the majority class), never raw accuracy, which a probe falling
+    back to the majority class inflates. Random orders: mean ± sd band.
+    """
     fig = _new_figure()
     ax = fig.add_subplot()
     steps = np.asarray(curves.steps)
-    ax.plot(steps, curves.top, "o-", color=_COLORS["top"], label="top neurons first")
-    mean, std = np.asarray(curves.random_mean), np.asarray(curves.random_std)
+    drop = curves.drop_in_gain
+    ax.plot(steps, drop["top"], "o-", color=_COLORS["top"], label="top neurons first")
+    mean, std = np.asarray(drop["random_mean"]), np.asarray(drop["random_std"])
     ax.plot(steps, mean, "s--", color=_COLORS["random"],
             label=f"random order (mean ± sd, {curves.n_random} orders)")
     ax.fill_between(steps, mean - std, mean + std, color=_COLORS["random"], alpha=0.2)
-    ax.plot(steps, curves.bottom, "v-", color=_COLORS["bottom"], label="bottom neurons first")
-    ax.axhline(curves.majority, color=_COLORS["majority"], linestyle="-.", linewidth=0.8,
-               label=f"majority class ({curves.majority:.3f})")
+    ax.plot(steps, drop["bottom"], "v-", color=_COLORS["bottom"], label="bottom neurons first")
+    ax.axhline(1.0, color=_COLORS["majority"], linestyle="-.", linewidth=0.8,
+               label=f"down to the majority class ({curves.majority:.3f})")
     ax.set_xlabel(f"neurons ablated ({'set to 0' if curves.mode == 'zero' else 'set to mean'})"
                   f", of {curves.n_neurons}")
-    return _finish_accuracy_plot(
-        fig, ax, _title("Ablation in a trained probe", curves.method, curves.concept), path)
+    ax.set_ylabel("drop in gain over the majority class")
+    top = max(1.05, float(np.nanmax([*drop["top"], *drop["bottom"], *(mean + std)])) + 0.05)
+    ax.set_ylim(min(-0.05, float(np.nanmin([*drop["top"], *drop["bottom"]])) - 0.05), top)
+    ax.set_title(_title("Ablation in a trained probe", curves.method, curves.concept))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return save_figure(fig, path)
 
 
 def plot_layer_distribution(

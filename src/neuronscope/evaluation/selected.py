@@ -40,10 +40,13 @@ from neuronscope.evaluation._common import (
     resolve_split,
 )
 from neuronscope.methods.ranking import Ranking
+from neuronscope.store.names import parse_name
 
 #: ``k`` values tried when neither ``ks`` nor ``fractions`` is given (those above the pool
 #: size are dropped).
 DEFAULT_KS = (10, 50, 100)
+#: How random-k neurons are drawn: uniformly from the pool, or matched to the top-k's layers.
+RANDOM_MATCHED = ("none", "layers")
 
 Labels = ConceptLabels | np.ndarray | Sequence[Any]
 
@@ -74,6 +77,7 @@ class SelectionResult:
     random_state: int | None
     pool_ids: np.ndarray = field(repr=False, compare=False)
     full_probe: Probe | None = field(default=None, repr=False, compare=False)
+    random_matched: str = "none"
 
     def table(self) -> list[dict[str, Any]]:
         """One row per ``k``: accuracies, the share of full accuracy kept by the top ``k``, and
@@ -107,6 +111,7 @@ class SelectionResult:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "n_random": len(self.random_runs[0]) if self.random_runs else 0,
+            "random_matched": self.random_matched,
             "random_state": self.random_state,
             "table": self.table(),
             "random_runs": {str(k): runs for k, runs in zip(self.ks, self.random_runs,
@@ -225,6 +230,30 @@ class _Setup:
     def names(self, ids: np.ndarray) -> list[str]:
         return [self.ranking.names.get(int(i), f"n{int(i)}") for i in ids]
 
+    def layer_groups(self) -> np.ndarray:
+        """The layer group (``L3.mlp``) of every neuron of the order; a clear error for
+        neurons whose names carry no layer (columns of a plain array)."""
+        groups = []
+        for name in self.names(self.order):
+            parsed = parse_name(name)
+            if parsed is None:
+                raise NeuronscopeError(
+                    f"random_matched='layers' needs neurons named by layer (L3.mlp.12); "
+                    f"{name!r} is not: rank a store, or use random_matched='none'")
+            groups.append(parsed.group)
+        return np.asarray(groups)
+
+    def random_columns(self, rng: np.random.Generator, k: int, matched: str,
+                       groups: np.ndarray | None) -> np.ndarray:
+        """``k`` random pool columns: uniform over the pool, or (``matched="layers"``) as
+        many from each layer group as the top ``k`` hold."""
+        if matched == "none" or groups is None:
+            return self.order_cols[np.sort(rng.choice(self.n, k, replace=False))]
+        keys, counts = np.unique(groups[:k], return_counts=True)
+        picks = [rng.choice(np.flatnonzero(groups == g), c, replace=False)
+                 for g, c in zip(keys.tolist(), counts.tolist(), strict=True)]
+        return self.order_cols[np.sort(np.concatenate(picks))]
+
 
 def _resolve_ks(ks: Sequence[int] | None, fractions: Sequence[float] | None, n: int) -> list[int]:
     if ks is not None and fractions is not None:
@@ -258,6 +287,7 @@ def evaluate_selection(
     probe_factory: ProbeFactory | None = None,
     n_random: int = 5,
     random_state: int | None = 0,
+    random_matched: str = "none",
 ) -> SelectionResult:
     """Retrain probes on the top-, random- and bottom-``k`` neurons of a ranking.
 
@@ -273,21 +303,28 @@ def evaluate_selection(
             loaded from one) or of the rows (an array).
         probe_factory: builds a fresh probe (``fit``/``predict``); default
             ``LinearProbe.for_evaluation(random_state)``.
-        n_random: random draws of ``k`` neurons per ``k``.
+        n_random: random draws of ``k`` neurons per ``k`` (mean ± sd; at least 5 for a
+            band worth reading).
         random_state: seed of the split, the random draws and the default probe.
+        random_matched: ``"none"``: random neurons drawn uniformly from the ranked pool;
+            ``"layers"``: as many from each layer (and component) as the top ``k`` hold, so
+            that top-k is not credited for merely sitting in a good layer.
     """
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise NeuronscopeError(f"n_random must be a positive integer, got {n_random!r}")
+    if random_matched not in RANDOM_MATCHED:
+        raise NeuronscopeError(f"random_matched must be one of {', '.join(RANDOM_MATCHED)}, "
+                               f"got {random_matched!r}")
     setup = _Setup(activations, labels, ranking, concept, train_mask, test_mask, test_size,
                    probe_factory, random_state)
+    groups = setup.layer_groups() if random_matched == "layers" else None
     ks_list = _resolve_ks(ks, fractions, setup.n)
     full_acc, full_probe = setup.full()
     rng = np.random.default_rng(random_state)
     top, rmean, rstd, runs, bottom, names = [], [], [], [], [], {}
     for k in ks_list:
         top.append(setup.score_top(k))
-        draws = [setup.score_columns(setup.order_cols[np.sort(rng.choice(setup.n, k,
-                                                                           replace=False))])[0]
+        draws = [setup.score_columns(setup.random_columns(rng, k, random_matched, groups))[0]
                  for _ in range(n_random)]
         runs.append(draws)
         rmean.append(float(np.mean(draws)))
@@ -302,7 +339,7 @@ def evaluate_selection(
         top=top, random_mean=rmean, random_std=rstd, random_runs=runs, bottom=bottom,
         top_neurons=names, n_train=len(setup.train_idx), n_test=len(setup.test_idx),
         random_state=random_state, pool_ids=setup.matrix.ids[np.sort(setup.order_cols)],
-        full_probe=full_probe,
+        full_probe=full_probe, random_matched=random_matched,
     )
 
 

@@ -277,33 +277,40 @@ def _evaluation_summary(data: Mapping[str, Any], rel: str, result: EvaluationRes
     if steps:
         mode = abl.get("mode", "zero")
         xlabel = f"neurons ablated ({'set to 0' if mode == 'zero' else 'set to mean'})"
-        curves = {"top": _floats(abl.get("top")), "random": _floats(abl.get("random_mean")),
-                  "bottom": _floats(abl.get("bottom"))}
-        result.curves.append(CurveGroup(
-            f"{what}: ablation in a trained probe", {n: (steps, ys) for n, ys in curves.items()
-                                                     if ys},
-            xlabel, "probe accuracy (held-out)", concept,
-            {"majority class": abl["majority"]} if _number(abl.get("majority")) is not None
-            else {},
-        ))
-        # Per class: each concept page gets the ablation curve of its own words.
-        per_class = abl.get("per_class") or {}
+        # The drop in gain over the majority class, never raw accuracy: a probe emptied of
+        # its neurons falls back to the majority class and its accuracy looks fine.
+        drop = abl.get("drop_in_gain") or {}
+        curves = {"top": _floats(drop.get("top")), "random": _floats(drop.get("random_mean")),
+                  "bottom": _floats(drop.get("bottom"))}
+        if any(curves.values()):
+            result.curves.append(CurveGroup(
+                f"{what}: ablation in a trained probe (drop in gain)",
+                {n: (steps, ys) for n, ys in curves.items() if ys},
+                xlabel, "drop in gain over the majority class", concept,
+                {"down to the majority class": 1.0},
+            ))
+        # Per class: each concept page gets the drop of its own words' gain over chance.
+        per_class = abl.get("per_class_drop") or {}
         for label in (per_class.get("top") or {}):
             curves = {o: _floats((per_class.get(o) or {}).get(label))
                       for o in ("top", "random", "bottom")}
             if any(curves.values()):
                 result.curves.append(CurveGroup(
-                    f"{method} · {label}: ablation in a trained probe (words labelled {label})",
+                    f"{method} · {label}: ablation in a trained probe (words labelled {label}, "
+                    "drop in gain)",
                     {n: (steps, ys) for n, ys in curves.items() if ys},
-                    xlabel, f"accuracy on {label} words", str(label), per_class=True))
+                    xlabel, f"drop in {label}'s gain (recall - false positive rate)",
+                    str(label), per_class=True))
     control = data.get("control") or []
     if control:
         rows = [[_cell(c.get("k")), _cell(c.get("task_accuracy")),
-                 _cell(c.get("control_accuracy")), _cell(c.get("selectivity"))]
+                 _cell(c.get("control_accuracy")),
+                 _cell(c.get("gain_selectivity", c.get("selectivity")))]
                 for c in control if isinstance(c, Mapping)]
         result.tables.append(ResultTable(
-            f"{what}: control-task selectivity of the top k ({rel})",
-            ["k", "task accuracy", "control accuracy", "selectivity"], rows, concept))
+            f"{what}: control-task selectivity of the top k ({rel}; gains over each task's "
+            "majority class)",
+            ["k", "task accuracy", "control accuracy", "gain selectivity"], rows, concept))
     for key in ("full_accuracy", "majority_accuracy", "n_neurons", "n_test"):
         if key in sel:
             result.scalars.append((f"{what}: {key}", _cell(sel[key])))
