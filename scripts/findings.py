@@ -19,7 +19,8 @@ same settings is reused (``--force`` recomputes); stores are cached too. The mar
 every section cached for the current settings, so sections can be computed in separate runs
 and the last run writes the whole file. ``--quick`` is a small smoke run.
 
-Usage: python scripts/findings.py [--sections a,b,c,d,e,f] [--quick] [--work DIR] [--out FILE]
+Usage: python scripts/findings.py [--sections a,b,c,d,e,f] [--quick] [--render-only]
+    [--work DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -57,14 +58,14 @@ SECTIONS: dict[str, tuple[str, Callable[..., dict], Callable[[dict], str]]] = {
           findings_causal.compute_steering, findings_causal.render_steering),
 }
 #: Settings of a full run and of ``--quick`` (a smoke run: tiny subsets, few steps).
-FULL = {"train_sentences": 1000, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
+FULL = {"train_sentences": 500, "n_random": 5, "ks": [10, 50, 100], "loc_target": 0.95,
         "layer_k": 20, "lm_train_sentences": 200, "lm_dev_sentences": 100, "lm_max_words": 25,
         "ablate_k": 50, "ablate_concepts": ["NOUN"], "repeats": 5, "kn_steps": 5,
-        "kn_layers": None, "steer_k": 50, "steer_prompts": 10, "steer_tokens": 20}
+        "kn_last_layers": 6, "steer_k": 50, "steer_prompts": 10, "steer_tokens": 20}
 QUICK = {**FULL, "train_sentences": 40, "ks": [2, 8], "layer_k": 5,
          "lm_train_sentences": 20, "lm_dev_sentences": 10, "ablate_k": 4,
-         "ablate_concepts": ["NOUN"], "kn_steps": 2, "steer_k": 4, "steer_prompts": 3,
-         "steer_tokens": 5}
+         "ablate_concepts": ["NOUN"], "kn_steps": 2, "kn_last_layers": None, "steer_k": 4,
+         "steer_prompts": 3, "steer_tokens": 5}
 
 
 class Context:
@@ -101,7 +102,7 @@ RELEVANT = {
     "c": [*_COMMON, "encoder", "train_sentences", "layer_k", "closed", "open"],
     "d": [*_COMMON, "lm", "lm_train_sentences", "lm_dev_sentences", "lm_max_words",
           "ablate_k", "ablate_concepts", "repeats"],
-    "e": ["seed", "lm", "kn_steps", "kn_layers", "repeats"],
+    "e": ["seed", "lm", "kn_steps", "kn_last_layers", "repeats"],
     "f": [*_COMMON, "lm", "lm_train_sentences", "lm_dev_sentences", "lm_max_words",
           "ablate_concepts", "repeats", "steer_k", "steer_prompts", "steer_tokens"],
 }
@@ -214,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sections to compute now (others are taken from the cache)")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--force", action="store_true", help="recompute cached sections")
+    parser.add_argument("--render-only", action="store_true",
+                        help="compute nothing: write the document from the cached sections")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "findings")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "findings.md")
     parser.add_argument("--figures", type=Path, default=None,
@@ -234,7 +237,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    wanted = ([] if args.render_only else
+              [s.strip() for s in args.sections.split(",") if s.strip()])
     unknown = [s for s in wanted if s not in SECTIONS]
     if unknown:
         raise SystemExit(f"unknown sections {unknown}; valid: {', '.join(SECTIONS)}")

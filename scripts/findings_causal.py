@@ -147,15 +147,18 @@ def render_ablation(r: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ e. knowledge neurons
 def compute_knowledge(ctx: Any) -> dict[str, Any]:
     from neuronscope.interventions import knowledge_neurons
+    from neuronscope.interventions.sites import model_sites
 
     loaded = lm(ctx)
     prompt, target, paraphrases = FACT
-    ctx.log(f"e: knowledge neurons of {prompt!r} -> {target!r} ...")
+    last = ctx.settings["kn_last_layers"]  # None: every MLP layer (Dai et al.)
+    layers = None if last is None else list(model_sites(loaded).components["mlp"].layers)[-last:]
+    ctx.log(f"e: knowledge neurons of {prompt!r} -> {target!r} (layers {layers or 'all'}) ...")
     res = knowledge_neurons(loaded, prompt, target, paraphrases,
-                            steps=ctx.settings["kn_steps"], layers=ctx.settings["kn_layers"],
+                            steps=ctx.settings["kn_steps"], layers=layers,
                             random_repeats=ctx.settings["repeats"], seed=ctx.settings["seed"])
-    return {"model": loaded.name, "steps": ctx.settings["kn_steps"],
-            "layers": ctx.settings["kn_layers"], **res.to_dict()}
+    return {"model": loaded.name, "steps": ctx.settings["kn_steps"], "layers": layers,
+            **res.to_dict()}
 
 
 def render_knowledge(r: dict[str, Any]) -> str:

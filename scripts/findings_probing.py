@@ -270,11 +270,13 @@ def render_layers(r: dict[str, Any]) -> str:
     out += ["", "Mean layer of the top neurons, every method (closed-class tags | open-class "
             "tags):", "", "| method | closed (mean over tags) | open (mean over tags) | "
             "share in the lower half of the layers |", "|---|---:|---:|---:|"]
-    shares = {}
+    shares, uniform = {}, np.nan
     for name, dist in r["methods"].items():
         counts = dist["counts"]
         layers = sorted({_layer_number(c) for c in dist["columns"]}) or [0]
         half = (max(layers) + 1) / 2
+        # Share of the layers in the lower half: what top neurons spread evenly would give.
+        uniform = sum(1 for n in range(max(layers) + 1) if n < half) / (max(layers) + 1)
         tags = [t for t in counts if t != "__all__"]
         closed = [mean_layer(counts[t]) for t in tags if t in r["closed"]]
         open_ = [mean_layer(counts[t]) for t in tags if t in r["open"]]
@@ -283,12 +285,14 @@ def render_layers(r: dict[str, Any]) -> str:
         shares[name] = low / total if total else np.nan
         out.append(f"| {name} | {np.mean(closed):.2f} | {np.mean(open_):.2f} | "
                    f"{shares[name]:.2f} |")
-    lower = [n for n, s in shares.items() if s > 0.5]
-    out += ["", "The survey's Fig. 2 (after Durrani et al. 2020) places neurons of lexical "
-            "concepts such as POS mainly in the lower layers. Here "
-            + (f"this reproduces for {len(lower)} of {len(shares)} methods (more than half "
-               f"of the top neurons in the lower half: {', '.join(lower)})" if lower else
-               "this does not reproduce: no method has most of its top neurons in the lower "
-               "half")
+    lower = [n for n, s in shares.items() if s > uniform]
+    out += ["", f"(The lower half holds {uniform:.0%} of the layers: the share expected if the "
+            "top neurons were spread evenly.) The survey's Fig. 2 (after Durrani et al. "
+            "2020) places neurons of lexical concepts such as POS mainly in the lower layers. "
+            "Here "
+            + (f"this reproduces for {len(lower)} of {len(shares)} methods (a larger share "
+               f"of the top neurons in the lower half than {uniform:.0%}: {', '.join(lower)})"
+               if lower else "this does not reproduce: no method puts more of its top "
+               f"neurons in the lower half than the {uniform:.0%} an even spread would")
             + f"; the default probe puts {shares['probe']:.0%} there."]
     return "\n".join(out)

@@ -97,3 +97,5 @@ def test_rerun_reuses_the_cache_and_rewrites_the_same_numbers(quick_run, capsys)
     after = out.read_text()
     strip = re.compile(r"^\* Written:.*$|^\* Machine:.*$|^\* Command:.*$", re.M)
     assert strip.sub("", before) == strip.sub("", after)
+    findings.main([*args, "--render-only"])  # computes nothing, same document
+    assert strip.sub("", out.read_text()) == strip.sub("", before)
