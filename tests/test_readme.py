@@ -153,6 +153,7 @@ def test_readme_blocks_parse():
     assert blocks[2].line == 14
 
 
+@pytest.mark.slow  # the real MiniLM, as the README promises
 def test_readme_code_blocks_run(sandbox, capsys):
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     assert blocks, "README.md has no code blocks"
