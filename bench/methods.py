@@ -30,23 +30,89 @@ import numpy as np
 EWT = Path("/work/shared/data/ud_ewt")
 
 
-def store_for(split: str, work: Path):
-    """The MiniLM hidden store of an EWT split, extracted once and reused."""
+def open_or_extract(conllu: Path, path: Path, model=None, log=print):
+    """The ``hidden`` store (word = mean of its subwords) of a CoNLL-U file, extracted once.
+
+    ``model``: a loaded model or name for :func:`neuronscope.extraction.extract` (``None``:
+    the embedded MiniLM). A store found at ``path`` is checked against the corpus.
+    """
     from neuronscope.corpus import read_conllu
     from neuronscope.extraction import extract
     from neuronscope.store import ActivationStore
 
-    corpus = read_conllu(EWT / f"en_ewt-ud-{split}.conllu")
-    path = work / f"minilm-ewt-{split}"
+    corpus = read_conllu(conllu)
     if (path / "neuronscope.json").exists():
         store = ActivationStore(path)
         store.check_corpus(corpus)
         return store, corpus
     t = time.perf_counter()
-    store = extract(corpus, path, None, components=["hidden"], aggregation="mean",
+    store = extract(corpus, path, model, components=["hidden"], aggregation="mean",
                     progress=False)
-    print(f"extracted {split}: {corpus.n_words} words in {time.perf_counter() - t:.0f} s")
+    log(f"extracted {conllu.name}: {corpus.n_words} words in {time.perf_counter() - t:.0f} s")
     return store, corpus
+
+
+def store_for(split: str, work: Path):
+    """The MiniLM hidden store of an EWT split, extracted once and reused."""
+    return open_or_extract(EWT / f"en_ewt-ud-{split}.conllu", work / f"minilm-ewt-{split}")
+
+
+def train_subset(train, train_corpus, n_sentences: int, rng, layer: str = "upos"):
+    """Rows of a seeded subset of ``n_sentences`` train sentences: ``(x, y, groups)``."""
+    n_sentences = min(n_sentences, train_corpus.n_sentences)
+    chosen = np.sort(rng.choice(train_corpus.n_sentences, n_sentences, replace=False))
+    sentence = train.sentence_ids()
+    rows = np.isin(sentence, chosen)
+    return (np.ascontiguousarray(train.matrix()[rows]),
+            train_corpus.labels_array(layer)[rows], sentence[rows])
+
+
+def held_out_scorer(x, y, groups, x_dev, y_dev, seed: int):
+    """``score(cols)``: dev accuracy of an evaluation probe trained on these train columns."""
+    from neuronscope.methods.linear_probe import LinearProbe
+
+    def held_out(cols: np.ndarray) -> float:
+        probe = LinearProbe.for_evaluation(seed)
+        probe.fit(np.ascontiguousarray(x[:, cols]), y, groups)
+        return float(np.mean(probe.predict(np.ascontiguousarray(x_dev[:, cols])) == y_dev))
+
+    return held_out
+
+
+def random_bands(held_out, n_neurons: int, ks, n_random: int, rng) -> dict:
+    """k -> (mean, sd) of the held-out accuracy of ``n_random`` random-k sets."""
+    bands = {}
+    for k in ks:
+        draws = [held_out(np.sort(rng.choice(n_neurons, k, replace=False)))
+                 for _ in range(n_random)]
+        bands[k] = (float(np.mean(draws)), float(np.std(draws)))
+    return bands
+
+
+def rank_method(name: str, x, y, groups):
+    """``(method, ranking, seconds)``: the method ``name`` with its defaults on train rows."""
+    from neuronscope.methods import get_method
+    from neuronscope.methods.linear_probe import LinearProbe
+
+    method = get_method(name)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ranking = (method.rank(x, y, groups) if isinstance(method, LinearProbe)
+                   else method.rank(x, y))
+    return method, ranking, time.perf_counter() - start
+
+
+def top_random_bottom(order: np.ndarray, held_out, ks, random: dict) -> list[dict]:
+    """Held-out top-k / bottom-k of a global order beside the random band, one row per k."""
+    rows = []
+    for k in ks:
+        top = held_out(order[:k]) if len(order) >= k else float("nan")
+        bottom = held_out(order[-k:]) if len(order) >= k else float("nan")
+        mean, sd = random[k]
+        rows.append({"k": k, "top": top, "bottom": bottom, "random_mean": mean,
+                     "random_sd": sd, "above_random_2sd": bool(top > mean + 2 * sd)})
+    return rows
 
 
 def main() -> None:
@@ -62,62 +128,39 @@ def main() -> None:
     args = parser.parse_args()
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
-    from neuronscope.methods import METHODS, get_method
+    from neuronscope.methods import METHODS
     from neuronscope.methods.linear_probe import LinearProbe
 
     args.work.mkdir(parents=True, exist_ok=True)
     train, train_corpus = store_for("train", args.work)
     dev, dev_corpus = store_for("dev", args.work)
     rng = np.random.default_rng(args.seed)
-    chosen = np.sort(rng.choice(train_corpus.n_sentences, args.train_sentences, replace=False))
-    sentence = train.sentence_ids()
-    rows = np.isin(sentence, chosen)
-    x = np.ascontiguousarray(train.matrix()[rows])
-    y = train_corpus.labels_array("upos")[rows]
-    groups = sentence[rows]
+    x, y, groups = train_subset(train, train_corpus, args.train_sentences, rng)
     x_dev, y_dev = dev.matrix(), dev_corpus.labels_array("upos")
     majority = float(np.mean(y_dev == max(set(y.tolist()), key=y.tolist().count)))
     print(f"train subset: {args.train_sentences} of {train_corpus.n_sentences} sentences "
           f"({len(y)} words) x {x.shape[1]} neurons; dev: {len(y_dev)} words "
           f"(majority class {majority:.4f})")
 
-    def held_out(cols: np.ndarray) -> float:
-        probe = LinearProbe.for_evaluation(args.seed)
-        probe.fit(np.ascontiguousarray(x[:, cols]), y, groups)
-        return float(np.mean(probe.predict(np.ascontiguousarray(x_dev[:, cols])) == y_dev))
-
-    random = {}
-    for k in args.ks:
-        draws = [held_out(np.sort(rng.choice(x.shape[1], k, replace=False)))
-                 for _ in range(args.n_random)]
-        random[k] = (float(np.mean(draws)), float(np.std(draws)))
+    held_out = held_out_scorer(x, y, groups, x_dev, y_dev, args.seed)
+    random = random_bands(held_out, x.shape[1], args.ks, args.n_random, rng)
     full = held_out(np.arange(x.shape[1]))
     print(f"all {x.shape[1]} neurons: dev {full:.4f}")
 
     results = {"full": full, "majority": majority, "random": random, "methods": {}}
     default_probe = None
     for name in args.methods or list(METHODS):
-        method = get_method(name)
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ranking = (method.rank(x, y, groups) if isinstance(method, LinearProbe)
-                       else method.rank(x, y))
-        seconds = time.perf_counter() - start
+        method, ranking, seconds = rank_method(name, x, y, groups)
         if isinstance(method, LinearProbe):
             default_probe = method
         order = np.asarray(ranking.global_order)
         print(f"\n{name}: ranked in {seconds:.1f} s ({len(order)} neurons ordered)")
         print(f"{'k':>5} {'top':>8} {'random (mean ± sd)':>20} {'bottom':>8}")
-        rows_out = []
-        for k in args.ks:
-            top = held_out(order[:k]) if len(order) >= k else float("nan")
-            bottom = held_out(order[-k:]) if len(order) >= k else float("nan")
-            mean, sd = random[k]
-            flag = "" if top > mean + 2 * sd else " *"
-            print(f"{k:>5} {top:>8.4f} {mean:>11.4f} ± {sd:.4f} {bottom:>8.4f}{flag}")
-            rows_out.append({"k": k, "top": top, "bottom": bottom, "random_mean": mean,
-                             "random_sd": sd, "above_random_2sd": top > mean + 2 * sd})
+        rows_out = top_random_bottom(order, held_out, args.ks, random)
+        for row in rows_out:
+            flag = "" if row["above_random_2sd"] else " *"
+            print(f"{row['k']:>5} {row['top']:>8.4f} {row['random_mean']:>11.4f} ± "
+                  f"{row['random_sd']:.4f} {row['bottom']:>8.4f}{flag}")
         results["methods"][name] = {"seconds": seconds, "rows": rows_out}
     print("\n* = top-k not above random-k + 2 sd")
 

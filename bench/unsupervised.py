@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ud_ewt"
+EWT = Path(os.environ.get("NEURONSCOPE_EWT", ROOT.parent / "shared" / "data" / "ud_ewt"))
 WORK = ROOT / "bench" / "_work"
 
 

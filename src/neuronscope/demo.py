@@ -147,15 +147,20 @@ def run_demo(
     model: str | None = None,
     console: Console | None = None,
     progress: bool = True,
+    device: str | None = None,
+    dtype: str = "float32",
 ) -> DemoResult:
-    """Extract the demo corpus with the default model and print a first analysis."""
+    """Extract the demo corpus with the default model and print a first analysis.
+
+    ``device`` and ``dtype`` (compute dtype) are passed to :func:`load_model`.
+    """
     # Markup off: corpus words and paths print literally.
     console = console or Console(markup=False, highlight=False)
     out = Path(out)
     corpus = load_demo_corpus()
     console.print(f"corpus: {corpus.name}: {corpus.n_sentences} sentences, "
                   f"{corpus.n_words} words, layers {', '.join(corpus.layers)}")
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     console.print(f"model: {loaded.name} ({loaded.config.model_type}, "
                   f"{loaded.num_layers} layers) on {loaded.device}")
     store_path = out / "store"
@@ -216,7 +221,7 @@ def run_demo(
                                                out=out / "evaluation" / "probe")
 
     summary = out / "summary.json"
-    atomic_write_json(summary, asdict(result))
+    atomic_write_json(summary, {"schema": "neuronscope.demo/1", **asdict(result)})
     console.print(f"summary written to {summary}")
 
     from neuronscope.report import report_for_demo

@@ -68,8 +68,27 @@ def test_evaluate_writes_summary_and_plots(cli_store, small_conllu, ranking, tmp
         assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / f"{stem}.svg").stat().st_size > 0
     assert "top-k" in result.output and "selectivity" in result.output
-    # The ranking was computed on this same corpus: said, since it saw the test sentences.
-    assert any("same corpus" in w for w in summary["warnings"])
+    # The ranking was computed on this same corpus: held out by default, it is recomputed
+    # on the train sentences only, and the split is stated in sentences.
+    held = summary["holdout"]
+    assert held["mode"] == "reranked" and held["held_out"] is True
+    n_sentences = len(set(ActivationStore(cli_store).sentence_ids().tolist()))
+    assert held["n_train_sentences"] + held["n_test_sentences"] == n_sentences
+    assert summary["split"]["n_test_sentences"] == held["n_test_sentences"] > 0
+    assert set(held["overlap_with_given"]) == {"5", "20"}
+    assert "train / " in result.output and "held-out test sentences" in result.output
+    assert not any("may have" in w for w in summary["warnings"])
+
+
+def test_evaluate_given_ranking_is_warned(cli_store, small_conllu, ranking, tmp_path):
+    out = tmp_path / "given"
+    result = _evaluate(cli_store, small_conllu, ranking, out, "--ks", "5", "--holdout", "given")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["holdout"]["mode"] == "given" and summary["holdout"]["held_out"] is False
+    assert any("may have been computed on these same sentences" in w
+               for w in summary["warnings"])
+    assert "NOT held out" in result.output
 
 
 def test_evaluate_one_concept(cli_store, small_conllu, ranking, tmp_path):

@@ -47,6 +47,8 @@ def test_ablate_command(bert_setup):
     assert "±" in result.output and "random band" in result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "neuronscope.ablation/1"
+    shown = runner.invoke(app, ["show", str(out)], env={"COLUMNS": "300"})  # renders again
+    assert shown.exit_code == 0 and "delta_concept" in shown.output, shown.output
     assert data["task"] == "masked-lm" and len(data["neurons"]["random"]) == 5
     assert [r["condition"] for r in data["table"]] == ["none", "top", "random", "bottom"]
     printed = " ".join(result.output.split())  # the notes are printed too (wrapped)
@@ -88,6 +90,8 @@ def test_attribute_command(bert_setup):
     assert "[MASK]" in result.output  # user text printed literally
     data = json.loads(out.read_text())
     assert data["schema"] == "neuronscope.knowledge/1"
+    shown = runner.invoke(app, ["show", str(out)], env={"COLUMNS": "300"})  # renders again
+    assert shown.exit_code == 0 and "paraphrase_jaccard" in shown.output, shown.output
     kinds = [e["kind"] for e in data["effects"]]
     assert kinds == ["fact", "paraphrase", "other", "other", "other"]
     assert len(data["random_neurons"]) == 5 and data["summary"]["paraphrase_jaccard"] >= 0
@@ -117,6 +121,8 @@ def test_steer_command(tiny_gpt2_dir, tmp_path):
     assert "neurons and values" in result.output and "random-4" in result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "neuronscope.steering/1" and len(data["random_neurons"]) == 5
+    shown = runner.invoke(app, ["show", str(out)], env={"COLUMNS": "300"})  # renders again
+    assert shown.exit_code == 0 and "generations" in shown.output, shown.output
     assert data["values"] == [25.0, 25.0] and data["neurons"] == names[:2]
     missing = runner.invoke(app, ["steer", str(tiny_gpt2_dir), str(path), "--concept", "DET",
                                   "--prompt", "the cat"])

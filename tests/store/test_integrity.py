@@ -50,7 +50,9 @@ def test_manifest_lists_every_file_with_size_and_crc(store):
         data = np.fromfile(store.path / key, dtype=np.uint8)
         assert (len(data), checksum(data)) == (size, crc)
     # Chunks equal to the fill value are written too (sentence 0 is all zeros here).
-    assert "words/sentence_id/c/0" in entries and "activations/hidden/c/0/2" in entries
+    # Activations are sharded: one file per block of 64 rows holds the chunks of all layers.
+    assert "words/sentence_id/c/0" in entries and "activations/hidden/c/3/0" in entries
+    assert not any(k.startswith("activations/hidden/c/0/1") for k in entries)
 
 
 def test_no_files_outside_the_store_and_lock_released(store):

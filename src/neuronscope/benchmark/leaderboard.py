@@ -80,6 +80,10 @@ class Leaderboard:
         """Ranked methods (without the floors), in leaderboard order."""
         return [m for m in self.summary().index if m not in (RANDOM, CHANCE)]
 
+    def to_pandas(self) -> pd.DataFrame:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
     def to_dataframe(self) -> pd.DataFrame:
         """The long results table (a copy)."""
         return self.results.copy()

@@ -11,7 +11,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from neuronscope.cli.options import corpus_format_option, label_file_option
+from neuronscope.cli.options import (
+    MODEL_HELP,
+    compute_dtype_option,
+    corpus_format_option,
+    device_option,
+    label_file_option,
+    progress_option,
+    progress_task,
+)
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import check_output
@@ -38,7 +46,8 @@ def _numbers(text: str | None, kind: type, option: str) -> list[Any] | None:
 
 
 def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
-                    console: Console) -> Any:
+                    console: Console, device: str | None = None,
+                    dtype: str = "float32") -> Any:
     """The store of ``corpus``'s hidden layers under ``out/store``: reused when it holds this
     corpus and model, (re-)extracted otherwise."""
     from neuronscope.errors import StoreError
@@ -48,7 +57,7 @@ def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
     from neuronscope.store.store import META_FILE
 
     path = out / "store"
-    loaded = load_model(model)
+    loaded = load_model(model, device=device, dtype=dtype)
     if (path / META_FILE).exists():
         try:
             store = ActivationStore(path)
@@ -79,10 +88,12 @@ def register(app: typer.Typer, console: Console) -> None:
         ),
         labels: str = typer.Option("upos", help="Label layer whose concepts get planted."),
         model: str | None = typer.Option(
-            None, help="Model to extract with when no --store is given (default: MiniLM)."
-        ),
+            None, help="Model to extract with when no --store is given (default: minilm). "
+            + MODEL_HELP),
         out: Path = typer.Option(Path("neuronscope-benchmark"), "--out", "-o",
-                                 help="Output folder (leaderboard files, extracted store)."),
+                                 help="Output folder (leaderboard.json, format "
+                                 "neuronscope-benchmark-leaderboard, see docs/results.md; "
+                                 "the extracted store)."),
         methods: str | None = typer.Option(
             None, help="Comma-separated methods (default: all), e.g. probe,iou."
         ),
@@ -107,7 +118,9 @@ def register(app: typer.Typer, console: Console) -> None:
         ),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
-        progress: bool = typer.Option(True, help="Show progress."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
@@ -148,7 +161,8 @@ def register(app: typer.Typer, console: Console) -> None:
             background = ActivationStore(store)
             background.check_corpus(corp)
         else:
-            background = benchmark_store(corp, out, model, progress, console)
+            background = benchmark_store(corp, out, model, progress, console, device,
+                                         compute_dtype)
 
         instances = bench.build_repeats(background, label_layer, repeats)
         first = instances[0]
@@ -158,8 +172,20 @@ def register(app: typer.Typer, console: Console) -> None:
             f"({first.n_words} words); concepts of the first: {', '.join(first.concepts)}"
         )
         # Methods are seeded with each instance's seed (seed, seed + 1, ...).
-        leaderboard = run_benchmark(instances, method_names, cut_offs,
-                                    log=console.print if progress else None)
+        from neuronscope.methods import METHODS
+
+        n_runs = len(method_names or METHODS) * len(instances)
+        with progress_task(progress, "benchmark", "method runs", total=n_runs) as tick:
+            done = [0]
+
+            def log(line: str) -> None:
+                # run_benchmark logs "ranking with M ..." then "M: 1.23 s" per method run.
+                if not line.endswith("..."):
+                    done[0] += 1
+                    tick(done[0])
+
+            leaderboard = run_benchmark(instances, method_names, cut_offs,
+                                        log=log if progress else None)
         # Piped output has no terminal width to respect: keep the tables whole.
         width = None if console.is_terminal else max(console.width, 120)
         console.print(leaderboard.rich_table(), width=width, crop=False)

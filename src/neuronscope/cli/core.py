@@ -14,15 +14,22 @@ from rich.table import Table
 
 from neuronscope.cli.errors import run, set_debug
 from neuronscope.cli.options import (
+    MODEL_HELP,
     check_max_length,
     check_out_file,
     check_positive,
     components_option,
+    compute_dtype_option,
     corpus_format_option,
+    device_option,
     label_file_option,
     layers_option,
     method_params,
+    out_option,
+    progress_option,
+    progress_task,
     select_neurons,
+    write_json,
 )
 from neuronscope.cli.options import load_corpus_option as _load_corpus
 from neuronscope.cli.options import open_store_and_corpus as _open_store_and_corpus
@@ -59,10 +66,7 @@ def _root(
 def extract(
     corpus: str = typer.Argument(..., help="Corpus: .conllu, .jsonl, or text (+ --label-file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
-    model: str | None = typer.Option(
-        None, help="Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped); "
-        "default: all-MiniLM-L6-v2."
-    ),
+    model: str | None = typer.Option(None, help=MODEL_HELP + " Default: minilm."),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside --model's folder."),
     components: str = typer.Option("hidden", help="Comma-separated: hidden, mlp, attn."),
     layers: str | None = layers_option("Layers to keep, e.g. 0-6 or 1,3,5."),
@@ -76,14 +80,12 @@ def extract(
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
     fmt: str | None = corpus_format_option(),
     label_file: list[str] | None = label_file_option(),
-    device: str | None = typer.Option(
-        None, help="cpu, cuda, cuda:N or mps (default: cuda when present)."),
-    compute_dtype: str = typer.Option(
-        "float32", help="Model compute dtype: float32, bfloat16 or float16."),
+    device: str | None = device_option(),
+    compute_dtype: str = compute_dtype_option(),
     device_map: str | None = typer.Option(
         None, help="'auto': spread a model too large for one device over GPUs and CPU "
         "(accelerate)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Run a model over a corpus and write word-level activations to a store."""
     from neuronscope.extraction import extract as run_extract
@@ -128,13 +130,23 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (same as --output-format "
                                  "json)."),
     out_fmt: str = output_format_option(),
+    out: Path | None = out_option("neuronscope.info/1"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    progress: bool = progress_option(),
 ) -> None:
-    """Describe a store: model, components, words, completeness."""
+    """Describe a store: model (and whether its weights were random), components, words."""
     from neuronscope.store import ActivationStore
 
     out_fmt = "json" if as_json else check_format(out_fmt)
+    check_out_file(out, overwrite, inputs=(store,))
     st = ActivationStore(store, allow_incomplete=True)
     data = st.info()
+    # A random-init store is a baseline, not the model's knowledge: say so everywhere.
+    model_meta = st.meta.get("model", {})
+    data["random_init"] = bool(model_meta.get("random_init", False))
+    data["random_init_seed"] = model_meta.get("seed") if data["random_init"] else None
+    write_json(out, data, err_console if out_fmt != "table" else console,
+               schema="neuronscope.info/1")
     if out_fmt == "json":
         print(json.dumps(data, indent=2))
         return
@@ -142,6 +154,9 @@ def info(
     rows.add("path", str(store))
     for key in ("model", "corpus", "n_sentences", "n_words", "aggregation", "dtype", "complete"):
         rows.add(key, str(data[key]))
+    rows.add("random-init model",
+             f"YES: untrained weights (seed {data['random_init_seed']}), a baseline"
+             if data["random_init"] else "no (trained weights)")
     for name, comp in data["components"].items():
         rows.add(f"component {name}", f"layers {comp['layers']} x {comp['neurons']} neurons")
     # Stores written from arrays or NeuroX files have no windowing record.
@@ -155,6 +170,9 @@ def info(
     for row in rows.rows:
         table.add_row(*row)
     print_table(console, table)
+    if data["random_init"]:
+        console.print("this store comes from a randomly initialized model: use it as a "
+                      "control, not as the model's representations", style="yellow")
     if not data["complete"]:
         console.print(f"incomplete: {data['words_done']} of {data['n_words']} words",
                       style="yellow")
@@ -167,6 +185,7 @@ def export(
     fmt: str = typer.Option("neurox-hdf5", "--format", help="Only neurox-hdf5 for now."),
     component: str = typer.Option("hidden", help="Component to export."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    progress: bool = progress_option(),
 ) -> None:
     """Export activations to NeuroX-compatible HDF5."""
     from neuronscope.store import ActivationStore
@@ -186,14 +205,19 @@ def import_neurox_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
     fmt: str | None = corpus_format_option(),
     label_file: list[str] | None = label_file_option(),
+    component: str | None = typer.Option(
+        None, help="Component the layers become (default: the one a neuronscope export "
+        "recorded in the file, else hidden)."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
+    progress: bool = progress_option(),
 ) -> None:
     """Import NeuroX activations into a neuronscope store."""
     from neuronscope.io import check_output
     from neuronscope.store.neurox import import_neurox
 
     check_output(out, kind="dir", overwrite=True, inputs=(file, corpus))
-    store = import_neurox(file, _load_corpus(corpus, fmt, label_file), out, overwrite=overwrite)
+    store = import_neurox(file, _load_corpus(corpus, fmt, label_file), out, overwrite=overwrite,
+                          component=component)
     console.print(f"wrote {store}")
 
 
@@ -202,6 +226,7 @@ def annotate(
     text: Path = typer.Argument(..., help="Plain text, one sentence per line."),
     out: Path = typer.Option(..., "--out", "-o", help="CoNLL-U file to write."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    progress: bool = progress_option(),
 ) -> None:
     """Tag plain text with spaCy (POS, tags, lemmas, morphology, NER) into CoNLL-U."""
     from neuronscope.corpus import spacy_annotate_text, write_conllu
@@ -229,6 +254,10 @@ def rank(
     layers: str | None = layers_option(
         "Restrict to these layers, e.g. 0-3 (causal methods: their candidates)."),
     control: bool = typer.Option(False, help="Rank against a control task of the layer."),
+    exclude_positions: str = typer.Option(
+        "none", "--exclude-positions", help="Leave words at special positions out of the "
+        "supervised rankers' statistics: none, first, last or first-last (the first word of "
+        "a causal LM carries massive activations)."),
     seed: int = typer.Option(0, help="random_state of random methods and the control task."),
     top: int = typer.Option(5, help="Neurons shown per concept."),
     param: list[str] | None = typer.Option(
@@ -236,22 +265,19 @@ def rank(
         "requested method that has it; a KEY that none of them has is an error."
     ),
     model: str | None = typer.Option(
-        None, help="The model the store was extracted from (name or path): runs the causal "
-        "methods, which ablate its neurons while it reads the corpus."
+        None, help="The model the store was extracted from: runs the causal methods, which "
+        "ablate its neurons while it reads the corpus. " + MODEL_HELP
     ),
     fmt: str | None = corpus_format_option(),
     label_file: list[str] | None = label_file_option(),
     overwrite: bool = typer.Option(False, help="Replace existing ranking files."),
     out_fmt: str = output_format_option(),
+    device: str | None = device_option(),
+    compute_dtype: str = compute_dtype_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Rank neurons for each concept of a label layer with one or more methods."""
-    from neuronscope.methods import (
-        CausalRanker,
-        SupervisedRanker,
-        build_method,
-        method_spec,
-        split_params,
-    )
+    from neuronscope.methods import method_spec, split_params
 
     # Everything that can be refused is checked before the store, corpus or model is read.
     families = {name: method_spec(name).load().family for name in method}
@@ -271,6 +297,13 @@ def rank(
         raise NeuronscopeError(
             "--model is only used by causal methods (erasure, class-flip); none was requested"
         )
+    from neuronscope.methods.hygiene import check_exclude_positions
+
+    check_exclude_positions(exclude_positions)
+    if causal and exclude_positions != "none":
+        raise NeuronscopeError(
+            f"--exclude-positions applies to supervised rankers; {', '.join(causal)} "
+            "intervene on the live model and score every word")
     per_method = split_params(method, method_params(param))
     out_fmt = check_format(out_fmt)
     check_positive(top, "--top")
@@ -290,32 +323,51 @@ def rank(
     if causal:
         from neuronscope.models import load_model
 
-        loaded = load_model(model)
+        loaded = load_model(model, device=device, dtype=compute_dtype)
     info = console if out_fmt == "table" else err_console
-    for name, path in zip(method, paths, strict=True):
-        common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
-        user = dict(per_method[name])
-        if families[name] == "causal":
-            # The candidates to ablate: the store's neurons, or --components/--layers of it.
-            user.setdefault("candidates", st.layout.names(
-                range(st.n_neurons) if neurons is None else neurons))
-        else:
-            common["neurons"] = neurons
-        ranker = build_method(name, user, **common)
-        labels_of_layer = corp.concept_labels(layer)
-        if isinstance(ranker, CausalRanker):
-            ranking = ranker.rank(loaded, corp, labels_of_layer, activations=st)
-        else:
-            assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
-            ranking = ranker.rank(st, labels_of_layer)
-        ranking.to_json(path)
+    rankings = []
+    # Each file is written as soon as its method is done: a later failure keeps it.
+    with progress_task(progress, "ranking", "methods", total=len(method)) as tick:
+        for done, (name, path) in enumerate(zip(method, paths, strict=True)):
+            ranking = _rank_one(name, families[name], per_method[name], st, corp, layer,
+                                neurons, wanted, seed, loaded, exclude_positions)
+            ranking.to_json(path)
+            rankings.append(ranking)
+            tick(done + 1)
+    for ranking, path in zip(rankings, paths, strict=True):
         _print_ranking(ranking, top, out_fmt)
         info.print(f"wrote {path}")
+
+
+def _rank_one(name: str, family: str, user_params: dict[str, Any], st: Any, corp: Any,
+              layer: str, neurons: list[int] | None, wanted: list[str] | None, seed: int,
+              loaded: Any, exclude_positions: str = "none") -> Any:
+    """One method's ranking of ``layer``'s concepts."""
+    from neuronscope.methods import CausalRanker, SupervisedRanker, build_method
+
+    common: dict[str, Any] = {"concepts": wanted, "random_state": seed}
+    user = dict(user_params)
+    if family == "causal":
+        # The candidates to ablate: the store's neurons, or --components/--layers of it.
+        user.setdefault("candidates", st.layout.names(
+            range(st.n_neurons) if neurons is None else neurons))
+    else:
+        common["neurons"] = neurons
+    ranker = build_method(name, user, **common)
+    labels_of_layer = corp.concept_labels(layer)
+    if isinstance(ranker, CausalRanker):
+        return ranker.rank(loaded, corp, labels_of_layer, activations=st)
+    assert isinstance(ranker, SupervisedRanker)  # pairwise ones were refused above
+    from neuronscope.methods.hygiene import rank_excluding
+
+    return rank_excluding(ranker, st, labels_of_layer, exclude_positions)
 
 
 @app.command("methods")
 def methods_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    out: Path | None = out_option("neuronscope.methods/1"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
 ) -> None:
     """List every registered ranking method with its capability tags and parameters."""
     from neuronscope.methods import REGISTRY
@@ -323,6 +375,9 @@ def methods_cmd(
 
     data = {name: {"summary": spec.summary, "class": spec.path, **spec.tags(),
                    "params": jsonable(spec.params())} for name, spec in REGISTRY.items()}
+    check_out_file(out, overwrite)
+    write_json(out, {"methods": data}, err_console if as_json else console,
+               schema="neuronscope.methods/1")
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -373,12 +428,16 @@ def top_words_cmd(
     fmt: str | None = corpus_format_option(),
     label_file: list[str] | None = label_file_option(),
     out_fmt: str = output_format_option(),
+    out: Path | None = out_option("neuronscope.top-words/1"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+    progress: bool = progress_option(),
 ) -> None:
     """Show the words and contexts that activate a neuron most."""
     from neuronscope.methods.inspection import CorpusIndex, read_columns
 
     out_fmt = check_format(out_fmt)
     check_positive(k, "-k")
+    check_out_file(out, overwrite, inputs=(store, corpus))
     st, corp = _open_store_and_corpus(store, corpus, fmt, label_file)
     # One read of the column and one index of the corpus for both tables.
     values = read_columns(st, [neuron])[:, 0]
@@ -392,18 +451,26 @@ def top_words_cmd(
     for c in index.top_contexts(values, k=k, lowest=lowest):
         contexts.add(float(c.activation), c.text)
     emit(console, [words, contexts], out_fmt)
+    write_json(out, {"neuron": neuron, "lowest": lowest, "top_words": words.records(),
+                     "top_contexts": contexts.records()},
+               console if out_fmt == "table" else err_console, schema="neuronscope.top-words/1")
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("neuronscope-demo"), "--out", "-o", help="Output folder."),
-    model: str | None = typer.Option(None, help="Model to use instead of the default."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    out: Path = typer.Option(Path("neuronscope-demo"), "--out", "-o",
+                             help="Output folder (store, rankings, report, summary.json with "
+                             "schema neuronscope.demo/1)."),
+    model: str | None = typer.Option(None, help="Model instead of the default: " + MODEL_HELP),
+    device: str | None = device_option(),
+    compute_dtype: str = compute_dtype_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Run the whole pipeline on the shipped corpus and the default model."""
     from neuronscope.demo import run_demo
 
-    run_demo(out, model=model, console=console, progress=progress)
+    run_demo(out, model=model, console=console, progress=progress, device=device,
+             dtype=compute_dtype)
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from neuronscope.cli.options import check_positive, corpus_format_option, label_file_option
+from neuronscope.cli.options import (
+    check_positive,
+    corpus_format_option,
+    label_file_option,
+    progress_option,
+    progress_task,
+)
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.cli.output import Rows, check_format, emit, make_console, output_format_option
 from neuronscope.errors import InvalidOptionError, NeuronscopeError
@@ -38,7 +44,9 @@ def register(app: typer.Typer, console: Console) -> None:
         corpus: str = typer.Argument(..., help="The corpus the store was extracted from."),
         ranking: Path = typer.Argument(..., help="Ranking JSON written by `neuronscope rank`."),
         labels: str = typer.Option(..., help="Label layer to evaluate against, e.g. upos."),
-        out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Output folder."),
+        out: Path = typer.Option(Path("evaluation"), "--out", "-o",
+                                 help="Output folder: summary.json (format "
+                                 "neuronscope-evaluation, see docs/results.md) and figures."),
         ks: str | None = typer.Option(
             None, help="Neuron counts, e.g. 10,50,100 (default: those of 10,50,100 that fit)."
         ),
@@ -50,10 +58,19 @@ def register(app: typer.Typer, console: Console) -> None:
         max_epochs: int = typer.Option(50, help="Most epochs of each evaluation LinearProbe "
                                        "(it stops earlier once converged)."),
         seed: int = typer.Option(0, help="Seed of the split, random baselines and probes."),
+        holdout: str = typer.Option(
+            "auto", help="auto: a supervised ranking of this corpus is recomputed on the "
+            "train sentences of the split, so the test sentences are held out from the ranker "
+            "too (a ranking of another corpus is used as given); rerank: always recompute; "
+            "given: evaluate the ranking as it is."),
+        exclude_positions: str | None = typer.Option(
+            None, "--exclude-positions", help="Position policy of the recomputed ranking: "
+            "none, first, last, first-last (default: the one the ranking recorded)."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace the results in an existing --out."),
         out_fmt: str = output_format_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Evaluate a ranking: selected-neuron probes, ablation, control selectivity, layers."""
         from neuronscope.corpus import load_corpus
@@ -74,13 +91,16 @@ def register(app: typer.Typer, console: Console) -> None:
         rk = Ranking.from_json(ranking)
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
-        summary = run_evaluation(
-            st, corp, rk, labels, out, wanted, concept, n_random=n_random,
-            ablation_steps=ablation_steps, mode=mode, test_size=test_size,
-            max_epochs=max_epochs, random_state=seed,
-        )
+        with progress_task(progress, "evaluating", "probes, ablations, controls"):
+            summary = run_evaluation(
+                st, corp, rk, labels, out, wanted, concept, n_random=n_random,
+                ablation_steps=ablation_steps, mode=mode, test_size=test_size,
+                max_epochs=max_epochs, random_state=seed, holdout=holdout,
+                exclude_positions=exclude_positions,
+            )
         _print_summary(console, summary, out_fmt)
         info = console if out_fmt == "table" else err_console
+        info.print(f"split: {summary['holdout']['description']}", markup=False)
         for warning in summary["warnings"]:
             info.print(f"warning: {warning}", style="yellow")
         info.print(f"wrote {out / 'summary.json'} and {len(summary['plots'])} figures")

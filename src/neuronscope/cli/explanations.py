@@ -15,17 +15,38 @@ from rich.table import Table
 from rich.text import Text
 
 from neuronscope.cli.options import (
+    MODEL_HELP,
     check_out_file,
     components_option,
+    compute_dtype_option,
     corpus_format_option,
+    device_option,
     label_file_option,
     layers_option,
+    out_option,
+    progress_option,
+    progress_task,
 )
 from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
 from neuronscope.cli.options import select_neurons as _select
 from neuronscope.cli.options import write_json as _write
 from neuronscope.errors import NeuronscopeError
+
+#: Label layers shown per unexplained cluster by ``concepts`` (the best-aligned first): a
+#: CoNLL-U corpus has one layer per FEATS key, too many for a table cell.
+MAX_LABELS_SHOWN = 4
+
+
+def best_labels_text(best: dict[str, tuple[str, float]], limit: int = MAX_LABELS_SHOWN) -> str:
+    """``layer:label share`` of a cluster's best-aligned label layers, highest share first,
+    at most ``limit`` of them (then how many more); word forms and endings left out."""
+    items = sorted(((layer, lab, share) for layer, (lab, share) in best.items()
+                    if layer not in ("form", "ending")), key=lambda t: (-t[2], t[0]))
+    text = ", ".join(f"{layer}:{lab} {share:.0%}" for layer, lab, share in items[:limit])
+    if len(items) > limit:
+        text += f" (+{len(items) - limit} more layers)"
+    return text
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -45,10 +66,11 @@ def register(app: typer.Typer, console: Console) -> None:
         min_count: int = typer.Option(5, help="Fewest words an atom must cover."),
         or_not: bool = typer.Option(False, help="Also try F OR NOT A."),
         top: int = typer.Option(5, help="Formulas shown per neuron."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        out: Path | None = out_option("neuronscope.explain/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Explain neurons by logical formulas of concepts (Mu & Andreas 2020)."""
         from neuronscope.explanations.compositional import (
@@ -67,7 +89,8 @@ def register(app: typer.Typer, console: Console) -> None:
         atoms = explainer.atoms(corp)
         console.print(f"{atoms.n_atoms} atoms (labels of {', '.join(corp.layers) or 'no layer'}"
                       f", word forms, endings) covering >= {min_count} words")
-        results = explainer.explain(st, corp, neuron, atoms=atoms)
+        with progress_task(progress, "explaining", "neurons", total=len(neuron)) as tick:
+            results = explainer.explain(st, corp, neuron, atoms=atoms, progress=tick)
         for exp in results:
             table = Table(title=f"{exp.neuron}: {exp.mask_size} of {exp.n_words} words above "
                                 f"{exp.threshold:.4g}")
@@ -83,7 +106,8 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(table)
         _write(out, {"store": str(st.path), "params": explainer.get_params(),
                      "n_atoms": atoms.n_atoms,
-                     "explanations": [e.to_dict() for e in results]}, console)
+                     "explanations": [e.to_dict() for e in results]}, console,
+               schema="neuronscope.explain/1")
 
     @app.command("concepts")
     def concepts(
@@ -101,20 +125,22 @@ def register(app: typer.Typer, console: Console) -> None:
                                                  "word type; 0: all."),
         show: int = typer.Option(10, help="Unexplained clusters shown."),
         seed: int = typer.Option(0, help="Seed of the sample and of k-means."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        out: Path | None = out_option("neuronscope.concepts/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
         from neuronscope.explanations.latent import LatentConceptDiscovery
 
         check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
-        found = LatentConceptDiscovery(
-            k=k, method=method, threshold=threshold, max_fit_words=max_fit_words or None,
-            min_count=min_count, max_per_type=max_per_type or None, random_state=seed,
-        ).discover(st, corp, layer, component)
+        with progress_task(progress, "discovering", "clusters"):
+            found = LatentConceptDiscovery(
+                k=k, method=method, threshold=threshold, max_fit_words=max_fit_words or None,
+                min_count=min_count, max_per_type=max_per_type or None, random_state=seed,
+            ).discover(st, corp, layer, component)
         shares = found.aligned_share()
         summary = Table(title=f"L{layer}.{component}: {k} clusters of {len(found.rows)} words "
                               f"({method}); aligned at >= {threshold:.0%}")
@@ -131,16 +157,15 @@ def register(app: typer.Typer, console: Console) -> None:
             table.add_row(
                 str(c.id), str(c.size),
                 ", ".join(f"{w} ({n})" for w, n in c.top_words[:6]),
-                ", ".join(f"{layer}:{lab} {share:.0%}" for layer, (lab, share)
-                                 in c.best.items() if layer not in ("form", "ending")),
+                best_labels_text(c.best),
                 " | ".join(c.contexts),
             )
         console.print(table)
-        _write(out, found.to_dict(), console)
+        _write(out, found.to_dict(), console, schema="neuronscope.concepts/1")
 
     @app.command("generate")
     def generate(
-        model: str = typer.Argument(..., help="Hugging Face name or local path of the model."),
+        model: str = typer.Argument(..., help=MODEL_HELP),
         neuron: str = typer.Option(..., "--neuron", "-n", help="Neuron name, e.g. L3.mlp.17."),
         steps: int = typer.Option(200, help="Optimization steps."),
         length: int = typer.Option(5, help="Tokens to generate."),
@@ -151,8 +176,11 @@ def register(app: typer.Typer, console: Console) -> None:
         store: Path | None = typer.Option(
             None, help="Store of this model: compare with its top contexts."),
         seed: int = typer.Option(0, help="Seed of the initial logits and the noise."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        out: Path | None = out_option("neuronscope.generation/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Generate token sequences that excite a neuron (Poerner et al. 2018)."""
         from neuronscope.interventions.generation import NeuronTextGenerator
@@ -164,11 +192,12 @@ def register(app: typer.Typer, console: Console) -> None:
             from neuronscope.store import ActivationStore
 
             st = ActivationStore(store)
-        loaded = load_model(model)
-        result = NeuronTextGenerator(
-            length=length, steps=steps, position=position, samples=samples,
-            learning_rate=learning_rate, n_sequences=n_sequences, random_state=seed,
-        ).generate(loaded, neuron, st)
+        loaded = load_model(model, device=device, dtype=compute_dtype)
+        with progress_task(progress, "generating", "steps", total=steps) as tick:
+            result = NeuronTextGenerator(
+                length=length, steps=steps, position=position, samples=samples,
+                learning_rate=learning_rate, n_sequences=n_sequences, random_state=seed,
+            ).generate(loaded, neuron, st, progress=tick)
         table = Table(title=f"{result.neuron} of {loaded.name}: generated (position "
                             f"{result.position} of {result.length})")
         table.add_column("activation", justify="right")
@@ -187,7 +216,7 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(corpus_table)
             verdict = "beats" if result.beats_corpus else "does not beat"
             console.print(f"the best generated sequence {verdict} the corpus' top activation")
-        _write(out, result.to_dict(), console)
+        _write(out, result.to_dict(), console, schema="neuronscope.generation/1")
 
     @app.command("evolve")
     def evolve(
@@ -203,10 +232,11 @@ def register(app: typer.Typer, console: Console) -> None:
         metric: str = typer.Option("balanced_accuracy", help="balanced_accuracy or accuracy."),
         concept: str | None = typer.Option(None, help="Probe's top-k for this concept."),
         seed: int = typer.Option(0, help="Seed of the split, the GA and the probe."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        out: Path | None = out_option("neuronscope.evolution/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Search neuron groups with a genetic algorithm; compare with the LinearProbe top-k."""
         from neuronscope.explanations.evolutionary import (
@@ -219,9 +249,11 @@ def register(app: typer.Typer, console: Console) -> None:
         selector = GeneticSelector(k=k, population=population, generations=generations,
                                    size_penalty=size_penalty, metric=metric,
                                    random_state=seed)
-        cmp = compare_with_probe(st, corp.concept_labels(labels), k=k, selector=selector,
-                                 concept=concept, neurons=_select(st, components, layers),
-                                 random_state=seed)
+        with progress_task(progress, "evolving", "generations",
+                           total=generations + 1) as tick:
+            cmp = compare_with_probe(st, corp.concept_labels(labels), k=k, selector=selector,
+                                     concept=concept, neurons=_select(st, components, layers),
+                                     random_state=seed, progress=tick)
         table = Table(title=f"{labels}: held-out {cmp.metric} of a linear discriminant on "
                             f"<= {k} neurons ({cmp.n_test} test words)")
         for col in ("selection", "neurons", "score"):
@@ -231,7 +263,7 @@ def register(app: typer.Typer, console: Console) -> None:
         table.add_row("linear probe top-k", ", ".join(cmp.probe_names),
                       f"{cmp.probe_accuracy:.3f}")
         console.print(table)
-        _write(out, cmp.to_dict(), console)
+        _write(out, cmp.to_dict(), console, schema="neuronscope.evolution/1")
 
     @app.command("domains")
     def domains(
@@ -249,9 +281,10 @@ def register(app: typer.Typer, console: Console) -> None:
                        "and after shifting the top-k domain neurons."),
         k: int = typer.Option(10, "-k", help="Domain neurons shifted."),
         alpha: float = typer.Option(1.0, help="Shift strength (1: B's means onto A's)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON."),
+        out: Path | None = out_option("neuronscope.domains/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = corpus_format_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
         from neuronscope.explanations.domains import DomainNeurons, adaptation_effect
@@ -265,8 +298,9 @@ def register(app: typer.Typer, console: Console) -> None:
             raise NeuronscopeError("--labels needs --corpus-a and --corpus-b")
         sa, sb = ActivationStore(store_a), ActivationStore(store_b)
         neurons = _select(sa, components, layers)
-        ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
-                                neurons=neurons).rank_pair(sa, sb)
+        with progress_task(progress, "ranking", "domains"):
+            ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
+                                    neurons=neurons).rank_pair(sa, sb)
         d = ranking.extra["cohens_d"]
         table = Table(title=f"top {top} domain neurons ({measure}; d > 0: higher on {pair[1]})")
         for col in ("neuron", "Cohen's d", f"AP {pair[0]}", f"AP {pair[1]}"):
@@ -291,4 +325,4 @@ def register(app: typer.Typer, console: Console) -> None:
                 f"{effect.accuracy_after:.3f} after shifting {k} neurons "
                 f"({effect.gain:+.3f})")
             data["adaptation"] = effect.to_dict()
-        _write(out, data, console)
+        _write(out, data, console, schema="neuronscope.domains/1")

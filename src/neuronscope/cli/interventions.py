@@ -21,17 +21,19 @@ from rich.table import Table
 from rich.text import Text
 
 from neuronscope.cli.options import (
+    MODEL_HELP,
     check_out_file,
+    compute_dtype_option,
     corpus_format_option,
+    device_option,
     label_file_option,
     layers_option,
+    out_option,
+    progress_option,
     write_json,
 )
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.errors import NeuronscopeError
-
-DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda when present)."
-MODEL_HELP = "Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped)."
 
 
 def _fmt(value: Any) -> str:
@@ -125,10 +127,10 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of random sets and masking."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
-        device: str | None = typer.Option(None, help=DEVICE_HELP),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        out: Path | None = typer.Option(
-            None, "--out", "-o", help="Write the result as JSON (neuronscope.ablation/1)."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
+        out: Path | None = out_option("neuronscope.ablation/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Ablate a concept's top-k neurons (vs random-k, bottom-k); measure the model's loss."""
@@ -144,7 +146,7 @@ def register(app: typer.Typer, console: Console) -> None:
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
         rank = Ranking.from_json(ranking)
-        loaded = load_model(model, head=head, device=device)
+        loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
         conditions = ["top"] + (["random"] if random else []) + (["bottom"] if bottom else [])
         with _progress(console, progress, "ablating", "batches") as tick:
             result = ablation_effect(
@@ -172,10 +174,10 @@ def register(app: typer.Typer, console: Console) -> None:
         seed: int = typer.Option(0, help="Seed of the random sets."),
         head: str = typer.Option("auto", help="auto, causal-lm or masked-lm."),
         top: int = typer.Option(10, help="Neurons shown per prompt."),
-        device: str | None = typer.Option(None, help=DEVICE_HELP),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        out: Path | None = typer.Option(
-            None, "--out", "-o", help="Write the result as JSON (neuronscope.knowledge/1)."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
+        out: Path | None = out_option("neuronscope.knowledge/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Find knowledge neurons of a fact (Dai et al. 2021); test them against controls."""
@@ -185,7 +187,7 @@ def register(app: typer.Typer, console: Console) -> None:
 
         others = [parse_fact(f) for f in other] if other else None
         check_out_file(out, overwrite)  # before any work
-        loaded = load_model(model, head=head, device=device)
+        loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
         with _progress(console, progress, "attributing", "steps") as tick:
             result = knowledge_neurons(
                 loaded, prompt, target, paraphrase or [], threshold=threshold, share=share,
@@ -253,10 +255,10 @@ def register(app: typer.Typer, console: Console) -> None:
         random_repeats: int = typer.Option(5, help="Random neuron sets (same layers; 0: none)."),
         head: str = typer.Option("auto", help="auto or causal-lm."),
         fmt: str | None = corpus_format_option(),
-        device: str | None = typer.Option(None, help=DEVICE_HELP),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        out: Path | None = typer.Option(
-            None, "--out", "-o", help="Write the result as JSON (neuronscope.steering/1)."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
+        out: Path | None = out_option("neuronscope.steering/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     ) -> None:
         """Generate with a concept's neurons forced on; compare with none and random-k."""
@@ -298,7 +300,7 @@ def register(app: typer.Typer, console: Console) -> None:
         elif tag:
             detector = spacy_detector(tag)
         score = tag_rate(tag) if tag else None
-        loaded = load_model(model, head=head, device=device)
+        loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
         with _progress(console, progress, "generating", "texts") as tick:
             result = steer(loaded, rank, concept, prompt, k=k, value=value, store=st,
                            labels=concept_labels, op=op, detector=detector, score=score,

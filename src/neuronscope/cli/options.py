@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +115,19 @@ def check_out_file(out: Path | None, overwrite: bool, inputs: tuple[Any, ...] = 
     return check_output(out, kind="file", overwrite=overwrite, inputs=inputs, option=option)
 
 
-def write_json(out: Path | None, data: dict[str, Any], console: Console) -> None:
-    """Write a command's result as JSON when ``--out`` was given (atomically)."""
+def write_json(out: Path | None, data: dict[str, Any], console: Console,
+               schema: str | None = None) -> None:
+    """Write a command's result as JSON when ``--out`` was given (atomically).
+
+    ``schema`` (``neuronscope.VERB/N``) is written first, with the tool version, unless the
+    result names its own schema; the schemas are documented in docs/results.md.
+    """
     if out is None:
         return
     from neuronscope.io import atomic_write_json
 
+    if schema is not None:
+        data = result_payload(data, schema)
     atomic_write_json(out, data, default=str)
     console.print(f"wrote {out}")
 
@@ -151,3 +160,76 @@ def components_option(help_text: str = "Comma-separated components, e.g. hidden,
 def layers_option(help_text: str = "Layers, e.g. 0-3 or 1,3,5.") -> Any:
     """``--layers``: restrict to these layers."""
     return typer.Option(None, "--layers", help=help_text)
+
+
+#: Help of ``--device`` on every command that runs a model.
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda when present)."
+#: Help of a model argument or option: the shipped aliases work everywhere.
+MODEL_HELP = "Hugging Face name, local path (.gguf too), or minilm / smollm2 (shipped)."
+#: Where the JSON result schemas of every verb are documented.
+SCHEMA_DOC = "docs/results.md"
+
+
+def _progress_callback(value: bool) -> bool:
+    # --no-progress must also silence the bars other libraries draw while loading, and do
+    # it before the command body loads anything.
+    if not value:
+        from neuronscope.progress import silence_third_party_progress
+
+        silence_third_party_progress()
+    return value
+
+
+def progress_option() -> Any:
+    """``--progress/--no-progress``: progress bars, ours and third-party loading bars."""
+    return typer.Option(
+        True, "--progress/--no-progress", callback=_progress_callback,
+        help="Show progress bars; --no-progress also silences the loading bars of "
+        "transformers, huggingface_hub, datasets and tqdm.")
+
+
+def out_option(schema: str | None, what: str = "Write the result as JSON") -> Any:
+    """``--out/-o``: the JSON result file of a verb, with its versioned schema name."""
+    text = f"{what} (schema {schema}; see {SCHEMA_DOC})." if schema else what
+    return typer.Option(None, "--out", "-o", help=text)
+
+
+def device_option() -> Any:
+    """``--device``: where a model runs."""
+    return typer.Option(None, "--device", help=DEVICE_HELP)
+
+
+def compute_dtype_option() -> Any:
+    """``--compute-dtype``: the dtype a model computes in."""
+    return typer.Option("float32", "--compute-dtype",
+                        help="Model compute dtype: float32, bfloat16 or float16.")
+
+
+def result_payload(data: dict[str, Any], schema: str) -> dict[str, Any]:
+    """``data`` with its versioned ``schema`` name first (kept if the result names one)."""
+    from neuronscope import __version__
+
+    head: dict[str, Any] = {"schema": data.get("schema", schema), "tool_version": __version__}
+    return head | {k: v for k, v in data.items() if k not in head}
+
+
+@contextmanager
+def progress_task(enabled: bool, label: str, unit: str,
+                  total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A Rich progress bar on stderr (rate and ETA once the total is known) as a
+    ``(done, total)`` callback for a library loop; draws nothing with ``--no-progress``.
+
+    On stderr so that ``--output-format json|csv`` output on stdout stays parseable.
+    """
+    from neuronscope.cli.output import make_console
+    from neuronscope.progress import progress_bar
+
+    bar = progress_bar(label, unit, enabled=enabled, console=make_console(stderr=True),
+                       transient=True)
+    with bar:
+        task = bar.add_task(label, total=total)
+
+        def tick(done: int, of: int | None = None) -> None:
+            bar.update(task, completed=done, total=total if of is None else of)
+
+        yield tick

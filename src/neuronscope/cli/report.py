@@ -7,7 +7,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from neuronscope.cli.options import corpus_format_option, label_file_option
+from neuronscope.cli.options import (
+    corpus_format_option,
+    label_file_option,
+    progress_option,
+    progress_task,
+)
 from neuronscope.cli.options import label_files as _label_files
 from neuronscope.io import check_output
 
@@ -22,7 +27,8 @@ def register(app: typer.Typer, console: Console) -> None:
         rankings: list[Path] | None = typer.Argument(
             None, help="Ranking JSON files (from `neuronscope rank`), one per method."
         ),
-        out: Path = typer.Option(..., "--out", "-o", help="Report folder to write."),
+        out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (index.html "
+                                 "and neuronscope-report.json, see docs/results.md)."),
         evaluation: list[Path] | None = typer.Option(
             None, help="Folder of evaluation / intervention results (repeatable)."
         ),
@@ -46,6 +52,7 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace a report written earlier."),
+        progress: bool = progress_option(),
     ) -> None:
         """Write a self-contained HTML report: concepts, top neurons, neuron cards, plots."""
         from neuronscope.corpus import load_corpus
@@ -63,12 +70,13 @@ def register(app: typer.Typer, console: Console) -> None:
         st.check_corpus(corp)
         ranks = [Ranking.from_json(r) for r in rankings or []]
         notes = check_rankings(st, ranks)  # build_report checks again; here for the notes
-        index = build_report(
-            st, corp, ranks, out, evaluation_dir=evaluation or None,
-            max_sentences=max_sentences, top_k=top_k, max_neurons=max_neurons,
-            max_concepts=max_concepts, title=title, probes=probe or (),
-            histogram_scale=histogram_scale, layer_k=layer_k,
-        )
+        with progress_task(progress, "report", "pages"):
+            index = build_report(
+                st, corp, ranks, out, evaluation_dir=evaluation or None,
+                max_sentences=max_sentences, top_k=top_k, max_neurons=max_neurons,
+                max_concepts=max_concepts, title=title, probes=probe or (),
+                histogram_scale=histogram_scale, layer_k=layer_k,
+            )
         for note in notes:
             console.print(f"note: {note}", style="yellow", markup=False)
         console.print(f"wrote {index}")

@@ -12,7 +12,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuronscope.cli.options import corpus_format_option
+from neuronscope.cli.options import (
+    MODEL_HELP,
+    compute_dtype_option,
+    corpus_format_option,
+    device_option,
+    out_option,
+    progress_option,
+    progress_task,
+    write_json,
+)
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import atomic_write_json, atomic_write_text
 
@@ -43,7 +52,8 @@ def register(app: typer.Typer, console: Console) -> None:
     def train(
         store: Path = typer.Argument(..., help="Activation store to train on."),
         out: Path = typer.Option(..., "--out", "-o", help="SAE directory to write (SAELens "
-                                 "layout: cfg.json + sae_weights.safetensors)."),
+                                 "layout: cfg.json + sae_weights.safetensors, and "
+                                 "metrics.json, schema neuronscope.sae-train/1)."),
         component: str = typer.Option("hidden", help="Store component."),
         layer: int | None = typer.Option(None, help="Layer (required if several)."),
         latents: int | None = typer.Option(None, help="Latents (default 4 x width)."),
@@ -56,10 +66,10 @@ def register(app: typer.Typer, console: Console) -> None:
                                         "2e-4 / sqrt(latents / 2^14))."),
         buffer_rows: int = typer.Option(65536, help="Mixing-buffer rows (bounds memory)."),
         test_size: float = typer.Option(0.1, help="Share of sentences held out for metrics."),
-        device: str | None = typer.Option(None, help="torch device (default: cuda if any)."),
+        device: str | None = device_option(),
         random_state: int = typer.Option(0, help="Seed."),
         overwrite: bool = typer.Option(False, help="Replace a non-empty --out."),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
+        progress: bool = progress_option(),
     ) -> None:
         """Train a TopK (or ReLU + L1) sparse autoencoder on one layer of a store."""
         from neuronscope.sae import SAETrainer
@@ -75,6 +85,12 @@ def register(app: typer.Typer, console: Console) -> None:
         ).fit(st)
         trainer.sae_.save(out)
         m = trainer.metrics_.to_dict()
+        # The held-out metrics next to the weights, so that `show OUT` can render them.
+        write_json(out / "metrics.json", {
+            "store": str(store), "component": component, "layer": trainer.layer_,
+            "d_in": trainer.sae_.d_in, "d_sae": trainer.sae_.d_sae, "activation": activation,
+            "k": k if activation == "topk" else None, "seconds": trainer.seconds_,
+            "metrics": m}, console, schema="neuronscope.sae-train/1")
         console.print(_metrics_table(
             f"SAE on L{trainer.layer_}.{component}: {trainer.sae_.d_in} -> {trainer.sae_.d_sae}"
             f" ({activation}{f', k={k}' if activation == 'topk' else ''}), held-out sentences",
@@ -89,15 +105,23 @@ def register(app: typer.Typer, console: Console) -> None:
         component: str | None = typer.Option(None, help="Store component the SAE reads "
                                              "(default: from the SAE's metadata)."),
         layer: int | None = typer.Option(None, help="Layer the SAE reads (default: metadata)."),
-        device: str | None = typer.Option(None, help="torch device."),
+        device: str | None = device_option(),
         overwrite: bool = typer.Option(False, help="Replace an SAE component of that name."),
+        out: Path | None = out_option("neuronscope.sae-attach/1"),
+        progress: bool = progress_option(),
     ) -> None:
         """Write an SAE's latents into a store as a component (materialized, streamed)."""
+        from neuronscope.cli.options import check_out_file
         from neuronscope.sae import attach
 
-        st = attach(store, sae_dir, name=name, component=component, layer=layer,
-                    overwrite=overwrite, device=device)
+        check_out_file(out, overwrite, inputs=(store, sae_dir))
+        with progress_task(progress, "attaching", "rows") as tick:
+            st = attach(store, sae_dir, name=name, component=component, layer=layer,
+                        overwrite=overwrite, device=device, progress=tick)
         comp = st.layout.components[name]
+        write_json(out, {"store": str(store), "sae": str(sae_dir), "component": name,
+                         "reads": {"component": component, "layer": comp.layers[0]},
+                         "latents": comp.neurons}, console, schema="neuronscope.sae-attach/1")
         console.print(f"attached {comp.neurons} latents of {sae_dir} as component {name!r} "
                       f"(layer {comp.layers[0]}): {st}")
 
@@ -117,28 +141,36 @@ def register(app: typer.Typer, console: Console) -> None:
         max_units: int = typer.Option(64, help="Largest unit count tried per concept."),
         test_size: float = typer.Option(0.3, help="Share of sentences held out."),
         model: str | None = typer.Option(None, help="Model for the LM-loss check of causal "
-                                         "LMs (default: the store's model)."),
+                                         "LMs (default: the store's model). " + MODEL_HELP),
         lm_sentences: int = typer.Option(200, help="Sentences for the LM-loss check."),
         control: bool = typer.Option(True, help="Also score a random (untrained) SAE of the "
                                      "same shape: the control for the features."),
         random_state: int = typer.Option(0, help="Seed of the split."),
         fmt: str | None = corpus_format_option(),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Directory for the JSON "
-                                        "and Markdown table."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Directory for "
+                                        "compare_units.json (schema "
+                                        "neuronscope.compare-units/1) and a Markdown table."),
+        device: str | None = device_option(),
+        compute_dtype: str = compute_dtype_option(),
+        progress: bool = progress_option(),
     ) -> None:
         """Neurons vs SAE features per concept: units for 95% of the gain, best single unit."""
         from neuronscope.cli.options import open_store_and_corpus
         from neuronscope.sae.compare import compare_units, render_markdown
 
         st, corp = open_store_and_corpus(store, corpus, fmt, None)
-        result = compare_units(
-            st, corp, labels, sae, name=name, max_units=max_units, test_size=test_size,
-            concepts=[c.strip() for c in concepts.split(",")] if concepts else None,
-            model=model, lm_sentences=lm_sentences, control=control, random_state=random_state,
-        )
+        with progress_task(progress, "comparing units", "concepts"):
+            result = compare_units(
+                st, corp, labels, sae, name=name, max_units=max_units, test_size=test_size,
+                concepts=[c.strip() for c in concepts.split(",")] if concepts else None,
+                model=model, lm_sentences=lm_sentences, control=control,
+                random_state=random_state, device=device, dtype=compute_dtype,
+            )
         console.print(result.table())
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out / "compare_units.json", result.to_dict(), default=float)
+            atomic_write_json(out / "compare_units.json",
+                              {"schema": "neuronscope.compare-units/1", **result.to_dict()},
+                              default=float)
             atomic_write_text(out / "compare_units.md", render_markdown(result))
             console.print(f"wrote {out / 'compare_units.json'} and {out / 'compare_units.md'}")

@@ -117,6 +117,28 @@ def _depth(data: Any) -> int:
     return deepest
 
 
+#: The result file inside each folder a verb writes with ``--out DIR``, in the order tried.
+RESULT_FILES = (
+    "summary.json",          # evaluate (neuronscope-evaluation), demo (neuronscope.demo/1)
+    "leaderboard.json",      # benchmark
+    "compare_units.json",    # compare-units
+    "metrics.json",          # sae train
+    "neuronscope-report.json",  # report
+    "neuronscope.json",      # a store (extract, import-neurox): its metadata
+)
+
+
+def find_result(path: Path) -> Path:
+    """``path`` itself, or the result file of a folder written by a verb's ``--out``."""
+    if not path.is_dir():
+        return path
+    for name in RESULT_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise NeuronscopeError(f"{path}: a folder with no result file of a verb (looked for "
+                           f"{', '.join(RESULT_FILES)})")
+
+
 def load_result(path: Path) -> Any:
     """A saved result's JSON, with errors that name the file."""
     if not path.is_file():
@@ -137,10 +159,13 @@ def register(app: typer.Typer, console: Console) -> None:
 
     @app.command()
     def show(
-        result: Path = typer.Argument(..., help="A JSON file written by a verb's --out."),
+        result: Path = typer.Argument(..., help="A JSON file written by a verb's --out, or "
+                                      "a folder a verb wrote (evaluate, benchmark, report, "
+                                      "compare-units, sae train, demo, a store)."),
         top: int = typer.Option(10, help="Neurons shown per concept for rankings."),
     ) -> None:
         """Render a saved result (any verb's --out JSON) again as tables."""
+        result = find_result(result)
         data = load_result(result)
         depth = _depth(data)
         if depth > MAX_DEPTH:
@@ -150,6 +175,8 @@ def register(app: typer.Typer, console: Console) -> None:
         if isinstance(data, Mapping) and data.get("format") == "neuronscope-ranking":
             tables = ranking_tables(data, top)
         else:
-            tables = render(data, result.name)
+            name = result.name if result.parent.name in ("", ".") else \
+                f"{result.parent.name}/{result.name}"
+            tables = render(data, name)
         for table in tables:
             console.print(table)

@@ -7,6 +7,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from neuronscope.cli.options import (
+    check_out_file,
+    out_option,
+    progress_option,
+    progress_task,
+    write_json,
+)
+
 
 def register(app: typer.Typer, console: Console) -> None:
     """Add the store commands to ``app``."""
@@ -14,6 +22,9 @@ def register(app: typer.Typer, console: Console) -> None:
     @app.command()
     def verify(
         store: Path = typer.Argument(..., help="Store directory."),
+        out: Path | None = out_option("neuronscope.verify/1"),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        progress: bool = progress_option(),
     ) -> None:
         """Check a whole store: metadata, every chunk's size and checksum, the words table.
 
@@ -22,7 +33,11 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.store.integrity import verify as verify_store
         from neuronscope.store.meta import read_meta
 
-        problems = verify_store(store)
+        check_out_file(out, overwrite, inputs=(store,))
+        with progress_task(progress, "verifying", "chunks"):
+            problems = verify_store(store)
+        write_json(out, {"store": str(store), "ok": not problems, "problems": problems},
+                   console, schema="neuronscope.verify/1")
         if problems:
             console.print(f"DAMAGED: {store}", markup=False, highlight=False)
             for problem in problems:

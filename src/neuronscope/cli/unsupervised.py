@@ -21,6 +21,9 @@ from neuronscope.cli.options import (
     label_file_option,
     layers_option,
     load_corpus_option,
+    out_option,
+    progress_option,
+    progress_task,
 )
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
@@ -77,8 +80,9 @@ def register(app: typer.Typer, console: Console) -> None:
         max_bytes: int = typer.Option(512 * 2**20, help="Accumulator budget (bytes)."),
         matrix_out: Path | None = typer.Option(
             None, help="Also write the correlation matrix here (.npy + .json sidecar)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        out: Path | None = out_option("neuronscope.clusters/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
+        progress: bool = progress_option(),
     ) -> None:
         """Correlation-cluster neurons: redundancy per layer and layer similarity."""
         from neuronscope.unsupervised.clustering import cluster_correlations
@@ -86,9 +90,12 @@ def register(app: typer.Typer, console: Console) -> None:
 
         _check_outs(overwrite, (store,), out, ("--matrix-out", matrix_out))
         st, _ = _open(store)
-        corr = correlation_matrix(st, _neurons(st, components, layers), max_bytes=max_bytes,
-                                  out=matrix_out)
-        result = cluster_correlations(corr, threshold, linkage, representative, seed)
+        with progress_task(progress, "clustering", "steps", total=2) as tick:
+            corr = correlation_matrix(st, _neurons(st, components, layers),
+                                      max_bytes=max_bytes, out=matrix_out)
+            tick(1)
+            result = cluster_correlations(corr, threshold, linkage, representative, seed)
+            tick(2)
         red = result.redundancy
         table = Table(title=f"redundancy at |rho| >= {threshold} ({linkage} linkage): "
                             f"{result.n_clusters} clusters of {len(result.names)} neurons")
@@ -116,7 +123,7 @@ def register(app: typer.Typer, console: Console) -> None:
         if result.constant:
             console.print(f"{len(result.constant)} constant neuron(s) left out: "
                           f"{', '.join(result.constant[:10])}", style="yellow")
-        _write(out, result.to_dict(), console)
+        _write(out, result.to_dict(), console, schema="neuronscope.clusters/1")
 
     @app.command()
     def select(
@@ -138,20 +145,22 @@ def register(app: typer.Typer, console: Console) -> None:
         label_file: list[str] | None = label_file_option(),
         ranking_out: Path | None = typer.Option(
             None, help="Write the representatives' probe ranking (Ranking JSON) here."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        out: Path | None = out_option("neuronscope.selection/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
+        progress: bool = progress_option(),
     ) -> None:
         """Select a small set of neurons for a task (LayerSelector + clustering + probe)."""
         from neuronscope.unsupervised.selection import select_neurons
 
         _check_outs(overwrite, (store, corpus), out, ("--ranking-out", ranking_out))
         st, corp = _open(store, corpus, fmt, label_file)
-        result = select_neurons(
-            st, corp.concept_labels(labels), keep=keep, layer_keep=layer_keep,
-            threshold=threshold, neurons=_neurons(st, components, layers),
-            test_size=test_size, max_words=max_words or None,
-            probe_params={"max_epochs": max_epochs}, random_state=seed,
-        )
+        with progress_task(progress, "selecting", "probes and clustering"):
+            result = select_neurons(
+                st, corp.concept_labels(labels), keep=keep, layer_keep=layer_keep,
+                threshold=threshold, neurons=_neurons(st, components, layers),
+                test_size=test_size, max_words=max_words or None,
+                probe_params={"max_epochs": max_epochs}, random_state=seed,
+            )
         runs = Table(title=f"probes trained ({labels}, {result.params['n_words']} words)")
         for col in ("step", "neurons", "accuracy", "train s", "predict ms"):
             runs.add_column(col, justify="left" if col == "step" else "right")
@@ -177,7 +186,7 @@ def register(app: typer.Typer, console: Console) -> None:
         if ranking_out is not None:
             result.ranking.to_json(ranking_out)
             console.print(f"wrote {ranking_out}")
-        _write(out, result.to_dict(), console)
+        _write(out, result.to_dict(), console, schema="neuronscope.selection/1")
 
     @app.command()
     def factorize(
@@ -196,8 +205,9 @@ def register(app: typer.Typer, console: Console) -> None:
         top: int = typer.Option(5, help="Neurons and words shown per factor."),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
-        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        out: Path | None = out_option("neuronscope.nmf/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
+        progress: bool = progress_option(),
     ) -> None:
         """Non-negative matrix factorization of one sentence's (or a sample's) activations."""
         from neuronscope.unsupervised.factorization import (
@@ -212,8 +222,9 @@ def register(app: typer.Typer, console: Console) -> None:
             if not 0 <= sentence < corp.n_sentences:
                 raise NeuronscopeError(
                     f"sentence {sentence} out of range (0..{corp.n_sentences - 1})")
-            result = factorize_sentence(st, sentence, k, neurons, nonneg, standardize,
-                                        words=corp.sentences[sentence], random_state=seed)
+            with progress_task(progress, "factorizing", "sentence"):
+                result = factorize_sentence(st, sentence, k, neurons, nonneg, standardize,
+                                            words=corp.sentences[sentence], random_state=seed)
             loadings = Table(title=f"sentence {sentence}: factor loadings per word "
                                    f"(error {result.reconstruction_error:.3f})")
             loadings.add_column("word")
@@ -225,19 +236,23 @@ def register(app: typer.Typer, console: Console) -> None:
                                          for i, v in enumerate(row)])
             console.print(loadings)
         else:
-            result = factorize_corpus(st, k, sample_words, neurons, nonneg, standardize,
-                                      random_state=seed)
+            with progress_task(progress, "factorizing", "sample"):
+                result = factorize_corpus(st, k, sample_words, neurons, nonneg, standardize,
+                                          random_state=seed)
             console.print(f"global NMF over {len(result.rows)} sampled words "
                           f"(relative error {result.reconstruction_error:.3f})")
-        factors = Table(title="factors: top neurons (signed weight) and words")
-        for col in ("factor", "neurons", "words"):
-            factors.add_column(col)
+        factors = Table(title="factors: top neurons (signed weight) and words (one per cell)")
+        factors.add_column("factor")
+        factors.add_column("neurons")
+        for i in range(top):
+            factors.add_column(f"word {i + 1}")
         for f in range(result.k):
             neurons_txt = ", ".join(f"{n} ({w:+.2f})" for n, w in result.top_neurons(f, top))
-            words_txt = ", ".join(w for _, w, _ in result.top_words(f, top))
-            factors.add_row(f"F{f}", neurons_txt, words_txt)
+            # One word per cell: punctuation such as "," joined with ", " read as ",, ,,".
+            words = [Text(w) for _, w, _ in result.top_words(f, top)]
+            factors.add_row(f"F{f}", neurons_txt, *words, *[""] * (top - len(words)))
         console.print(factors)
-        _write(out, result.to_dict(), console)
+        _write(out, result.to_dict(), console, schema="neuronscope.nmf/1")
 
     @app.command()
     def compare(
@@ -249,8 +264,9 @@ def register(app: typer.Typer, console: Console) -> None:
         top: int = typer.Option(10, help="Neurons shown per model and method."),
         rankings_dir: Path | None = typer.Option(
             None, help="Write each ranking (Ranking JSON) as DIR/<model>.<method>.json."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        out: Path | None = out_option("neuronscope.model-comparison/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
+        progress: bool = progress_option(),
     ) -> None:
         """Compare models of the same corpus: MaxCorr/MinCorr/LinReg neurons, SVCCA/PWCCA/CKA."""
         from neuronscope.unsupervised.multimodel import compare_models
@@ -264,7 +280,8 @@ def register(app: typer.Typer, console: Console) -> None:
         opened = [_open(s)[0] for s in stores]
         selections = [_neurons(s, components, layers) for s in opened]
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
-        result = compare_models(opened, selections, methods=wanted, ridge=ridge)
+        with progress_task(progress, "comparing", "model pairs"):
+            result = compare_models(opened, selections, methods=wanted, ridge=ridge)
         sims = Table(title="representation similarity")
         for col in ("model A", "model B", "CKA", "SVCCA", "PWCCA", "SVCCA dims"):
             sims.add_column(col, justify="left" if col.startswith("model") else "right")
@@ -288,7 +305,8 @@ def register(app: typer.Typer, console: Console) -> None:
                     result.ranking(method, m).to_json(rankings_dir / f"{label}.{method}.json")
             console.print(f"wrote {len(wanted) * len(result.labels)} rankings to "
                           f"{rankings_dir}")
-        _write(out, result.to_dict(top=max(top, 20)), console)
+        _write(out, result.to_dict(top=max(top, 20)), console,
+               schema="neuronscope.model-comparison/1")
 
     @app.command()
     def group(
@@ -301,15 +319,20 @@ def register(app: typer.Typer, console: Console) -> None:
         embedding: str = typer.Option("umap", help="umap (umap-learn) or pca."),
         sample_words: int = typer.Option(5000, help="Words sampled for activation profiles."),
         seed: int = typer.Option(0, help="Seed of sampling, UMAP and k-means."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="JSON result file."),
+        out: Path | None = out_option("neuronscope.groups/1"),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        progress: bool = progress_option(),
     ) -> None:
         """Group neurons into functional populations: UMAP + k-means (Meyes et al. 2020)."""
         from neuronscope.unsupervised.grouping import group_neurons
 
+        _check_outs(overwrite, (store,), out)
         st, _ = _open(store)
-        result = group_neurons(st, n_groups=n_groups, neurons=_neurons(st, components, layers),
-                               profile=profile, embedding=embedding, sample_words=sample_words,
-                               random_state=seed)
+        with progress_task(progress, "grouping", "steps"):
+            result = group_neurons(st, n_groups=n_groups,
+                                   neurons=_neurons(st, components, layers), profile=profile,
+                                   embedding=embedding, sample_words=sample_words,
+                                   random_state=seed)
         table = Table(title=f"{result.n_groups} groups of {len(result.names)} neurons "
                             f"({profile} profiles, {embedding} embedding)")
         for col in ("group", "size", "layers", "members"):
@@ -319,4 +342,4 @@ def register(app: typer.Typer, console: Console) -> None:
             table.add_row(str(g), str(len(members)),
                           ", ".join(f"{k}: {v}" for k, v in sorted(lay.items())), shown)
         console.print(table)
-        _write(out, result.to_dict(), console)
+        _write(out, result.to_dict(), console, schema="neuronscope.groups/1")

@@ -86,6 +86,10 @@ class AblationCurves:
             "random_std": self.random_std, "bottom": self.bottom,
         })
 
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
 
 def default_steps(n: int, n_steps: int = 10) -> list[int]:
     """``0``, ``1`` and ``n_steps`` evenly spaced counts up to ``n`` (deduplicated, sorted)."""

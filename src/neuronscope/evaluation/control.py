@@ -73,6 +73,12 @@ class ControlSelectivity:
         return ((self.task_accuracy - self.task_majority)
                 - (self.control_accuracy - self.control_majority))
 
+    def to_pandas(self) -> Any:
+        """One row: the scalars of :meth:`to_dict` (neurons left out)."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: v for k, v in self.to_dict().items() if k != "neurons"}])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (neurons listed when at most 200)."""
         return {

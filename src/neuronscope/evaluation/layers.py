@@ -57,6 +57,10 @@ class LayerDistribution:
         return pd.DataFrame(self.counts, index=pd.Index(self.concepts, name="concept"),
                             columns=self.columns)
 
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
 
 def _layer_key(name: str) -> tuple[str, int, str]:
     parsed = parse_name(name)

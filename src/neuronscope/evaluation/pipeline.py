@@ -29,12 +29,12 @@ from neuronscope.evaluation._common import (
 )
 from neuronscope.evaluation.ablation import MODES, ablation_curves, default_steps
 from neuronscope.evaluation.control import control_selectivity
+from neuronscope.evaluation.holdout import check_holdout, held_out_ranking
 from neuronscope.evaluation.layers import layer_distribution
 from neuronscope.evaluation.plots import plot_ablation, plot_layer_distribution, plot_selection
 from neuronscope.evaluation.selected import DEFAULT_KS, evaluate_selection
 from neuronscope.io import atomic_write_json
 from neuronscope.methods.ranking import Ranking
-from neuronscope.store.provenance import Provenance
 from neuronscope.store.store import ActivationStore
 
 SUMMARY_FORMAT = "neuronscope-evaluation"
@@ -62,37 +62,50 @@ def run_evaluation(
     test_size: float = 0.2,
     max_epochs: int = 50,
     random_state: int | None = 0,
+    holdout: str = "auto",
+    exclude_positions: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``ranking`` on ``store`` against ``layer`` of ``corpus``; write ``out``.
 
     Returns the summary written to ``out/summary.json``. Probes are ``LinearProbe`` with
     ``max_epochs`` and ``random_state``; ``ks`` default to those of (10, 50, 100) that fit.
+
+    Held out by default (``holdout="auto"``, see :mod:`neuronscope.evaluation.holdout`): a
+    supervised ranking of this corpus is recomputed on the split's train sentences (with
+    ``exclude_positions``, default the ranking's own policy) and evaluated on the test
+    sentences; ``summary["holdout"]`` says what was done and ``summary["split"]`` counts both
+    sides' sentences and words.
     """
     started = time.perf_counter()
     # Cheap checks first: a typo should not cost the probes trained before it is noticed.
     if mode not in MODES:
         raise NeuronscopeError(f"mode must be one of {MODES}, got {mode!r}")
     default_steps(1, ablation_steps)  # raises for a bad grid size
+    check_holdout(holdout)
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise NeuronscopeError(f"n_random must be a positive integer, got {n_random!r}")
     store.check_corpus(corpus)
     warnings = check_ranking_matches_store(ranking, store)
     y_all = corpus.labels_array(layer)  # clear error for an unknown layer
-    ranked_on = Provenance.of_ranking(ranking).corpus_fingerprint
-    if ranked_on is not None and ranked_on == store.corpus_fingerprint:
-        # The held-out split below is held out from the probes, not from the ranker: a
-        # ranking computed on these sentences has seen the test sentences too.
-        warnings.append(
-            "the ranking was computed on this same corpus, so it has seen the held-out test "
-            "sentences: top-k may be optimistic; for held-out evidence rank on one split "
-            "(e.g. train) and evaluate on another (e.g. dev)")
     if ranking.label_layer is not None and ranking.label_layer != layer:
         warnings.append(f"the ranking was computed against layer {ranking.label_layer!r}, "
                         f"evaluated here against {layer!r}")
+    given_order = ranking_order(ranking, concept)
+    ks_list = ([check_k(k, len(given_order)) for k in ks] if ks is not None
+               else [k for k in DEFAULT_KS if k <= len(given_order)] or [len(given_order)])
+    concept_target(y_all, concept)  # clear error for a concept absent from the labels
+
+    labelled = y_all != NO_LABEL
+    train, test = train_test_masks(store.n_words, test_size, store.sentence_ids(), random_state)
+    # Held out by default: a ranking of these sentences is recomputed on the train ones.
+    held = held_out_ranking(ranking, store, corpus, layer, train, test, holdout=holdout,
+                            exclude_positions=exclude_positions, ks=tuple(ks_list),
+                            concept=concept)
+    warnings.extend(held.warnings)
+    ranking = held.ranking
     order = ranking_order(ranking, concept)
     ks_list = ([check_k(k, len(order)) for k in ks] if ks is not None
                else [k for k in DEFAULT_KS if k <= len(order)] or [len(order)])
-    concept_target(y_all, concept)  # clear error for a concept absent from the labels
 
     from neuronscope.methods.linear_probe import LinearProbe
 
@@ -100,8 +113,6 @@ def run_evaluation(
         return LinearProbe.for_evaluation(random_state, max_epochs=max_epochs)
 
     matrix = load_neurons(store, np.sort(order))
-    labelled = y_all != NO_LABEL
-    train, test = train_test_masks(store.n_words, test_size, matrix.groups, random_state)
     train, test = train & labelled, test & labelled
     labels = corpus.concept_labels(layer)
 
@@ -144,7 +155,9 @@ def run_evaluation(
                     "store_fingerprint": ranking.store_fingerprint,
                     "n_neurons": len(order)},
         "split": {"by": "sentence", "test_size": test_size, "n_train": int(train.sum()),
-                  "n_test": int(test.sum()), "random_state": random_state},
+                  "n_test": int(test.sum()), "n_train_sentences": held.n_train_sentences,
+                  "n_test_sentences": held.n_test_sentences, "random_state": random_state},
+        "holdout": held.to_dict() | {"description": held.describe()},
         "probe": {"class": "LinearProbe", "max_epochs": max_epochs},
         "selection": selection.to_dict(),
         "ablation": ablation.to_dict(),

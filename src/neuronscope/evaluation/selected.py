@@ -120,6 +120,10 @@ class SelectionResult:
 
         return pd.DataFrame(self.table())
 
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
 
 @dataclass
 class MinimalSubsetResult:

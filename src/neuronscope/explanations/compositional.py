@@ -47,7 +47,7 @@ product only touches the words each atom covers. Only the kept formulas' masks a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -228,6 +228,7 @@ class CompositionalExplainer(Configurable):
         corpus: Corpus,
         neurons: Sequence[str | int] | None = None,
         atoms: AtomSet | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Explanation]:
         """Explain neurons, one :class:`Explanation` each, in the given order.
 
@@ -236,6 +237,7 @@ class CompositionalExplainer(Configurable):
             corpus: the corpus whose labels and words give the atoms.
             neurons: names or ids (default: every column of an array; required for a store).
             atoms: a prebuilt :meth:`atoms` set (to share between calls).
+            progress: called with ``(neurons done, neurons)`` after each neuron.
         """
         self._check()
         words = corpus.words()
@@ -259,6 +261,8 @@ class CompositionalExplainer(Configurable):
             for j, column in enumerate(block.T):
                 out.append(self._explain_one(column, view.names[lo + j], int(block_ids[j]),
                                              atoms, words))
+                if progress is not None:
+                    progress(len(out), view.n_neurons)
         return out
 
     # ------------------------------------------------------------------ one neuron

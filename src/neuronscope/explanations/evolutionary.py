@@ -32,7 +32,7 @@ background neurons with :class:`neuronscope.benchmark.PlantedBenchmark` (``group
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,24 +176,30 @@ class GeneticSelector(Configurable):
 
     # ------------------------------------------------------------------ entry points
     def search(self, activations: Activations, labels: Labels,
-               rows: np.ndarray | None = None) -> EvolutionResult:
+               rows: np.ndarray | None = None,
+               progress: Callable[[int, int], None] | None = None) -> EvolutionResult:
         """Search subsets of a store's (or array's) neurons for ``labels``.
 
-        ``rows`` restricts the search to these rows (e.g. all but a test split).
+        ``rows`` restricts the search to these rows (e.g. all but a test split);
+        ``progress`` is called with ``(generations done, generations)``.
         """
         data = prepare_input(activations, labels, self.neurons)
         x = data.matrix()
         y, _ = encode_labels(data.y)
         if rows is not None:
             x, y = x[rows], y[rows]
-        result = self.search_array(x, y)
+        result = self.search_array(x, y, progress)
         cols = list(result.ids)
         result.ids = [int(data.ids[i]) for i in cols]
         result.names = [data.names[i] for i in cols]
         return result
 
-    def search_array(self, x: np.ndarray, y: np.ndarray) -> EvolutionResult:
-        """Search column subsets of ``x`` for integer labels ``y``; ids are column indices."""
+    def search_array(self, x: np.ndarray, y: np.ndarray,
+                     progress: Callable[[int, int], None] | None = None) -> EvolutionResult:
+        """Search column subsets of ``x`` for integer labels ``y``; ids are column indices.
+
+        ``progress`` is called with ``(generations done, generations)`` after each one.
+        """
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
         self._check(x.shape[1])
@@ -220,6 +226,8 @@ class GeneticSelector(Configurable):
             history.append({"generation": generation, "best_fitness": fit(best),
                             "mean_fitness": float(scores.mean()), "best_size": len(best)})
             waited = 0 if improved else waited + 1
+            if progress is not None:
+                progress(generation + 1, self.generations + 1)
             if generation == self.generations or (
                     self.patience is not None and waited >= self.patience):
                 break
@@ -330,6 +338,7 @@ def compare_with_probe(
     concept: str | None = None,
     neurons: Sequence[str | int] | None = None,
     random_state: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ProbeComparison:
     """Compare the GA's best subset (at most ``k`` neurons) with the LinearProbe's top ``k``.
 
@@ -346,6 +355,7 @@ def compare_with_probe(
         concept: take the probe's top ``k`` for this concept (default: its global order).
         neurons: candidate neurons (names or ids; default all).
         random_state: seed of the test split and the default GA and probe.
+        progress: called with ``(generations done, generations)`` during the GA search.
     """
     from neuronscope.methods.linear_probe import LinearProbe
 
@@ -359,7 +369,7 @@ def compare_with_probe(
     selector = copy.copy(selector) if selector is not None else GeneticSelector(
         random_state=random_state)
     selector.k = k  # on a copy: the caller's selector keeps its settings
-    ga = selector.search_array(x[rest], y[rest])
+    ga = selector.search_array(x[rest], y[rest], progress)
 
     probe = probe or LinearProbe(random_state=random_state)
     ranking = probe.rank(x[rest], np.asarray([str(v) for v in data.y[rest].tolist()]))

@@ -26,11 +26,13 @@ from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, W
 from neuronscope.extraction.components import Component, model_sites, resolve_components
 from neuronscope.extraction.hooks import Trace
 from neuronscope.models.loading import LoadedModel, load_model
+from neuronscope.store.dtypes import STORE_DTYPES
+from neuronscope.store.layout import DEFAULT_COMPRESSION
 from neuronscope.store.lock import StoreLock
 from neuronscope.store.store import ActivationStore, StoreWriter, block_bounds, read_meta
 
 SENTENCE_POOLINGS = ("mean", "first-token", "last-token", "none")
-DTYPES = ("float32", "float16")
+DTYPES = STORE_DTYPES
 
 
 def length_sorted_batches(pieces: Sequence[Piece], batch_size: int) -> Iterator[list[Piece]]:
@@ -179,6 +181,10 @@ def extract(
     progress: bool = True,
     chunk_words: int = 4096,
     block_bytes: int = 64 * 2**20,
+    scheduler: Any = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    compression: str = DEFAULT_COMPRESSION,
+    sharded: bool = True,
 ) -> ActivationStore:
     """Run a model over a corpus and stream word-level activations into a store.
 
@@ -193,8 +199,9 @@ def extract(
         sentence_pooling: sentence vectors to store: mean (of words), first-token (e.g. CLS),
             last-token, or none.
         batch_size: pieces per forward pass.
-        dtype: storage dtype, float32 or float16 (the compute dtype is the model's: see
-            ``load_model(dtype=...)``; activations are cast to float32 before aggregation).
+        dtype: storage dtype, float32, float16 or bfloat16 (the compute dtype is the model's:
+            see ``load_model(dtype=...)``; activations are cast to float32 before aggregation
+            and reads return float32).
         max_length: override the model's maximum input length (tokens).
         window_stride: tokens between starts of overlapping windows for long sentences.
         resume: continue an interrupted extraction into ``out``.
@@ -202,6 +209,13 @@ def extract(
         progress: show a progress bar with words/s and ETA.
         chunk_words: rows per Zarr chunk.
         block_bytes: memory budget of one block of word vectors; bounds peak memory.
+        scheduler: run the blocks on a Dask cluster: ``"local:N"``, ``"tcp://HOST:PORT"``
+            or a ``distributed.Client`` (see :mod:`neuronscope.distributed`); ``out`` must
+            then be writable by every worker. The store is bitwise identical.
+        model_kwargs: keyword arguments of ``load_model`` when ``model`` is a name (on a
+            cluster each worker loads it with them; a loaded model is sent to each worker).
+        compression: ``none``, ``zstd`` or ``blosc-lz4`` (see docs/store.md).
+        sharded: one file per block of ``chunk_words`` rows holding every layer's chunks.
 
     Returns:
         The finished store, opened for reading.
@@ -229,7 +243,8 @@ def extract(
     if out.parent.is_dir():
         with StoreLock(out):  # fail before loading the model if another process writes `out`
             pass
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = (model if isinstance(model, LoadedModel)
+              else load_model(model, **dict(model_kwargs or {})))
     comps = resolve_components(loaded, components, layers, modules)
     n_neurons = sum(len(c.layers) * c.neurons for c in comps)
     block_words = int(min(16384, max(256, block_bytes // (4 * n_neurons))))
@@ -249,10 +264,22 @@ def extract(
     else:
         settings["windows"] = WindowStats().as_dict()
         writer = StoreWriter.create(out, settings, corpus, overwrite=overwrite,
-                                    chunk_words=chunk_words)
+                                    chunk_words=chunk_words, compression=compression,
+                                    sharded=sharded)
     try:
-        _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
-             sentence_pooling, progress)
+        if scheduler is None:
+            _run(corpus, loaded, comps, wtok, writer, block_words, batch_size, aggregation,
+                 sentence_pooling, progress)
+        else:
+            from neuronscope.distributed.extraction import run_blocks
+
+            spec = {"components": list(components), "layers": layers, "modules": modules,
+                    "max_length": limit, "window_stride": window_stride,
+                    "batch_size": batch_size, "aggregation": aggregation,
+                    "sentence_pooling": sentence_pooling}
+            by_name = None if isinstance(model, LoadedModel) else (model, model_kwargs or {})
+            run_blocks(scheduler, loaded, by_name, spec, corpus, writer, block_words,
+                       progress)
     finally:
         writer.close()  # the lock; an interrupted store stays resumable
     return ActivationStore(out)
@@ -288,71 +315,125 @@ def _progress_bar(enabled: bool, total: int, done: int) -> Any:
     return progress, task
 
 
+class BlockPlan:
+    """What the forward passes of every block need, built once per process (and per worker).
+
+    Holds the components, the word tokenizer, the hook sites (early stop) and the module the
+    forward pass runs on; :meth:`vectors` computes one block's word (and sentence) vectors.
+    """
+
+    def __init__(self, loaded: LoadedModel, comps: Sequence[Component], wtok: WordTokenizer,
+                 batch_size: int, aggregation: str, sentence_pooling: str) -> None:
+        self.loaded, self.comps, self.wtok = loaded, list(comps), wtok
+        self.batch_size, self.aggregation = batch_size, aggregation
+        self.sentence_pooling = sentence_pooling
+        self.hidden_sites = _early_stop_sites(loaded, comps)
+        self.stop = self.hidden_sites is not None
+        self.need_hidden = not self.stop and any(c.source == "hidden_states" for c in comps)
+        hooked = [m for c in comps if c.source != "hidden_states" for m in c.modules.values()]
+        hooked += [m for m in (self.hidden_sites or {}).values() if m not in hooked]
+        self.hooked = hooked
+        self.target = _forward_target(loaded.model, hooked)
+        self.retain_input = any(c.source == "input" for c in comps)
+        self.retain_output = bool(self.hidden_sites) or any(c.source == "output" for c in comps)
+        self.pad_id = loaded.tokenizer.pad_token_id or 0
+
+    def trace(self) -> Trace:
+        """The hooks of one run (enter it around the blocks, under ``inference_mode``)."""
+        return Trace(self.loaded.model, self.hooked, retain_output=self.retain_output,
+                     retain_input=self.retain_input, stop=self.stop)
+
+    def vectors(self, trace: Trace, sentences: Sequence[Sequence[str]], lo: int,
+                offsets: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                              WindowStats]:
+        """Word vectors (and first/last-token sentence vectors) of sentences ``lo..``.
+
+        ``sentences`` are the block's sentences (``lo`` is the first one's corpus index) and
+        ``offsets`` their ``len(sentences) + 1`` word offsets in the corpus. The batches
+        depend on the block only, so every process computes the same values for it.
+        """
+        hi = lo + len(sentences)
+        row0, row1 = int(offsets[0]), int(offsets[-1])
+        row_of = {(lo + k, j): int(offsets[k]) - row0 + j
+                  for k in range(len(sentences)) for j in range(len(sentences[k]))}
+        word_ids, empty = self.wtok.encode_words([list(s) for s in sentences])
+        pieces: list[Piece] = []
+        block_stats = WindowStats(words_without_subwords=empty)
+        for k, ids in enumerate(word_ids):
+            ps, st = self.wtok.pieces(lo + k, ids)
+            pieces.extend(ps)
+            block_stats.merge(st)
+        buffers = {c.name: np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32)
+                   for c in self.comps}
+        # NaN stays for sentences without words (no token to pool).
+        pooled = {c.name: np.full((hi - lo, len(c.layers) * c.neurons), np.nan, np.float32)
+                  for c in self.comps}
+        device = self.loaded.device
+        for batch in length_sorted_batches(pieces, self.batch_size):
+            inputs = pad_batch(batch, self.pad_id, device)
+            # With ``stop`` the pass ends after the last requested module (result None).
+            result = trace.call(self.target, **inputs, output_hidden_states=self.need_hidden,
+                                return_dict=True)
+            agg = _Aggregator(batch, inputs["input_ids"].shape[1], row_of, self.aggregation,
+                              device)
+            rows = agg.unique_rows.cpu().numpy()
+            for c in self.comps:
+                per_layer = _component_tensors(c, result, trace, self.hidden_sites)
+                buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
+                if self.sentence_pooling in ("first-token", "last-token"):
+                    which = "first" if self.sentence_pooling == "first-token" else "last"
+                    sids, vecs = agg.token_rows(per_layer, which)
+                    if sids:
+                        pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
+        if self.sentence_pooling == "mean":
+            counts = np.diff(offsets)
+            pooled = {name: pool_means(buf, counts) for name, buf in buffers.items()}
+        return buffers, pooled, block_stats
+
+
+def pool_means(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean word vector of each sentence (``counts`` words each, in order); NaN when empty."""
+    # Sentences without words get NaN (reduceat cannot take empty ranges).
+    nonempty = counts > 0
+    starts = (np.cumsum(counts) - counts).astype(np.int64)[nonempty]
+    means = np.full((len(counts), rows.shape[1]), np.nan, np.float32)
+    if len(starts):
+        sums = np.add.reduceat(rows, starts, axis=0)
+        means[nonempty] = sums / counts[nonempty][:, None]
+    return means
+
+
+def resume_stats(meta: Mapping[str, Any]) -> WindowStats:
+    """The window statistics recorded by an interrupted run (empty for a new store)."""
+    stats = WindowStats()
+    for key, value in meta.get("windows", {}).items():
+        if key == "windowed_sentence_ids_first_1000":
+            stats.windowed_sentence_ids = list(value)
+        elif hasattr(stats, key):
+            setattr(stats, key, int(value))
+    return stats
+
+
 def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: WordTokenizer,
          writer: StoreWriter, block_words: int, batch_size: int, aggregation: str,
          sentence_pooling: str, show_progress: bool) -> None:
     offsets = corpus.sentence_offsets()
     bounds = block_bounds(corpus.sentence_lengths(), block_words)
     sentences_done = int(writer.meta["progress"]["sentences_done"])
-    stats = WindowStats()
-    for key, value in writer.meta.get("windows", {}).items():
-        if key == "windowed_sentence_ids_first_1000":
-            stats.windowed_sentence_ids = list(value)
-        elif hasattr(stats, key):
-            setattr(stats, key, int(value))
-    hidden_sites = _early_stop_sites(loaded, comps)
-    stop = hidden_sites is not None
-    need_hidden = not stop and any(c.source == "hidden_states" for c in comps)
-    hooked = [m for c in comps if c.source != "hidden_states" for m in c.modules.values()]
-    hooked += [m for m in (hidden_sites or {}).values() if m not in hooked]
-    target = _forward_target(loaded.model, hooked)
-    retain_input = any(c.source == "input" for c in comps)
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    device = loaded.device
+    stats = resume_stats(writer.meta)
+    plan = BlockPlan(loaded, comps, wtok, batch_size, aggregation, sentence_pooling)
     started = time.perf_counter()
     done_at_start = int(offsets[sentences_done])
     progress, task = _progress_bar(show_progress, corpus.n_words, done_at_start)
     # Disk writes overlap the next block's forward passes on one background thread.
     pending: Future | None = None
     pending_progress: int | None = None
-    with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), Trace(
-        loaded.model, hooked,
-        retain_output=bool(hidden_sites) or any(c.source == "output" for c in comps),
-        retain_input=retain_input, stop=stop,
-    ) as trace:
+    with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), plan.trace() as trace:
         for lo, hi in bounds:
             if hi <= sentences_done:
                 continue
-            row0, row1 = int(offsets[lo]), int(offsets[hi])
-            row_of = {(s, j): int(offsets[s]) - row0 + j
-                      for s in range(lo, hi) for j in range(len(corpus.sentences[s]))}
-            word_ids, empty = wtok.encode_words(corpus.sentences[lo:hi])
-            pieces: list[Piece] = []
-            block_stats = WindowStats(words_without_subwords=empty)
-            for k, ids in enumerate(word_ids):
-                ps, st = wtok.pieces(lo + k, ids)
-                pieces.extend(ps)
-                block_stats.merge(st)
-            buffers = {c.name: np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32)
-                       for c in comps}
-            # NaN stays for sentences without words (no token to pool).
-            pooled = {c.name: np.full((hi - lo, len(c.layers) * c.neurons), np.nan, np.float32)
-                      for c in comps}
-            for batch in length_sorted_batches(pieces, batch_size):
-                inputs = pad_batch(batch, pad_id, device)
-                # With ``stop`` the pass ends after the last requested module (result None).
-                result = trace.call(target, **inputs, output_hidden_states=need_hidden,
-                                    return_dict=True)
-                agg = _Aggregator(batch, inputs["input_ids"].shape[1], row_of, aggregation, device)
-                rows = agg.unique_rows.cpu().numpy()
-                for c in comps:
-                    per_layer = _component_tensors(c, result, trace, hidden_sites)
-                    buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
-                    if sentence_pooling in ("first-token", "last-token"):
-                        which = "first" if sentence_pooling == "first-token" else "last"
-                        sids, vecs = agg.token_rows(per_layer, which)
-                        if sids:
-                            pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
+            buffers, pooled, block_stats = plan.vectors(
+                trace, corpus.sentences[lo:hi], lo, offsets[lo:hi + 1])
             stats.merge(block_stats)
             if pending is not None:
                 pending.result()  # at most one block in flight: memory stays bounded
@@ -362,12 +443,12 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
             )
             if pending_progress is not None:
                 _show_rate(progress, task, pending_progress, done_at_start, started)
-            pending_progress = row1
+            pending_progress = int(offsets[hi])
         if pending is not None:
             pending.result()
         if pending_progress is not None:
             _show_rate(progress, task, pending_progress, done_at_start, started)
-    writer.finalize(windows=stats.as_dict(), device=str(device))
+    writer.finalize(windows=stats.as_dict(), device=str(loaded.device))
 
 
 def _write_block(writer: StoreWriter, comps: Sequence[Component], buffers: dict[str, np.ndarray],
@@ -378,16 +459,6 @@ def _write_block(writer: StoreWriter, comps: Sequence[Component], buffers: dict[
     row0, row1 = int(offsets[lo]), int(offsets[hi])
     for c in comps:
         writer.write_rows(c.name, row0, buffers[c.name])
-        if sentence_pooling == "mean":
-            # Sentences without words get NaN (reduceat cannot take empty ranges).
-            counts = np.diff(offsets[lo : hi + 1])
-            nonempty = counts > 0
-            starts = (offsets[lo:hi] - row0).astype(np.int64)[nonempty]
-            means = np.full((hi - lo, buffers[c.name].shape[1]), np.nan, np.float32)
-            if len(starts):
-                sums = np.add.reduceat(buffers[c.name], starts, axis=0)
-                means[nonempty] = sums / counts[nonempty][:, None]
-            pooled[c.name] = means
         if sentence_pooling != "none":
             writer.write_sentences(c.name, lo, pooled[c.name])
     writer.meta["windows"] = windows

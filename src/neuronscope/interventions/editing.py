@@ -195,6 +195,11 @@ def token_positions(loaded: LoadedModel, words: Sequence[str], word_positions: I
 
 
 # ---------------------------------------------------------------------------- intervention
+# Components whose hooked tensor is the input of an output projection: a temporary that only
+# that projection reads, safe to edit in place under inference mode.
+_TEMPORARY_INPUTS = frozenset({"mlp", "attn"})
+
+
 @dataclass
 class _Site:
     """One hooked module and the neurons edited there."""
@@ -212,6 +217,18 @@ class _Site:
     _cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict
     )
+
+    def columns(self, device: torch.device, dtype: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The edited columns and their values (``0`` for zero), as tensors on ``device``."""
+        key = ("columns", device, dtype)
+        if key not in self._cache:
+            values = np.zeros(len(self.index), np.float32) if self.values is None else (
+                np.broadcast_to(np.asarray(self.values, np.float32), (len(self.index),)))
+            with torch.inference_mode(False):
+                self._cache[key] = (torch.as_tensor(self.index, device=device),
+                                    torch.as_tensor(np.array(values), device=device).to(dtype))
+        return self._cache[key]
 
     def vectors(self, op: str, width: int, device: torch.device, dtype: torch.dtype
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,6 +400,12 @@ class Intervention:
 
     def _edit_values(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
         site.calls += 1
+        if (isinstance(self.positions, str) and self.positions == "all"
+                and site.component in _TEMPORARY_INPUTS
+                and site.where == "input" and site.features is None
+                and torch.is_inference_mode_enabled()
+                and x.is_inference()):
+            return self._edit_in_place(site, x)
         mask, operand = site.vectors(self.op, int(x.shape[-1]), x.device, x.dtype)
         pos = self.positions
         if isinstance(pos, np.ndarray) or pos == "last":
@@ -409,6 +432,28 @@ class Intervention:
         if self.op == "add":
             return x + operand
         return torch.where(mask, operand, x)  # zero, mean, constant
+
+    def _edit_in_place(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
+        """Write only the chosen columns of ``x``, in place.
+
+        Only for the inputs of the MLP and attention output projections under inference
+        mode: those tensors are temporaries made for the projection alone (nothing else, no
+        residual stream and no autograd graph, holds them), so editing the few chosen columns
+        costs a fraction of the elementwise pass over the whole tensor that the general path
+        needs (bench/interventions.py).
+        """
+        width = int(x.shape[-1])
+        if int(site.index.max()) >= width:
+            site.vectors(self.op, width, x.device, x.dtype)  # raises the named error
+        index, values = site.columns(x.device, x.dtype)
+        if self.op == "zero":
+            return x.index_fill_(-1, index, 0.0)
+        if self.op == "scale":
+            return x.index_copy_(-1, index, x.index_select(-1, index) * values)
+        if self.op == "add":
+            return x.index_copy_(-1, index, x.index_select(-1, index) + values)
+        # mean / constant: the value broadcast over every position
+        return x.index_copy_(-1, index, values.expand(*x.shape[:-1], len(values)))
 
     def _editor(self, where: str) -> Any:
         by_module = {s.module: s for s in self.sites if s.where == where}

@@ -32,7 +32,7 @@ correspond (the store's model fingerprint must equal the model's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -205,8 +205,11 @@ class NeuronTextGenerator(Configurable):
 
     # ------------------------------------------------------------------ entry point
     def generate(self, loaded: LoadedModel, neuron: str,
-                 store: ActivationStore | None = None) -> GenerationResult:
+                 store: ActivationStore | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> GenerationResult:
         """Optimize a token sequence for ``neuron`` of ``loaded``; compare with ``store``.
+
+        ``progress`` is called with ``(steps done, steps)`` after each optimization step.
 
         Raises:
             UnknownComponentError: unknown neuron (for the model, or for the store).
@@ -280,6 +283,8 @@ class NeuronTextGenerator(Configurable):
                     values = run.hard(torch.stack(todo))
                     for c, v in zip(todo, values, strict=True):
                         seen[tuple(c.tolist())] = v
+            if progress is not None:
+                progress(step + 1, self.steps)
 
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_sequences]
         corpus_top: list[dict[str, Any]] = []

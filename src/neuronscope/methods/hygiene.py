@@ -17,21 +17,39 @@ its ranking through :func:`apply_hygiene`, which
 
 Both lists (neuron names, at most ``MAX_LISTED`` each, with counts) are stored in
 ``Ranking.extra["hygiene"]``.
+
+**Special positions** can be left out of a ranker's statistics: :func:`exclude_positions`
+restricts the activations to rows that are not the first (or last) word of their sentence,
+through the :class:`~neuronscope.store.view.ActivationView` row mask every supervised ranker
+reads, using the sentence positions the store carries; :func:`rank_excluding` ranks on that
+view and records the policy and the rows left out in ``Ranking.extra["exclude_positions"]``.
+A causal LM's first position carries massive activations (SmolLM2: -76 to -92 on the first
+token only) unrelated to the word there. The default, :data:`DEFAULT_EXCLUDE_POSITIONS`, is
+``"none"``: see the README's defaults section for the held-out measurement behind it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from neuronscope.methods.base import MethodInput
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import Activations, Labels, MethodInput
+from neuronscope.methods.families import SupervisedRanker
 from neuronscope.methods.ranking import ConceptRanking, Ranking
+from neuronscope.store.view import ActivationView
 
 DEAD_RELATIVE = 1e-6
 OUTLIER_FACTOR = 10.0
 MASSIVE_FACTOR = 50.0
 MAX_LISTED = 50
+
+#: Special positions a ranker can leave out: none, the first word, the last word, or both.
+EXCLUDE_POSITIONS = ("none", "first", "last", "first-last")
+#: The default policy (validated on held-out EWT sentences; README, "Defaults and why").
+DEFAULT_EXCLUDE_POSITIONS = "none"
 
 
 @dataclass
@@ -144,3 +162,87 @@ def _demote(ids: np.ndarray, scores: np.ndarray, dead: np.ndarray) -> ConceptRan
     is_dead = np.isin(ids, dead)
     order = np.concatenate([np.flatnonzero(~is_dead), np.flatnonzero(is_dead)])
     return ConceptRanking(np.asarray(ids)[order], np.asarray(scores)[order])
+
+
+# ---------------------------------------------------------------------- special positions
+def check_exclude_positions(which: str) -> str:
+    """``which`` if it is one of :data:`EXCLUDE_POSITIONS`, else a clear error."""
+    if which not in EXCLUDE_POSITIONS:
+        raise NeuronscopeError(
+            f"exclude_positions must be one of {', '.join(EXCLUDE_POSITIONS)}, got {which!r}")
+    return which
+
+
+def special_position_mask(sentence_ids: np.ndarray, positions: np.ndarray,
+                          which: str) -> np.ndarray:
+    """Rows at the excluded positions (boolean, one per row).
+
+    ``"first"``: position 0 of its sentence; ``"last"``: the highest position of its
+    sentence among the given rows; ``"first-last"``: both; ``"none"``: no row.
+    """
+    check_exclude_positions(which)
+    sentence_ids = np.asarray(sentence_ids, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.int64)
+    if sentence_ids.shape != positions.shape or sentence_ids.ndim != 1:
+        raise NeuronscopeError(
+            f"sentence ids {sentence_ids.shape} and positions {positions.shape} must be 1-D "
+            "and of the same length")
+    out = np.zeros(len(positions), dtype=bool)
+    if which in ("first", "first-last"):
+        out |= positions == 0
+    if which in ("last", "first-last") and len(positions):
+        _, inverse = np.unique(sentence_ids, return_inverse=True)
+        last = np.full(int(inverse.max()) + 1, -1, dtype=np.int64)
+        np.maximum.at(last, inverse, positions)
+        out |= positions == last[inverse]
+    return out
+
+
+def exclude_positions(activations: Activations, which: str = DEFAULT_EXCLUDE_POSITIONS,
+                      ) -> ActivationView:
+    """A view of ``activations`` without the rows at special positions.
+
+    Args:
+        activations: a store or a view of one (the positions come from the store's words
+            table); a plain array only with ``which="none"``.
+        which: one of :data:`EXCLUDE_POSITIONS`.
+
+    Labels of every row of the store are restricted to the view's rows by the rankers (see
+    :func:`~neuronscope.store.view.align_labels`), so ``ranker.rank(view, labels)`` needs no
+    other change.
+    """
+    view = ActivationView(activations)
+    if check_exclude_positions(which) == "none":
+        return view
+    sentences, positions = view.sentence_ids(), view.positions()
+    if sentences is None or positions is None:
+        raise NeuronscopeError(
+            f"exclude_positions={which!r} needs word positions: pass an ActivationStore (or "
+            "a view of one), not a plain array")
+    drop = special_position_mask(sentences, positions, which)
+    if drop.all():
+        raise NeuronscopeError(
+            f"exclude_positions={which!r} leaves no row (every sentence has one word?)")
+    return view.restrict(~drop)
+
+
+def rank_excluding(method: SupervisedRanker, activations: Activations, labels: Labels,
+                   which: str = DEFAULT_EXCLUDE_POSITIONS) -> Ranking:
+    """``method.rank`` on the rows of ``activations`` not at the ``which`` positions.
+
+    Records ``extra["exclude_positions"] = {"policy", "n_rows", "n_excluded"}`` so that the
+    ranking says which rows its statistics saw (``neuronscope evaluate`` re-ranks the same
+    way).
+    """
+    n_all = ActivationView(activations).n_words
+    view = exclude_positions(activations, which)
+    ranking = method.rank(view, labels)
+    ranking.extra["exclude_positions"] = {"policy": which, "n_rows": int(view.n_words),
+                                          "n_excluded": int(n_all - view.n_words)}
+    return ranking
+
+
+def ranking_exclusion(ranking: Ranking) -> str:
+    """The position policy a ranking was computed with (``"none"`` when not recorded)."""
+    info: Any = ranking.extra.get("exclude_positions") or {}
+    return str(info.get("policy", "none")) if isinstance(info, dict) else "none"

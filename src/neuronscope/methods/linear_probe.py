@@ -49,7 +49,15 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
-from neuronscope.methods.hygiene import NeuronHealth, apply_hygiene, health_from_array
+from neuronscope.methods.hygiene import NeuronHealth, apply_hygiene, health_from_moments
+from neuronscope.methods.probe_data import (
+    InMemoryRows,
+    RowSource,
+    Scan,
+    StreamingRows,
+    in_memory_matrix,
+    use_streaming,
+)
 from neuronscope.methods.probe_ordering import (
     _entry_steps,
     path_scores,
@@ -63,9 +71,7 @@ from neuronscope.methods.probe_training import (
     check_probe_params,
     r2,
     split_rows,
-    streaming_moments,
     torch_threads,
-    training_matrix,
 )
 from neuronscope.methods.probe_training import (
     n_columns as count_columns,
@@ -122,11 +128,12 @@ class LinearProbe(RankingMethod):
         normalize: z-normalize each neuron with the training rows' mean and standard
             deviation (Sajjad et al. 2021), so that weights of neurons on different scales
             are comparable; ``coef_`` is then in normalized units.
-        batch_size: rows per Adam step; ``"auto"`` aims at about 200 steps per epoch.
+        batch_size: rows per Adam step; ``"auto"`` aims at about 200 steps per convergence
+            check (an epoch, or 65,536 rows on larger corpora).
         learning_rate: initial Adam step size of each path point (halved on plateaus).
         max_epochs: upper bound on passes over the training rows per path point.
-        tol: relative decrease of the penalized training objective below which an epoch
-            counts as a plateau.
+        tol: relative decrease of the penalized training objective below which a check
+            window (an epoch, or 65,536 rows on larger corpora) counts as a plateau.
         patience: plateaus (each halving the step size) before training stops, converged.
         validation_fraction: share of sentences (of rows when no sentence ids are known)
             held out to choose ``alpha``; 0 needs a fixed ``alpha``.
@@ -135,6 +142,15 @@ class LinearProbe(RankingMethod):
         n_threads: torch CPU threads while training (restored afterwards); ``None`` keeps
             torch's setting. 1 by default: the many small per-step operations make
             multi-threaded training stall whenever another process holds a core.
+        streaming: read minibatches from the store through a mixing buffer instead of loading
+            the selection (``True``), load it (``False``), or ``"auto"``: stream when the
+            float32 selection would take more than half of the memory budget
+            (``NEURONSCOPE_MEMORY_LIMIT`` or the available memory); see
+            :mod:`neuronscope.methods.probe_data`. Both give the same held-out accuracy
+            within noise; loading is faster when it fits.
+        buffer_rows: rows of the streaming mixing buffer (``None``: 1 GB worth, at most a
+            quarter of the memory budget); memory of a streamed fit is about
+            ``(buffer_rows + chunk) * n_neurons * 4`` bytes whatever the corpus size.
         concepts: rank only these concepts (the probe is still trained on every label).
         neurons: restrict to these neurons (names or ids; default: all).
 
@@ -142,7 +158,8 @@ class LinearProbe(RankingMethod):
     ``alpha_`` (the chosen strength), ``path_`` (per path point: alpha, validation accuracy,
     non-zero neurons, epochs, converged), ``path_coefs_``, ``classes_`` (``None`` for
     regression), ``mean_``/``scale_`` (when normalized), ``n_epochs_`` (all points),
-    ``converged_`` (every point stopped by ``tol``), ``train_accuracy_``,
+    ``converged_`` (every point stopped by ``tol``), ``streaming_`` (whether rows were
+    streamed from the store), ``train_accuracy_``,
     ``validation_accuracy_`` (of the chosen point; R^2 for regression; ``None`` without a
     validation split), ``validation_unit_`` (``"sentences"`` or ``"words"``), ``neuron_ids_``,
     ``neuron_names_``.
@@ -172,6 +189,8 @@ class LinearProbe(RankingMethod):
         random_state: int | None = 0,
         device: str | None = None,
         n_threads: int | None = 1,
+        streaming: bool | str = "auto",
+        buffer_rows: int | None = None,
         concepts: Sequence[str] | None = None,
         neurons: Sequence[str | int] | None = None,
     ) -> None:
@@ -195,6 +214,8 @@ class LinearProbe(RankingMethod):
         self.random_state = random_state
         self.device = device
         self.n_threads = n_threads
+        self.streaming = streaming
+        self.buffer_rows = buffer_rows
         self.concepts = concepts
         self.neurons = neurons
 
@@ -260,14 +281,21 @@ class LinearProbe(RankingMethod):
         if groups is None and isinstance(activations, ActivationStore):
             groups = activations.sentence_ids()
         target, classes = self._encode_target(data.y)
-        x = training_matrix(data)
         device = self._torch_device()
         rng = np.random.default_rng(self.random_state)
-        train_idx, val_idx = split_rows(len(x), float(self.validation_fraction), rng, groups)
-
-        mean = scale = None
-        if self.normalize:
-            mean, scale = streaming_moments(x, train_idx)
+        train_idx, val_idx = split_rows(data.n_words, float(self.validation_fraction), rng,
+                                        groups)
+        batch_size = auto_batch_size(self.batch_size, len(train_idx))
+        self.streaming_ = use_streaming(data, self.streaming)
+        source: RowSource = (
+            StreamingRows(data, device, self.buffer_rows) if self.streaming_
+            else InMemoryRows(in_memory_matrix(data), device, batch_size))
+        train_mask = np.zeros(data.n_words, dtype=bool)
+        train_mask[train_idx] = True
+        # One ordered pass: the training rows' moments (standardization) and every row's
+        # health figures (dead and outlier neurons).
+        scan = Scan(source, train_mask)
+        mean, scale = (scan.mean, scan.scale) if self.normalize else (None, None)
         y_shift, y_scale = 0.0, 1.0
         if classes is None:
             # Standardize the target so that the learning rate and alpha do not depend on
@@ -277,28 +305,33 @@ class LinearProbe(RankingMethod):
             y_scale = float(y_train.std()) or 1.0
             target = ((target - y_shift) / y_scale).astype(np.float32)
 
-        trainer = Trainer(x, target, None if classes is None else len(classes), mean, scale,
-                          device, auto_batch_size(self.batch_size, len(train_idx)),
-                          int(rng.integers(0, 2**62)))
+        trainer = Trainer(source, target, None if classes is None else len(classes), mean,
+                          scale, device, batch_size, int(rng.integers(0, 2**62)))
         path, coefs, intercepts = [], [], []
         with torch_threads(self.n_threads if device.type == "cpu" else None):
             for alpha in self._path_alphas(trainer.alpha_max(train_idx)):
                 lambda1, lambda2 = self._penalty_strengths(alpha)
-                info = trainer.train(train_idx, val_idx, lambda1=lambda1, lambda2=lambda2,
+                info = trainer.train(train_idx, lambda1=lambda1, lambda2=lambda2,
                                      lr=float(self.learning_rate),
                                      max_epochs=int(self.max_epochs), tol=float(self.tol),
                                      patience=int(self.patience))
                 coef = trainer.weight.cpu().numpy().copy()
                 coefs.append(coef)
                 intercepts.append(trainer.bias.cpu().numpy().copy())
-                path.append({"alpha": alpha, "validation_accuracy": info["validation"],
+                path.append({"alpha": alpha, "validation_accuracy": None,
                              "nonzero_neurons": int(np.any(coef != 0, axis=0).sum()),
                              "n_epochs": info["n_epochs"], "converged": info["converged"]})
+            if len(val_idx):
+                # Every path point on the held-out rows in one pass (a streamed store is
+                # then read once for validation, not once per point).
+                scores = trainer.evaluate(val_idx, list(zip(coefs, intercepts, strict=True)))
+                for point, (accuracy, _) in zip(path, scores, strict=True):
+                    point["validation_accuracy"] = accuracy
             chosen = self._choose(path)
             trainer.weight = torch.from_numpy(coefs[chosen]).to(device)
             trainer.bias = torch.from_numpy(intercepts[chosen]).to(device)
             # Train accuracy of the kept weights, measured after training (not a running mean).
-            train_accuracy = trainer.evaluate(train_idx)[0]
+            train_accuracy = trainer.evaluate(train_idx)[0][0]
 
         coef, intercept = coefs[chosen], intercepts[chosen]
         if classes is None:
@@ -322,7 +355,8 @@ class LinearProbe(RankingMethod):
         self.validation_accuracy_ = path[chosen]["validation_accuracy"]
         self.validation_unit_ = "sentences" if groups is not None else "words"
         self.train_accuracy_ = train_accuracy
-        health = health_from_array(data, x)
+        health = health_from_moments(data, scan.count, np.zeros_like(scan.all_mean),
+                                     scan.all_m2, scan.all_mean, scan.max_abs)
         self.neuron_stats_ = {"std": health.std, "rms": health.rms, "max_abs": health.max_abs}
         return self
 

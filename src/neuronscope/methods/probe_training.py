@@ -8,10 +8,11 @@ scaling its gradient step gets. Unlike adding the subgradient ``sign(w)`` (which
 oscillate around zero), this yields exact zeros: a weight stays zero while its averaged
 minibatch gradient stays below ``lambda_1``.
 
-Stopping is tolerance-based ("reduce on plateau"): after every epoch the penalized training
-objective (mean minibatch loss of the epoch plus the penalty) is compared with the best so
-far; an epoch that does not lower it by a relative ``tol`` halves the step size, and training
-stops after ``patience`` such epochs in all (converged) or at ``max_epochs`` (not converged,
+Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (one
+epoch, or :data:`CHECK_ROWS` rows when the split is larger) the penalized training objective
+(mean minibatch loss of the window plus the penalty) is compared with the best so far; a
+window that does not lower it by a relative ``tol`` halves the step size, and training stops
+after ``patience`` such windows in all (converged) or at ``max_epochs`` (not converged,
 reported).
 Halving the step averages out minibatch noise, so the weights settle at the optimum instead
 of wandering around it at a fixed step size.
@@ -24,7 +25,6 @@ overstates accuracy (0.954 by word vs 0.928 on real dev sentences, MiniLM/EWT).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,23 +33,26 @@ import numpy as np
 import torch
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods.base import Activations, MethodInput, check_finite
-from neuronscope.moments import RunningMoments
+from neuronscope.methods.base import Activations
+from neuronscope.methods.probe_data import RowSource
 from neuronscope.splits import split_by_sentence
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView
 
 # Adam's usual constants; the learning rate is a parameter.
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
-# Rows per block in streaming passes (moments, evaluation): ~11 MB of float32 at 2,688 neurons.
-BLOCK_ROWS = 4096
+#: Rows between two convergence checks: one epoch, or this many rows when the training split
+#: is larger. Large corpora then converge in a fraction of an epoch instead of needing
+#: ``patience + 1`` full passes per path point; small ones are checked once per epoch.
+CHECK_ROWS = 1 << 16
 
 
 class Trainer:
     """Minibatch proximal Adam on ``W`` (outputs x neurons) and ``b``.
 
-    Rows of ``x`` are gathered by index, so the training and validation splits never copy
-    the matrix. Normalization is folded into the weights (``(x - mean) / scale @ W.T`` ==
+    Rows come from a row source (:mod:`neuronscope.methods.probe_data`: an in-memory matrix
+    or the store, streamed), so the training and validation splits never copy the matrix.
+    Normalization is folded into the weights (``(x - mean) / scale @ W.T`` ==
     ``x @ (W / scale).T - (W / scale) @ mean``) so raw rows are used as they are, saving an
     elementwise pass over every minibatch. The penalty can be changed between calls of
     :meth:`train` (a regularization path), keeping weights and Adam's moments.
@@ -57,7 +60,7 @@ class Trainer:
 
     def __init__(
         self,
-        x: np.ndarray,
+        source: RowSource,
         target: np.ndarray,
         n_classes: int | None,
         mean: np.ndarray | None,
@@ -67,10 +70,7 @@ class Trainer:
         seed: int,
     ) -> None:
         self.device = device
-        self.x_host = x
-        self.x_device = None
-        if device.type != "cpu":
-            self.x_device = _to_device_if_fits(x, device)
+        self.source = source
         self.y = torch.from_numpy(target).to(device)
         self.classify = n_classes is not None
         n_out = n_classes if n_classes is not None else 1
@@ -79,50 +79,39 @@ class Trainer:
         self.lambda1, self.lambda2, self.lr = 0.0, 0.0, 1e-3
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
-        self.weight = torch.zeros(n_out, x.shape[1], device=device)
+        self.weight = torch.zeros(n_out, source.n_features, device=device)
         self.bias = torch.zeros(n_out, device=device)
         self._adam = [torch.zeros_like(t) for t in (self.weight, self.weight,
                                                     self.bias, self.bias)]
         self._steps = 0
         self._prior_set = False
-        self._buffer = np.empty((max(batch_size, BLOCK_ROWS), x.shape[1]), dtype=np.float32)
 
-    def _rows(self, idx: np.ndarray) -> torch.Tensor:
-        """Raw rows ``idx`` (sorted) as a tensor on the device; valid until the next call."""
-        if self.x_device is not None:
-            return self.x_device.index_select(0, torch.from_numpy(idx).to(self.device))
-        # numpy's take into a reused buffer is several times faster than torch.index_select
-        # for row gathers on CPU, and allocates nothing.
-        block = self._buffer[: len(idx)]
-        np.take(self.x_host, idx, axis=0, out=block)
-        return torch.from_numpy(block).to(self.device)
-
-    def _effective(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight and bias acting on raw rows."""
+    def _effective(self, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias acting on raw rows (of the current or of the given weights)."""
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
         if self.inv_scale is None or self.mean is None:
-            return self.weight, self.bias
-        weight = self.weight * self.inv_scale
-        return weight, self.bias - weight @ self.mean
+            return weight, bias
+        weight = weight * self.inv_scale
+        return weight, bias - weight @ self.mean
 
-    def _outputs(self, xb: torch.Tensor) -> torch.Tensor:
-        weight, bias = self._effective()
-        return torch.addmm(bias, xb, weight.T)
-
-    def _step(self, idx: np.ndarray) -> float:
-        """One proximal Adam step on rows ``idx``; returns their mean loss before the step."""
-        xb = self._rows(idx)
+    def _step(self, idx: np.ndarray, xb: torch.Tensor) -> torch.Tensor:
+        """One proximal Adam step on rows ``idx`` (``xb``); returns the sum of their losses
+        before the step (a tensor: no synchronization per step on accelerators)."""
         yb = self.y[torch.from_numpy(idx).to(self.device)]
-        out = self._outputs(xb)
+        weight, bias = self._effective()
+        out = torch.addmm(bias, xb, weight.T)
         # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
         # cross-entropy, (prediction - y) / B for half the squared error.
-        rows = torch.arange(len(yb), device=self.device)
         if self.classify:
             grad = torch.softmax(out, dim=1)
-            loss = -float(torch.log(grad[rows, yb].clamp_min(1e-30)).mean())
-            grad[rows, yb] -= 1.0
+            picked = yb[:, None]
+            loss = -torch.log(grad.gather(1, picked).clamp_min_(1e-30)).sum()
+            grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
         else:
             grad = out - yb[:, None]
-            loss = 0.5 * float((grad**2).mean())
+            loss = 0.5 * (grad**2).sum()
         grad /= len(yb)
         grad_b = grad.sum(dim=0)
         grad_w = grad.T @ xb
@@ -158,19 +147,23 @@ class Trainer:
         y = self.y[torch.from_numpy(idx).to(self.device)]
         if self.classify:
             prior = torch.bincount(y, minlength=len(self.bias)).float() / len(idx)
+        else:
+            y_mean = float(y.float().mean())
         grad = torch.zeros_like(self.weight)
-        for start in range(0, len(idx), BLOCK_ROWS):
-            rows = idx[start : start + BLOCK_ROWS]
-            xb = self._rows(rows)
-            if self.inv_scale is not None and self.mean is not None:
-                xb = (xb - self.mean) * self.inv_scale
-            yb = y[start : start + BLOCK_ROWS]
+        out_sum = torch.zeros_like(self.bias)
+        for rows, xb in self.source.blocks(idx):
+            yb = self.y[torch.from_numpy(rows).to(self.device)]
             if self.classify:
                 out = prior.expand(len(rows), -1).clone()
-                out[torch.arange(len(rows), device=self.device), yb] -= 1.0
+                out.scatter_add_(1, yb[:, None], torch.full((len(rows), 1), -1.0,
+                                                            device=self.device))
             else:
-                out = (float(y.float().mean()) - yb.float())[:, None]
+                out = (y_mean - yb.float())[:, None]
             grad += out.T @ xb
+            out_sum += out.sum(dim=0)
+        if self.inv_scale is not None and self.mean is not None:
+            # The gradient on standardized rows, folded: (x - mean) * inv_scale.
+            grad.sub_(torch.outer(out_sum, self.mean)).mul_(self.inv_scale)
         return float(grad.abs().max()) / max(len(idx), 1)
 
     def penalty(self) -> float:
@@ -183,32 +176,47 @@ class Trainer:
         return value
 
     @torch.no_grad()
-    def evaluate(self, idx: np.ndarray) -> tuple[float, float]:
+    def evaluate(self, idx: np.ndarray, points: list[tuple[np.ndarray, np.ndarray]] | None = None
+                 ) -> list[tuple[float, float]]:
         """``(accuracy, mean loss)`` on these rows (``(R^2, mean squared error)`` when
-        regressing), block by block."""
-        correct, loss, sq_total = 0.0, 0.0, 0.0
+        regressing) of every ``(weight, bias)`` in ``points`` (default: the current weights),
+        in one ordered pass over the rows."""
+        if points is None:
+            stacked = [(self.weight, self.bias)]
+        else:
+            stacked = [(torch.from_numpy(w).to(self.device), torch.from_numpy(b).to(self.device))
+                       for w, b in points]
+        effective = [self._effective(w, b) for w, b in stacked]
+        n_out = len(self.bias)
+        weight = torch.cat([w for w, _ in effective])
+        bias = torch.cat([b for _, b in effective])
+        k = len(effective)
+        correct, loss = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
         y_all = self.y[torch.from_numpy(idx).to(self.device)]
-        y_mean = float(y_all.float().mean()) if not self.classify else 0.0
-        for start in range(0, len(idx), BLOCK_ROWS):
-            out = self._outputs(self._rows(idx[start : start + BLOCK_ROWS]))
-            yb = y_all[start : start + BLOCK_ROWS]
+        y_mean = float(y_all.float().mean()) if not self.classify and len(idx) else 0.0
+        sq_total = float(((y_all - y_mean) ** 2).sum()) if not self.classify else 0.0
+        for rows, xb in self.source.blocks(idx):
+            out = torch.addmm(bias, xb, weight.T).view(len(rows), k, n_out)
+            yb = self.y[torch.from_numpy(rows).to(self.device)]
             if self.classify:
-                correct += float((out.argmax(dim=1) == yb).sum())
-                loss += float(torch.nn.functional.cross_entropy(out, yb, reduction="sum"))
+                correct += (out.argmax(dim=2) == yb[:, None]).sum(dim=0).double().cpu()
+                logp = torch.log_softmax(out, dim=2)
+                picked = logp.gather(2, yb[:, None, None].expand(-1, k, 1))[..., 0]
+                loss -= picked.sum(dim=0).double().cpu()
             else:
-                loss += float(((out[:, 0] - yb) ** 2).sum())
-                sq_total += float(((yb - y_mean) ** 2).sum())
+                loss += ((out[..., 0] - yb[:, None]) ** 2).sum(dim=0).double().cpu()
         n = max(len(idx), 1)
         if self.classify:
-            return correct / n, loss / n
-        return (1.0 - loss / sq_total if sq_total > 0 else 0.0), loss / n
+            return [(float(c) / n, float(s) / n) for c, s in zip(correct, loss, strict=True)]
+        return [((1.0 - float(s) / sq_total if sq_total > 0 else 0.0), float(s) / n)
+                for s in loss]
 
     @torch.no_grad()
-    def train(self, train_idx: np.ndarray, val_idx: np.ndarray, *, lambda1: float,
-              lambda2: float, lr: float, max_epochs: int, tol: float,
-              patience: int) -> dict[str, Any]:
-        """Epochs of shuffled minibatches from the current weights until the penalized
-        objective stops improving by a relative ``tol`` (see the module docstring)."""
+    def train(self, train_idx: np.ndarray, *, lambda1: float, lambda2: float, lr: float,
+              max_epochs: int, tol: float, patience: int) -> dict[str, Any]:
+        """Shuffled minibatches from the current weights until the penalized objective stops
+        improving by a relative ``tol`` (see the module docstring); the objective is the
+        mean minibatch loss over each window of ``min(n_train, CHECK_ROWS)`` rows."""
         self.lambda1, self.lambda2, self.lr = lambda1, lambda2, lr
         if self.classify and not self._prior_set:
             # Start from the log class priors: the first steps then learn features, not counts.
@@ -216,34 +224,31 @@ class Trainer:
                                     minlength=len(self.bias))
             self.bias = torch.log((counts.float() + 1) / (len(train_idx) + len(self.bias)))
             self._prior_set = True
+        window = max(min(len(train_idx), CHECK_ROWS), 1)
         best, waited, n_epochs, converged = math.inf, 0, 0, False
-        while n_epochs < max_epochs:
+        total, seen = torch.zeros((), dtype=torch.float64, device=self.device), 0
+        while n_epochs < max_epochs and not converged:
             n_epochs += 1
-            order = train_idx[torch.randperm(len(train_idx), generator=self.generator).numpy()]
-            total = 0.0
-            for start in range(0, len(order), self.batch_size):
-                # Sorted rows within a batch: same gradient, friendlier memory access.
-                batch = np.sort(order[start : start + self.batch_size])
-                total += self._step(batch) * len(batch)
-            objective = total / max(len(order), 1) + self.penalty()
-            if best == math.inf or objective < best - tol * abs(best):
-                best = objective
-            else:
-                # Plateaus count in total (not in a row): each one halves the step, so the
-                # step size, not the count of good epochs, decides when we are done.
-                waited += 1
-                self.lr *= 0.5
-                if waited >= patience:
-                    converged = True
-                    break
-        validation = self.evaluate(val_idx) if len(val_idx) else None
-        return {
-            "n_epochs": n_epochs,
-            "converged": converged,
-            "objective": best,
-            "validation": None if validation is None else validation[0],
-            "validation_loss": None if validation is None else validation[1],
-        }
+            for rows, xb in self.source.shuffled_batches(train_idx, self.batch_size,
+                                                         self.generator):
+                total += self._step(rows, xb)
+                seen += len(rows)
+                if seen < window:
+                    continue
+                objective = float(total) / seen + self.penalty()
+                total.zero_()
+                seen = 0
+                if best == math.inf or objective < best - tol * abs(best):
+                    best = objective
+                else:
+                    # Plateaus count in total (not in a row): each one halves the step, so
+                    # the step size, not the count of good windows, decides when we are done.
+                    waited += 1
+                    self.lr *= 0.5
+                    if waited >= patience:
+                        converged = True
+                        break
+        return {"n_epochs": n_epochs, "converged": converged, "objective": best}
 
 
 # ---------------------------------------------------------------------- splits and moments
@@ -257,20 +262,6 @@ def split_rows(n: int, fraction: float, rng: np.random.Generator,
         raise NeuronscopeError(f"{len(groups)} sentence ids for {n} rows")
     return split_by_sentence(None if groups is None else np.asarray(groups), fraction, rng,
                              n_rows=n)
-
-
-def streaming_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each column over ``rows``, one block at a time
-    (:class:`~neuronscope.moments.RunningMoments`), without a float64 copy of the matrix."""
-    mask = np.zeros(len(x), dtype=bool)
-    mask[rows] = True
-    moments = RunningMoments(x.shape[1])
-    for start in range(0, len(x), BLOCK_ROWS):
-        moments.update(x[start : start + BLOCK_ROWS][mask[start : start + BLOCK_ROWS]])
-    mean, std = moments.mean_[0].copy(), moments.std_[0].copy()
-    # Constant neurons keep scale 1 (as in scikit-learn's StandardScaler).
-    std[std < 1e-12 * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 @contextmanager
@@ -287,23 +278,11 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def auto_batch_size(setting: int | str, n_train: int) -> int:
-    """Rows per step: ``"auto"`` aims at about 200 steps per epoch (32..2048 rows)."""
+    """Rows per step: ``"auto"`` aims at about 200 steps per convergence check (one epoch, or
+    :data:`CHECK_ROWS` rows; 32..2048 rows)."""
     if setting == "auto":
-        return int(min(2048, max(32, n_train // 200)))
+        return int(min(2048, max(32, min(n_train, CHECK_ROWS) // 200)))
     return int(setting)
-
-
-def _to_device_if_fits(x: np.ndarray, device: torch.device) -> torch.Tensor | None:
-    """The whole matrix on the accelerator when it leaves room to spare; otherwise ``None``
-    (minibatches are then gathered on the host and moved one at a time)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if x.nbytes > 0.6 * free:
-            return None
-    with warnings.catch_warnings():
-        # A read-only input (e.g. a memory map) is fine: it is only copied.
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(x).to(device)
 
 
 # ---------------------------------------------------------------------- probe helpers
@@ -346,6 +325,12 @@ def check_probe_params(self: Any, tasks: tuple[str, ...], penalties: tuple[str, 
          f"patience must be a positive integer, got {self.patience}"),
         (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
          f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
+        (self.streaming in (True, False, "auto"),
+         f"streaming must be True, False or 'auto', got {self.streaming!r}"),
+        (self.buffer_rows is None or (isinstance(self.buffer_rows, int)
+                                      and not isinstance(self.buffer_rows, bool)
+                                      and self.buffer_rows >= 1),
+         f"buffer_rows must be a positive integer or None, got {self.buffer_rows!r}"),
         (not (self.alpha == "auto" and self.validation_fraction == 0),
          "alpha='auto' chooses the penalty on held-out sentences: give "
          "validation_fraction > 0 or a fixed alpha"),
@@ -373,19 +358,6 @@ def n_columns(activations: Activations) -> int:
         f"not {type(activations).__name__}"
         + (f" of shape {activations.shape}" if isinstance(activations, np.ndarray) else "")
     )
-
-
-def training_matrix(data: MethodInput) -> np.ndarray:
-    """The selected activations as float32 rows, without copying a float32 array that is
-    already laid out as needed (it is only read)."""
-    src = data.source
-    if (isinstance(src, np.ndarray) and src.dtype == np.float32 and src.flags.c_contiguous
-            and data.n_neurons == src.shape[1]
-            and np.array_equal(data.ids, np.arange(src.shape[1]))):
-        for start in range(0, len(src), 16 * BLOCK_ROWS):
-            check_finite(src[start : start + 16 * BLOCK_ROWS], start)
-        return src
-    return data.matrix()
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:

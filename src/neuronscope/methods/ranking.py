@@ -163,6 +163,10 @@ class Ranking:
                 rows.append((concept, rank, self.names[i], i, s))
         return pd.DataFrame(rows, columns=["concept", "rank", "neuron", "id", "score"])
 
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
         return {

@@ -101,6 +101,10 @@ class NeuronStatistics:
             index=pd.Index(self.names, name="neuron"),
         )
 
+    def to_pandas(self) -> Any:
+        """The same table as :meth:`to_dataframe` (pandas' usual name for it)."""
+        return self.to_dataframe()
+
 
 def neuron_statistics(
     activations: Activations,

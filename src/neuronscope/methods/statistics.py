@@ -59,6 +59,13 @@ def class_moments(
     :class:`RunningMoments` (sums = mean x count); without, each chunk is summed per class by
     one float32 BLAS product, accumulated in float64, and the deviations stay zero.
     """
+    from neuronscope.distributed.cluster import active_client
+
+    client = active_client()
+    if client is not None:  # inside neuronscope.distributed.connect: chunks on the workers
+        from neuronscope.distributed.statistics import class_moments_on
+
+        return class_moments_on(client, data, classes, second_moments)
     index = {c: i for i, c in enumerate(classes)}
     code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
     n_cls, n_dim = len(classes), data.n_neurons

@@ -198,12 +198,14 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
                   sae_dir: str | os.PathLike, name: str = "sae", max_units: int = 64,
                   test_size: float = 0.3, concepts: list[str] | None = None,
                   min_examples: int = 20, model: str | None = None, lm_sentences: int = 200,
-                  control: bool = True, random_state: int = 0) -> Comparison:
+                  control: bool = True, random_state: int = 0,
+                  device: str | None = None, dtype: str = "float32") -> Comparison:
     """Compare the SAE layer's neurons with the SAE's features (see the module doc).
 
     The store should hold words the SAE was *not* trained on (e.g. the dev set): the SAE is
     attached to it as component ``name`` first when missing or made by another SAE. The
-    neurons and features of that one layer are loaded into memory.
+    neurons and features of that one layer are loaded into memory. ``device`` and ``dtype``
+    (compute dtype) place the model of the LM-loss check.
     """
     from neuronscope.evaluation._common import train_test_masks
 
@@ -266,7 +268,7 @@ def compare_units(store: ActivationStore, corpus: Corpus, labels: str,
             concept, int(train.sum()), int(test.sum()), majority, stats["neurons"],
             stats["features"], jaccard, stats.get("random")))
     result.lm_loss = lm_loss_increase(store, sae, component, layer, corpus, model,
-                                      lm_sentences, notes)
+                                      lm_sentences, notes, device=device, dtype=dtype)
     return result
 
 
@@ -288,7 +290,8 @@ def random_sae_codes(sae: SparseAutoencoder, x: np.ndarray, train: np.ndarray,
 
 def lm_loss_increase(store: ActivationStore, sae: SparseAutoencoder, component: str, layer: int,
                      corpus: Corpus, model: str | None, n_sentences: int,
-                     notes: list[str]) -> dict[str, Any] | None:
+                     notes: list[str], device: str | None = None,
+                     dtype: str = "float32") -> dict[str, Any] | None:
     """Mean next-token loss with and without the layer's output replaced by the SAE's
     reconstruction, over the first ``n_sentences`` sentences; None (with a note) when the
     model is not a causal LM or cannot be loaded offline."""
@@ -303,7 +306,7 @@ def lm_loss_increase(store: ActivationStore, sae: SparseAutoencoder, component: 
         return None
     source = model or store.meta["model"]["name"]
     try:
-        loaded = load_model(source)
+        loaded = load_model(source, device=device, dtype=dtype)
     except ModelLoadError as err:
         notes.append(f"LM-loss check skipped: cannot load {source!r}: {err}")
         return None

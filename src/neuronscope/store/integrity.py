@@ -35,10 +35,12 @@ import numpy as np
 import zarr
 from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.storage import LocalStore
 
 from neuronscope.errors import DamagedStoreError, NeuronscopeError
 from neuronscope.store import faults
+from neuronscope.store.dtypes import BFLOAT16_ATTR
 from neuronscope.store.meta import read_meta
 from neuronscope.store.names import NeuronLayout
 
@@ -231,8 +233,8 @@ def meta_problems(meta: Mapping[str, Any]) -> list[str]:
     if meta["complete"] and progress["words_done"] != corpus["n_words"]:
         problems.append(f"marked complete but progress.words_done is {progress['words_done']} "
                         f"of {corpus['n_words']}")
-    if meta["dtype"] not in ("float32", "float16"):
-        problems.append(f"dtype must be float32 or float16, got {meta['dtype']!r}")
+    if meta["dtype"] not in ("float32", "float16", "bfloat16"):
+        problems.append(f"dtype must be float32, float16 or bfloat16, got {meta['dtype']!r}")
     if meta["chunk_words"] < 1:
         problems.append(f"chunk_words must be positive, got {meta['chunk_words']}")
     return problems
@@ -247,7 +249,7 @@ def layout_of(path: Path, meta: Mapping[str, Any]) -> NeuronLayout:
         raise DamagedStoreError(describe(path, [f"neuronscope.json: components: {err}"])) from None
 
 
-_FLOATS = ("float32", "float16")
+_FLOATS = ("float32", "float16", "uint16")  # uint16: bfloat16 bits (see ``dtypes``)
 
 
 def _expected_arrays(meta: Mapping[str, Any], layout: NeuronLayout) -> dict[str, tuple]:
@@ -341,6 +343,8 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
             continue
         if dtype is not None and str(arr.dtype) not in dtype:
             problems.append(f"array {name} has dtype {arr.dtype}, expected {' or '.join(dtype)}")
+        elif str(arr.dtype) == "uint16" and not arr.attrs.get(BFLOAT16_ATTR, False):
+            problems.append(f"array {name} has dtype uint16 without the {BFLOAT16_ATTR} mark")
         if name.startswith("activations/"):
             comp = layout.components[name.split("/", 1)[1]]
             if arr.chunks[1] != comp.neurons:
@@ -349,7 +353,12 @@ def open_checked(path: Path, meta: Mapping[str, Any], layout: NeuronLayout, entr
         if f"{name}/zarr.json" not in entries:
             problems.append(f"{name}/zarr.json is not in the manifest")
         # Every chunk holding a committed row was written before the progress was recorded.
-        grid = [range(-(-done // arr.chunks[0]))] + [range(n) for n in arr.cdata_shape[1:]]
+        # Files are chunks, or shards of chunks: the grid of files is the metadata's grid.
+        grid_meta = arr.metadata.chunk_grid
+        files = (tuple(int(n) for n in grid_meta.chunk_shape)
+                 if isinstance(grid_meta, RegularChunkGrid) else tuple(arr.chunks))
+        grid = [range(-(-done // files[0]))] + [
+            range(-(-int(n) // f)) for n, f in zip(arr.shape[1:], files[1:], strict=True)]
         for coords in itertools.product(*grid):
             key = f"{name}/{arr.metadata.encode_chunk_key(coords)}"
             if key not in entries:

@@ -164,6 +164,7 @@ class _NeuroxFile:
     n_neurons: int
     layer_ids: list[int] | None  # layer numbers stored in the file, when it says
     aggregation: str | None
+    component: str | None  # the component our export wrote, when it says
 
     def sentences(self) -> Iterator[np.ndarray]:
         """Each sentence as float32 ``[n_layers, n_words, n_neurons]``, in index order."""
@@ -233,6 +234,8 @@ class _Hdf5File(_NeuroxFile):
         self.layer_ids = json.loads(layers) if layers is not None else None
         agg = self.f.attrs.get(ATTR_PREFIX + "aggregation")
         self.aggregation = str(agg) if agg is not None else None
+        comp = self.f.attrs.get(ATTR_PREFIX + "component")
+        self.component = str(comp) if comp is not None else None
 
     def sentences(self) -> Iterator[np.ndarray]:
         with reading_errors(self.path):
@@ -247,6 +250,7 @@ class _JsonFile(_NeuroxFile):
     kind = "neurox-json"
     layer_ids = None
     aggregation = None
+    component = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -376,7 +380,7 @@ def import_neurox(
     *,
     model_name: str = "neurox-import",
     overwrite: bool = False,
-    component: str = "hidden",
+    component: str | None = None,
     dtype: str = "float32",
     layers: Sequence[int] | None = None,
     aggregation: str = "unknown",
@@ -399,7 +403,8 @@ def import_neurox(
         out: store directory to create.
         model_name: recorded as the store's model name.
         overwrite: replace an existing store at ``out``.
-        component: name of the component the layers become.
+        component: name of the component the layers become; default the component our
+            export recorded in the file (``mlp`` stays ``mlp``), else ``hidden``.
         dtype: storage dtype, ``float32`` or ``float16``.
         layers: layer numbers of the file's layers, e.g. ``range(1, 13)`` for a file written
             with ``--ignore_embeddings``; default those recorded by our export, else 0..n-1.
@@ -429,6 +434,8 @@ def import_neurox(
         block_words = int(min(16384, max(256, block_bytes // (4 * comp_size))))
         if aggregation == "unknown" and reader.aggregation:
             aggregation = reader.aggregation  # recorded by our own export
+        if component is None:
+            component = reader.component or "hidden"
         meta = _import_meta(
             corpus, reader, component, with_ids, model_name=model_name, aggregation=aggregation,
             sentence_pooling=sentence_pooling, dtype=store_dtype, block_words=block_words,

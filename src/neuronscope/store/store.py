@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,10 @@ from neuronscope.errors import (
     IncompleteStoreError,
     StoreError,
 )
+from neuronscope.store.dtypes import BFLOAT16_ATTR, decode, decode_into
+from neuronscope.store.fastread import Plan, plan_for, read_region
 from neuronscope.store.integrity import (
+    Entries,
     array,
     describe,
     layout_of,
@@ -51,6 +54,7 @@ from neuronscope.store.integrity import (
     open_checked,
     read_manifest,
 )
+from neuronscope.store.layout import DEFAULT_COMPRESSION
 from neuronscope.store.meta import (  # noqa: F401  (re-exported: the store's public names)
     FORMAT,
     FORMAT_VERSION,
@@ -106,6 +110,14 @@ class ActivationStore:
         self.n_words = int(self.meta["corpus"]["n_words"]) if self.complete else done
         self.layout = layout_of(self.path, self.meta)
         self._group = _open_group(self.path, self.meta, self.layout, checksums)
+        chunks = self._group.store
+        # The fast read path checks files exactly as the Zarr path does (see ``integrity``).
+        self._entries: Entries | None = getattr(chunks, "entries", None)
+        self._check: Callable[[str], bool] | None = getattr(chunks, "check", None)
+        self._plans: dict[str, Plan | None] = {}
+        #: Read chunk files directly (``fastread``) where the layout allows; False forces
+        #: Zarr's own path (the reference the fast path is tested against).
+        self.fast_reads = True
 
     @classmethod
     def open(cls, path: str | os.PathLike, allow_incomplete: bool = False,
@@ -169,6 +181,8 @@ class ActivationStore:
             "aggregation": m["aggregation"],
             "sentence_pooling": m["sentence_pooling"],
             "dtype": m["dtype"],
+            "compression": m.get("compression", "none"),
+            "sharded": bool(m.get("sharded", False)),
             "complete": m["complete"],
             "words_done": m["progress"]["words_done"],
             "windows": m["windows"],
@@ -236,23 +250,35 @@ class ActivationStore:
             picked = np.nonzero((ids >= off) & (ids < off + size))[0]
             if not len(picked):
                 continue
-            block = self._read(component, rows, ids[picked] - off)
-            if picked[-1] - picked[0] + 1 == len(picked):
-                out[:, picked[0] : picked[-1] + 1] = block  # a slice copy, no scatter
+            if picked[-1] - picked[0] + 1 == len(picked):  # straight into place, no scatter
+                self.read_into(component, rows, ids[picked] - off,
+                               out[:, picked[0]:picked[-1] + 1])
             else:
-                out[:, picked] = block
+                out[:, picked] = self._read(component, rows, ids[picked] - off)
         return out
 
     def matrix(self, rows: slice | None = None) -> np.ndarray:
         """Every neuron of every component as one float32 array. Loads it all: small stores only."""
-        return np.concatenate([self._read(c, rows, slice(None)) for c in self.components], axis=1)
+        out = np.empty((self._n_rows(rows), self.n_neurons), dtype=np.float32)
+        col = 0
+        for name in self.components:  # each component straight into its columns: no concat
+            size = self.layout.components[name].size
+            self.read_into(name, rows, slice(None), out[:, col:col + size])
+            col += size
+        return out
 
     def dask(self, component: str | None = None) -> Any:
         """A lazy Dask array ``(n_words, neurons)`` of one component, or of all side by side."""
         import dask.array as da
 
         names = [component] if component is not None else self.components
-        parts = [da.from_zarr(self._array(c))[: self.n_words] for c in names]
+        parts = []
+        for c in names:
+            arr = self._array(c)
+            part = da.from_zarr(arr)[: self.n_words]
+            if arr.attrs.get(BFLOAT16_ATTR, False):
+                part = part.map_blocks(decode, True, dtype=np.float32)
+            parts.append(part)
         return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=1)
 
     def iter_chunks(
@@ -275,7 +301,8 @@ class ActivationStore:
         key = f"sentences/{component}"
         if self.meta["sentence_pooling"] == "none" or key not in self._group:
             raise StoreError(f"store {self.path} has no sentence vectors for {component!r}")
-        return np.asarray(array(self._group, key)[:], dtype=np.float32)
+        arr = array(self._group, key)
+        return decode(arr[:], bool(arr.attrs.get(BFLOAT16_ATTR, False)))
 
     def _n_rows(self, rows: slice | np.ndarray | None) -> int:
         if rows is None:
@@ -285,11 +312,29 @@ class ActivationStore:
         return len(rows)
 
     def _read(self, component: str, rows: slice | np.ndarray | None, cols: Any) -> np.ndarray:
+        size = self.layout.components[component].size
+        width = len(range(*cols.indices(size))) if isinstance(cols, slice) else len(cols)
+        out = np.empty((self._n_rows(rows), width), dtype=np.float32)
+        self.read_into(component, rows, cols, out)
+        return out
+
+    def read_into(self, component: str, rows: slice | np.ndarray | None, cols: Any,
+                  out: np.ndarray) -> None:
+        """Rows x columns (of the component's own columns) as float32, written into ``out``.
+
+        ``out`` may be a strided slice of a wider array (a view's or matrix's columns):
+        nothing is concatenated or copied twice.
+        """
         arr = self._array(component)
         if rows is None:
-            rows = slice(0, self.n_words)
+            rows = slice(0, self.n_words, 1)
         elif isinstance(rows, slice):
             rows = slice(*rows.indices(self.n_words))
+        plan = self._plan(component, arr) if self.fast_reads else None
+        if plan is not None and isinstance(rows, slice) and rows.step == 1:
+            if self._fast_read(component, plan, rows, cols, out):
+                return
+        bf16 = bool(arr.attrs.get(BFLOAT16_ATTR, False))
         if isinstance(cols, np.ndarray) and len(cols):
             lo, hi = int(cols.min()), int(cols.max()) + 1
             if hi - lo == len(cols) and np.all(np.diff(cols) == 1):
@@ -303,7 +348,46 @@ class ActivationStore:
                 data = arr.get_orthogonal_selection((rows, cols))
         else:
             data = arr[rows, cols]
-        return np.asarray(data, dtype=np.float32)
+        decode_into(np.asarray(data), out, bf16)
+
+    def _plan(self, component: str, arr: zarr.Array) -> Plan | None:
+        if component not in self._plans:
+            local = self.meta["format_version"] == FORMAT_VERSION
+            self._plans[component] = plan_for(
+                arr, self.path / "activations" / component if local else None)
+        return self._plans[component]
+
+    def _fast_read(self, component: str, plan: Plan, rows: slice, cols: Any,
+                   out: np.ndarray) -> bool:
+        """Read through ``fastread``; False when the column selection is not one it takes."""
+        span = (rows.start, rows.stop)
+        key = f"activations/{component}"
+
+        def region(lo: int, hi: int, dest: np.ndarray) -> None:
+            read_region(plan, span, (lo, hi), dest, self._entries, self._check, key)
+
+        if isinstance(cols, slice):
+            lo, hi, step = cols.indices(plan.shape[1])
+            if step != 1:
+                return False
+            region(lo, hi, out)
+            return True
+        cols = np.asarray(cols)
+        if cols.ndim != 1 or not len(cols) or cols.dtype.kind not in "iu":
+            return False
+        lo, hi = int(cols.min()), int(cols.max()) + 1
+        if hi - lo == len(cols) and np.all(np.diff(cols) == 1):
+            region(lo, hi, out)
+            return True
+        # Scattered columns: one read per chunk column holding some, then a pick in memory.
+        groups = cols // plan.chunk_shape[1]
+        for g in np.unique(groups):
+            where = np.flatnonzero(groups == g)
+            glo, ghi = int(cols[where].min()), int(cols[where].max()) + 1
+            block = np.empty((span[1] - span[0], ghi - glo), dtype=np.float32)
+            region(glo, ghi, block)
+            out[:, where] = block[:, cols[where] - glo]
+        return True
 
     def __repr__(self) -> str:
         comps = ", ".join(
@@ -342,6 +426,8 @@ def store_from_arrays(
     dtype: str = "float32",
     chunk_words: int = 4096,
     overwrite: bool = False,
+    compression: str = DEFAULT_COMPRESSION,
+    sharded: bool = True,
 ) -> ActivationStore:
     """Write activations computed elsewhere into a store aligned with ``corpus``.
 
@@ -353,9 +439,11 @@ def store_from_arrays(
         model_name: recorded as the model's name.
         model_fingerprint: identity of the model; by default a hash of the name and shapes.
         aggregation: how subwords were combined, recorded in the metadata.
-        dtype: storage dtype, float32 or float16.
+        dtype: storage dtype, float32, float16 or bfloat16 (reads return float32).
         chunk_words: rows per Zarr chunk.
         overwrite: replace an existing store at ``path``.
+        compression: ``none``, ``zstd`` or ``blosc-lz4`` (see :mod:`neuronscope.store.layout`).
+        sharded: group each row block's layer chunks into one shard file.
     """
     layouts: dict[str, dict[str, Any]] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -389,7 +477,8 @@ def store_from_arrays(
         "block_words": chunk_words, "batch_size": None, "windows_config": None,
         "windows": {},
     }
-    writer = StoreWriter.create(path, meta, corpus, overwrite=overwrite, chunk_words=chunk_words)
+    writer = StoreWriter.create(path, meta, corpus, overwrite=overwrite, chunk_words=chunk_words,
+                                compression=compression, sharded=sharded)
     try:
         for name, array in arrays.items():
             for start in range(0, corpus.n_words, chunk_words):

@@ -41,6 +41,11 @@ class RowSubsetStore(ActivationStore):
             return self.parent._read(component, slice(0, 0), cols)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
+    def read_into(self, component: str, rows: slice | np.ndarray | None, cols: Any,
+                  out: np.ndarray) -> None:
+        """See :meth:`ActivationStore.read_into` (rows are the subset's)."""
+        out[...] = self._read(component, rows, cols)
+
     def dask(self, component: str | None = None) -> Any:
         """A lazy Dask array of the subset's rows (see :meth:`ActivationStore.dask`)."""
         return self.parent.dask(component)[self.rows]

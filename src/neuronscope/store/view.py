@@ -337,7 +337,7 @@ class ActivationView:
                 col = 0
                 for name in src.components:
                     size = src.layout.components[name].size
-                    out[:, col:col + size] = src.component(name, rows=rows)
+                    src.read_into(name, rows, slice(None), out[:, col:col + size])
                     col += size
         elif self.all_columns():
             out[...] = src[start:stop]

@@ -17,6 +17,7 @@ from zarr.core.array_spec import ArrayConfig
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.errors import DamagedStoreError, StoreError
 from neuronscope.store import faults
+from neuronscope.store.dtypes import array_attributes, check_store_dtype, encode, zarr_dtype
 from neuronscope.store.integrity import (
     MANIFEST_FILE,
     ChunkStore,
@@ -28,6 +29,12 @@ from neuronscope.store.integrity import (
     meta_problems,
     open_checked,
     read_manifest,
+)
+from neuronscope.store.layout import (
+    DEFAULT_COMPRESSION,
+    activation_array_kwargs,
+    check_compression,
+    compressors,
 )
 from neuronscope.store.lock import StoreLock
 from neuronscope.store.meta import (
@@ -65,12 +72,19 @@ class StoreWriter:
         *,
         overwrite: bool = False,
         chunk_words: int = 4096,
+        compression: str = DEFAULT_COMPRESSION,
+        sharded: bool = True,
     ) -> StoreWriter:
         """Create an empty store for ``corpus`` with the components described in ``meta``.
 
         The store is built under a temporary name and renamed into place; an existing store
         is replaced (``overwrite``) only then, and never while another process writes it.
+        ``meta["dtype"]`` is the storage dtype (float32, float16 or bfloat16);
+        ``compression`` and ``sharded`` choose the activation arrays' codecs and files
+        (see :mod:`neuronscope.store.layout`).
         """
+        check_store_dtype(str(meta.get("dtype")))
+        check_compression(compression)
         path = Path(path)
         _refuse_existing(path, overwrite)
         try:
@@ -85,7 +99,7 @@ class StoreWriter:
             tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.creating-"))
             faults.checkpoint("create:tmpdir")
             try:
-                meta, entries = _build(tmp, meta, corpus, chunk_words)
+                meta, entries = _build(tmp, meta, corpus, chunk_words, compression, sharded)
                 _swap_into_place(tmp, path)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -183,9 +197,14 @@ class StoreWriter:
     def _write(self, key: str, start: int, block: np.ndarray) -> None:
         arr = array(self._group, key)
         try:
-            arr[start : start + len(block)] = block.astype(arr.dtype, copy=False)
+            arr[start : start + len(block)] = encode(block, self.meta["dtype"], arr.dtype)
         except OSError as err:
             raise self._write_error(err) from None
+
+    def add_files(self, entries: Entries) -> None:
+        """List files another process wrote into this store (e.g. a Dask worker's chunks)
+        in the manifest; they count from the next :meth:`commit`."""
+        self._chunks.entries.update(entries)
 
     def commit(self, words_done: int, sentences_done: int) -> None:
         """Record that every row below ``words_done`` is on disk."""
@@ -284,11 +303,12 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
-           chunk_words: int) -> tuple[dict[str, Any], Entries]:
+def _build(path: Path, meta: dict[str, Any], corpus: Corpus, chunk_words: int,
+           compression: str, sharded: bool) -> tuple[dict[str, Any], Entries]:
     """Write a new, empty store into the (temporary) folder ``path``."""
     layout = NeuronLayout.from_meta(meta["components"])
-    dtype = np.dtype(meta["dtype"])
+    dtype = zarr_dtype(meta["dtype"])
+    attributes = array_attributes(meta["dtype"])
     n_words, n_sent = corpus.n_words, corpus.n_sentences
     meta = dict(meta)
     meta.update(
@@ -297,6 +317,8 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
         complete=False,
         created=now(),
         chunk_words=chunk_words,
+        compression=compression,
+        sharded=sharded,
         progress={"words_done": 0, "sentences_done": 0},
     )
     chunks = ChunkStore(path)
@@ -307,11 +329,12 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
         group.create_array(
             f"activations/{name}",
             shape=(n_words, comp.size),
-            chunks=(min(chunk_words, max(n_words, 1)), comp.neurons),
             dtype=dtype,
-            fill_value=np.nan,
-            compressors=None,  # float activations barely compress; speed matters more
+            fill_value=_fill(dtype),
+            attributes=attributes,
             config=config,
+            **activation_array_kwargs(n_words, len(comp.layers), comp.neurons, dtype,
+                                      chunk_words, compression, sharded),
         )
         faults.checkpoint("create:array")
         if meta["sentence_pooling"] != "none":
@@ -320,8 +343,9 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
                 shape=(n_sent, comp.size),
                 chunks=(min(4096, max(n_sent, 1)), comp.size),
                 dtype=dtype,
-                fill_value=np.nan,
-                compressors=None,
+                fill_value=_fill(dtype),
+                attributes=attributes,
+                compressors=compressors(compression, dtype.itemsize) or None,
                 config=config,
             )
     chunk = (min(65536, max(n_words, 1)),)
@@ -339,3 +363,8 @@ def _build(path: Path, meta: dict[str, Any], corpus: Corpus,
     write_json_atomic(path / META_FILE, meta)
     faults.checkpoint("create:meta")
     return meta, chunks.entries
+
+
+def _fill(dtype: np.dtype) -> Any:
+    """The fill value of unwritten rows: NaN (bfloat16 bits of a quiet NaN for uint16)."""
+    return 0x7FC0 if dtype == np.uint16 else np.nan

@@ -382,6 +382,10 @@ def correlation_matrix(
             float64; ~1e-7 error on correlations, twice as fast) or ``"float64"``.
         rows: restrict to these row indices (sorted), e.g. a training split.
 
+    Inside a :func:`neuronscope.distributed.connect` block the words are split over the
+    Dask workers (each reads its rows from the store) and their partial Gram matrices
+    merged; the result equals the single-process one within float64 rounding.
+
     Returns:
         :class:`CorrelationResult`.
     """
@@ -408,9 +412,17 @@ def correlation_matrix(
     else:
         path = None
         matrix = np.empty((d, d), dtype=np.float32)
+    from neuronscope.distributed.cluster import active_client
+
+    client = active_client()
     std = mean = None
     for lo, hi in _row_blocks(d, int(max_bytes)):
-        moments, acc = _block_pass(source, lo, hi, precision, rows)
+        if client is None:
+            moments, acc = _block_pass(source, lo, hi, precision, rows)
+        else:  # inside ``neuronscope.distributed.connect``: the words split over workers
+            from neuronscope.distributed.statistics import block_pass_on
+
+            moments, acc = block_pass_on(client, source, lo, hi, precision, rows)
         if std is None:  # the first block starts at 0: its moments cover every column
             mean = moments.mean_[0]
             std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])

@@ -1,0 +1,116 @@
+"""Sufficient statistics reduced on a Dask cluster, equal to the single-process ones.
+
+Both reductions read the store on the workers (it must be on a path every worker sees) and
+send back only statistics:
+
+- :func:`class_moments_on`: per-class counts, means, squared deviations and min/max, one
+  task per row chunk of the single-process stream. The client merges the chunks' moments in
+  row order with the same Chan update as :class:`~neuronscope.moments.RunningMoments`, so
+  the result is bitwise equal to :func:`~neuronscope.methods.statistics.class_moments`.
+- :func:`block_pass_on`: the centred co-moment (Gram) matrix behind the correlation matrix,
+  one task per contiguous range of rows (as many as workers); partial matrices are merged
+  with the pairwise update ``M2 = M2_a + M2_b + (n_a n_b / n) delta delta^T`` (equal to the
+  single-process pass within float64 rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neuronscope.moments import RunningMoments
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from neuronscope.methods.base import MethodInput
+    from neuronscope.methods.statistics import ClassMoments
+    from neuronscope.unsupervised.correlation import ColumnSource
+
+
+def _chunk_class_moments(view: Any, start: int, stop: int, code: np.ndarray, n_cls: int,
+                         second_moments: bool) -> tuple[Any, ...]:
+    """On a worker: one chunk's per-class moments (or one-hot sums) and min/max."""
+    block = view.read(start, stop)
+    keep = code >= 0
+    lo, hi = block.min(axis=0), block.max(axis=0)
+    if second_moments:
+        moments = RunningMoments(block.shape[1], n_cls)
+        if keep.any():
+            moments.update(block[keep], code[keep])
+        return moments.count_, moments.mean_, moments.m2_, lo, hi
+    onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
+    onehot[code[keep], np.nonzero(keep)[0]] = 1.0
+    return onehot @ block, lo, hi
+
+
+def class_moments_on(client: Client, data: MethodInput, classes: Sequence[str],
+                     second_moments: bool = True) -> ClassMoments:
+    """:func:`~neuronscope.methods.statistics.class_moments` with chunks on the workers."""
+    from neuronscope.methods.statistics import ClassMoments
+
+    index = {c: i for i, c in enumerate(classes)}
+    code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
+    n_cls, n_dim, n = len(classes), data.n_neurons, data.n_words
+    counts = np.bincount(code[code >= 0], minlength=n_cls).astype(np.float64)
+    view = client.scatter(data.view, broadcast=True, hash=False)
+    step = data.view.chunk_words
+    futures = [client.submit(_chunk_class_moments, view, a, min(a + step, n),
+                             code[a:min(a + step, n)], n_cls, second_moments, pure=False)
+               for a in range(0, n, step)]
+    sums = np.zeros((n_cls, n_dim))
+    moments = RunningMoments(n_dim, n_cls) if second_moments else None
+    lo = np.full(n_dim, np.inf)
+    hi = np.full(n_dim, -np.inf)
+    for future in futures:  # in row order: the merges run exactly as in one process
+        part = future.result()
+        if moments is not None:
+            count_b, mean_b, m2_b = part[:3]
+            for g in np.flatnonzero(count_b):
+                moments.merge(float(count_b[g]), mean_b[g], m2_b[g], int(g))
+        else:
+            sums += part[0]
+        lo = np.minimum(lo, part[-2])
+        hi = np.maximum(hi, part[-1])
+        future.release()
+    if moments is not None:
+        sums = moments.mean_ * moments.count_[:, None]
+    m2 = moments.m2_ if moments is not None else np.zeros((n_cls, n_dim))
+    return ClassMoments(list(classes), counts, sums, m2, lo, hi)
+
+
+def _partial_pass(source: ColumnSource, lo: int, hi: int, precision: str,
+                  rows: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """On a worker: moments and ``M2[lo:hi, lo:]`` of some rows (a contiguous range)."""
+    from neuronscope.unsupervised.correlation import _block_pass
+
+    moments, acc = _block_pass(source, lo, hi, precision, rows)
+    return float(moments.count_[0]), moments.mean_[0], moments.m2_[0], acc
+
+
+def block_pass_on(client: Client, source: ColumnSource, lo: int, hi: int, precision: str,
+                  rows: np.ndarray | None) -> tuple[RunningMoments, np.ndarray]:
+    """``_block_pass`` of the correlation matrix with the words split over the workers."""
+    from neuronscope.distributed.cluster import n_workers
+    from neuronscope.unsupervised.correlation import _rank1_update
+
+    all_rows = np.arange(source.n_rows) if rows is None else np.asarray(rows)
+    parts = [p for p in np.array_split(all_rows, n_workers(client)) if len(p)]
+    ref = client.scatter(source, broadcast=True, hash=False)
+    futures = [client.submit(_partial_pass, ref, lo, hi, precision, p, pure=False)
+               for p in parts]
+    width = source.n_cols - lo
+    moments = RunningMoments(width)
+    acc = np.zeros((hi - lo, width))
+    for future in futures:
+        count, mean, m2, part = future.result()
+        future.release()
+        if count == 0:
+            continue
+        acc += part
+        del part
+        delta, weight = moments.merge(count, mean, m2)
+        _rank1_update(acc, weight, delta[: hi - lo], delta)
+    return moments, acc

@@ -1,0 +1,177 @@
+"""LinearProbe's row sources: streaming from the store through a mixing buffer against the
+in-memory path, memory layouts, the automatic choice, and determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuronscope.errors import NeuronscopeError
+from neuronscope.methods.base import prepare_input
+from neuronscope.methods.linear_probe import LinearProbe
+from neuronscope.methods.probe_data import InMemoryRows, StreamingRows, use_streaming
+from neuronscope.store.view import ActivationView
+
+from .conftest import labelled_store
+
+CLASSES = np.array(["A", "B", "C", "D"])
+
+
+def task(n_sentences: int = 300, words: int = 8, d: int = 24, seed: int = 0):
+    """Four classes carried by columns 2, 9 and 17 (a noisy copy of each too), the rest
+    noise on assorted scales; one sentence id per ``words`` rows."""
+    rng = np.random.default_rng(seed)
+    n = n_sentences * words
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    for cls, col in ((0, 2), (1, 9), (2, 17)):
+        x[y == cls, col] += 2.5
+        x[:, col + 1] += 0.5 * x[:, col]
+    x = x * rng.uniform(0.5, 3, d).astype(np.float32) + rng.normal(0, 1, d).astype(np.float32)
+    return x, CLASSES[y], np.repeat(np.arange(n_sentences), words)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory):
+    x, y, _ = task()
+    store, corpus = labelled_store(tmp_path_factory.mktemp("s") / "store", x, y, layer="tag",
+                                   sentence_length=8, chunk_words=128)
+    return x, y, store, corpus
+
+
+def held_out_accuracy(probe_params: dict, store, corpus, cols: list[str] | None = None) -> float:
+    """Fit on the first 200 sentences of the store (a row view), score on the other 100."""
+    sentence = store.sentence_ids()
+    train = sentence < 200
+    view = ActivationView(store, cols, rows=np.flatnonzero(train))
+    labels = corpus.labels_array("tag")
+    probe = LinearProbe(**probe_params).fit(view, labels[train])
+    test = ActivationView(store, cols, rows=np.flatnonzero(~train))
+    return probe.score(test, labels[~train])
+
+
+def test_streaming_matches_in_memory_and_beats_random_k(stored) -> None:
+    _, _, store, corpus = stored
+    params = {"max_epochs": 15, "random_state": 0}
+    loaded = LinearProbe(streaming=False, **params)
+    streamed = LinearProbe(streaming=True, buffer_rows=300, **params)
+    acc = {}
+    for name, probe in (("memory", loaded), ("stream", streamed)):
+        ranking = probe.rank(store, corpus.concept_labels("tag"))
+        assert probe.streaming_ is (name == "stream")
+        assert probe.validation_unit_ == "sentences"
+        acc[name] = held_out_accuracy({**params, "streaming": name == "stream",
+                                       "buffer_rows": 300}, store, corpus)
+        top = ranking.global_order[:3]
+        # Each path's top 3 are signal columns (2, 9, 17 or their copies), ranked on all rows.
+        assert set(top.tolist()) <= {2, 3, 9, 10, 17, 18}, top
+    # Same held-out accuracy within noise (minibatch order differs), both far above chance.
+    assert abs(acc["memory"] - acc["stream"]) < 0.02, acc
+    assert min(acc.values()) > 0.6
+    # The top-3 of the streamed ranking beat random 3-subsets, on sentences never seen.
+    names = store.layout.names(streamed.rank(store, corpus.concept_labels("tag"))
+                               .global_order[:3])
+    top3 = held_out_accuracy({"max_epochs": 15, "streaming": True, "alpha": 1e-4,
+                              "ranking": "weight", "buffer_rows": 300}, store, corpus, names)
+    rng = np.random.default_rng(0)
+    random3 = [held_out_accuracy({"max_epochs": 15, "streaming": True, "alpha": 1e-4,
+                                  "ranking": "weight", "buffer_rows": 300}, store, corpus,
+                                 store.layout.names(rng.choice(24, 3, replace=False)))
+               for _ in range(4)]
+    assert top3 > np.mean(random3) + 2 * np.std(random3), (top3, random3)
+
+
+def test_streamed_fits_are_deterministic(stored) -> None:
+    _, _, store, corpus = stored
+    labels = corpus.concept_labels("tag")
+    params = {"streaming": True, "buffer_rows": 200, "max_epochs": 4, "n_alphas": 3}
+    a = LinearProbe(random_state=3, **params).fit(store, labels)
+    b = LinearProbe(random_state=3, **params).fit(store, labels)
+    c = LinearProbe(random_state=4, **params).fit(store, labels)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    assert a.path_ == b.path_
+    assert not np.array_equal(a.coef_, c.coef_)
+    # The in-memory path is deterministic too.
+    d = LinearProbe(random_state=3, **dict(params, streaming=False)).fit(store, labels)
+    e = LinearProbe(random_state=3, **dict(params, streaming=False)).fit(store, labels)
+    np.testing.assert_array_equal(d.coef_, e.coef_)
+
+
+def test_mixing_buffer_visits_each_row_once_with_bounded_memory(stored) -> None:
+    x, y, store, _ = stored
+    data = prepare_input(store, y)
+    source = StreamingRows(data, torch.device("cpu"), buffer_rows=200, chunk_rows=128)
+    assert source._buffer.shape == (200 + 128, x.shape[1])
+    rows = np.sort(np.random.default_rng(0).choice(len(x), 1500, replace=False))
+    generator = torch.Generator().manual_seed(0)
+    seen, first = [], None
+    for ids, block in source.shuffled_batches(rows, 50, generator):
+        assert len(ids) <= 50
+        np.testing.assert_array_equal(block.numpy(), x[ids])  # rows travel with their ids
+        seen.append(ids.copy())
+        first = ids.copy() if first is None else first
+    order = np.concatenate(seen)
+    np.testing.assert_array_equal(np.sort(order), rows)  # every row exactly once
+    # Mixed: the stream is not in store order, and the first batch spans several chunks.
+    assert not np.array_equal(order, rows)
+    assert len(np.unique(first // 128)) > 1
+    # Ordered passes give the rows in order.
+    blocks = list(source.blocks(rows))
+    np.testing.assert_array_equal(np.concatenate([i for i, _ in blocks]), rows)
+    np.testing.assert_array_equal(np.concatenate([b.numpy() for _, b in blocks]), x[rows])
+
+
+def test_any_memory_layout_gives_the_same_fit() -> None:
+    x, y, groups = task(n_sentences=120)
+    params = {"max_epochs": 4, "n_alphas": 3, "random_state": 1}
+    reference = LinearProbe(**params).fit(np.ascontiguousarray(x), y, groups)
+    for variant in (np.asfortranarray(x), np.asfortranarray(np.hstack([x, x]))[:, :24],
+                    x.astype(np.float64)):
+        probe = LinearProbe(**params).fit(variant, y, groups)
+        np.testing.assert_array_equal(probe.coef_, reference.coef_)
+    # A column selection of a Fortran array = the probe on those columns of a C array.
+    cols = [3, 9, 17, 20]
+    sub = LinearProbe(**params, neurons=cols).fit(np.asfortranarray(x), y, groups)
+    same = LinearProbe(**params).fit(np.ascontiguousarray(x[:, cols]), y, groups)
+    np.testing.assert_array_equal(sub.coef_, same.coef_)
+
+
+def test_automatic_choice_follows_the_memory_budget(stored, monkeypatch) -> None:
+    x, y, store, corpus = stored
+    data = prepare_input(store, y)
+    assert not use_streaming(data, "auto")  # 58 KB fit in any budget
+    assert not use_streaming(prepare_input(x, y), "auto")
+    monkeypatch.setenv("NEURONSCOPE_MEMORY_LIMIT", "100KB")
+    assert use_streaming(data, "auto")  # 2,400 x 24 x 4 bytes > half of 100 KB
+    assert not use_streaming(prepare_input(x, y), "auto")  # an array is in memory already
+    probe = LinearProbe(max_epochs=2, n_alphas=2, buffer_rows=300).fit(
+        store, corpus.concept_labels("tag"))
+    assert probe.streaming_
+    with pytest.raises(NeuronscopeError, match="mixing buffer"):
+        LinearProbe(streaming=True, buffer_rows=2000).fit(store, corpus.concept_labels("tag"))
+
+
+def test_in_memory_source_refuses_other_layouts() -> None:
+    with pytest.raises(NeuronscopeError, match="C-ordered float32"):
+        InMemoryRows(np.zeros((4, 3), order="F", dtype=np.float32), torch.device("cpu"), 8)
+
+
+def test_streaming_parameters_are_checked() -> None:
+    x, y, _ = task(n_sentences=20)
+    for bad in ({"streaming": "yes"}, {"buffer_rows": 0}, {"buffer_rows": 2.5}):
+        with pytest.raises(NeuronscopeError, match=next(iter(bad))):
+            LinearProbe(**bad).fit(x, y)
+
+
+def test_saved_streamed_probe_round_trips(stored, tmp_path: Path) -> None:
+    x, _, store, corpus = stored
+    probe = LinearProbe(streaming=True, buffer_rows=300, max_epochs=3, n_alphas=2).fit(
+        store, corpus.concept_labels("tag"))
+    probe.save(tmp_path / "p.pt")
+    loaded = LinearProbe.load(tmp_path / "p.pt")
+    assert loaded.streaming_ and loaded.get_params()["buffer_rows"] == 300
+    np.testing.assert_array_equal(loaded.predict(x), probe.predict(store))
