@@ -361,6 +361,38 @@ def test_cli_report(report_store, small_conllu, report_rankings, tmp_path):
     check_site(out)
 
 
+def test_cli_report_probe_weights_and_histogram_scale(report_store, small_conllu, small_corpus,
+                                                     report_rankings, tmp_path):
+    """``--probe`` puts a saved probe's signed weights on the cards; ``--histogram-scale``
+    sets the histograms' count axis; a bad scale is refused before any work."""
+    from neuronscope.methods import LinearProbe
+
+    probe = LinearProbe(alpha=1e-4, max_epochs=3, random_state=0)
+    probe.fit(report_store, small_corpus.concept_labels("upos"))
+    probe.save(tmp_path / "upos-probe.pt")
+    ranking = tmp_path / "r.json"
+    report_rankings[0].to_json(ranking)
+    out = tmp_path / "site"
+    args = ["report", str(report_store.path), str(small_conllu), str(ranking), "--out",
+            str(out), "--top-k", "3", "--max-neurons", "4", "--probe",
+            str(tmp_path / "upos-probe.pt")]
+    result = CliRunner().invoke(app, [*args, "--histogram-scale", "log"])
+    assert result.exit_code == 0, result.output
+    cards = sorted((out / "neurons").glob("*.html"))
+    assert len(cards) == 4
+    for card in cards:
+        html = card.read_text()
+        assert html.count('data-scale="log"') == 1
+        column = probe.coef_[:, list(probe.neuron_names_).index(card.stem)]
+        strongest = int(np.argmax(np.abs(column)))
+        if column[strongest] != 0:
+            assert (f"<td>upos-probe</td><td>{probe.classes_[strongest]}</td><td><span "
+                    f'class="num">{column[strongest]:.3g}</span>') in html
+    bad = CliRunner().invoke(app, [*args, "--histogram-scale", "sqrt", "--overwrite"])
+    assert bad.exit_code != 0
+    assert "histogram_scale must be one of" in str(bad.exception) + bad.output
+
+
 def test_report_for_demo(tmp_path, tiny_loaded):
     corpus = load_demo_corpus()
     store = extract(corpus, tmp_path / "store", tiny_loaded, components=["hidden"],
@@ -388,3 +420,26 @@ def test_sentence_sample_reads_few_chunks():
     assert not np.array_equal(chunks, [0, 1, 2])  # drawn at random, not the first ones
     assert np.array_equal(keep, _sample_sentences(sentence_ids, 25, 30, seed=0))
     assert not np.array_equal(keep, _sample_sentences(sentence_ids, 25, 30, seed=1))
+
+
+def test_cards_show_ablation_steps(report_dir, report_rankings, real_evaluation, report_store):
+    """A card says in which step of the evaluation's top-first ablation its neuron went, what
+    that step did to accuracy, and what a random order's same step did."""
+    summary = json.loads((real_evaluation / "summary.json").read_text())
+    steps, top = summary["ablation"]["steps"], summary["ablation"]["top"]
+    rnd = summary["ablation"]["random_mean"]
+    order = report_store.layout.names(report_rankings[0].top_ids(steps[-1], None))
+    cards = {p.stem for p in (report_dir / "neurons").glob("*.html")}
+    checked = 0
+    for p, name in enumerate(order):
+        if name not in cards:
+            continue
+        s = int(np.searchsorted(steps, p, side="right"))
+        size = steps[s] - steps[s - 1]
+        html = (report_dir / "neurons" / f"{name}.html").read_text()
+        assert (f"step {s}, ranks {steps[s - 1] + 1}-{steps[s]} ("
+                + ("this neuron alone" if size == 1 else f"{size} neurons with it")
+                + f"): accuracy {top[s - 1]:.3f} -&gt; {top[s]:.3f}; a random order&#x27;s same "
+                f"step {rnd[s - 1]:.3f} -&gt; {rnd[s]:.3f}") in html, name
+        checked += 1
+    assert checked >= 5

@@ -39,6 +39,16 @@ def register(app: typer.Typer, console: Console) -> None:
             10_000, help="Sentences analysed at most (a seeded random sample beyond)."
         ),
         title: str | None = typer.Option(None, help="Report title."),
+        probe: list[Path] | None = typer.Option(
+            None, help="Saved LinearProbe file (repeatable): its signed weights go on cards."
+        ),
+        histogram_scale: str = typer.Option(
+            "auto", help="Card histograms' count axis: auto (log where the tallest bin holds "
+            "over 20x the median non-empty bin), linear or log."
+        ),
+        layer_k: int = typer.Option(
+            50, help="Top neurons per concept whose layer shares the concept pages show."
+        ),
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         overwrite: bool = typer.Option(False, help="Replace a report written earlier."),
@@ -52,7 +62,8 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.store import ActivationStore
 
         check_output(out, kind="dir", overwrite=overwrite,
-                     inputs=(store, corpus, *(rankings or []), *(evaluation or [])),
+                     inputs=(store, corpus, *(rankings or []), *(evaluation or []),
+                             *(probe or [])),
                      marker="neuronscope-report.json")
         st = ActivationStore(store)
         corp = load_corpus(corpus, format=fmt, label_paths=_label_files(label_file))
@@ -63,7 +74,8 @@ def register(app: typer.Typer, console: Console) -> None:
             index = build_report(
                 st, corp, ranks, out, evaluation_dir=evaluation or None,
                 max_sentences=max_sentences, top_k=top_k, max_neurons=max_neurons,
-                max_concepts=max_concepts, title=title,
+                max_concepts=max_concepts, title=title, probes=probe or (),
+                histogram_scale=histogram_scale, layer_k=layer_k,
             )
         for note in notes:
             console.print(f"note: {note}", style="yellow", markup=False)

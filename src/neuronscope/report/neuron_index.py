@@ -218,28 +218,31 @@ SEARCH_JS = """
     out.textContent = '';
     var hits = {}, n = 0;
     if (q) {
-      var exact = [], partial = [];
+      // Priority: the neuron named q, neurons whose top word is q, concepts, neurons whose
+      // name contains q, neurons whose top word starts with q ("." is in every name).
+      var exact = [], partial = [], concepts = [], wordExact = [], wordPrefix = [];
       data.neurons.forEach(function (e) {
         var name = e[0].toLowerCase();
         if (name === q) exact.push(e); else if (name.indexOf(q) >= 0) partial.push(e);
       });
-      exact.concat(partial).forEach(function (e) {
-        hits[e[0].toLowerCase()] = true;
-        if (n++ < MAX) add('neuron', e[0], href(e), hint(e));
-      });
       data.concepts.forEach(function (e) {
-        if (e[0].toLowerCase().indexOf(q) >= 0 && n++ < MAX) add('concept', e[0], e[1], '');
+        if (e[0].toLowerCase().indexOf(q) >= 0) concepts.push(e);
       });
-      // The word itself first, then longer words starting with it.
-      var keys = wordKeys.filter(function (w) { return w.indexOf(q) === 0; });
-      keys.sort(function (a, b) { return (a !== q) - (b !== q); });
-      keys.forEach(function (w) {
+      wordKeys.forEach(function (w) {
+        if (w.indexOf(q) !== 0) return;
         words[w].ids.forEach(function (i) {
-          var e = data.neurons[i];
-          hits[e[0].toLowerCase()] = true;
-          if (n++ < MAX) add('word', words[w].form + ' \\u2192 ' + e[0], href(e), hint(e));
+          (w === q ? wordExact : wordPrefix).push([words[w].form, data.neurons[i]]);
         });
       });
+      var neuron = function (e) { hits[e[0].toLowerCase()] = true;
+                           if (n++ < MAX) add('neuron', e[0], href(e), hint(e)); }
+      var word = function (p) { hits[p[1][0].toLowerCase()] = true;
+        if (n++ < MAX) add('word', p[0] + ' \\u2192 ' + p[1][0], href(p[1]), hint(p[1])); }
+      exact.forEach(neuron);
+      wordExact.forEach(word);
+      concepts.forEach(function (e) { if (n++ < MAX) add('concept', e[0], e[1], ''); });
+      partial.forEach(neuron);
+      wordPrefix.forEach(word);
       if (n > MAX) { var more = document.createElement('li'); more.className = 'muted';
                      more.textContent = (n - MAX) + ' more: refine the search';
                      out.appendChild(more); }

@@ -43,6 +43,7 @@ from neuronscope.methods.inspection import (
 )
 from neuronscope.methods.ranking import Ranking
 from neuronscope.report.concept_page import EXAMPLE_WORDS, write_concepts
+from neuronscope.report.effects import ablation_step_effects
 from neuronscope.report.evaluation import (
     EvaluationResults,
     read_evaluation,
@@ -180,7 +181,12 @@ def build_report(
     builder.layer_k = layer_k
     builder.probes = fitted
     builder.summarize_neurons()
+    if evaluation_dir is not None and not isinstance(evaluation_dir, (str, os.PathLike)):
+        evaluation_dir = list(evaluation_dir)  # read twice below
     builder.evaluation = read_evaluation(evaluation_dir, builder.card_names())
+    steps = ablation_step_effects(evaluation_dir, builder.rankings, builder.card_ids, st.layout)
+    for name, entries in steps.items():
+        builder.evaluation.effects.setdefault(name, []).extend(entries)
     builder.write_neurons()
     builder.write_concepts()
     return builder.write_index()
