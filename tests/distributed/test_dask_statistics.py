@@ -34,15 +34,18 @@ def store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("second", [True, False])
-def test_class_moments_are_bitwise_equal(store, dask_client, second):
+def test_class_moments_equal_to_float64_rounding(store, dask_client, second):
     st, corpus = store
     data = prepare_input(st, corpus.labels_array("upos"), None)
     data.chunk_words = 256
     one = class_moments(data, ["NOUN", "VERB", "ADJ"], second_moments=second)
     with use(dask_client):
         two = class_moments(data, ["NOUN", "VERB", "ADJ"], second_moments=second)
-    for field in ("counts", "sums", "m2", "minimum", "maximum"):
+    for field in ("counts", "minimum", "maximum"):
         assert np.array_equal(getattr(one, field), getattr(two, field)), field
+    for field in ("sums", "m2"):  # chunks shifted by their own mean vs the running mean
+        np.testing.assert_allclose(getattr(two, field), getattr(one, field), rtol=1e-12,
+                                   err_msg=field)
 
 
 def test_probeless_ranking_equal_within_1e_6(store, dask_client):

@@ -4,9 +4,11 @@ Both reductions read the store on the workers (it must be on a path every worker
 send back only statistics:
 
 - :func:`class_moments_on`: per-class counts, means, squared deviations and min/max, one
-  task per row chunk of the single-process stream. The client merges the chunks' moments in
-  row order with the same Chan update as :class:`~neuronscope.moments.RunningMoments`, so
-  the result is bitwise equal to :func:`~neuronscope.methods.statistics.class_moments`.
+  task per row chunk of the single-process stream, by the same shifted-sums kernel. The
+  client merges the chunks' moments in row order with the same Chan update as
+  :class:`~neuronscope.moments.RunningMoments`; the single process shifts each chunk by the
+  running class means instead of the chunk's own mean, so the two agree to float64
+  rounding (relative 1e-12 in the tests), not bit for bit.
 - :func:`block_pass_on`: the centred co-moment (Gram) matrix behind the correlation matrix,
   one task per contiguous range of rows (as many as workers); partial matrices are merged
   with the pairwise update ``M2 = M2_a + M2_b + (n_a n_b / n) delta delta^T`` (equal to the
@@ -30,55 +32,46 @@ if TYPE_CHECKING:
     from neuronscope.unsupervised.correlation import ColumnSource
 
 
-def _chunk_class_moments(view: Any, start: int, stop: int, code: np.ndarray, n_cls: int,
-                         second_moments: bool) -> tuple[Any, ...]:
-    """On a worker: one chunk's per-class moments (or one-hot sums) and min/max."""
-    block = view.read(start, stop)
-    keep = code >= 0
-    lo, hi = block.min(axis=0), block.max(axis=0)
-    if second_moments:
-        moments = RunningMoments(block.shape[1], n_cls)
-        if keep.any():
-            moments.update(block[keep], code[keep])
-        return moments.count_, moments.mean_, moments.m2_, lo, hi
-    onehot = np.zeros((n_cls, stop - start), dtype=np.float32)
-    onehot[code[keep], np.nonzero(keep)[0]] = 1.0
-    return onehot @ block, lo, hi
+def _chunk_class_moments(view: Any, start: int, stop: int, code: np.ndarray,
+                         n_cls: int) -> tuple[np.ndarray, ...]:
+    """On a worker: one chunk's per-class counts, means, squared deviations and min/max."""
+    from neuronscope.methods.statistics import chunk_class_moments
+
+    return chunk_class_moments(view.read(start, stop), code, n_cls)
 
 
 def class_moments_on(client: Client, data: MethodInput, classes: Sequence[str],
                      second_moments: bool = True) -> ClassMoments:
-    """:func:`~neuronscope.methods.statistics.class_moments` with chunks on the workers."""
+    """:func:`~neuronscope.methods.statistics.class_moments` with chunks on the workers
+    (``second_moments`` is accepted for the same signature: they come with the pass)."""
+    from neuronscope.errors import NeuronscopeError
     from neuronscope.methods.statistics import ClassMoments
 
+    del second_moments
     index = {c: i for i, c in enumerate(classes)}
-    code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int64)
+    code = np.array([index.get(v, -1) for v in data.y.tolist()], dtype=np.int32)
     n_cls, n_dim, n = len(classes), data.n_neurons, data.n_words
-    counts = np.bincount(code[code >= 0], minlength=n_cls).astype(np.float64)
     view = client.scatter(data.view, broadcast=True, hash=False)
     step = data.view.chunk_words
     futures = [client.submit(_chunk_class_moments, view, a, min(a + step, n),
-                             code[a:min(a + step, n)], n_cls, second_moments, pure=False)
+                             code[a:min(a + step, n)], n_cls, pure=False)
                for a in range(0, n, step)]
-    sums = np.zeros((n_cls, n_dim))
-    moments = RunningMoments(n_dim, n_cls) if second_moments else None
+    moments = RunningMoments(n_dim, n_cls)
     lo = np.full(n_dim, np.inf)
     hi = np.full(n_dim, -np.inf)
-    for future in futures:  # in row order: the merges run exactly as in one process
-        part = future.result()
-        if moments is not None:
-            count_b, mean_b, m2_b = part[:3]
-            for g in np.flatnonzero(count_b):
-                moments.merge(float(count_b[g]), mean_b[g], m2_b[g], int(g))
-        else:
-            sums += part[0]
-        lo = np.minimum(lo, part[-2])
-        hi = np.maximum(hi, part[-1])
+    for start, future in zip(range(0, n, step), futures, strict=True):
+        counts, means, m2, part_lo, part_hi = future.result()
         future.release()
-    if moments is not None:
-        sums = moments.mean_ * moments.count_[:, None]
-    m2 = moments.m2_ if moments is not None else np.zeros((n_cls, n_dim))
-    return ClassMoments(list(classes), counts, sums, m2, lo, hi)
+        if not np.isfinite(means).all():
+            raise NeuronscopeError(
+                f"activations contain NaN or inf (rows {start}-{min(start + step, n) - 1}); "
+                "clean the store or choose other neurons")
+        for g in np.flatnonzero(counts):  # in row order, as in one process
+            moments.merge(float(counts[g]), means[g], m2[g], int(g))
+        lo = np.minimum(lo, part_lo)
+        hi = np.maximum(hi, part_hi)
+    return ClassMoments(list(classes), moments.count_.copy(),
+                        moments.mean_ * moments.count_[:, None], moments.m2_, lo, hi)
 
 
 def _partial_pass(source: ColumnSource, lo: int, hi: int, precision: str,

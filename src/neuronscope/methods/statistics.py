@@ -150,6 +150,31 @@ def grouped_moments(
                         moments.m2_, lo.astype(np.float64), hi.astype(np.float64))
 
 
+def chunk_class_moments(block: np.ndarray, code: np.ndarray, n_cls: int,
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One row chunk's per-class ``(counts, means, m2, minimum, maximum)``, by the shifted
+    sums of :func:`grouped_moments` (shift: the mean of the chunk's first rows), so that
+    chunks computed apart (on Dask workers) and merged in row order with Chan's update agree
+    with the single-process pass to float64 rounding. Non-finite values surface as
+    non-finite means."""
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    d = block.shape[1]
+    shift = np.repeat(block[:64].mean(0, dtype=np.float64)[None, :], n_cls, axis=0)
+    counts, sums, squares = np.zeros(n_cls), np.zeros((n_cls, d)), np.zeros((n_cls, d))
+    lo = np.full(d, np.inf, np.float32)
+    hi = np.full(d, -np.inf, np.float32)
+    grouped_shifted_sums(block, np.ascontiguousarray(code, dtype=np.int32), shift, counts,
+                         sums, squares, lo, hi, 0, d)
+    means, m2 = np.zeros((n_cls, d)), np.zeros((n_cls, d))
+    if not np.isfinite(sums).all():
+        means.fill(np.nan)
+    for g in np.flatnonzero(counts):
+        mean = sums[g] / counts[g]
+        means[g] += shift[g] + mean
+        m2[g] = np.maximum(squares[g] - sums[g] * mean, 0.0)
+    return counts, means, m2, lo.astype(np.float64), hi.astype(np.float64)
+
+
 def _row_chunks(data: MethodInput, rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """Row chunks of the selected neurons; views (no copy) of a contiguous array selection
     (not checked here: the sums reveal NaN/inf), checked copies otherwise."""
