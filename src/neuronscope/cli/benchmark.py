@@ -21,6 +21,7 @@ from neuronscope.cli.options import (
     progress_task,
 )
 from neuronscope.cli.options import label_files as _label_files
+from neuronscope.cli.output import Printer, Rows, output_format_option
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import check_output
 
@@ -75,6 +76,19 @@ def benchmark_store(corpus: Any, out: Path, model: str | None, progress: bool,
                    overwrite=path.exists(), progress=progress)
 
 
+def leaderboard_rows(leaderboard: Any, metric: str = "recall", k: str | int | None = None
+                     ) -> Rows:
+    """The leaderboard's :meth:`summary` as rows: one per method, one column per kind and
+    SNR, then ``mean`` and ``seconds`` (full precision, for ``--output-format json|csv``)."""
+    wide = leaderboard.summary(metric) if k is None else leaderboard.summary(metric, k)
+    name = metric if k is None else f"{metric}_at_{k}"
+    rows = Rows(name, f"Planted-neuron benchmark: {metric}@k", ["method", *map(str, wide.columns)],
+                formats={str(c): ".3f" for c in wide.columns})
+    for method, values in wide.iterrows():
+        rows.add(str(method), *[float(v) for v in values])
+    return rows
+
+
 def register(app: typer.Typer, console: Console) -> None:
     """Add the ``benchmark`` command to ``app``."""
 
@@ -121,11 +135,13 @@ def register(app: typer.Typer, console: Console) -> None:
         device: str | None = device_option(),
         compute_dtype: str = compute_dtype_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Hide neurons with known roles among real ones and score every ranking method."""
         from neuronscope.benchmark import KINDS, PlantedBenchmark, run_benchmark
         from neuronscope.methods import method_spec
 
+        p = Printer(console, out_fmt)
         # Everything that can be refused is checked before any extraction. The folder is
         # reused on purpose (its store is a cache), so only its kind and access are checked.
         check_output(out, kind="dir", overwrite=True, inputs=(store, corpus))
@@ -161,12 +177,12 @@ def register(app: typer.Typer, console: Console) -> None:
             background = ActivationStore(store)
             background.check_corpus(corp)
         else:
-            background = benchmark_store(corp, out, model, progress, console, device,
+            background = benchmark_store(corp, out, model, progress, p.info, device,
                                          compute_dtype)
 
         instances = bench.build_repeats(background, label_layer, repeats)
         first = instances[0]
-        console.print(
+        p.note(
             f"{len(instances)} instance(s), each with {len(first.planted_ids)} planted neurons "
             f"among {first.meta['n_background']} background neurons of {background.path} "
             f"({first.n_words} words); concepts of the first: {', '.join(first.concepts)}"
@@ -186,11 +202,12 @@ def register(app: typer.Typer, console: Console) -> None:
 
             leaderboard = run_benchmark(instances, method_names, cut_offs,
                                         log=log if progress else None)
-        # Piped output has no terminal width to respect: keep the tables whole.
-        width = None if console.is_terminal else max(console.width, 120)
-        console.print(leaderboard.rich_table(), width=width, crop=False)
+        # The screen gets the leaderboard's own layout (methods as columns); JSON and CSV
+        # one row per method.
+        p.table(leaderboard_rows(leaderboard), rich=leaderboard.rich_table())
         if cut_offs:
-            console.print(leaderboard.rich_table("precision", cut_offs[-1]), width=width,
-                          crop=False)
+            p.table(leaderboard_rows(leaderboard, "precision", cut_offs[-1]),
+                    rich=leaderboard.rich_table("precision", cut_offs[-1]))
         paths = leaderboard.save(out)
-        console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        p.note(f"wrote {', '.join(str(path) for path in paths.values())}")
+        p.flush()

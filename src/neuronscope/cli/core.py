@@ -1,5 +1,6 @@
-"""Core commands of the ``neuronscope`` CLI: extract, info, export, import, annotate, rank,
-top-words and demo. The other stages' commands live in sibling modules of this package."""
+"""Core commands of the ``neuronscope`` CLI: extract, info, rank, methods, top-words and demo.
+The other stages' commands live in sibling modules of this package (``export``,
+``import-neurox`` and ``annotate`` in ``exchange``)."""
 
 from __future__ import annotations
 
@@ -204,65 +205,6 @@ def info(
     if not data["complete"]:
         console.print(f"incomplete: {data['words_done']} of {data['n_words']} words",
                       style="yellow")
-
-
-@app.command()
-def export(
-    store: Path = typer.Argument(..., help="Store directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file."),
-    fmt: str = typer.Option("neurox-hdf5", "--format", help="Only neurox-hdf5 for now."),
-    component: str = typer.Option("hidden", help="Component to export."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    progress: bool = progress_option(),
-) -> None:
-    """Export activations to NeuroX-compatible HDF5."""
-    from neuronscope.store import ActivationStore
-    from neuronscope.store.neurox import export_neurox_hdf5
-
-    if fmt != "neurox-hdf5":
-        raise NeuronscopeError(f"unknown export format {fmt!r}; valid: neurox-hdf5")
-    check_out_file(out, overwrite, inputs=(store,))
-    export_neurox_hdf5(ActivationStore(store), out, component=component)
-    console.print(f"wrote {out}")
-
-
-@app.command("import-neurox")
-def import_neurox_cmd(
-    file: Path = typer.Argument(..., help="NeuroX activations (.hdf5/.h5 or .json)."),
-    corpus: str = typer.Option(..., help="The corpus the activations were extracted from."),
-    out: Path = typer.Option(..., "--out", "-o", help="Store directory to write."),
-    fmt: str | None = corpus_format_option(),
-    label_file: list[str] | None = label_file_option(),
-    component: str | None = typer.Option(
-        None, help="Component the layers become (default: the one a neuronscope export "
-        "recorded in the file, else hidden)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing store."),
-    progress: bool = progress_option(),
-) -> None:
-    """Import NeuroX activations into a neuronscope store."""
-    from neuronscope.io import check_output
-    from neuronscope.store.neurox import import_neurox
-
-    check_output(out, kind="dir", overwrite=True, inputs=(file, corpus))
-    store = import_neurox(file, _load_corpus(corpus, fmt, label_file), out, overwrite=overwrite,
-                          component=component)
-    console.print(f"wrote {store}")
-
-
-@app.command()
-def annotate(
-    text: Path = typer.Argument(..., help="Plain text, one sentence per line."),
-    out: Path = typer.Option(..., "--out", "-o", help="CoNLL-U file to write."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    progress: bool = progress_option(),
-) -> None:
-    """Tag plain text with spaCy (POS, tags, lemmas, morphology, NER) into CoNLL-U."""
-    from neuronscope.corpus import spacy_annotate_text, write_conllu
-
-    check_out_file(out, overwrite, inputs=(text,))
-    corpus = spacy_annotate_text(text)
-    write_conllu(corpus, out)
-    console.print(f"wrote {out}: {corpus.n_sentences} sentences, {corpus.n_words} words")
 
 
 @app.command()

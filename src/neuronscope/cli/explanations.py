@@ -11,8 +11,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from neuronscope.cli.options import (
     MODEL_HELP,
@@ -31,6 +29,7 @@ from neuronscope.cli.options import load_corpus_option as _corpus
 from neuronscope.cli.options import open_store_and_corpus as _store_and_corpus
 from neuronscope.cli.options import select_neurons as _select
 from neuronscope.cli.options import write_json as _write
+from neuronscope.cli.output import Printer, Rows, output_format_option
 from neuronscope.errors import NeuronscopeError
 
 #: Label layers shown per unexplained cluster by ``concepts`` (the best-aligned first): a
@@ -71,6 +70,7 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Explain neurons by logical formulas of concepts (Mu & Andreas 2020)."""
         from neuronscope.explanations.compositional import (
@@ -78,6 +78,7 @@ def register(app: typer.Typer, console: Console) -> None:
             CompositionalExplainer,
         )
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         st.layout.ids(neuron)  # unknown neurons fail before the atoms are built
@@ -87,27 +88,28 @@ def register(app: typer.Typer, console: Console) -> None:
             ops=(*DEFAULT_OPS, "or_not") if or_not else DEFAULT_OPS,
         )
         atoms = explainer.atoms(corp)
-        console.print(f"{atoms.n_atoms} atoms (labels of {', '.join(corp.layers) or 'no layer'}"
-                      f", word forms, endings) covering >= {min_count} words")
+        p.note(f"{atoms.n_atoms} atoms (labels of {', '.join(corp.layers) or 'no layer'}"
+               f", word forms, endings) covering >= {min_count} words")
         with progress_task(progress, "explaining", "neurons", total=len(neuron)) as tick:
             results = explainer.explain(st, corp, neuron, atoms=atoms, progress=tick)
         for exp in results:
-            table = Table(title=f"{exp.neuron}: {exp.mask_size} of {exp.n_words} words above "
-                                f"{exp.threshold:.4g}")
-            for col in ("formula", "IoU", "coverage", "precision", "examples"):
-                table.add_column(col, justify="left" if col in ("formula", "examples")
-                                 else "right")
+            # One table per neuron on screen; one "formulas" table in JSON/CSV.
+            table = Rows("formulas", f"{exp.neuron}: {exp.mask_size} of {exp.n_words} words "
+                         f"above {exp.threshold:.4g}",
+                         ["neuron", "formula", "IoU", "coverage", "precision", "examples"],
+                         formats={c: ".3f" for c in ("IoU", "coverage", "precision")},
+                         left={"neuron", "formula", "examples"})
             for f in exp.formulas:
-                table.add_row(f.formula, f"{f.iou:.3f}", f"{f.coverage:.3f}",
-                              f"{f.precision:.3f}", ", ".join(f.examples))
+                table.add(exp.neuron, f.formula, f.iou, f.coverage, f.precision,
+                          ", ".join(f.examples))
             if not exp.formulas:
-                table.add_row("(empty mask: the neuron never exceeds its threshold)", "", "",
-                              "", "")
-            console.print(table)
+                p.note(f"{exp.neuron}: empty mask: the neuron never exceeds its threshold")
+            p.table(table)
         _write(out, {"store": str(st.path), "params": explainer.get_params(),
                      "n_atoms": atoms.n_atoms,
-                     "explanations": [e.to_dict() for e in results]}, console,
+                     "explanations": [e.to_dict() for e in results]}, p.info,
                schema="neuronscope.explain/1")
+        p.flush()
 
     @app.command("concepts")
     def concepts(
@@ -130,10 +132,12 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Discover latent concepts of a layer and align them with labels (Dalvi et al. 2022)."""
         from neuronscope.explanations.latent import LatentConceptDiscovery
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         with progress_task(progress, "discovering", "clusters"):
@@ -142,26 +146,23 @@ def register(app: typer.Typer, console: Console) -> None:
                 min_count=min_count, max_per_type=max_per_type or None, random_state=seed,
             ).discover(st, corp, layer, component)
         shares = found.aligned_share()
-        summary = Table(title=f"L{layer}.{component}: {k} clusters of {len(found.rows)} words "
-                              f"({method}); aligned at >= {threshold:.0%}")
-        summary.add_column("label layer")
-        summary.add_column("clusters explained", justify="right")
+        summary = Rows("alignment", f"L{layer}.{component}: {k} clusters of {len(found.rows)} "
+                       f"words ({method}); aligned at >= {threshold:.0%}",
+                       ["label layer", "clusters explained"],
+                       formats={"clusters explained": ".1%"})
         for name, share in shares.items():
-            summary.add_row(name, f"{share:.1%}")
-        console.print(summary)
-        table = Table(title=f"unexplained clusters (largest {show} of "
-                            f"{len(found.unexplained)})")
-        for col in ("cluster", "size", "words", "best labels", "contexts"):
-            table.add_column(col, justify="right" if col in ("cluster", "size") else "left")
+            summary.add(name, float(share))
+        p.table(summary)
+        table = Rows("unexplained", f"unexplained clusters (largest {show} of "
+                     f"{len(found.unexplained)})",
+                     ["cluster", "size", "words", "best labels", "contexts"])
         for c in found.unexplained[:show]:
-            table.add_row(
-                str(c.id), str(c.size),
-                ", ".join(f"{w} ({n})" for w, n in c.top_words[:6]),
-                best_labels_text(c.best),
-                " | ".join(c.contexts),
-            )
-        console.print(table)
-        _write(out, found.to_dict(), console, schema="neuronscope.concepts/1")
+            table.add(int(c.id), int(c.size),
+                      ", ".join(f"{w} ({n})" for w, n in c.top_words[:6]),
+                      best_labels_text(c.best), " | ".join(c.contexts))
+        p.table(table)
+        _write(out, found.to_dict(), p.info, schema="neuronscope.concepts/1")
+        p.flush()
 
     @app.command("generate")
     def generate(
@@ -181,11 +182,13 @@ def register(app: typer.Typer, console: Console) -> None:
         device: str | None = device_option(),
         compute_dtype: str = compute_dtype_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Generate token sequences that excite a neuron (Poerner et al. 2018)."""
         from neuronscope.interventions.generation import NeuronTextGenerator
         from neuronscope.models import load_model
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, (store,))
         st = None
         if store is not None:
@@ -198,25 +201,24 @@ def register(app: typer.Typer, console: Console) -> None:
                 length=length, steps=steps, position=position, samples=samples,
                 learning_rate=learning_rate, n_sequences=n_sequences, random_state=seed,
             ).generate(loaded, neuron, st, progress=tick)
-        table = Table(title=f"{result.neuron} of {loaded.name}: generated (position "
-                            f"{result.position} of {result.length})")
-        table.add_column("activation", justify="right")
-        table.add_column("tokens")
-        for s in result.sequences:
-            table.add_row(f"{s.activation:.4g}", " ".join(s.tokens))
-        table.add_row(f"{result.initial.activation:.4g}",
-                      Text(f"start: {' '.join(result.initial.tokens)}", style="dim"))
-        console.print(table)
+        table = Rows("sequences", f"{result.neuron} of {loaded.name}: generated (position "
+                     f"{result.position} of {result.length})", ["sequence", "activation",
+                                                                "tokens"],
+                     formats={"activation": ".4g"}, left={"sequence"})
+        for i, s in enumerate(result.sequences):
+            table.add(f"#{i + 1}", float(s.activation), " ".join(s.tokens))
+        table.add("start", float(result.initial.activation), " ".join(result.initial.tokens))
+        p.table(table)
         if result.corpus_top:
-            corpus_table = Table(title="top corpus contexts (word-level activations)")
-            corpus_table.add_column("activation", justify="right")
-            corpus_table.add_column("context")
+            corpus_table = Rows("corpus_top", "top corpus contexts (word-level activations)",
+                                ["activation", "context"], formats={"activation": ".4g"})
             for c in result.corpus_top:
-                corpus_table.add_row(f"{c['activation']:.4g}", c["text"])
-            console.print(corpus_table)
+                corpus_table.add(float(c["activation"]), c["text"])
+            p.table(corpus_table)
             verdict = "beats" if result.beats_corpus else "does not beat"
-            console.print(f"the best generated sequence {verdict} the corpus' top activation")
-        _write(out, result.to_dict(), console, schema="neuronscope.generation/1")
+            p.note(f"the best generated sequence {verdict} the corpus' top activation")
+        _write(out, result.to_dict(), p.info, schema="neuronscope.generation/1")
+        p.flush()
 
     @app.command("evolve")
     def evolve(
@@ -237,6 +239,7 @@ def register(app: typer.Typer, console: Console) -> None:
         fmt: str | None = corpus_format_option(),
         label_file: list[str] | None = label_file_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Search neuron groups with a genetic algorithm; compare with the LinearProbe top-k."""
         from neuronscope.explanations.evolutionary import (
@@ -244,6 +247,7 @@ def register(app: typer.Typer, console: Console) -> None:
             compare_with_probe,
         )
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, (store, corpus))
         st, corp = _store_and_corpus(store, corpus, fmt, label_file)
         selector = GeneticSelector(k=k, population=population, generations=generations,
@@ -254,16 +258,15 @@ def register(app: typer.Typer, console: Console) -> None:
             cmp = compare_with_probe(st, corp.concept_labels(labels), k=k, selector=selector,
                                      concept=concept, neurons=_select(st, components, layers),
                                      random_state=seed, progress=tick)
-        table = Table(title=f"{labels}: held-out {cmp.metric} of a linear discriminant on "
-                            f"<= {k} neurons ({cmp.n_test} test words)")
-        for col in ("selection", "neurons", "score"):
-            table.add_column(col, justify="right" if col == "score" else "left")
-        table.add_row(f"genetic ({cmp.ga.n_evaluations} subsets scored)",
-                      ", ".join(cmp.ga.names), f"{cmp.ga_accuracy:.3f}")
-        table.add_row("linear probe top-k", ", ".join(cmp.probe_names),
-                      f"{cmp.probe_accuracy:.3f}")
-        console.print(table)
-        _write(out, cmp.to_dict(), console, schema="neuronscope.evolution/1")
+        table = Rows("selection", f"{labels}: held-out {cmp.metric} of a linear discriminant "
+                     f"on <= {k} neurons ({cmp.n_test} test words)",
+                     ["selection", "neurons", "score"], formats={"score": ".3f"})
+        table.add(f"genetic ({cmp.ga.n_evaluations} subsets scored)", ", ".join(cmp.ga.names),
+                  float(cmp.ga_accuracy))
+        table.add("linear probe top-k", ", ".join(cmp.probe_names), float(cmp.probe_accuracy))
+        p.table(table)
+        _write(out, cmp.to_dict(), p.info, schema="neuronscope.evolution/1")
+        p.flush()
 
     @app.command("domains")
     def domains(
@@ -285,11 +288,13 @@ def register(app: typer.Typer, console: Console) -> None:
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         fmt: str | None = corpus_format_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Rank neurons by how differently they fire on two domains; IDANI-style shifting."""
         from neuronscope.explanations.domains import DomainNeurons, adaptation_effect
         from neuronscope.store import ActivationStore
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, (store_a, store_b, corpus_a, corpus_b))
         pair = [n.strip() for n in names.split(",") if n.strip()]
         if len(pair) != 2:
@@ -302,13 +307,14 @@ def register(app: typer.Typer, console: Console) -> None:
             ranking = DomainNeurons(measure=measure, domains=(pair[0], pair[1]),
                                     neurons=neurons).rank_pair(sa, sb)
         d = ranking.extra["cohens_d"]
-        table = Table(title=f"top {top} domain neurons ({measure}; d > 0: higher on {pair[1]})")
-        for col in ("neuron", "Cohen's d", f"AP {pair[0]}", f"AP {pair[1]}"):
-            table.add_column(col, justify="left" if col == "neuron" else "right")
+        ap_a, ap_b = f"AP {pair[0]}", f"AP {pair[1]}"
+        table = Rows("domain_neurons", f"top {top} domain neurons ({measure}; d > 0: higher "
+                     f"on {pair[1]})", ["neuron", "Cohen's d", ap_a, ap_b],
+                     formats={"Cohen's d": "+.3f", ap_a: ".3f", ap_b: ".3f"})
         for name in ranking.top(top):
-            table.add_row(name, f"{d[name]:+.3f}", f"{ranking.extra['ap'][pair[0]][name]:.3f}",
-                          f"{ranking.extra['ap'][pair[1]][name]:.3f}")
-        console.print(table)
+            table.add(name, float(d[name]), float(ranking.extra["ap"][pair[0]][name]),
+                      float(ranking.extra["ap"][pair[1]][name]))
+        p.table(table)
         data: dict[str, Any] = {"ranking": ranking.to_dict()}
         if labels is not None:
             assert corpus_a is not None and corpus_b is not None  # checked above
@@ -319,10 +325,11 @@ def register(app: typer.Typer, console: Console) -> None:
             effect = adaptation_effect(sa, ca.concept_labels(labels), sb,
                                        cb.concept_labels(labels), k=k, alpha=alpha,
                                        ranking=ranking, neurons=neurons)
-            console.print(
+            p.note(
                 f"probe on {labels} trained on {pair[0]}: {effect.accuracy_source:.3f} on "
                 f"{pair[0]} (held out), {effect.accuracy_before:.3f} on {pair[1]}, "
                 f"{effect.accuracy_after:.3f} after shifting {k} neurons "
                 f"({effect.gain:+.3f})")
             data["adaptation"] = effect.to_dict()
-        _write(out, data, console, schema="neuronscope.domains/1")
+        _write(out, data, p.info, schema="neuronscope.domains/1")
+        p.flush()

@@ -1,6 +1,8 @@
 """CLI commands of the interventions stage: ``ablate``, ``attribute`` and ``steer``.
 
-Each prints its table with the controls beside the result (random sets from the same
+Each prints its tables (through one :class:`~neuronscope.cli.output.Printer`, so
+``--output-format json|csv`` gives the raw columns, sd included) with the controls beside the
+result (random sets from the same
 layers: mean ± sd; other facts; none / top / random generations), states in plain words what
 the controls say, writes the full result with ``--out`` as versioned JSON
 (``neuronscope.ablation/1``, ``neuronscope.knowledge/1``, ``neuronscope.steering/1``; see
@@ -10,15 +12,11 @@ the ``to_dict`` of each result class), and shows a progress bar unless ``--no-pr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from neuronscope.cli.options import (
     MODEL_HELP,
@@ -30,9 +28,11 @@ from neuronscope.cli.options import (
     layers_option,
     out_option,
     progress_option,
+    progress_task,
     write_json,
 )
 from neuronscope.cli.options import label_files as _label_files
+from neuronscope.cli.output import Printer, Rows, output_format_option
 from neuronscope.errors import NeuronscopeError
 
 
@@ -49,59 +49,58 @@ def _band(mean: Any, sd: Any) -> str:
     return _fmt(float(mean)) if isinstance(mean, (int, float)) else _fmt(mean)
 
 
-def _table(frame: Any, title: str, columns: dict[str, str] | None = None) -> Table:
-    """A rich table of a DataFrame; ``columns`` maps the columns to show to their headers.
-    Cells are plain text: no Rich markup is read from data."""
-    from pandas.api.types import is_numeric_dtype
-
-    table = Table(title=Text(title))
-    cols = columns or {c: c for c in frame.columns}
-    for col, header in cols.items():
-        table.add_column(header, justify="right" if is_numeric_dtype(frame[col]) else "left")
-    for _, row in frame[list(cols)].iterrows():
-        table.add_row(*[Text(_fmt(row[c])) for c in cols])
-    return table
+def _python(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
-def _notes(console: Console, notes: list[str]) -> None:
+def _frame(p: Printer, name: str, frame: Any, title: str,
+           columns: dict[str, str] | None = None, bands: tuple[str, ...] = ()) -> None:
+    """Print a DataFrame through ``p``. In the table format ``columns`` maps the columns shown
+    to their headers and each column of ``bands`` shows ``mean ± sd`` (its ``COL_std``
+    beside it); JSON and CSV get every column of the frame with its raw values."""
+    from pandas.api.types import is_float_dtype
+
+    frame = frame.copy()
+    if p.machine:
+        columns = {c: c for c in frame.columns}
+    else:
+        for col in bands:
+            frame[col] = [_band(m, s) for m, s in zip(frame[col], frame[f"{col}_std"],
+                                                      strict=True)]
+        columns = columns or {c: c for c in frame.columns}
+    rows = Rows(name, title, list(columns.values()),
+                formats={h: ".4g" for c, h in columns.items() if is_float_dtype(frame[c])},
+                left={h for c, h in columns.items() if c in bands})
+    for record in frame[list(columns)].to_dict(orient="records"):
+        rows.add(*[_python(record[c]) for c in columns])
+    p.table(rows)
+
+
+def _notes(p: Printer, notes: list[str]) -> None:
     for note in notes:
-        console.print(Text(note, style="bold yellow" if "NOT" in note or "not specific" in note
-                           or "hurts other" in note or "within the random" in note
-                           else "yellow"))
+        p.note(note, style="bold yellow" if "NOT" in note or "not specific" in note
+               or "hurts other" in note or "within the random" in note else "yellow")
 
 
-@contextmanager
-def _progress(console: Console, enabled: bool, label: str, unit: str) -> Iterator[Any]:
-    """A Rich progress bar (rate and ETA once the total is known) as a ``(done, total)``
-    callback; silent with ``--no-progress``."""
-    from neuronscope.progress import progress_bar
-
-    bar = progress_bar(label, unit, enabled=enabled, console=console, transient=True)
-    with bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _ablation_tables(console: Console, result: Any, concept: str, k: int, op: str) -> None:
+def _ablation_tables(p: Printer, result: Any, concept: str, k: int, op: str) -> None:
     title = f"ablating {k} neurons of {concept!r} ({result.task}, op={op})"
     if result.task == "sequence-classification":
-        console.print(_table(result.table, title))
+        _frame(p, "ablation", result.table, title)
         return
-    frame = result.table.copy()
-    for col in ("delta_concept", "delta_other", "selectivity"):
-        frame[col] = [_band(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
-    console.print(_table(frame, title, {
+    frame = result.table
+    _frame(p, "ablation", frame, title, bands=("delta_concept", "delta_other", "selectivity"),
+           columns={
         "condition": "ablated", "k": "k", "sets": "sets", "loss_concept": "loss C",
         "loss_other": "loss other", "delta_concept": "Δ C", "delta_other": "Δ other",
         "selectivity": "selectivity (Δ C - Δ other)", "acc_concept": "acc C",
-        "acc_other": "acc other"}))
+        "acc_other": "acc other"})
     rows = frame.set_index("condition")
     control = (f"random: mean ± sd over {int(rows.loc['random', 'sets'])} sets from the "
                "top-k's layers" if "random" in rows.index else "no random control")
-    console.print(Text(f"C = tokens of {concept!r} words; losses in nats per token; {control}"))
-    console.print(Text(f"scored tokens: {int(frame['tokens_concept'].iloc[0])} of {concept!r} "
-                       f"words, {int(frame['tokens_other'].iloc[0])} others"))
-    _notes(console, result.notes)
+    p.note(f"C = tokens of {concept!r} words; losses in nats per token; {control}")
+    p.note(f"scored tokens: {int(frame['tokens_concept'].iloc[0])} of {concept!r} "
+           f"words, {int(frame['tokens_other'].iloc[0])} others")
+    _notes(p, result.notes)
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -132,6 +131,7 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = progress_option(),
         out: Path | None = out_option("neuronscope.ablation/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Ablate a concept's top-k neurons (vs random-k, bottom-k); measure the model's loss."""
         from neuronscope.corpus import load_corpus
@@ -140,6 +140,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.models import load_model
         from neuronscope.store import ActivationStore
 
+        p = Printer(console, out_fmt)
         if repeats < 1:
             raise NeuronscopeError(f"--repeats must be at least 1, got {repeats}")
         check_out_file(out, overwrite, inputs=(store, corpus, ranking))  # before any work
@@ -148,14 +149,15 @@ def register(app: typer.Typer, console: Console) -> None:
         rank = Ranking.from_json(ranking)
         loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
         conditions = ["top"] + (["random"] if random else []) + (["bottom"] if bottom else [])
-        with _progress(console, progress, "ablating", "batches") as tick:
+        with progress_task(progress, "ablating", "batches") as tick:
             result = ablation_effect(
                 loaded, corp, rank, concept, k=k, label_layer=labels, class_layer=classes,
                 op=op, store=st, conditions=conditions, repeats=repeats, seed=seed,
                 batch_size=batch_size, progress=tick,
             )
-        _ablation_tables(console, result, concept, k, op)
-        write_json(out, result.to_dict(), console)
+        _ablation_tables(p, result, concept, k, op)
+        write_json(out, result.to_dict(), p.info)
+        p.flush()
 
     @app.command()
     def attribute(
@@ -179,58 +181,58 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = progress_option(),
         out: Path | None = out_option("neuronscope.knowledge/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Find knowledge neurons of a fact (Dai et al. 2021); test them against controls."""
         from neuronscope.extraction.components import parse_layers
         from neuronscope.interventions.knowledge import knowledge_neurons, parse_fact
         from neuronscope.models import load_model
 
+        p = Printer(console, out_fmt)
         others = [parse_fact(f) for f in other] if other else None
         check_out_file(out, overwrite)  # before any work
         loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
-        with _progress(console, progress, "attributing", "steps") as tick:
+        with progress_task(progress, "attributing", "steps") as tick:
             result = knowledge_neurons(
                 loaded, prompt, target, paraphrase or [], threshold=threshold, share=share,
                 steps=steps, layers=parse_layers(layers), others=others,
                 random_repeats=random_repeats, seed=seed, progress=tick)
-        per_prompt = Table(title=Text(f"attributions for target {target!r}"))
-        for col in ("prompt", "P(target)", "coarse", f"top {top} (attribution)"):
-            per_prompt.add_column(col)
+        per_prompt = Rows("prompts", f"attributions for target {target!r}",
+                          ["prompt", "P(target)", "coarse", f"top {top} (attribution)"],
+                          formats={"P(target)": ".4g"})
         for a in result.prompts:
-            per_prompt.add_row(Text(a.prompt), f"{a.probability:.4g}",
-                               str(len(a.coarse(threshold))),
-                               Text(", ".join(f"{n} ({s:.3g})" for n, s in a.top(top))))
-        console.print(per_prompt)
+            per_prompt.add(a.prompt, float(a.probability), len(a.coarse(threshold)),
+                           ", ".join(f"{n} ({s:.3g})" for n, s in a.top(top)))
+        p.table(per_prompt)
         first = result.prompts[0]
         if first.target_n_tokens > 1:
-            console.print(Text(f"target has {first.target_n_tokens} tokens; attributed the "
-                               f"first, {first.target_token!r}", style="yellow"))
-        console.print(Text(f"knowledge neurons (coarse in >= {share:.0%} of "
-                           f"{len(result.prompts)} prompts): "
-                           f"{', '.join(result.neurons) or '(none)'}"))
+            p.note(f"target has {first.target_n_tokens} tokens; attributed the first, "
+                   f"{first.target_token!r}", style="yellow")
+        p.note(f"knowledge neurons (coarse in >= {share:.0%} of {len(result.prompts)} "
+               f"prompts): {', '.join(result.neurons) or '(none)'}")
         summary = result.summary()
         if len(result.prompts) > 1:
-            console.print(Text(f"paraphrase agreement: mean Jaccard of coarse sets "
-                               f"{summary['paraphrase_jaccard']:.3f}"))
+            p.note(f"paraphrase agreement: mean Jaccard of coarse sets "
+                   f"{summary['paraphrase_jaccard']:.3f}")
         if result.effects is not None and result.neurons:
             frame = result.effects.copy()
-            frame["random"] = [_band(m, s) for m, s in zip(
-                frame["random_suppress_change"], frame["random_suppress_change_std"],
-                strict=True)]
-            console.print(_table(frame, "P(answer) when suppressing / enhancing them, and "
-                                 f"when zeroing {len(result.random_neurons)} random sets of "
-                                 "the same layers", {
-                                     "kind": "fact", "prompt": "prompt", "target": "answer",
-                                     "probability": "P", "suppressed": "P zeroed",
-                                     "suppress_change": "change zeroed",
-                                     "random": "change, random (mean ± sd)",
-                                     "enhanced": "P doubled", "enhance_change": "change doubled"}))
-            console.print(Text(
-                f"mean change when zeroed: this fact {summary['fact_suppress_change']:+.1%}, "
-                f"other facts {summary['other_suppress_change']:+.1%}, random sets on this "
-                f"fact {summary['random_fact_suppress_change']:+.1%}"))
-        _notes(console, result.notes())
-        write_json(out, result.to_dict(), console)
+            frame["random"] = frame["random_suppress_change"]
+            frame["random_std"] = frame["random_suppress_change_std"]
+            if p.machine:
+                frame = frame.drop(columns=["random", "random_std"])
+            _frame(p, "effects", frame, "P(answer) when suppressing / enhancing them, and "
+                   f"when zeroing {len(result.random_neurons)} random sets of the same layers",
+                   {"kind": "fact", "prompt": "prompt", "target": "answer",
+                    "probability": "P", "suppressed": "P zeroed",
+                    "suppress_change": "change zeroed", "random": "change, random (mean ± sd)",
+                    "enhanced": "P doubled", "enhance_change": "change doubled"},
+                   bands=("random",))
+            p.note(f"mean change when zeroed: this fact {summary['fact_suppress_change']:+.1%}, "
+                   f"other facts {summary['other_suppress_change']:+.1%}, random sets on this "
+                   f"fact {summary['random_fact_suppress_change']:+.1%}")
+        _notes(p, result.notes())
+        write_json(out, result.to_dict(), p.info)
+        p.flush()
 
     @app.command()
     def steer(
@@ -260,6 +262,7 @@ def register(app: typer.Typer, console: Console) -> None:
         progress: bool = progress_option(),
         out: Path | None = out_option("neuronscope.steering/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Generate with a concept's neurons forced on; compare with none and random-k."""
         from neuronscope.corpus import load_corpus
@@ -274,6 +277,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.models import load_model
         from neuronscope.store import ActivationStore
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, inputs=(store, corpus, ranking))  # before any work
         rank = Ranking.from_json(ranking)
         st = ActivationStore(store) if store is not None else None
@@ -301,36 +305,30 @@ def register(app: typer.Typer, console: Console) -> None:
             detector = spacy_detector(tag)
         score = tag_rate(tag) if tag else None
         loaded = load_model(model, head=head, device=device, dtype=compute_dtype)
-        with _progress(console, progress, "generating", "texts") as tick:
+        with progress_task(progress, "generating", "texts") as tick:
             result = steer(loaded, rank, concept, prompt, k=k, value=value, store=st,
                            labels=concept_labels, op=op, detector=detector, score=score,
                            random_repeats=random_repeats, max_new_tokens=max_new_tokens,
                            do_sample=sample, seed=seed, progress=tick)
-        frame = result.table.copy()
-        for col in ("concept_rate", "concept_score"):
-            frame[col] = [_band(m, s) for m, s in zip(frame[col], frame[f"{col}_std"],
-                                                      strict=True)]
-        console.print(_table(frame, f"steering {k} neurons of {concept!r} (op={op})", {
+        _frame(p, "steering", result.table, f"steering {k} neurons of {concept!r} (op={op})", {
             "condition": "condition", "k": "k", "sets": "sets", "generations": "texts",
             "concept_rate": "detector rate", "concept_score": f"share tagged {tag}"
-            if tag else "concept score", "changed": "changed"}))
-        used = Table(title="neurons and values")
-        for col in ("set", "neurons", "values"):
-            used.add_column(col)
-        used.add_row("top", Text(", ".join(result.neurons)),
-                     ", ".join(f"{v:.3g}" for v in result.values))
-        for i, (names, vals) in enumerate(zip(result.random_neurons, result.random_values,
-                                              strict=True)):
-            used.add_row(f"random-{i}", Text(", ".join(names)),
-                         ", ".join(f"{v:.3g}" for v in vals))
-        console.print(used)
-        gens = Table(title="generations")
-        gens.add_column("prompt")
+            if tag else "concept score", "changed": "changed"},
+            bands=("concept_rate", "concept_score"))
+        used = Rows("neurons", "neurons and values", ["set", "neurons", "values"],
+                    left={"values"})
+        sets = [("top", result.neurons, result.values), *(
+            (f"random-{i}", names, vals) for i, (names, vals) in enumerate(
+                zip(result.random_neurons, result.random_values, strict=True)))]
+        for name, names, vals in sets:
+            used.add(name, ", ".join(names), " ".join(f"{float(v):.6g}" for v in vals)
+                     if p.machine else ", ".join(f"{v:.3g}" for v in vals))
+        p.table(used)
         conditions = [c for c in ("none", "top", "random-0") if c in result.generations]
-        for c in conditions:
-            gens.add_column(c)
-        for i, p in enumerate(result.prompts):
-            gens.add_row(Text(p), *[Text(result.generations[c][i]) for c in conditions])
-        console.print(gens)
-        _notes(console, result.notes())
-        write_json(out, result.to_dict(), console)
+        gens = Rows("generations", "generations", ["prompt", *conditions])
+        for i, text in enumerate(result.prompts):
+            gens.add(text, *[result.generations[c][i] for c in conditions])
+        p.table(gens)
+        _notes(p, result.notes())
+        write_json(out, result.to_dict(), p.info)
+        p.flush()

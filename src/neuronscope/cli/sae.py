@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from neuronscope.cli.options import (
     MODEL_HELP,
@@ -22,6 +21,7 @@ from neuronscope.cli.options import (
     progress_task,
     write_json,
 )
+from neuronscope.cli.output import Printer, Rows, key_values, output_format_option
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import atomic_write_json, atomic_write_text
 
@@ -34,15 +34,28 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise NeuronscopeError(f"{out} already exists and is not empty; pass --overwrite")
 
 
-def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
-    table = Table(title=title)
-    for col in ("FVE", "L0", "dead latents", "dense latents", "rows"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{metrics['fve']:.3f}", f"{metrics['l0']:.1f}",
-                  f"{metrics['dead_fraction']:.1%}",
-                  f"{metrics['dense_fraction']:.1%} (>{metrics['dense_threshold']:.0%})",
-                  str(metrics["n_rows"]))
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Rows:
+    dense = f"dense latents (>{metrics['dense_threshold']:.0%})"
+    table = Rows("metrics", title, ["FVE", "L0", "dead latents", dense, "rows"],
+                 formats={"FVE": ".3f", "L0": ".1f", "dead latents": ".1%", dense: ".1%"})
+    table.add(float(metrics["fve"]), float(metrics["l0"]), float(metrics["dead_fraction"]),
+              float(metrics["dense_fraction"]), int(metrics["n_rows"]))
     return table
+
+
+def comparison_rows(result: Any) -> Rows:
+    """compare-units' per-concept comparison as rows (full precision)."""
+    rows = Rows("concepts", f"{result.layer}: {result.n_neurons} neurons vs "
+                f"{result.n_features} SAE features",
+                ["concept", "test n", "majority", "neurons 95%", "features 95%",
+                 "random-SAE 95%", "best neuron", "best neuron AP", "best feature",
+                 "best feature AP", "random-SAE AP", "overlap"])
+    for c in result.concepts:
+        rows.add(c.concept, c.n_test, c.majority_accuracy, c.neurons.needed,
+                 c.features.needed, c.random.needed if c.random else None,
+                 c.neurons.best_unit, c.neurons.best_ap, c.features.best_unit,
+                 c.features.best_ap, c.random.best_ap if c.random else None, c.overlap_top10)
+    return rows
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -70,11 +83,13 @@ def register(app: typer.Typer, console: Console) -> None:
         random_state: int = typer.Option(0, help="Seed."),
         overwrite: bool = typer.Option(False, help="Replace a non-empty --out."),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Train a TopK (or ReLU + L1) sparse autoencoder on one layer of a store."""
         from neuronscope.sae import SAETrainer
         from neuronscope.store import ActivationStore
 
+        p = Printer(console, out_fmt)
         _check_out(out, overwrite)
         st = ActivationStore(store)
         trainer = SAETrainer(
@@ -90,12 +105,13 @@ def register(app: typer.Typer, console: Console) -> None:
             "store": str(store), "component": component, "layer": trainer.layer_,
             "d_in": trainer.sae_.d_in, "d_sae": trainer.sae_.d_sae, "activation": activation,
             "k": k if activation == "topk" else None, "seconds": trainer.seconds_,
-            "metrics": m}, console, schema="neuronscope.sae-train/1")
-        console.print(_metrics_table(
+            "metrics": m}, p.info, schema="neuronscope.sae-train/1")
+        p.table(_metrics_table(
             f"SAE on L{trainer.layer_}.{component}: {trainer.sae_.d_in} -> {trainer.sae_.d_sae}"
             f" ({activation}{f', k={k}' if activation == 'topk' else ''}), held-out sentences",
             m))
-        console.print(f"wrote {out} ({trainer.seconds_:.0f} s)")
+        p.note(f"wrote {out} ({trainer.seconds_:.0f} s)")
+        p.flush()
 
     @sae_app.command("attach")
     def attach_cmd(
@@ -109,11 +125,13 @@ def register(app: typer.Typer, console: Console) -> None:
         overwrite: bool = typer.Option(False, help="Replace an SAE component of that name."),
         out: Path | None = out_option("neuronscope.sae-attach/1"),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Write an SAE's latents into a store as a component (materialized, streamed)."""
         from neuronscope.cli.options import check_out_file
         from neuronscope.sae import attach
 
+        p = Printer(console, out_fmt)
         check_out_file(out, overwrite, inputs=(store, sae_dir))
         with progress_task(progress, "attaching", "rows") as tick:
             st = attach(store, sae_dir, name=name, component=component, layer=layer,
@@ -121,9 +139,13 @@ def register(app: typer.Typer, console: Console) -> None:
         comp = st.layout.components[name]
         write_json(out, {"store": str(store), "sae": str(sae_dir), "component": name,
                          "reads": {"component": component, "layer": comp.layers[0]},
-                         "latents": comp.neurons}, console, schema="neuronscope.sae-attach/1")
-        console.print(f"attached {comp.neurons} latents of {sae_dir} as component {name!r} "
-                      f"(layer {comp.layers[0]}): {st}")
+                         "latents": comp.neurons}, p.info, schema="neuronscope.sae-attach/1")
+        p.table(key_values("attached", f"attached to {store}", [
+            ("store", str(store)), ("sae", str(sae_dir)), ("component", name),
+            ("layer", comp.layers[0]), ("latents", comp.neurons)]))
+        p.note(f"attached {comp.neurons} latents of {sae_dir} as component {name!r} "
+               f"(layer {comp.layers[0]}): {st}")
+        p.flush()
 
     app.add_typer(sae_app, name="sae")
 
@@ -153,11 +175,13 @@ def register(app: typer.Typer, console: Console) -> None:
         device: str | None = device_option(),
         compute_dtype: str = compute_dtype_option(),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Neurons vs SAE features per concept: units for 95% of the gain, best single unit."""
         from neuronscope.cli.options import open_store_and_corpus
         from neuronscope.sae.compare import compare_units, render_markdown
 
+        p = Printer(console, out_fmt)
         st, corp = open_store_and_corpus(store, corpus, fmt, None)
         with progress_task(progress, "comparing units", "concepts") as tick:
             result = compare_units(
@@ -166,11 +190,12 @@ def register(app: typer.Typer, console: Console) -> None:
                 model=model, lm_sentences=lm_sentences, control=control,
                 random_state=random_state, device=device, dtype=compute_dtype, progress=tick,
             )
-        console.print(result.table())
+        p.table(comparison_rows(result), rich=result.table())
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "compare_units.json",
                               {"schema": "neuronscope.compare-units/1", **result.to_dict()},
                               default=float)
             atomic_write_text(out / "compare_units.md", render_markdown(result))
-            console.print(f"wrote {out / 'compare_units.json'} and {out / 'compare_units.md'}")
+            p.note(f"wrote {out / 'compare_units.json'} and {out / 'compare_units.md'}")
+        p.flush()

@@ -1,10 +1,12 @@
-"""``neuronscope show RESULT.json``: render any saved result again as tables.
+"""``neuronscope show RESULT``: render any saved result again as tables.
 
-Rankings get their own view (top neurons per concept); every other result is rendered by
-its structure, so that each verb's ``--out`` file can be shown without a renderer written for
-it: scalars become a key/value table, lists of records become one table with a column per
-key, nested sections become titled tables in turn. User text (words, labels, names) is
-printed literally: no Rich markup is read from data.
+Rankings get their own view (top neurons per concept); every other JSON result is rendered
+by its structure, so that each verb's ``--out`` file can be shown without a renderer written
+for it: scalars become a key/value table, lists of records become one table with a column per
+key, nested sections become titled tables in turn. The files verbs write in other formats
+(``export``'s NeuroX activations, ``annotate``'s CoNLL-U corpus) get a short summary (see
+:mod:`neuronscope.cli.describe`). User text (words, labels, names) is printed literally: no
+Rich markup is read from data. ``--output-format json|csv`` prints the same tables as data.
 """
 
 from __future__ import annotations
@@ -16,28 +18,16 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from neuronscope.cli.output import Printer, Rows, output_format_option
 from neuronscope.errors import NeuronscopeError
 
-#: Longest list rendered as rows, and longest list of scalars shown inline.
+#: Longest list rendered as rows in the table format (json and csv get every row).
 MAX_ROWS = 50
-MAX_INLINE = 12
 #: Deepest JSON rendered (every level is a nested table).
 MAX_DEPTH = 32
-
-
-def _cell(value: Any) -> Text:
-    if isinstance(value, float):
-        return Text(f"{value:.6g}")
-    if isinstance(value, (list, tuple)):
-        shown = ", ".join(str(_cell(v)) for v in value[:MAX_INLINE])
-        more = f", ... ({len(value)} in all)" if len(value) > MAX_INLINE else ""
-        return Text(f"[{shown}{more}]")
-    if isinstance(value, Mapping):
-        return Text(json.dumps(value, default=str)[:120])
-    return Text(str(value))
+#: Floats in rendered results.
+FLOAT_FORMAT = ".6g"
 
 
 def _is_scalar(value: Any) -> bool:
@@ -49,58 +39,64 @@ def _is_records(value: Any) -> bool:
             and all(isinstance(v, Mapping) for v in value))
 
 
-def _records_table(title: str, records: Sequence[Mapping[str, Any]]) -> Table:
+def _records_table(title: str, records: Sequence[Mapping[str, Any]]) -> Rows:
     columns: list[str] = []
     for r in records:
-        columns.extend(k for k in r if k not in columns)
-    table = Table(title=Text(title))
-    for c in columns:
-        table.add_column(Text(str(c)))
-    for r in records[:MAX_ROWS]:
-        table.add_row(*[_cell(r.get(c, "")) for c in columns])
-    if len(records) > MAX_ROWS:
-        table.caption = f"first {MAX_ROWS} of {len(records)} rows"
-    return table
+        columns.extend(str(k) for k in r if str(k) not in columns)
+    rows = Rows(title, title, columns, max_rows=MAX_ROWS, float_format=FLOAT_FORMAT)
+    for r in records:
+        values = {str(k): v for k, v in r.items()}
+        rows.add(*[values.get(c) for c in columns])
+    return rows
 
 
-def render(data: Any, title: str = "result") -> list[Table]:
+def render(data: Any, title: str = "result") -> list[Rows]:
     """Tables showing a JSON value: scalars first, then records and nested sections."""
     if _is_records(data):
         return [_records_table(title, data)]
     if not isinstance(data, Mapping):
-        table = Table(title=Text(title), show_header=False)
-        table.add_row(_cell(data))
+        table = Rows(title, title, ["value"], header=False, float_format=FLOAT_FORMAT)
+        table.add(data)
         return [table]
-    tables: list[Table] = []
-    flat = Table(title=Text(title), show_header=False)
+    tables: list[Rows] = []
+    flat = Rows(title, title, ["key", "value"], left={"key", "value"}, header=False,
+                float_format=FLOAT_FORMAT)
     nested: list[tuple[str, Any]] = []
     for key, value in data.items():
         if _is_scalar(value) or (isinstance(value, list) and all(map(_is_scalar, value))):
-            flat.add_row(Text(str(key)), _cell(value))
+            flat.add(str(key), value)
         else:
             nested.append((str(key), value))
-    if flat.row_count:
+    if flat.rows:
         tables.append(flat)
     for key, value in nested:
         tables.extend(render(value, f"{title} / {key}"))
     return tables
 
 
-def ranking_tables(data: Mapping[str, Any], top: int) -> list[Table]:
-    """The top neurons of each concept of a saved ranking."""
+def ranking_tables(data: Mapping[str, Any], top: int, machine: bool = False) -> list[Rows]:
+    """The top neurons of each concept of a saved ranking (``machine``: one row per neuron,
+    for JSON and CSV)."""
     from neuronscope.methods.ranking import Ranking
 
     ranking = Ranking.from_dict(dict(data))
-    head = Table(title=Text(f"ranking by {ranking.method}"), show_header=False)
-    head.add_row("label layer", Text(str(ranking.label_layer)))
-    head.add_row("store", Text(str(ranking.store_fingerprint)))
-    head.add_row("params", Text(json.dumps(ranking.params, default=str)))
-    table = Table(title=Text(f"top {top} neurons per concept"))
-    table.add_column("concept")
-    table.add_column("neurons (score)")
+    head = Rows("ranking", f"ranking by {ranking.method}", ["key", "value"],
+                left={"key", "value"}, header=False)
+    head.add("method", ranking.method)
+    head.add("label layer", str(ranking.label_layer))
+    head.add("store", str(ranking.store_fingerprint))
+    head.add("params", json.dumps(ranking.params, default=str))
+    if machine:
+        table = Rows("top_neurons", f"top {top} neurons per concept",
+                     ["concept", "rank", "neuron", "score"])
+        for concept in ranking.concept_names:
+            for i, (n, s) in enumerate(list(ranking.scores(concept).items())[:top]):
+                table.add(str(concept), i + 1, n, float(s))
+        return [head, table]
+    table = Rows("top_neurons", f"top {top} neurons per concept", ["concept", "neurons (score)"])
     for concept in ranking.concept_names:
         scores = list(ranking.scores(concept).items())[:top]
-        table.add_row(Text(str(concept)), Text(", ".join(f"{n} ({s:.3g})" for n, s in scores)))
+        table.add(str(concept), ", ".join(f"{n} ({s:.3g})" for n, s in scores))
     return [head, table]
 
 
@@ -139,6 +135,10 @@ def find_result(path: Path) -> Path:
                            f"{', '.join(RESULT_FILES)})")
 
 
+KNOWN = ("show reads a verb's JSON result, a folder a verb wrote, NeuroX .hdf5/.json "
+         "activations or a CoNLL-U corpus")
+
+
 def load_result(path: Path) -> Any:
     """A saved result's JSON, with errors that name the file."""
     if not path.is_file():
@@ -146,12 +146,35 @@ def load_result(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise NeuronscopeError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"
-                               ) from err
+        raise NeuronscopeError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                               f"{KNOWN}") from err
     except json.JSONDecodeError as err:
-        raise NeuronscopeError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+        raise NeuronscopeError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); {KNOWN}"
+                               ) from err
     except RecursionError as err:
         raise NeuronscopeError(f"{path}: JSON nested too deeply to read") from err
+
+
+def show_tables(result: Path, top: int = 10, machine: bool = False) -> list[Rows]:
+    """The tables ``show`` prints for a result file or folder."""
+    from neuronscope.cli.describe import describe_file, file_kind
+
+    result = find_result(result)
+    if result.is_file():
+        kind = file_kind(result)
+        if kind is not None:
+            return describe_file(result, kind)
+    data = load_result(result)
+    depth = _depth(data)
+    if depth > MAX_DEPTH:
+        # Each level becomes a nested table: Python's recursion limit comes first.
+        raise NeuronscopeError(f"{result}: JSON nested {depth} levels deep; show renders at "
+                               f"most {MAX_DEPTH} levels (no --out result is that deep)")
+    if isinstance(data, Mapping) and data.get("format") == "neuronscope-ranking":
+        return ranking_tables(data, top, machine)
+    name = result.name if result.parent.name in ("", ".") else \
+        f"{result.parent.name}/{result.name}"
+    return render(data, name)
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -159,24 +182,14 @@ def register(app: typer.Typer, console: Console) -> None:
 
     @app.command()
     def show(
-        result: Path = typer.Argument(..., help="A JSON file written by a verb's --out, or "
-                                      "a folder a verb wrote (evaluate, benchmark, report, "
-                                      "compare-units, sae train, demo, a store)."),
+        result: Path = typer.Argument(..., help="A JSON file written by a verb's --out, a "
+                                      "folder a verb wrote (evaluate, benchmark, report, "
+                                      "compare-units, sae train, demo, a store), export's "
+                                      "NeuroX file or annotate's CoNLL-U file."),
         top: int = typer.Option(10, help="Neurons shown per concept for rankings."),
+        out_fmt: str = output_format_option(),
     ) -> None:
-        """Render a saved result (any verb's --out JSON) again as tables."""
-        result = find_result(result)
-        data = load_result(result)
-        depth = _depth(data)
-        if depth > MAX_DEPTH:
-            # Each level becomes a nested table: Python's recursion limit comes first.
-            raise NeuronscopeError(f"{result}: JSON nested {depth} levels deep; show renders at "
-                                   f"most {MAX_DEPTH} levels (no --out result is that deep)")
-        if isinstance(data, Mapping) and data.get("format") == "neuronscope-ranking":
-            tables = ranking_tables(data, top)
-        else:
-            name = result.name if result.parent.name in ("", ".") else \
-                f"{result.parent.name}/{result.name}"
-            tables = render(data, name)
-        for table in tables:
-            console.print(table)
+        """Render a saved result (any verb's --out) again as tables."""
+        with Printer(console, out_fmt) as p:
+            for rows in show_tables(result, top, p.machine):
+                p.table(rows)

@@ -1,7 +1,8 @@
 """CLI commands of the unsupervised methods: ``cluster``, ``select``, ``factorize``, ``compare``,
 ``group``.
 
-Each prints a Rich summary and, with ``--out``, writes the full result as JSON.
+Each prints its tables through one :class:`~neuronscope.cli.output.Printer`
+(``--output-format table|json|csv``) and, with ``--out``, writes the full result as JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from neuronscope.cli.options import (
     check_out_file,
@@ -30,6 +29,7 @@ from neuronscope.cli.options import (
 )
 from neuronscope.cli.options import select_neurons as _neurons
 from neuronscope.cli.options import write_json as _write
+from neuronscope.cli.output import Printer, Rows, key_values, output_format_option
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import check_output
 
@@ -56,13 +56,11 @@ def _check_outs(overwrite: bool, inputs: tuple[Any, ...], out: Path | None,
         check_out_file(path, overwrite, inputs, option=option)
 
 
-def _matrix_table(title: str, rows: list[str], cols: list[str], values: Any) -> Table:
-    table = Table(title=title)
-    table.add_column("")
-    for c in cols:
-        table.add_column(c, justify="right")
+def _matrix_table(name: str, title: str, rows: list[str], cols: list[str],
+                  values: Any) -> Rows:
+    table = Rows(name, title, ["layer", *cols], formats={c: ".2f" for c in cols})
     for r, row in zip(rows, values, strict=True):
-        table.add_row(r, *[f"{v:.2f}" for v in row])
+        table.add(r, *[float(v) for v in row])
     return table
 
 
@@ -87,6 +85,7 @@ def register(app: typer.Typer, console: Console) -> None:
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         progress: bool = progress_option(),
         scheduler: str | None = scheduler_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Correlation-cluster neurons: redundancy per layer and layer similarity.
 
@@ -95,6 +94,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from neuronscope.unsupervised.clustering import cluster_correlations
         from neuronscope.unsupervised.correlation import correlation_matrix
 
+        p = Printer(console, out_fmt)
         _check_outs(overwrite, (store,), out, ("--matrix-out", matrix_out))
         check_scheduler(scheduler)
         st, _ = _open(store)
@@ -106,33 +106,32 @@ def register(app: typer.Typer, console: Console) -> None:
             result = cluster_correlations(corr, threshold, linkage, representative, seed)
             tick(2)
         red = result.redundancy
-        table = Table(title=f"redundancy at |rho| >= {threshold} ({linkage} linkage): "
-                            f"{result.n_clusters} clusters of {len(result.names)} neurons")
-        for col in ("layer", "neurons", "kept", "redundant", "share", "constant"):
-            table.add_column(col, justify="left" if col == "layer" else "right")
-        rows = [*red["groups"].items(), ("overall", red["overall"])]
-        for group, e in rows:
-            table.add_row(group, str(e["neurons"]), str(e["kept"]), str(e["redundant"]),
-                          f"{e['share']:.1%}", str(e["constant"]))
-        console.print(table)
-        biggest = Table(title="largest clusters")
-        for col in ("size", "representative", "members"):
-            biggest.add_column(col)
+        table = Rows("redundancy", f"redundancy at |rho| >= {threshold} ({linkage} linkage): "
+                     f"{result.n_clusters} clusters of {len(result.names)} neurons",
+                     ["layer", "neurons", "kept", "redundant", "share", "constant"],
+                     formats={"share": ".1%"})
+        for group, e in [*red["groups"].items(), ("overall", red["overall"])]:
+            table.add(group, int(e["neurons"]), int(e["kept"]), int(e["redundant"]),
+                      float(e["share"]), int(e["constant"]))
+        p.table(table)
+        biggest = Rows("largest_clusters", "largest clusters",
+                       ["size", "representative", "members"])
         for rep, members in list(zip(result.representative_names, result.clusters(),
                                      strict=True))[:5]:
             shown = ", ".join(members[:8]) + (" ..." if len(members) > 8 else "")
-            biggest.add_row(str(len(members)), rep, shown)
-        console.print(biggest)
+            biggest.add(len(members), rep, ", ".join(members) if p.machine else shown)
+        p.table(biggest)
         if result.layers is not None and len(result.layers.labels) > 1:
             lay = result.layers
-            console.print(_matrix_table("layer similarity: linear CKA", lay.labels,
-                                        lay.labels, lay.cka))
-            console.print(_matrix_table("mean max |rho| of row-layer neurons in column layer",
-                                        lay.labels, lay.labels, lay.max_corr))
+            p.table(_matrix_table("layer_cka", "layer similarity: linear CKA", lay.labels,
+                                  lay.labels, lay.cka))
+            p.table(_matrix_table("layer_max_corr", "mean max |rho| of row-layer neurons in "
+                                  "column layer", lay.labels, lay.labels, lay.max_corr))
         if result.constant:
-            console.print(f"{len(result.constant)} constant neuron(s) left out: "
-                          f"{', '.join(result.constant[:10])}", style="yellow")
-        _write(out, result.to_dict(), console, schema="neuronscope.clusters/1")
+            p.note(f"{len(result.constant)} constant neuron(s) left out: "
+                   f"{', '.join(result.constant[:10])}", style="yellow")
+        _write(out, result.to_dict(), p.info, schema="neuronscope.clusters/1")
+        p.flush()
 
     @app.command()
     def select(
@@ -157,10 +156,12 @@ def register(app: typer.Typer, console: Console) -> None:
         out: Path | None = out_option("neuronscope.selection/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Select a small set of neurons for a task (LayerSelector + clustering + probe)."""
         from neuronscope.unsupervised.selection import select_neurons
 
+        p = Printer(console, out_fmt)
         _check_outs(overwrite, (store, corpus), out, ("--ranking-out", ranking_out))
         st, corp = _open(store, corpus, fmt, label_file)
         with progress_task(progress, "selecting", "probes and clustering"):
@@ -170,32 +171,36 @@ def register(app: typer.Typer, console: Console) -> None:
                 test_size=test_size, max_words=max_words or None,
                 probe_params={"max_epochs": max_epochs}, random_state=seed,
             )
-        runs = Table(title=f"probes trained ({labels}, {result.params['n_words']} words)")
-        for col in ("step", "neurons", "accuracy", "train s", "predict ms"):
-            runs.add_column(col, justify="left" if col == "step" else "right")
+        runs = Rows("probes", f"probes trained ({labels}, {result.params['n_words']} words)",
+                    ["step", "neurons", "accuracy", "train s", "predict ms"],
+                    formats={"accuracy": ".4f", "train s": ".2f", "predict ms": ".2f"})
         for r in result.runs:
-            runs.add_row(r.step, str(r.n_neurons), f"{r.accuracy:.4f}", f"{r.train_s:.2f}",
-                         f"{1000 * r.predict_s:.2f}")
-        console.print(runs)
-        summary = Table(title="selection", show_header=False)
-        summary.add_row("top layer kept", str(result.top_layer))
-        summary.add_row("neurons after layers / clustering",
-                        f"{result.n_after_layers} / {result.n_after_clustering}")
-        summary.add_row("selected", f"{len(result.selected)} of {result.n_neurons} "
-                        f"({result.fraction_kept:.1%})")
-        summary.add_row("accuracy full -> selected",
-                        f"{result.full_accuracy:.4f} -> {result.selected_accuracy:.4f} "
-                        f"({result.accuracy_kept:.1%} kept; target {result.target:.4f})")
-        summary.add_row("speed-up train / predict",
-                        f"{result.train_speedup:.1f}x / {result.predict_speedup:.1f}x")
-        console.print(summary)
+            runs.add(r.step, int(r.n_neurons), float(r.accuracy), float(r.train_s),
+                     1000 * float(r.predict_s))
+        p.table(runs)
+        p.table(key_values("selection", "selection", [
+            ("top layer kept", result.top_layer),
+            ("neurons after layers", result.n_after_layers),
+            ("neurons after clustering", result.n_after_clustering),
+            ("selected", len(result.selected)), ("neurons", result.n_neurons),
+            ("fraction kept", float(result.fraction_kept)),
+            ("full accuracy", float(result.full_accuracy)),
+            ("selected accuracy", float(result.selected_accuracy)),
+            ("accuracy kept", float(result.accuracy_kept)), ("target", float(result.target)),
+            ("train speed-up", float(result.train_speedup)),
+            ("predict speed-up", float(result.predict_speedup)),
+            ("reached", bool(result.reached))],
+            formats={"fraction kept": ".1%", "full accuracy": ".4f", "target": ".4f",
+                     "selected accuracy": ".4f", "accuracy kept": ".1%",
+                     "train speed-up": ".1f", "predict speed-up": ".1f"}))
         if not result.reached:
-            console.print("no neuron subset reached the target; all cluster "
-                          "representatives are returned", style="yellow")
+            p.note("no neuron subset reached the target; all cluster representatives are "
+                   "returned", style="yellow")
         if ranking_out is not None:
             result.ranking.to_json(ranking_out)
-            console.print(f"wrote {ranking_out}")
-        _write(out, result.to_dict(), console, schema="neuronscope.selection/1")
+            p.note(f"wrote {ranking_out}")
+        _write(out, result.to_dict(), p.info, schema="neuronscope.selection/1")
+        p.flush()
 
     @app.command()
     def factorize(
@@ -217,6 +222,7 @@ def register(app: typer.Typer, console: Console) -> None:
         out: Path | None = out_option("neuronscope.nmf/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Non-negative matrix factorization of one sentence's (or a sample's) activations."""
         from neuronscope.unsupervised.factorization import (
@@ -224,6 +230,7 @@ def register(app: typer.Typer, console: Console) -> None:
             factorize_sentence,
         )
 
+        p = Printer(console, out_fmt)
         _check_outs(overwrite, (store, corpus), out)
         st, corp = _open(store, corpus, fmt, label_file)
         neurons = _neurons(st, components, layers)
@@ -234,34 +241,30 @@ def register(app: typer.Typer, console: Console) -> None:
             with progress_task(progress, "factorizing", "sentence"):
                 result = factorize_sentence(st, sentence, k, neurons, nonneg, standardize,
                                             words=corp.sentences[sentence], random_state=seed)
-            loadings = Table(title=f"sentence {sentence}: factor loadings per word "
-                                   f"(error {result.reconstruction_error:.3f})")
-            loadings.add_column("word")
-            for f in range(result.k):
-                loadings.add_column(f"F{f}", justify="right")
+            loadings = Rows("loadings", f"sentence {sentence}: factor loadings per word "
+                            f"(error {result.reconstruction_error:.3f})",
+                            ["word", *(f"F{f}" for f in range(result.k)), "best"],
+                            formats={f"F{f}": ".2f" for f in range(result.k)})
             for word, row in zip(result.words or [], result.word_loadings, strict=True):
-                best = int(row.argmax())
-                loadings.add_row(word, *[Text(f"{v:.2f}", style="bold" if i == best else "")
-                                         for i, v in enumerate(row)])
-            console.print(loadings)
+                loadings.add(word, *[float(v) for v in row], f"F{int(row.argmax())}")
+            p.table(loadings)
         else:
             with progress_task(progress, "factorizing", "sample"):
                 result = factorize_corpus(st, k, sample_words, neurons, nonneg, standardize,
                                           random_state=seed)
-            console.print(f"global NMF over {len(result.rows)} sampled words "
-                          f"(relative error {result.reconstruction_error:.3f})")
-        factors = Table(title="factors: top neurons (signed weight) and words (one per cell)")
-        factors.add_column("factor")
-        factors.add_column("neurons")
-        for i in range(top):
-            factors.add_column(f"word {i + 1}")
+            p.note(f"global NMF over {len(result.rows)} sampled words "
+                   f"(relative error {result.reconstruction_error:.3f})")
+        factors = Rows("factors", "factors: top neurons (signed weight) and words (one per "
+                       "cell)", ["factor", "neurons", *(f"word {i + 1}" for i in range(top))],
+                       left={f"word {i + 1}" for i in range(top)})
         for f in range(result.k):
             neurons_txt = ", ".join(f"{n} ({w:+.2f})" for n, w in result.top_neurons(f, top))
             # One word per cell: punctuation such as "," joined with ", " read as ",, ,,".
-            words = [Text(w) for _, w, _ in result.top_words(f, top)]
-            factors.add_row(f"F{f}", neurons_txt, *words, *[""] * (top - len(words)))
-        console.print(factors)
-        _write(out, result.to_dict(), console, schema="neuronscope.nmf/1")
+            words = [str(w) for _, w, _ in result.top_words(f, top)]
+            factors.add(f"F{f}", neurons_txt, *words, *[None] * (top - len(words)))
+        p.table(factors)
+        _write(out, result.to_dict(), p.info, schema="neuronscope.nmf/1")
+        p.flush()
 
     @app.command()
     def compare(
@@ -276,12 +279,14 @@ def register(app: typer.Typer, console: Console) -> None:
         out: Path | None = out_option("neuronscope.model-comparison/1"),
         overwrite: bool = typer.Option(False, help="Replace existing output files."),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Compare models of the same corpus: MaxCorr/MinCorr/LinReg neurons, SVCCA/PWCCA/CKA."""
         from neuronscope.unsupervised.multimodel import compare_models
 
         if len(stores) < 2:
             raise NeuronscopeError("compare needs at least two stores")
+        p = Printer(console, out_fmt)
         _check_outs(overwrite, tuple(stores), out)
         if rankings_dir is not None:
             check_output(rankings_dir, kind="dir", overwrite=overwrite, inputs=tuple(stores),
@@ -291,31 +296,32 @@ def register(app: typer.Typer, console: Console) -> None:
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
         with progress_task(progress, "comparing", "model pairs"):
             result = compare_models(opened, selections, methods=wanted, ridge=ridge)
-        sims = Table(title="representation similarity")
-        for col in ("model A", "model B", "CKA", "SVCCA", "PWCCA", "SVCCA dims"):
-            sims.add_column(col, justify="left" if col.startswith("model") else "right")
-        for p in result.pairs:
-            s = p.similarity
-            sims.add_row(result.labels[p.a], result.labels[p.b], f"{s.cka:.3f}",
-                         f"{s.svcca:.3f}", f"{s.pwcca:.3f}", f"{s.svcca_dims}")
-        console.print(sims)
+        sims = Rows("similarity", "representation similarity",
+                    ["model A", "model B", "CKA", "SVCCA", "PWCCA", "SVCCA dims"],
+                    formats={c: ".3f" for c in ("CKA", "SVCCA", "PWCCA")})
+        for pair in result.pairs:
+            s = pair.similarity
+            sims.add(result.labels[pair.a], result.labels[pair.b], float(s.cka),
+                     float(s.svcca), float(s.pwcca), str(s.svcca_dims))
+        p.table(sims)
         for m, label in enumerate(result.labels):
-            table = Table(title=f"{label}: top {top} neurons")
-            table.add_column("method")
-            table.add_column("neurons (score)")
+            # One table per model on screen; one "top_neurons" table in JSON/CSV.
+            table = Rows("top_neurons", f"{label}: top {top} neurons",
+                         ["model", "method", "neurons (score)"])
             for method in wanted:
                 scores = list(result.ranking(method, m).scores(method).items())[:top]
-                table.add_row(method, ", ".join(f"{n} ({v:.3f})" for n, v in scores))
-            console.print(table)
+                table.add(label, method, ", ".join(f"{n} ({v:.6g})" if p.machine
+                                                   else f"{n} ({v:.3f})" for n, v in scores))
+            p.table(table)
         if rankings_dir is not None:
             rankings_dir.mkdir(parents=True, exist_ok=True)
             for method in wanted:
                 for m, label in enumerate(result.labels):
                     result.ranking(method, m).to_json(rankings_dir / f"{label}.{method}.json")
-            console.print(f"wrote {len(wanted) * len(result.labels)} rankings to "
-                          f"{rankings_dir}")
-        _write(out, result.to_dict(top=max(top, 20)), console,
+            p.note(f"wrote {len(wanted) * len(result.labels)} rankings to {rankings_dir}")
+        _write(out, result.to_dict(top=max(top, 20)), p.info,
                schema="neuronscope.model-comparison/1")
+        p.flush()
 
     @app.command()
     def group(
@@ -331,10 +337,12 @@ def register(app: typer.Typer, console: Console) -> None:
         out: Path | None = out_option("neuronscope.groups/1"),
         overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
         progress: bool = progress_option(),
+        out_fmt: str = output_format_option(),
     ) -> None:
         """Group neurons into functional populations: UMAP + k-means (Meyes et al. 2020)."""
         from neuronscope.unsupervised.grouping import group_neurons
 
+        p = Printer(console, out_fmt)
         _check_outs(overwrite, (store,), out)
         st, _ = _open(store)
         with progress_task(progress, "grouping", "steps"):
@@ -342,13 +350,13 @@ def register(app: typer.Typer, console: Console) -> None:
                                    neurons=_neurons(st, components, layers), profile=profile,
                                    embedding=embedding, sample_words=sample_words,
                                    random_state=seed)
-        table = Table(title=f"{result.n_groups} groups of {len(result.names)} neurons "
-                            f"({profile} profiles, {embedding} embedding)")
-        for col in ("group", "size", "layers", "members"):
-            table.add_column(col, justify="right" if col in ("group", "size") else "left")
+        table = Rows("groups", f"{result.n_groups} groups of {len(result.names)} neurons "
+                     f"({profile} profiles, {embedding} embedding)",
+                     ["group", "size", "layers", "members"])
         for g, (members, lay) in enumerate(zip(result.groups, result.layers, strict=True)):
             shown = ", ".join(members[:6]) + (" ..." if len(members) > 6 else "")
-            table.add_row(str(g), str(len(members)),
-                          ", ".join(f"{k}: {v}" for k, v in sorted(lay.items())), shown)
-        console.print(table)
-        _write(out, result.to_dict(), console, schema="neuronscope.groups/1")
+            table.add(g, len(members), ", ".join(f"{k}: {v}" for k, v in sorted(lay.items())),
+                      ", ".join(members) if p.machine else shown)
+        p.table(table)
+        _write(out, result.to_dict(), p.info, schema="neuronscope.groups/1")
+        p.flush()
