@@ -7,12 +7,14 @@ the ``tokenizers`` library on the text below, the models are random (seeded) and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import transformers
+import typer
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -25,10 +27,12 @@ from tokenizers import (
 from typer.testing import CliRunner
 
 from neuronscope.cli import app
+from neuronscope.cli.errors import run
 from neuronscope.corpus import write_conllu
 from neuronscope.corpus.corpus import Corpus
 from neuronscope.extraction import extract
 from neuronscope.models import wrap_model
+from tests.cli_outcome import Outcome
 
 # Tiny models: intra-op threads only add synchronization (and stall badly on a busy machine).
 torch.set_num_threads(1)
@@ -390,3 +394,17 @@ def extracted(tmp_path_factory, tiny_models, small_corpus):
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``neuronscope ARGS`` behind the error boundary; returns code, stdout, stderr."""
+    command = typer.main.get_command(app)
+
+    def invoke(args: Sequence[str]) -> Outcome:
+        capsys.readouterr()
+        code = run(command, [str(a) for a in args])
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return invoke

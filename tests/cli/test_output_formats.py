@@ -12,8 +12,6 @@ import csv
 import io
 import json
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +19,6 @@ import pytest
 import typer
 
 from neuronscope.cli import app
-from neuronscope.cli.errors import run
-
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``neuronscope ARGS`` behind the error boundary; stdout and stderr apart."""
-    command = typer.main.get_command(app)
-
-    def invoke(args: Sequence[object]) -> Outcome:
-        capsys.readouterr()
-        code = run(command, [str(a) for a in args])
-        captured = capsys.readouterr()
-        return Outcome(code, captured.out, captured.err)
-
-    return invoke
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 
-from neuronscope.cli import app
-from neuronscope.cli.errors import run
 from neuronscope.corpus import load_corpus
 from neuronscope.methods.ranking import ranking_from_scores
 from neuronscope.store.store import store_from_arrays
+from tests.cli_outcome import Outcome
 
 FUZZ = os.environ.get("NEURONSCOPE_FUZZ", "") not in ("", "0")
 
@@ -115,29 +112,6 @@ def rb(tmp_path_factory) -> Fixture:
     return Fixture(root, store_path, corpus_path, ranking_path)
 
 
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``neuronscope ARGS`` behind the error boundary; returns code, stdout, stderr."""
-    command = typer.main.get_command(app)
-
-    def invoke(args: Sequence[str]) -> Outcome:
-        capsys.readouterr()
-        code = run(command, [str(a) for a in args])
-        captured = capsys.readouterr()
-        return Outcome(code, captured.out, captured.err)
-
-    return invoke
 
 
 def assert_user_error(result: Outcome, *fragments: str) -> None:

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.extraction.components import parse_layers
-from tests.robustness.conftest import Outcome, assert_user_error, examples
+from tests.cli_outcome import Outcome
+from tests.robustness.conftest import assert_user_error, examples
 
 
 def _clear(result: Outcome) -> None:
