@@ -138,6 +138,14 @@ def render_ablation(r: dict[str, Any]) -> str:
                        f"{top['selectivity']:+.4f} is not above the random band (mean + 2 sd "
                        f"= {band:+.4f}); Δ concept {top['delta_concept']:+.4f} vs Δ other "
                        f"{top['delta_other']:+.4f}")
+        bottom = rows.get("bottom")
+        if bottom is not None and bottom["selectivity"] >= top["selectivity"]:
+            # The ratio alone would credit the top-k; the bottom-k control says how much.
+            verdict += (f"; but the bottom-{res['k']} score at least as high (selectivity "
+                        f"{bottom['selectivity']:+.4f}: Δ concept "
+                        f"{bottom['delta_concept']:+.4f}, Δ other {bottom['delta_other']:+.4f}), "
+                        "so the selectivity difference alone does not single out the top "
+                        "neurons")
         out += ["", f"Expected from probing work (concept neurons matter most for their "
                 f"concept; survey §6): {verdict}."]
         out += [f"The verb's reading: {n}" for n in res["notes"]] + [""]
