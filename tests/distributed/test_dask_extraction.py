@@ -54,6 +54,19 @@ def test_distributed_extraction_is_bitwise_equal(tmp_path, big_corpus, tiny_bert
     assert verify(store.path) == []  # every chunk listed in the manifest, checksums match
 
 
+def test_workers_compute_with_this_process_thread_count(tmp_path, small_corpus, tiny_bert,
+                                                         dask_client):
+    """Sums in matrix products depend on the thread count: the workers (one thread each by
+    Dask's default) take this process's count, so real models stay bitwise equal too."""
+    import torch
+
+    extract_on(dask_client, small_corpus, tmp_path / "store", tiny_bert, **SMALL)
+    assert set(dask_client.run(torch.get_num_threads).values()) == {torch.get_num_threads()}
+    extract_on(dask_client, small_corpus, tmp_path / "one-thread", tiny_bert,
+               torch_threads=1, **SMALL)
+    assert set(dask_client.run(torch.get_num_threads).values()) == {1}
+
+
 def test_model_loaded_by_name_on_workers(tmp_path, small_corpus, tiny_bert_dir, dask_client):
     kw = {"block_bytes": 1, "chunk_words": 64, "batch_size": 4, "progress": False}
     one = extract(small_corpus, tmp_path / "one", str(tiny_bert_dir), **kw)

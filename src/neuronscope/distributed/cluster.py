@@ -117,12 +117,3 @@ def use(client: Client) -> Iterator[Client]:
 def active_client() -> Client | None:
     """The client of the innermost :func:`connect`/:func:`use` block, or None."""
     return _ACTIVE.get()
-
-
-def n_workers(client: Client) -> int:
-    """Workers connected now (at least one is needed to run anything)."""
-    workers = client.nthreads()  # asks the scheduler (scheduler_info() may be stale)
-    if not workers:
-        raise NeuronscopeError(f"the Dask scheduler {client.scheduler.address} has no workers; "
-                               "start some with `dask worker ADDRESS`")
-    return len(workers)

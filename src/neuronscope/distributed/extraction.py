@@ -2,7 +2,8 @@
 
 The corpus is cut into the same sentence blocks as a single-process extraction
 (:func:`~neuronscope.store.store.block_bounds`), and each block is computed by one worker
-with exactly the same batches, so every value is bitwise identical to ``extract``'s. Each
+with exactly the same batches and the client's PyTorch thread count, so every value is
+bitwise identical to ``extract``'s. Each
 worker loads the model once (a scattered :class:`LoadedModel`, or ``load_model`` by name on
 the worker, cached for the worker's life).
 
@@ -104,6 +105,10 @@ def _extract_block(model: Mapping[str, Any] | str | None, model_kwargs: Mapping[
 
     from neuronscope.store.integrity import ChunkStore
 
+    # Matrix products sum in an order that depends on the thread count: the client's count
+    # keeps the values bitwise equal to its own single-process extraction.
+    if torch.get_num_threads() != spec["torch_threads"]:
+        torch.set_num_threads(spec["torch_threads"])
     loaded = _worker_model(model, model_kwargs)
     key = (id(loaded), tuple(sorted((k, repr(v)) for k, v in spec.items())))
     plan = _PLANS.get(key)
@@ -141,7 +146,8 @@ def run_blocks(scheduler: Any, loaded: LoadedModel,
     store was created (or reopened) by ``writer``. ``by_name`` is ``(name, load_model
     kwargs)`` for workers to load the model themselves, None to send them ``loaded``.
     """
-    from neuronscope.distributed.cluster import connect, n_workers
+    from neuronscope.distributed.cluster import connect
+    from neuronscope.distributed.workers import n_workers
     from neuronscope.extraction.extractor import _progress_bar, _show_rate
 
     offsets = corpus.sentence_offsets()
@@ -199,7 +205,8 @@ def _commit(writer: StoreWriter, result: BlockResult, offsets: np.ndarray,
 
 def extract_on(scheduler: Any, corpus: Corpus, out: str | os.PathLike,
                model: LoadedModel | str | None = None, *,
-               model_kwargs: Mapping[str, Any] | None = None, **options: Any) -> ActivationStore:
+               model_kwargs: Mapping[str, Any] | None = None, torch_threads: int | None = None,
+               **options: Any) -> ActivationStore:
     """:func:`~neuronscope.extraction.extract` with the blocks computed on a Dask cluster.
 
     Args:
@@ -209,17 +216,28 @@ def extract_on(scheduler: Any, corpus: Corpus, out: str | os.PathLike,
         model: a :class:`LoadedModel` (its weights are sent once to every worker) or a name
             that every worker loads with ``load_model(model, **model_kwargs)`` (the client
             loads it too, for the store's metadata, and checks the fingerprints match).
+        torch_threads: PyTorch threads per worker (default: this process's count). Sums in
+            matrix products are ordered by the thread count, so the default is what makes
+            the store bitwise identical to this process's single-process extraction; on
+            workers with more cores, a larger count is faster and equal to float rounding.
 
     Returns:
-        The store, bitwise identical to a single-process extraction's.
+        The store, bitwise identical to a single-process extraction's (same thread count).
     """
+    import torch
+
     from neuronscope.extraction import extract
+
+    threads = torch.get_num_threads() if torch_threads is None else int(torch_threads)
+    if threads < 1:
+        raise NeuronscopeError(f"torch_threads must be at least 1, got {torch_threads}")
 
     by_name = None if isinstance(model, LoadedModel) else (model, dict(model_kwargs or {}))
 
     def runner(loaded: LoadedModel, spec: Mapping[str, Any], corpus: Corpus,
                writer: StoreWriter, block_words: int, progress: bool) -> None:
-        run_blocks(scheduler, loaded, by_name, spec, corpus, writer, block_words, progress)
+        run_blocks(scheduler, loaded, by_name, {**spec, "torch_threads": threads}, corpus,
+                   writer, block_words, progress)
 
     return extract(corpus, Path(out).absolute(), model, model_kwargs=model_kwargs,
                    block_runner=runner, **options)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from neuronscope.distributed.cluster import n_workers, use
+from neuronscope.distributed.cluster import use
+from neuronscope.distributed.workers import n_workers
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -86,7 +86,7 @@ def _partial_pass(source: ColumnSource, lo: int, hi: int, precision: str,
 def block_pass_on(client: Client, source: ColumnSource, lo: int, hi: int, precision: str,
                   rows: np.ndarray | None) -> tuple[RunningMoments, np.ndarray]:
     """``_block_pass`` of the correlation matrix with the words split over the workers."""
-    from neuronscope.distributed.cluster import n_workers
+    from neuronscope.distributed.workers import n_workers
     from neuronscope.unsupervised.correlation import _rank1_update
 
     all_rows = np.arange(source.n_rows) if rows is None else np.asarray(rows)
