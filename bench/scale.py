@@ -159,15 +159,30 @@ def synthetic(n_words: int, neurons: int, work: Path):
     return corpus, store
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM`` of /proc/self/status where there is one.
+
+    Not ``ru_maxrss``: Linux carries the parent's RSS at fork into the child's ``ru_maxrss``
+    across ``exec`` (every child then reported the parent's ~1.2-2.8 GB, which had just
+    written the synthetic store), while ``VmHWM`` belongs to the new process image alone.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
 def child_rank(n_words: int, neurons: int, work: Path, method: str) -> None:
     from neuronscope.methods import build_method
 
     corpus, store = synthetic(n_words, neurons, work)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    base = peak_rss_mb()
     start = time.perf_counter()
     ranking = build_method(method, {}, random_state=0).rank(store, corpus.concept_labels("upos"))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    peak = peak_rss_mb()
     top = int(ranking.global_order[0])
     print(f"CHILD {peak:.1f} {base:.1f} {seconds:.2f} {top}")
 
@@ -192,7 +207,7 @@ def part_rss(args) -> None:
             peak, base, seconds, top = line[0].split()[1:]
             peaks[method].append(float(peak))
             print(f"rank {method:11s} {n:>7d} words x {args.neurons} ({gb:.2f} GB store): "
-                  f"peak RSS {float(peak):7.0f} MB (imports {float(base):.0f} MB), "
+                  f"peak RSS {float(peak):7.0f} MB (store opened: {float(base):.0f} MB), "
                   f"{float(seconds):6.1f} s, top neuron {top} ({load()})")
     growth = {m: p[-1] / p[0] for m, p in peaks.items() if len(p) > 1 and p[0] == p[0]}
     print("peak RSS growth, largest / smallest corpus: "
