@@ -97,18 +97,19 @@ def test_ops_match_a_manual_edit(tiny_gpt2, op, value, fn):
     torch.testing.assert_close(logits, manual, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("positions", ["all", "last"])
 @pytest.mark.parametrize("component", ["mlp", "attn"])
 @pytest.mark.parametrize("op,value", [
     ("zero", None), ("constant", [1.5, -2.0]), ("scale", 3.0), ("add", [0.5, 1.0]),
     ("mean", [0.25, -0.75]),
 ])
 def test_in_place_edits_under_inference_mode_equal_the_general_path(tiny_gpt2, component, op,
-                                                                     value):
+                                                                     value, positions):
     # Under inference_mode the projection inputs are edited in place (a fast path); with
     # autograd on, the general out-of-place path runs. Both must give the same logits.
     inputs = _inputs(tiny_gpt2)
     names = [f"L1.{component}.2", f"L0.{component}.9"]
-    with intervene(tiny_gpt2, names, op=op, value=value):
+    with intervene(tiny_gpt2, names, op=op, value=value, positions=positions):
         with torch.inference_mode():
             fast = tiny_gpt2.model(**inputs).logits
         with torch.enable_grad():

@@ -400,7 +400,7 @@ class Intervention:
 
     def _edit_values(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
         site.calls += 1
-        if (isinstance(self.positions, str) and self.positions == "all"
+        if (isinstance(self.positions, str)
                 and site.component in _TEMPORARY_INPUTS
                 and site.where == "input" and site.features is None
                 and torch.is_inference_mode_enabled()
@@ -434,7 +434,8 @@ class Intervention:
         return torch.where(mask, operand, x)  # zero, mean, constant
 
     def _edit_in_place(self, site: _Site, x: torch.Tensor) -> torch.Tensor:
-        """Write only the chosen columns of ``x``, in place.
+        """Write only the chosen columns of ``x`` (at every position, or at the last one),
+        in place.
 
         Only for the inputs of the MLP and attention output projections under inference
         mode: those tensors are temporaries made for the projection alone (nothing else, no
@@ -446,14 +447,21 @@ class Intervention:
         if int(site.index.max()) >= width:
             site.vectors(self.op, width, x.device, x.dtype)  # raises the named error
         index, values = site.columns(x.device, x.dtype)
+        if self.positions == "last":  # a view of the last position: edits land in x
+            if x.dim() < 2:
+                return x
+            target = x.select(-2, int(x.shape[-2]) - 1)
+        else:
+            target = x
         if self.op == "zero":
-            return x.index_fill_(-1, index, 0.0)
-        if self.op == "scale":
-            return x.index_copy_(-1, index, x.index_select(-1, index) * values)
-        if self.op == "add":
-            return x.index_copy_(-1, index, x.index_select(-1, index) + values)
-        # mean / constant: the value broadcast over every position
-        return x.index_copy_(-1, index, values.expand(*x.shape[:-1], len(values)))
+            target.index_fill_(-1, index, 0.0)
+        elif self.op == "scale":
+            target.index_copy_(-1, index, target.index_select(-1, index) * values)
+        elif self.op == "add":
+            target.index_copy_(-1, index, target.index_select(-1, index) + values)
+        else:  # mean / constant: the value broadcast over every edited position
+            target.index_copy_(-1, index, values.expand(*target.shape[:-1], len(values)))
+        return x
 
     def _editor(self, where: str) -> Any:
         by_module = {s.module: s for s in self.sites if s.where == where}
