@@ -56,14 +56,14 @@ def old_searched_iou(block, codes, sizes, cuts):
     return best, best_thr
 
 
-def stable_searched_iou(x, y, concepts, cuts):
-    """Independent: masks "top m words" from numpy's stable argsort (ties in row order)."""
-    order = np.argsort(-x.astype(np.float64), axis=0, kind="stable")
+def threshold_searched_iou(x, y, concepts, cuts):
+    """Independent: for each cut m, the mask ``x >= t`` with t the m-th largest value (a cut
+    inside a group of equal values takes the whole group: every mask is a threshold)."""
     best = np.full((len(concepts), x.shape[1]), -1.0)
     for j in range(x.shape[1]):
+        ordered = np.sort(x[:, j])[::-1]
         for m in cuts:
-            on = np.zeros(len(x), bool)
-            on[order[:m, j]] = True
+            on = x[:, j] >= ordered[m - 1]
             for i, c in enumerate(concepts):
                 is_c = y == c
                 best[i, j] = max(best[i, j], (on & is_c).sum() / (on | is_c).sum())
@@ -89,13 +89,19 @@ def test_iou_search_equals_the_previous_implementation(signed):
     np.testing.assert_allclose(method.scores_[:, cols], best[:, cols], rtol=0, atol=1e-12)
     if not signed:
         np.testing.assert_array_equal(method.thresholds_[:, cols], thr[:, cols])
-    # With ties everywhere, the stable (row order) reference.
+    # With ties everywhere, masks are thresholds: whole groups of equal values.
     xr, yr = problem(1, n=1500, d=6, decimals=1)
     tied = IoU(n_jobs=1)
     ranking = tied.rank(xr, yr)
     cuts = np.round(np.asarray(ranking.extra["mask_fractions_tried"]) * len(xr)).astype(int)
-    np.testing.assert_allclose(tied.scores_, stable_searched_iou(xr, yr, tied.concepts_, cuts),
+    np.testing.assert_allclose(tied.scores_,
+                               threshold_searched_iou(xr, yr, tied.concepts_, cuts),
                                rtol=0, atol=1e-12)
+    for i, concept in enumerate(tied.concepts_):  # each score is that of its own threshold
+        on = xr >= tied.thresholds_[i]
+        is_c = (yr == concept)[:, None]
+        np.testing.assert_allclose(tied.scores_[i], (on & is_c).sum(0) / (on | is_c).sum(0),
+                                   rtol=0, atol=1e-12)
 
 
 def test_selectivity_and_probeless_equal_direct_numpy():

@@ -119,12 +119,15 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
 @_jit
 def best_iou_from_items(items: np.ndarray, sizes: np.ndarray, cuts: np.ndarray,
                         best: np.ndarray, best_m: np.ndarray, best_key: np.ndarray) -> None:
-    """Best IoU per concept over masks "the first ``m`` sorted items" (``m`` in the ascending
-    ``cuts``), the chosen ``m`` and the sort key of the mask's last word (see
-    :func:`value_of_keys`). A concept's IoU at ``m`` is ``inter / (m + size - inter)``; the
-    smallest ``m`` wins ties between cuts.
+    """Best IoU per concept over threshold masks near "the first ``m`` sorted items" (``m``
+    in the ascending ``cuts``), the chosen ``m`` and the sort key of the mask's last word
+    (see :func:`value_of_keys`). A cut inside a group of equal values is moved to the end of
+    the group, so every mask is ``value >= threshold`` (a mask that split equal values would
+    score a set no threshold selects). A concept's IoU at ``m`` is
+    ``inter / (m + size - inter)``; the smallest ``m`` wins ties between cuts.
     """
     n_c = len(sizes)
+    n = len(items)
     inter = np.zeros(n_c + 1, np.float64)
     low = np.uint64(0xFFFFFFFF)
     for c in range(n_c):
@@ -133,7 +136,10 @@ def best_iou_from_items(items: np.ndarray, sizes: np.ndarray, cuts: np.ndarray,
         best_key[c] = 0
     k = 0
     for ci in range(len(cuts)):
-        m = cuts[ci]
+        m = max(cuts[ci], k, 1)
+        last = items[m - 1] >> np.uint64(32)
+        while m < n and (items[m] >> np.uint64(32)) == last:
+            m += 1
         while k < m:
             inter[items[k] & low] += 1.0
             k += 1
