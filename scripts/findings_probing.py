@@ -72,7 +72,7 @@ def rankings(ctx: Any) -> dict[str, Any]:
         out = {}
         for name in METHODS:
             path = ctx.path(f"rankings/{name}.json")
-            if path.exists():
+            if path.exists() and not ctx.args.force:  # --force: rankings of the code now
                 out[name] = Ranking.from_json(path)
                 continue
             method, ranking, seconds = data["bm"].rank_method(name, data["x"], data["y"],
