@@ -139,10 +139,8 @@ def grouped_moments(
             if not np.isfinite(sums).all():
                 _raise_not_finite(data, start, block)
             for g in np.flatnonzero(counts):
-                k = counts[g]
-                mean = sums[g] / k
-                m2 = np.maximum(squares[g] - sums[g] * mean, 0.0)
-                moments.merge(float(k), shift[g] + mean, m2, int(g))
+                mean, m2 = _group_moments(int(g), counts, sums, squares, shift)
+                moments.merge(float(counts[g]), mean, m2, int(g))
     finally:
         if pool is not None:
             pool.shutdown()
@@ -166,13 +164,19 @@ def chunk_class_moments(block: np.ndarray, code: np.ndarray, n_cls: int,
     grouped_shifted_sums(block, np.ascontiguousarray(code, dtype=np.int32), shift, counts,
                          sums, squares, lo, hi, 0, d)
     means, m2 = np.zeros((n_cls, d)), np.zeros((n_cls, d))
+    for g in np.flatnonzero(counts):
+        means[g], m2[g] = _group_moments(int(g), counts, sums, squares, shift)
     if not np.isfinite(sums).all():
         means.fill(np.nan)
-    for g in np.flatnonzero(counts):
-        mean = sums[g] / counts[g]
-        means[g] += shift[g] + mean
-        m2[g] = np.maximum(squares[g] - sums[g] * mean, 0.0)
     return counts, means, m2, lo.astype(np.float64), hi.astype(np.float64)
+
+
+def _group_moments(g: int, counts: np.ndarray, sums: np.ndarray, squares: np.ndarray,
+                   shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and squared deviations of group ``g`` from its shifted sums (the one formula of
+    :func:`grouped_moments` and :func:`chunk_class_moments`)."""
+    mean = sums[g] / counts[g]
+    return shift[g] + mean, np.maximum(squares[g] - sums[g] * mean, 0.0)
 
 
 def _row_chunks(data: MethodInput, rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
