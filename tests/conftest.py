@@ -233,6 +233,14 @@ def small_corpus() -> Corpus:
 
 
 @pytest.fixture(scope="session")
+def big_corpus(small_corpus) -> Corpus:
+    """Six copies of the small corpus (738 words, 6 windowed sentences): three extraction
+    blocks, for resume, fault and distributed tests."""
+    return Corpus(small_corpus.sentences * 6, {"upos": small_corpus.labels["upos"] * 6},
+                  name="big")
+
+
+@pytest.fixture(scope="session")
 def small_conllu(tmp_path_factory, small_corpus) -> Path:
     """``small_corpus`` written as a CoNLL-U file."""
     path = tmp_path_factory.mktemp("small-corpus") / "small.conllu"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuronscope.corpus.corpus import Corpus
 from neuronscope.distributed.extraction import chunk_region, extract_on
 from neuronscope.extraction import extract
 from neuronscope.store import ActivationStore, StoreWriter, read_meta
@@ -14,12 +13,6 @@ from neuronscope.store.integrity import verify
 # 256-word blocks over 100-row chunks: blocks share chunks (edges) and own others whole.
 SMALL = {"block_bytes": 1, "chunk_words": 100, "batch_size": 4, "progress": False,
          "components": ("hidden", "mlp")}
-
-
-@pytest.fixture(scope="module")
-def big_corpus(small_corpus) -> Corpus:
-    return Corpus(small_corpus.sentences * 6, {"upos": small_corpus.labels["upos"] * 6},
-                  name="big")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,6 @@ class Crash(Exception):
 
 
 @pytest.fixture(scope="module")
-def big_corpus(small_corpus) -> Corpus:
-    """Six copies of the small corpus (738 words, 6 windowed sentences): 3 blocks."""
-    return Corpus(small_corpus.sentences * 6, {"upos": small_corpus.labels["upos"] * 6},
-                  name="big")
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, big_corpus, tiny_bert):
     out = tmp_path_factory.mktemp("clean") / "store"
     return extract(big_corpus, out, tiny_bert, components=("hidden", "mlp"), **SMALL_BLOCKS)

@@ -49,13 +49,6 @@ DEFAULT = {("create:words", 1), ("write:chunk", 33), ("commit:manifest", 1), ("c
 
 
 @pytest.fixture(scope="module")
-def big_corpus(small_corpus) -> Corpus:
-    """Six copies of the small corpus: 738 words in three blocks."""
-    return Corpus(small_corpus.sentences * 6, {"upos": small_corpus.labels["upos"] * 6},
-                  name="big")
-
-
-@pytest.fixture(scope="module")
 def clean(tmp_path_factory, big_corpus, tiny_bert) -> Path:
     out = tmp_path_factory.mktemp("clean") / "store"
     extract(big_corpus, out, tiny_bert, **SETTINGS)
