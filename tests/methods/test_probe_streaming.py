@@ -156,6 +156,21 @@ def test_automatic_choice_follows_the_memory_budget(stored, monkeypatch) -> None
         LinearProbe(streaming=True, buffer_rows=2000).fit(store, corpus.concept_labels("tag"))
 
 
+def test_the_probe_memory_parameter_is_its_budget(stored) -> None:
+    # rank --memory reaches the probe as memory=: it decides streaming like the environment's
+    # limit does, and its buffer is sized by it.
+    x, y, store, corpus = stored
+    data = prepare_input(store, y)
+    assert use_streaming(data, "auto", 100_000)  # 230 KB > half of 100 KB
+    assert not use_streaming(data, "auto", 10**9)
+    labels = corpus.concept_labels("tag")
+    small = LinearProbe(max_epochs=2, n_alphas=2, batch_size=64, memory="100KB").fit(
+        store, labels)
+    assert small.streaming_
+    assert not LinearProbe(max_epochs=2, n_alphas=2, batch_size=64, memory="1GB").fit(
+        store, labels).streaming_
+
+
 def test_in_memory_source_refuses_other_layouts() -> None:
     with pytest.raises(NeuronscopeError, match="C-ordered float32"):
         InMemoryRows(np.zeros((4, 3), order="F", dtype=np.float32), torch.device("cpu"), 8)

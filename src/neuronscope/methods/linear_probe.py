@@ -49,6 +49,7 @@ from neuronscope.methods.base import (
     prepare_input,
     require_concepts,
 )
+from neuronscope.methods.budget import Memory, resolve_budget
 from neuronscope.methods.hygiene import NeuronHealth, apply_hygiene, health_from_moments
 from neuronscope.methods.probe_data import (
     InMemoryRows,
@@ -154,6 +155,9 @@ class LinearProbe(RankingMethod):
         buffer_rows: rows of the streaming mixing buffer (``None``: 1 GB worth, at most a
             quarter of the memory budget); memory of a streamed fit is about
             ``(buffer_rows + chunk) * n_neurons * 4`` bytes whatever the corpus size.
+        memory: the memory budget (``"4GB"``, bytes; ``None``: ``NEURONSCOPE_MEMORY_LIMIT``
+            or the available memory) that ``streaming="auto"`` and the buffer are sized by
+            (``rank --memory``).
         concepts: rank only these concepts (the probe is still trained on every label).
         neurons: restrict to these neurons (names or ids; default: all).
 
@@ -195,6 +199,7 @@ class LinearProbe(RankingMethod):
         n_threads: int | None = 1,
         streaming: bool | str = "auto",
         buffer_rows: int | None = None,
+        memory: Memory = None,
         concepts: Sequence[str] | None = None,
         neurons: Sequence[str | int] | None = None,
     ) -> None:
@@ -221,6 +226,7 @@ class LinearProbe(RankingMethod):
         self.n_threads = n_threads
         self.streaming = streaming
         self.buffer_rows = buffer_rows
+        self.memory = memory
         self.concepts = concepts
         self.neurons = neurons
 
@@ -292,9 +298,10 @@ class LinearProbe(RankingMethod):
         train_idx, val_idx = split_rows(data.n_words, float(self.validation_fraction), rng,
                                         groups)
         batch_size = auto_batch_size(self.batch_size, len(train_idx))
-        self.streaming_ = use_streaming(data, self.streaming)
+        budget = None if self.memory is None else resolve_budget(self.memory)
+        self.streaming_ = use_streaming(data, self.streaming, budget)
         source: RowSource = (
-            StreamingRows(data, device, self.buffer_rows) if self.streaming_
+            StreamingRows(data, device, self.buffer_rows, budget=budget) if self.streaming_
             else InMemoryRows(in_memory_matrix(data), device, batch_size))
         train_mask = np.zeros(data.n_words, dtype=bool)
         train_mask[train_idx] = True

@@ -114,12 +114,13 @@ class StreamingRows:
         buffer_rows: rows held for mixing (``None``: :data:`BUFFER_BYTES` worth, at most a
             quarter of the memory budget). Larger mixes better.
         chunk_rows: rows per read (``None``: the store's chunk, else 8,192).
+        budget: the memory budget in bytes (``None``: :func:`memory_budget`).
     """
 
     streaming = True
 
     def __init__(self, data: MethodInput, device: torch.device, buffer_rows: int | None = None,
-                 chunk_rows: int | None = None) -> None:
+                 chunk_rows: int | None = None, budget: int | None = None) -> None:
         self.view = data.view
         self.n_rows, self.n_features = data.n_words, data.n_neurons
         self.device = device
@@ -130,7 +131,8 @@ class StreamingRows:
         self.chunk_rows = max(1, int(chunk_rows))
         row_bytes = 4 * max(self.n_features, 1)
         if buffer_rows is None:
-            buffer_rows = int(min(BUFFER_BYTES, memory_budget() // 4) // row_bytes)
+            budget = memory_budget() if budget is None else budget
+            buffer_rows = int(min(BUFFER_BYTES, budget // 4) // row_bytes)
             buffer_rows = max(buffer_rows, 2 * self.chunk_rows)
         self.buffer_rows = max(1, min(int(buffer_rows), self.n_rows))
         capacity = self.buffer_rows + self.chunk_rows
@@ -198,8 +200,9 @@ class StreamingRows:
 
 
 # ---------------------------------------------------------------------- choosing and scanning
-def use_streaming(data: MethodInput, setting: bool | str) -> bool:
-    """Whether to stream (``setting`` ``True``/``False``, or ``"auto"``: see the module doc).
+def use_streaming(data: MethodInput, setting: bool | str, budget: int | None = None) -> bool:
+    """Whether to stream (``setting`` ``True``/``False``, or ``"auto"``: see the module doc;
+    ``budget``: the method's memory budget in bytes, ``None`` for :func:`memory_budget`).
 
     A float32 C-ordered array covering every column is already in memory and never streamed.
     """
@@ -210,7 +213,8 @@ def use_streaming(data: MethodInput, setting: bool | str) -> bool:
             and data.n_neurons == src.shape[1]
             and np.array_equal(data.ids, np.arange(src.shape[1]))):
         return False
-    return 4 * data.n_words * data.n_neurons > memory_budget() // 2
+    return 4 * data.n_words * data.n_neurons > (memory_budget() if budget is None
+                                                else budget) // 2
 
 
 def in_memory_matrix(data: MethodInput) -> np.ndarray:
