@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.methods import column_pass, statistics
+from neuronscope.methods import column_pass, spill, statistics
 from neuronscope.methods.average_precision import AveragePrecision
 from neuronscope.methods.budget import resolve_budget
 from neuronscope.methods.iou import IoU
@@ -117,3 +117,39 @@ def test_block_wise_peak_memory_stays_below_the_matrix(tmp_path):
         assert peak_tight < 0.6 * x.nbytes and peak_tight < peak_free / 1.5, (
             cls.__name__, peak_tight, peak_free, x.nbytes)
         np.testing.assert_array_equal(tight.scores_, free.scores_)
+
+
+@pytest.mark.parametrize("cls", [AveragePrecision, IoU])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_spilled_columns_give_the_same_scores(cls, jobs, tmp_path, monkeypatch):
+    """A store spilled through the scratch transpose (forced: threshold 0, row blocks and
+    groups smaller than the data) scores exactly like the in-memory array."""
+    x, y = problem(n=2500, d=24, seed=3)
+    store, corpus = labelled_store(tmp_path / "s", x, y, chunk_words=128)
+    labels = corpus.concept_labels("tag")
+    monkeypatch.setattr(column_pass, "SPILL_BYTES", 0)
+    monkeypatch.setattr(spill, "ROW_BLOCK", 300)
+    written: list[int] = []
+    original = spill._write_all
+
+    def spy(fd, data, offset):
+        written.append(len(data))
+        original(fd, data, offset)
+
+    monkeypatch.setattr(spill, "_write_all", spy)
+    spilled, reference = cls(n_jobs=jobs, block_neurons=5), cls(n_jobs=jobs, block_neurons=5)
+    ranked = spilled.rank(store, labels)
+    assert written and max(written) == 300  # row blocks of 300 words went through the file
+    expected = reference.rank(x, y)
+    np.testing.assert_array_equal(spilled.scores_, reference.scores_)
+    assert ranked.global_order.tolist() == expected.global_order.tolist()
+
+
+def test_spilled_columns_refuse_nan_with_rows_and_neuron(tmp_path, monkeypatch):
+    x, y = problem(n=900, d=8, seed=4)
+    x[700, 5] = np.nan
+    store, corpus = labelled_store(tmp_path / "s", x, y, chunk_words=128)
+    monkeypatch.setattr(column_pass, "SPILL_BYTES", 0)
+    monkeypatch.setattr(spill, "ROW_BLOCK", 256)
+    with pytest.raises(NeuronscopeError, match=r"rows 512-767: .*first at row 188, neuron"):
+        AveragePrecision(n_jobs=1).rank(store, corpus.concept_labels("tag"))

@@ -45,7 +45,7 @@ from neuronscope.methods.base import (
     require_concepts,
 )
 from neuronscope.methods.budget import Memory
-from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes, plan_blocks
+from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes
 from neuronscope.methods.hygiene import apply_hygiene
 from neuronscope.methods.kernels import ap_from_items, sorted_items
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
@@ -95,8 +95,6 @@ class AveragePrecision(RankingMethod):
         counts = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
         scores = np.empty((n_c, data.n_neurons))
         jobs = self.n_jobs or default_jobs()
-        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 20,
-                            f"average precision of {n} words")
 
         def buffers() -> tuple[np.ndarray, ...]:
             return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
@@ -108,7 +106,8 @@ class AveragePrecision(RankingMethod):
             ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 
-        health = column_pass(data, block, jobs, buffers, neuron)
+        health = column_pass(data, self.block_neurons, jobs, self.memory, 20,
+                             f"average precision of {n} words", buffers, neuron)
         base = counts / n
         self.scores_ = scores
         self.base_rates_ = base

@@ -11,6 +11,13 @@ no second pass over the data.
 Memory: two blocks (``8 * n_words`` bytes per neuron of a block) plus, per thread, a
 transposed sub-block and the sort buffers; ``block_neurons`` is lowered to fit the memory
 budget, and a corpus too long for even one column per block is refused.
+
+A store whose column block would take more than :data:`SPILL_BYTES` is *spilled* instead
+(:mod:`~neuronscope.methods.spill`): each row chunk is read once, transposed and written to
+an unlinked scratch file (``TMPDIR``), and each thread reads its neuron's column back from
+there. The memory held is then one row block plus, per thread, one column and its sort
+buffers: flat in the number of neurons and, but for those per-thread columns, in the number
+of words, where holding full column blocks grows with both.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from neuronscope.methods.base import MethodInput
 from neuronscope.methods.budget import Memory, resolve_budget, units_within
 from neuronscope.methods.hygiene import NeuronHealth
 from neuronscope.methods.kernels import column_moments
+from neuronscope.methods.spill import ROW_BLOCK, SPILL_BYTES, ColumnReader, spilled_groups
 
 SUB_BLOCK = 16  # neurons transposed together: 16 float32 are one cache line of a row
 _TRANSPOSE_ROWS = 4096  # rows of a sub-block transposed at a time (256 KiB)
@@ -38,7 +46,10 @@ def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
     index = {c: i for i, c in enumerate(concepts)}
     other = len(concepts)
     dtype = np.uint8 if other < 2**8 else np.uint16 if other < 2**16 else np.int64
-    return np.fromiter((index.get(v, other) for v in y.tolist()), dtype=dtype, count=len(y))
+    # Lists of 65,536 labels at a time: fast lookups without a second list of every label.
+    step = 1 << 16
+    return np.fromiter((index.get(v, other) for a in range(0, len(y), step)
+                        for v in y[a : a + step].tolist()), dtype=dtype, count=len(y))
 
 
 def check_block_finite(block: np.ndarray, names: Sequence[str]) -> None:
@@ -132,20 +143,55 @@ def plan_blocks(n_words: int, block_neurons: int, jobs: int, memory: Memory,
                         "neuron of a column block")
 
 
+def plan_spill(n_words: int, block_neurons: int, jobs: int, memory: Memory,
+               thread_bytes_per_word: int, what: str) -> int:
+    """Neurons per spilled group within the memory budget (at most ``block_neurons``).
+
+    The working set is a row block and its transpose (``8 * ROW_BLOCK`` bytes per neuron of
+    the group) plus, per thread, one column and ``thread_bytes_per_word`` bytes per word.
+    """
+    fixed = jobs * n_words * (4 + thread_bytes_per_word)
+    return units_within(resolve_budget(memory), fixed, 8 * min(ROW_BLOCK, n_words),
+                        block_neurons, what, "neuron of a spilled group")
+
+
 def column_pass(
-    data: MethodInput, block_neurons: int, jobs: int,
+    data: MethodInput, block_neurons: int, jobs: int, memory: Memory,
+    thread_bytes_per_word: int, what: str,
     make_buffers: Callable[[], Any], per_neuron: Callable[[Any, np.ndarray, int], None],
 ) -> NeuronHealth:
     """Call ``per_neuron(buffers, x, col)`` for every selected neuron (``x``: its float32
     activations over all rows, ``col``: its position in ``data.ids``) on ``jobs`` threads,
-    each with its own ``make_buffers()``; returns the neurons' health statistics.
+    each with its own ``make_buffers()`` (``thread_bytes_per_word`` bytes per word, for the
+    memory plan); returns the neurons' health statistics. ``block_neurons`` is the widest
+    block wanted, narrowed to fit ``memory``; ``what`` names the work in a refusal.
 
     Calls for different neurons may run concurrently: ``per_neuron`` must only write state of
     its own neuron (e.g. column ``col`` of a result array).
     """
+    if block_neurons < 1:
+        raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
     d, n = data.n_neurons, data.n_words
     mean, m2, max_abs = np.zeros(d), np.zeros(d), np.zeros(d)
     local = threading.local()
+    if not isinstance(data.source, np.ndarray) and 4 * n * min(block_neurons, d) > SPILL_BYTES:
+        width = plan_spill(n, block_neurons, jobs, memory, thread_bytes_per_word, what)
+
+        def one(read: ColumnReader, i: int, col: int) -> None:
+            state = getattr(local, "state", None)
+            if state is None:
+                state = local.state = (make_buffers(), np.empty(n, np.float32))
+            x = read(i, state[1])
+            mean[col], m2[col], max_abs[col] = column_moments(x)
+            per_neuron(state[0], x, col)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for cols, read in spilled_groups(data, width):
+                for task in [pool.submit(one, read, i, int(c)) for i, c in enumerate(cols)]:
+                    task.result()
+        return _health(data, mean, m2, max_abs)
+
+    block_neurons = plan_blocks(n, block_neurons, jobs, memory, thread_bytes_per_word, what)
 
     def work(block: np.ndarray, cols: np.ndarray, j: int) -> None:
         buffers = getattr(local, "buffers", None)
@@ -172,6 +218,11 @@ def column_pass(
                            for j in range(0, len(cols), SUB_BLOCK)]
             for task in pending:
                 task.result()
-    var = m2 / max(n, 1)
+    return _health(data, mean, m2, max_abs)
+
+
+def _health(data: MethodInput, mean: np.ndarray, m2: np.ndarray,
+            max_abs: np.ndarray) -> NeuronHealth:
+    var = m2 / max(data.n_words, 1)
     return NeuronHealth(data.ids.copy(), list(data.names), np.sqrt(var),
                         np.sqrt(var + mean**2), max_abs)

@@ -304,8 +304,6 @@ class IoU(RankingMethod):
         fractions = np.zeros((n_c, d))
         direction = np.ones((n_c, d), np.int64)
         jobs = self.n_jobs or default_jobs()
-        block = plan_blocks(n, self.block_neurons, jobs, self.memory, 20,
-                            f"IoU of {n} words")
 
         def buffers() -> tuple[np.ndarray, ...]:
             return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
@@ -322,7 +320,8 @@ class IoU(RankingMethod):
                 fractions[better, col] = m[better] / n
                 direction[better, col] = sign
 
-        health = column_pass(data, block, jobs, buffers, neuron)
+        health = column_pass(data, self.block_neurons, jobs, self.memory, 20,
+                             f"IoU of {n} words", buffers, neuron)
         extra: dict = {"alpha": "auto", "mask_fractions_tried": (cuts / n).tolist(),
                        "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),
                        "mask_fraction": dict(zip(concepts, fractions.tolist(), strict=True))}
