@@ -99,12 +99,11 @@ class AveragePrecision(RankingMethod):
                             f"average precision of {n} words")
 
         def buffers() -> tuple[np.ndarray, ...]:
-            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
-                    np.empty(n_c + 1))
+            return np.empty(n, np.uint64), np.empty(n, np.uint64), np.empty(n_c + 1)
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
-            keys, items, tmp, total = buf
-            sorted_items(x, 1.0, codes, keys, items, tmp)
+            items, tmp, total = buf
+            sorted_items(x, 1.0, codes, items, tmp)
             ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 
