@@ -224,16 +224,21 @@ def test_sort_keys_order_floats_descending():
     for i, j in rng.integers(0, len(x), (3000, 2)):
         assert (keys[i] < keys[j]) == (x[i] > x[j]) and (keys[i] == keys[j]) == (x[i] == x[j])
     # The radix sort is numpy's stable argsort of the keys: descending values, ties in row
-    # order; each item carries its row's code.
-    codes = np.arange(len(x), dtype=np.int32) % 7
-    items, tmp = np.empty(len(x), np.uint64), np.empty(len(x), np.uint64)
-    for sign, reference in ((1.0, -x.astype(np.float64)), (-1.0, x.astype(np.float64))):
-        kernels.sorted_items(x, sign, codes, keys, items, tmp)
-        order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
-        np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
-        np.testing.assert_array_equal(
-            kernels.value_of_keys((items >> np.uint64(32)).astype(np.uint32), sign),
-            x[order] + np.float32(0.0))
+    # order; each item carries its row's code. Also for keys sharing their top half (the
+    # second pass is skipped) and constant columns.
+    narrow = (1.0 + rng.random(700) / 300).astype(np.float32)
+    for column in (x, narrow, np.round(narrow, 3), np.full(50, -0.0, np.float32)):
+        codes = np.arange(len(column), dtype=np.int32) % 7
+        items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
+        counts = np.empty((2, kernels.RADIX), np.int32)
+        for sign in (1.0, -1.0):
+            kernels.sorted_items(column, sign, codes, items, tmp, counts)
+            reference = -sign * column.astype(np.float64)
+            order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
+            np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
+            np.testing.assert_array_equal(
+                kernels.value_of_keys((items >> np.uint64(32)).astype(np.uint32), sign),
+                column[order] + np.float32(0.0))
 
 
 def test_nan_in_a_later_block_with_threads():

@@ -137,3 +137,67 @@ def test_rank_memory_option(cli_store, small_conllu, tmp_path):
     assert tight.exit_code != 0 and "memory budget" in str(tight.exception)
     bad = runner.invoke(app, [*args, "--memory", "lots", "--overwrite"])
     assert bad.exit_code != 0 and "memory" in str(bad.exception)
+
+
+def numpy_best_iou(x, codes, sizes, cuts, sign):
+    """Plain numpy reference of the compiled threshold search for one sign: for each cut m
+    (ascending, never below the previous mask), the mask ``sign * x >= t`` with t the m-th
+    largest of ``sign * x``; the first best IoU per concept, its mask size and threshold."""
+    v = sign * x.astype(np.float64)
+    ordered = np.sort(v)[::-1]
+    best = np.full(len(sizes), -1.0)
+    best_m = np.zeros(len(sizes), np.int64)
+    best_t = np.zeros(len(sizes))
+    prev = 0
+    for cut in cuts:
+        t = ordered[max(cut, prev, 1) - 1]
+        on = v >= t
+        m = int(on.sum())
+        inter = np.bincount(codes[on], minlength=len(sizes) + 1)[: len(sizes)].astype(float)
+        iou = inter / (m + sizes - inter)
+        better = iou > best
+        best[better], best_m[better], best_t[better] = iou[better], m, t
+        prev = m
+    return best, best_m, sign * best_t
+
+
+def tied_columns(rng, n):
+    """Columns with many ties, signed zeros, a constant, one 16-bit key bucket holding
+    many distinct values, and a wide range of magnitudes."""
+    cols = [np.round(rng.standard_normal(n), 1),
+            np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n)),
+            rng.choice([0.0, -0.0, 1.0, -1.0, 2.5], n),
+            np.full(n, -3.0),
+            1.0 + rng.random(n) / 200,  # one bucket of the search, almost no ties
+            rng.standard_normal(n) * 10.0 ** rng.integers(-20, 20, n),
+            np.maximum(np.round(rng.standard_normal(n) * 3), 0)]
+    return [np.ascontiguousarray(c, dtype=np.float32) for c in cols]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 3000])
+def test_iou_search_kernel_equals_numpy_with_ties(n):
+    """The compiled search (one pass per sign, cut buckets sorted) equals the numpy
+    reference exactly: IoU, mask sizes and thresholds, high and low masks."""
+    from neuronscope.methods import kernels
+
+    rng = np.random.default_rng(n)
+    n_c = 5
+    codes = rng.integers(0, n_c + 1, n).astype(np.int32)  # code n_c: other labels
+    sizes = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
+    sizes = np.maximum(sizes, 1.0)  # concepts are never empty
+    cuts = np.unique(np.clip(np.r_[rng.integers(1, n + 1, 12), 1, n - 1], 1, max(n - 1, 1)))
+    starts = np.empty(kernels.N_TOP + 1, np.int64)
+    seg_of = np.empty(kernels.N_TOP, np.int64)
+    cand = np.empty(n, np.uint64)
+    best = np.empty((2, n_c))
+    best_m = np.empty((2, n_c), np.int64)
+    best_key = np.empty((2, n_c), np.uint32)
+    for x in tied_columns(rng, n):
+        kernels.best_iou_search(x, codes, n_c + 1, sizes, cuts, True, starts, seg_of, cand,
+                                best, best_m, best_key)
+        for side, sign in enumerate((1.0, -1.0)):
+            iou, m, t = numpy_best_iou(x, codes, sizes, cuts, sign)
+            np.testing.assert_array_equal(best[side], iou)
+            np.testing.assert_array_equal(best_m[side], m)
+            np.testing.assert_array_equal(kernels.value_of_keys(best_key[side], sign),
+                                          t.astype(np.float32))

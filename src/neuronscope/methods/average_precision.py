@@ -47,7 +47,7 @@ from neuronscope.methods.base import (
 from neuronscope.methods.budget import Memory
 from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes
 from neuronscope.methods.hygiene import apply_hygiene
-from neuronscope.methods.kernels import ap_from_items, sorted_items
+from neuronscope.methods.kernels import RADIX, ap_from_items, sorted_items
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 
@@ -97,12 +97,13 @@ class AveragePrecision(RankingMethod):
         jobs = self.n_jobs or default_jobs()
 
         def buffers() -> tuple[np.ndarray, ...]:
-            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
-                    np.empty(n_c + 1))
+            count_type = np.int32 if n < 2**31 else np.int64
+            return (np.empty(n, np.uint64), np.empty(n, np.uint64),
+                    np.empty((2, RADIX), count_type), np.empty(n_c + 1))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
-            keys, items, tmp, total = buf
-            sorted_items(x, 1.0, codes, keys, items, tmp)
+            items, tmp, radix_counts, total = buf
+            sorted_items(x, 1.0, codes, items, tmp, radix_counts)
             ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 

@@ -64,7 +64,7 @@ from neuronscope.methods.column_pass import (
     plan_blocks,
 )
 from neuronscope.methods.hygiene import apply_hygiene, neuron_health
-from neuronscope.methods.kernels import best_iou_from_items, sorted_items, value_of_keys
+from neuronscope.methods.kernels import N_TOP, best_iou_search, value_of_keys
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 # The shared column helpers moved to column_pass; re-exported for existing callers.
@@ -306,18 +306,20 @@ class IoU(RankingMethod):
         jobs = self.n_jobs or default_jobs()
 
         def buffers() -> tuple[np.ndarray, ...]:
-            return (np.empty(n, np.uint32), np.empty(n, np.uint64), np.empty(n, np.uint64),
-                    np.empty(n_c), np.empty(n_c, np.int64), np.empty(n_c, np.uint32))
+            return (np.empty(N_TOP + 1, np.int64), np.empty(N_TOP, np.int64),
+                    np.empty(n, np.uint64), np.empty((2, n_c)), np.empty((2, n_c), np.int64),
+                    np.empty((2, n_c), np.uint32))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
-            keys, items, tmp, iou, m, key = buf
-            for sign in signs:
-                sorted_items(x, sign, codes, keys, items, tmp)
-                best_iou_from_items(items, sizes, cuts, iou, m, key)
-                better = iou > scores[:, col]
-                scores[better, col] = iou[better]
-                thresholds[better, col] = value_of_keys(key, sign)[better]
-                fractions[better, col] = m[better] / n
+            starts, seg_of, cand, iou, m, key = buf
+            # One pass serves both signs: the low masks are walked from the other end.
+            best_iou_search(x, codes, n_c + 1, sizes, cuts, self.signed, starts, seg_of, cand,
+                            iou, m, key)
+            for side, sign in enumerate(signs):
+                better = iou[side] > scores[:, col]
+                scores[better, col] = iou[side, better]
+                thresholds[better, col] = value_of_keys(key[side], sign)[better]
+                fractions[better, col] = m[side, better] / n
                 direction[better, col] = sign
 
         health = column_pass(data, self.block_neurons, jobs, self.memory, 20,

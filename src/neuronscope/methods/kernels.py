@@ -2,11 +2,13 @@
 concept, and one pass over row chunks for per-class sums.
 
 Why compiled loops: on 204,577 words x 2,688 neurons, numpy needs several full passes and a
-comparison sort (plus an argsort) per neuron; here each neuron costs one LSD radix sort of
-its 32-bit keys carrying the row index, and one scan that updates every concept's counts as
-it goes, so AP, the IoU threshold search and the class moments each finish in about a pass
-over the data. Functions are compiled on first use and cached on disk (``cache=True``); they
-release the GIL, so callers run them on threads over disjoint neurons or columns.
+comparison sort (plus an argsort) per neuron. Here AP costs one LSD radix sort per neuron
+(two 16-bit passes over 32-bit keys carrying the word's concept code) and one scan that
+updates every concept's counts as it goes; the IoU threshold search sorts nothing but the few
+words that share a key bucket with a cut (two passes over the column, both signs at once);
+the class moments take one pass over row chunks. Functions are compiled on first use and
+cached on disk (``cache=True``); they release the GIL, so callers run them on threads over
+disjoint neurons or columns.
 
 Conventions: activations are float32 and finite (callers check); ``codes`` give each row's
 concept ``0..C-1``, ``C`` for every other label.
@@ -18,74 +20,85 @@ import numpy as np
 from numba import njit
 
 _jit = njit(nogil=True, cache=True, boundscheck=False)
-_BITS = 11  # radix digit: 2,048 buckets, three passes cover 32-bit keys
-_BUCKETS = 1 << _BITS
+
+
+@_jit
+def _key(bits: np.uint32, flip: np.uint32) -> np.uint32:
+    """Sort key of one float32 (its raw ``bits``) times ``-1`` if ``flip`` is the sign bit:
+    ascending keys are descending values (see :func:`descending_keys`)."""
+    # Branch-free (signs are random: a branch would be mispredicted half the time).
+    b = bits ^ flip
+    b ^= np.uint32(b == np.uint32(0x80000000)) << np.uint32(31)  # -0.0 is +0.0
+    # Negative: keep the bits; positive: 0x7FFFFFFF - b, which is b ^ 0x7FFFFFFF.
+    return b ^ (((b >> np.uint32(31)) - np.uint32(1)) & np.uint32(0x7FFFFFFF))
 
 
 @_jit
 def descending_keys(x: np.ndarray, sign: float, keys: np.ndarray) -> None:
-    """uint32 ``keys`` whose ascending order is the descending order of ``sign * x``.
+    """uint32 ``keys`` whose ascending order is the descending order of ``sign * x``
+    (``x``: a contiguous float32 array).
 
     ``-0.0`` is folded into ``+0.0`` first (scikit-learn ties them), so equal values get equal
     keys. Positive floats: all but the sign bit flipped (larger values first); negative
     floats keep their bits (sign bit set: after every positive, larger magnitude later).
+    Multiplying by ``-1`` only flips the sign bit, so it is done on the bits.
     """
-    tmp = np.empty(len(x), np.float32)
+    bits = x.view(np.uint32)
+    flip = np.uint32(0x80000000) if sign < 0 else np.uint32(0)
     for i in range(len(x)):
-        tmp[i] = np.float32(sign) * x[i] + np.float32(0.0)
-    bits = tmp.view(np.uint32)
-    for i in range(len(x)):
-        b = bits[i]
-        if b & np.uint32(0x80000000):
-            keys[i] = b
-        else:
-            keys[i] = np.uint32(0x7FFFFFFF) - b
+        keys[i] = _key(bits[i], flip)
+
+
+_DIGIT = 16  # radix digit: two passes cover a 32-bit key
+_DIGIT_MASK = (1 << _DIGIT) - 1
+RADIX = 1 << _DIGIT  # buckets of a radix pass (``counts`` of :func:`sorted_items`)
 
 
 @_jit
-def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, keys: np.ndarray,
-                 items: np.ndarray, tmp: np.ndarray) -> None:
+def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarray,
+                 tmp: np.ndarray, counts: np.ndarray) -> None:
     """``items`` (uint64): ``key << 32 | code`` of every row, sorted by decreasing ``sign * x``
-    with ties in row order (a stable LSD radix sort on the keys, four 8-bit passes; a pass
-    whose digit is the same for every key is skipped). ``keys``, ``tmp``: buffers.
+    (``x`` contiguous float32) with ties in row order: a stable LSD radix sort on the keys in
+    two 16-bit passes, the first reading ``x`` and ``codes`` directly (the second is skipped
+    when every key has the same top half). ``tmp``: a buffer as long as ``items``;
+    ``counts``: ``(2, RADIX)`` integers (int32 suffices below 2**31 rows).
 
-    Carrying the concept code (not the row) lets the scans read the sorted items in order,
-    without a random access per word.
+    Two wide passes beat three or four narrow ones here: a column of 200k items stays within
+    the caches, where the cost is the number of times every item is moved. Carrying the
+    concept code (not the row) lets the scans read the sorted items in order, without a
+    random access per word.
     """
     n = len(x)
-    descending_keys(x, sign, keys)
-    counts = np.zeros((4, 256), np.int64)
+    bits = x.view(np.uint32)
+    flip = np.uint32(0x80000000) if sign < 0 else np.uint32(0)
+    mask = np.uint32(_DIGIT_MASK)
+    counts[:] = 0
     for i in range(n):
-        k = keys[i]
-        items[i] = (np.uint64(k) << np.uint64(32)) | np.uint64(codes[i])
-        counts[0, k & np.uint32(255)] += 1
-        counts[1, (k >> np.uint32(8)) & np.uint32(255)] += 1
-        counts[2, (k >> np.uint32(16)) & np.uint32(255)] += 1
-        counts[3, k >> np.uint32(24)] += 1
-    src, dst = items, tmp
-    swapped = False
-    for p in range(4):
-        shift = np.uint64(32 + 8 * p)
-        skip = False
+        k = _key(bits[i], flip)
+        counts[0, k & mask] += 1
+        counts[1, k >> np.uint32(_DIGIT)] += 1
+    skip = False
+    for p in range(2):
         total = 0
-        for b in range(256):
+        for b in range(RADIX):
             c = counts[p, b]
-            if c == n:
-                skip = True
+            skip = skip or (p == 1 and c == n)
             counts[p, b] = total
             total += c
-        if skip:
-            continue
-        for i in range(n):
-            v = src[i]
-            d = (v >> shift) & np.uint64(255)
-            pos = counts[p, d]
-            counts[p, d] = pos + 1
-            dst[pos] = v
-        src, dst = dst, src
-        swapped = not swapped
-    if swapped:  # the result sits in the buffer: copy it back
-        items[:] = src
+    out = items if skip else tmp
+    for i in range(n):  # first pass: pack and place by the low half of the key
+        k = _key(bits[i], flip)
+        d = k & mask
+        out[counts[0, d]] = (np.uint64(k) << np.uint64(32)) | np.uint64(codes[i])
+        counts[0, d] += 1
+    if skip:
+        return
+    shift = np.uint64(32 + _DIGIT)
+    for i in range(n):
+        v = tmp[i]
+        d = v >> shift
+        items[counts[1, d]] = v
+        counts[1, d] += 1
 
 
 @_jit
@@ -101,11 +114,20 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
         out[c] = 0.0
     n = len(items)
     low = np.uint64(0xFFFFFFFF)
+    sh = np.uint64(32)
     i = 0
     while i < n:
-        key = items[i] >> np.uint64(32)
+        v = items[i]
+        key = v >> sh
+        if i + 1 == n or (items[i + 1] >> sh) != key:  # a value of its own (the usual case)
+            c = v & low
+            t = tp[c] + 1.0
+            tp[c] = t
+            out[c] += t / float(i + 1)
+            i += 1
+            continue
         j = i + 1
-        while j < n and (items[j] >> np.uint64(32)) == key:
+        while j < n and (items[j] >> sh) == key:
             j += 1
         for k in range(i, j):
             tp[items[k] & low] += 1.0
@@ -116,40 +138,153 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
         i = j
 
 
+# ---------------------------------------------------------------------------- IoU search
+# The threshold search needs each cut's tie group and the concept counts before it, not a
+# sorted column: one pass counts the keys' top 16 bits, which places every cut in a bucket;
+# a second pass counts the codes of all other buckets wholesale per run of buckets
+# ("segment") between cut buckets and copies out only the items of the cut buckets, which
+# are then sorted. Walking segments whole and cut buckets item by item gives the same counts
+# at every cut as walking the sorted column.
+_TOP = 16
+N_TOP = 1 << _TOP  # buckets of the search (the keys' top 16 bits)
+
+
 @_jit
-def best_iou_from_items(items: np.ndarray, sizes: np.ndarray, cuts: np.ndarray,
-                        best: np.ndarray, best_m: np.ndarray, best_key: np.ndarray) -> None:
-    """Best IoU per concept over threshold masks near "the first ``m`` sorted items" (``m``
-    in the ascending ``cuts``), the chosen ``m`` and the sort key of the mask's last word
-    (see :func:`value_of_keys`). A cut inside a group of equal values is moved to the end of
-    the group, so every mask is ``value >= threshold`` (a mask that split equal values would
-    score a set no threshold selects). A concept's IoU at ``m`` is
-    ``inter / (m + size - inter)``; the smallest ``m`` wins ties between cuts.
-    """
-    n_c = len(sizes)
-    n = len(items)
-    inter = np.zeros(n_c + 1, np.float64)
+def _walk_to(m: int, k: int, forward: bool, n: int, unit: int, seg_counts: np.ndarray,
+             unit_lo: np.ndarray, unit_hi: np.ndarray, cand: np.ndarray, cand_at: np.ndarray,
+             inter: np.ndarray) -> tuple[int, int]:
+    """Advance the walk (``k`` items taken, in ``unit``) to ``m`` items; returns the new
+    ``(k, unit)``. Units alternate segment, cut bucket, ..., segment in key order; walking
+    backward visits them from the last."""
     low = np.uint64(0xFFFFFFFF)
-    for c in range(n_c):
-        best[c] = -1.0
-        best_m[c] = 0
-        best_key[c] = 0
-    k = 0
-    for ci in range(len(cuts)):
-        m = max(cuts[ci], k, 1)
-        last = items[m - 1] >> np.uint64(32)
-        while m < n and (items[m] >> np.uint64(32)) == last:
-            m += 1
+    n_units = len(unit_lo)
+    while k < m:
+        u = unit if forward else n_units - 1 - unit
+        lo, hi = unit_lo[u], unit_hi[u]
+        if u % 2 == 0:  # a segment: taken whole (a cut never falls inside one)
+            for c in range(inter.shape[0]):
+                inter[c] += seg_counts[u // 2, c]
+            k += hi - lo
+            unit += 1
+            continue
+        base = cand_at[u // 2] - lo  # cand index of position p is base + p
         while k < m:
-            inter[items[k] & low] += 1.0
+            p = k if forward else n - 1 - k
+            if p < lo or p >= hi:
+                break
+            inter[cand[base + p] & low] += 1.0
             k += 1
-        key = np.uint32(items[m - 1] >> np.uint64(32))
+        if (k if forward else n - 1 - k) < lo or (k if forward else n - 1 - k) >= hi:
+            unit += 1
+    return k, unit
+
+
+@_jit
+def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.ndarray,
+                    cuts: np.ndarray, signed: bool, starts: np.ndarray, seg_of: np.ndarray,
+                    cand: np.ndarray, best: np.ndarray, best_m: np.ndarray,
+                    best_key: np.ndarray) -> None:
+    """Best IoU per concept over the masks ``sign * x >= t`` near "the ``m`` largest of
+    ``sign * x``" (``m`` in the ascending ``cuts``), for ``sign = 1`` (row 0 of ``best``,
+    ``best_m``, ``best_key``) and, if ``signed``, ``sign = -1`` (row 1): the chosen mask
+    size and the :func:`descending_keys` key of its threshold (see :func:`value_of_keys`).
+
+    A cut inside a group of equal values is moved to the end of the group, so every mask is
+    a threshold (one that split equal values would score a set no threshold selects). A
+    concept's IoU at ``m`` is ``inter / (m + size - inter)``; the smallest ``m`` wins ties.
+    ``x``: contiguous float32; ``codes`` below ``n_codes``; buffers: ``starts`` (int64,
+    ``2**16 + 1``), ``seg_of`` (int64, ``2**16``), ``cand`` (uint64, as long as ``x``).
+    """
+    n = len(x)
+    n_c = len(sizes)
+    bits = x.view(np.uint32)
+    zero = np.uint32(0)
+    top = np.uint32(32 - _TOP)
+    for b in range(N_TOP + 1):
+        starts[b] = 0
+    for i in range(n):
+        starts[(_key(bits[i], zero) >> top) + 1] += 1
+    for b in range(N_TOP):
+        starts[b + 1] += starts[b]
+        seg_of[b] = 0
+    # Mark the buckets holding the last item of some mask (from either end): the mask of
+    # cut m ends at position m - 1 (or n - m from the back), or further within its group,
+    # which never leaves the bucket; a later cut never ends before an earlier one's group.
+    for ci in range(len(cuts)):
+        m = min(max(cuts[ci], 1), n)
+        seg_of[np.searchsorted(starts, m - 1, side="right") - 1] = 1
+        if signed:
+            seg_of[np.searchsorted(starts, n - m, side="right") - 1] = 1
+    n_marked = 0
+    for b in range(N_TOP):
+        n_marked += seg_of[b]
+    # Units: segment 0, cut bucket 0, segment 1, ..., segment n_marked (positions lo:hi).
+    unit_lo = np.empty(2 * n_marked + 1, np.int64)
+    unit_hi = np.empty(2 * n_marked + 1, np.int64)
+    cand_at = np.empty(n_marked + 1, np.int64)
+    fill = np.empty(n_marked, np.int64)
+    j = 0
+    unit_lo[0] = 0
+    cand_at[0] = 0
+    for b in range(N_TOP):
+        if seg_of[b]:
+            unit_hi[2 * j] = starts[b]
+            unit_lo[2 * j + 1] = starts[b]
+            unit_hi[2 * j + 1] = starts[b + 1]
+            unit_lo[2 * j + 2] = starts[b + 1]
+            fill[j] = cand_at[j]
+            cand_at[j + 1] = cand_at[j] + starts[b + 1] - starts[b]
+            j += 1
+            seg_of[b] = -j  # cut bucket j - 1
+        else:
+            seg_of[b] = j  # segment j
+    unit_hi[2 * n_marked] = n
+    seg_counts = np.zeros((n_marked + 1, n_codes), np.float64)
+    for i in range(n):
+        ki = _key(bits[i], zero)
+        s = seg_of[ki >> top]
+        if s >= 0:
+            seg_counts[s, codes[i]] += 1.0
+        else:
+            cand[fill[-s - 1]] = (np.uint64(ki) << np.uint64(32)) | np.uint64(codes[i])
+            fill[-s - 1] += 1
+    for j in range(n_marked):  # only the cut buckets are sorted
+        cand[cand_at[j]:cand_at[j + 1]].sort()
+    inter = np.zeros(n_codes, np.float64)
+    for side in range(2 if signed else 1):
+        forward = side == 0
         for c in range(n_c):
-            iou = inter[c] / (m + sizes[c] - inter[c])
-            if iou > best[c]:
-                best[c] = iou
-                best_m[c] = m
-                best_key[c] = key
+            best[side, c] = -1.0
+            best_m[side, c] = 0
+            best_key[side, c] = 0
+        for c in range(n_codes):
+            inter[c] = 0.0
+        k = 0
+        unit = 0
+        for ci in range(len(cuts)):
+            m = max(cuts[ci], k, 1)
+            p = m - 1 if forward else n - m  # the mask's last item so far
+            j = -seg_of[np.searchsorted(starts, p, side="right") - 1] - 1
+            lo, hi = unit_lo[2 * j + 1], unit_hi[2 * j + 1]
+            base = cand_at[j] - lo
+            key = np.uint32(cand[base + p] >> np.uint64(32))
+            if forward:  # take in the rest of the group of equal keys
+                while m < hi and np.uint32(cand[base + m] >> np.uint64(32)) == key:
+                    m += 1
+            else:
+                while n - m - 1 >= lo and np.uint32(cand[base + n - m - 1] >> np.uint64(32)) == key:
+                    m += 1
+                # the key of the same value under sign = -1
+                value_bits = key if key & np.uint32(0x80000000) else np.uint32(0x7FFFFFFF) - key
+                key = _key(value_bits, np.uint32(0x80000000))
+            k, unit = _walk_to(m, k, forward, n, unit, seg_counts, unit_lo, unit_hi, cand,
+                               cand_at, inter)
+            for c in range(n_c):
+                iou = inter[c] / (m + sizes[c] - inter[c])
+                if iou > best[side, c]:
+                    best[side, c] = iou
+                    best_m[side, c] = m
+                    best_key[side, c] = key
 
 
 def value_of_keys(keys: np.ndarray, sign: float) -> np.ndarray:
