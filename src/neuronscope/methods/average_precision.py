@@ -107,7 +107,7 @@ class AveragePrecision(RankingMethod):
             ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 
-        health = column_pass(data, self.block_neurons, jobs, self.memory, 20,
+        health = column_pass(data, self.block_neurons, jobs, self.memory, 16,
                              f"average precision of {n} words", buffers, neuron)
         base = counts / n
         self.scores_ = scores

@@ -322,7 +322,7 @@ class IoU(RankingMethod):
                 fractions[better, col] = m[side, better] / n
                 direction[better, col] = sign
 
-        health = column_pass(data, self.block_neurons, jobs, self.memory, 20,
+        health = column_pass(data, self.block_neurons, jobs, self.memory, 8,
                              f"IoU of {n} words", buffers, neuron)
         extra: dict = {"alpha": "auto", "mask_fractions_tried": (cuts / n).tolist(),
                        "concept_sizes": dict(zip(concepts, sizes.tolist(), strict=True)),

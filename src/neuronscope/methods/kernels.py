@@ -347,3 +347,20 @@ def grouped_shifted_sums(block: np.ndarray, codes: np.ndarray, shift: np.ndarray
             d = float(v) - shift[g, j]
             sums[g, j] += d
             squares[g, j] += d * d
+
+
+@_jit
+def transpose_into(columns: np.ndarray, out: np.ndarray) -> None:
+    """``out[c, r] = columns[r, c]``: a ``(n, k)`` float32 block (rows may lie far apart, as
+    in a column slice of a wide matrix) as contiguous ``(k, n)`` rows.
+
+    Tiles of 64 rows: each visited source row gives all ``k`` of its values while its cache
+    lines and page are at hand, and the tile's ``k`` output runs stay in cache. About twice
+    numpy's transposing copy of the same slices here.
+    """
+    n, k = columns.shape
+    for r0 in range(0, n, 64):
+        r1 = min(r0 + 64, n)
+        for c in range(k):
+            for r in range(r0, r1):
+                out[c, r] = columns[r, c]

@@ -23,6 +23,7 @@ import numpy as np
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import MethodInput
+from neuronscope.methods.kernels import transpose_into
 from neuronscope.store.store import ActivationStore
 
 #: Column blocks of a store larger than this are spilled (bytes of one float32 block).
@@ -65,13 +66,14 @@ def spilled_groups(data: MethodInput, width: int) -> Iterator[tuple[np.ndarray, 
     ``read_column(i, out)`` fills ``out`` (float32, ``n_words``) with the rows of neuron
     ``cols[i]`` and returns it. Readers of one group may run on several threads; each group's
     reader is valid until the next group is yielded. Every row block is checked finite."""
-    from neuronscope.methods.column_pass import check_block_finite, transpose
+    from neuronscope.methods.column_pass import check_block_finite
 
     store, n = data.source, data.n_words
     if isinstance(store, np.ndarray):
         raise NeuronscopeError("spilling reads a store; an array's columns are read directly")
     with tempfile.TemporaryFile(prefix="neuronscope-columns-") as scratch:
         fd = scratch.fileno()
+        transposed = np.empty((max(1, width), min(ROW_BLOCK, n)), np.float32)
         for cols in _groups(store, data.ids, max(1, width)):
             ids = data.ids[cols]
             for start in range(0, n, ROW_BLOCK):
@@ -81,7 +83,9 @@ def spilled_groups(data: MethodInput, width: int) -> Iterator[tuple[np.ndarray, 
                     check_block_finite(block, [data.names[c] for c in cols])
                 except NeuronscopeError as err:
                     raise NeuronscopeError(f"rows {start}-{stop - 1}: {err}") from None
-                for i, column in enumerate(transpose(block)):
+                rows = transposed[: len(cols), : stop - start]
+                transpose_into(block, rows)
+                for i, column in enumerate(rows):
                     _write_all(fd, column, 4 * (i * n + start))
 
             def read_column(i: int, out: np.ndarray) -> np.ndarray:
