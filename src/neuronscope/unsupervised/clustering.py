@@ -217,13 +217,22 @@ def _condensed_distances(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
     k = len(keep)
     out = np.empty(k * (k - 1) // 2, dtype=np.float64)
     all_kept = k == matrix.shape[0]
+    # The kept columns as runs of consecutive indices (constant neurons are few): slices
+    # copy them much faster than a fancy index of every column.
+    cuts = np.flatnonzero(np.diff(keep) != 1) + 1
+    runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(keep, cuts)] if k else []
     pos = 0
     step = 256
     for a in range(0, k, step):
         b = min(a + step, k)
-        rows = np.asarray(matrix[keep[a:b]], dtype=np.float32)
-        if not all_kept:
-            rows = rows[:, keep]
+        if all_kept:
+            rows = np.asarray(matrix[a:b], dtype=np.float32)
+        else:
+            rows = np.asarray(matrix[keep[a:b]], dtype=np.float32)
+            if len(runs) <= 64:
+                rows = np.concatenate([rows[:, s:e] for s, e in runs], axis=1)
+            else:
+                rows = rows[:, keep]
         for r in range(b - a):
             i = a + r
             tail = rows[r, i + 1:]
