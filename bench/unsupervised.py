@@ -117,7 +117,8 @@ def run_part(part: str, threshold: float, save: Path | None = None) -> None:
         print(f"[{part}] CKA of adjacent layer groups: {adjacent}")
     print(f"[{part}] total {t_corr + t_clu:.1f} s, peak RSS {peak_rss_gb():.2f} GB, "
           f"load average now {os.getloadavg()[0]:.1f}")
-    print(f"RESULT {part} {t_corr + t_clu:.3f} {peak_rss_gb():.3f}", flush=True)
+    print(f"RESULT {part} {t_corr + t_clu:.3f} {peak_rss_gb():.3f} {c_corr + c_clu:.3f}",
+          flush=True)
     if save is not None:  # after the peak RSS is taken: reading the matrix back maps it
         np.save(save / "labels.npy", clusters.labels)
         np.save(save / "representatives.npy", clusters.representatives)
@@ -148,7 +149,7 @@ def compare(part: str, threshold: float, baseline: str, repeat: int) -> None:
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive, check=True)
         paths = {"old": old_src / "src", "new": ROOT / "src"}
-        runs: dict[str, list[tuple[float, float, float]]] = {"old": [], "new": []}
+        runs: dict[str, list[tuple[float, float, float]]] = {"old": [], "new": []}  # s, GB, cpu
         for rep in range(repeat):
             for name, src in paths.items():
                 save = Path(tmp) / name
@@ -163,18 +164,18 @@ def compare(part: str, threshold: float, baseline: str, repeat: int) -> None:
                     print(proc.stdout, proc.stderr, file=sys.stderr)
                     sys.exit(f"{name} run of part {part} failed")
                 line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-                seconds, rss = (float(v) for v in line.split()[2:4])
-                runs[name].append((seconds, rss, load))
-                print(f"[{part}] run {rep + 1} {name}: {seconds:.1f} s, peak RSS {rss:.2f} GB "
-                      f"(load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)",
-                      flush=True)
-        med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+                seconds, rss, cpu = (float(v) for v in line.split()[2:5])
+                runs[name].append((seconds, rss, cpu))
+                print(f"[{part}] run {rep + 1} {name}: {seconds:.1f} s (cpu {cpu:.1f} s), peak "
+                      f"RSS {rss:.2f} GB (load average {load:.1f} before, "
+                      f"{os.getloadavg()[0]:.1f} after)", flush=True)
+        med = {k: [statistics.median(r[i] for r in v) for i in range(3)]
                for k, v in runs.items()}
-        for name, (seconds, rss) in med.items():
+        for name, (seconds, rss, cpu) in med.items():
             print(f"[{part}] {name} ({baseline if name == 'old' else 'this tree'}): median "
-                  f"{seconds:.1f} s, peak RSS {rss:.2f} GB over {repeat} run(s)")
-        print(f"[{part}] new / old: time {med['new'][0] / med['old'][0]:.2f}x, peak RSS "
-              f"{med['new'][1] / med['old'][1]:.2f}x")
+                  f"{seconds:.1f} s (cpu {cpu:.1f} s), peak RSS {rss:.2f} GB over {repeat} run(s)")
+        print(f"[{part}] new / old: time {med['new'][0] / med['old'][0]:.2f}x, cpu "
+              f"{med['new'][2] / med['old'][2]:.2f}x, peak RSS {med['new'][1] / med['old'][1]:.2f}x")
         old, new = Path(tmp) / "old", Path(tmp) / "new"
         same = all(np.array_equal(np.load(old / f), np.load(new / f))
                    for f in ("labels.npy", "representatives.npy"))
@@ -213,7 +214,7 @@ def main() -> None:
         )
         for line in proc.stdout.splitlines():
             if line.startswith("RESULT "):
-                _, name, seconds, rss = line.split()
+                _, name, seconds, rss, _cpu = line.split()
                 results[name] = (float(seconds), float(rss))
             else:
                 print(line)
