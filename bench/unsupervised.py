@@ -174,8 +174,9 @@ def compare(part: str, threshold: float, baseline: str, repeat: int) -> None:
         for name, (seconds, rss, cpu) in med.items():
             print(f"[{part}] {name} ({baseline if name == 'old' else 'this tree'}): median "
                   f"{seconds:.1f} s (cpu {cpu:.1f} s), peak RSS {rss:.2f} GB over {repeat} run(s)")
-        print(f"[{part}] new / old: time {med['new'][0] / med['old'][0]:.2f}x, cpu "
-              f"{med['new'][2] / med['old'][2]:.2f}x, peak RSS {med['new'][1] / med['old'][1]:.2f}x")
+        ratio = [n / o for n, o in zip(med["new"], med["old"], strict=True)]
+        print(f"[{part}] new / old: time {ratio[0]:.2f}x, cpu {ratio[2]:.2f}x, "
+              f"peak RSS {ratio[1]:.2f}x")
         old, new = Path(tmp) / "old", Path(tmp) / "new"
         same = all(np.array_equal(np.load(old / f), np.load(new / f))
                    for f in ("labels.npy", "representatives.npy"))
