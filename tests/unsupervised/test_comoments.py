@@ -1,4 +1,4 @@
-"""The tiled co-moment accumulator behind the correlation matrix: plans, passes, memory."""
+"""The tiled co-moment accumulator (plans, passes, memory) and the split of the linkage."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from neuronscope.unsupervised import comoments
+from neuronscope.unsupervised import clustering, comoments
 from neuronscope.unsupervised.clustering import _condensed_distances
 from neuronscope.unsupervised.comoments import plan_passes, tile_bytes
 from neuronscope.unsupervised.correlation import ColumnSource, correlation_matrix
@@ -102,3 +103,30 @@ def test_condensed_distances_skip_constant_neurons(dead):
     expected = 1.0 - np.abs(squareform(m[np.ix_(keep, keep)].astype(np.float64),
                                        checks=False))
     np.testing.assert_array_equal(_condensed_distances(m, keep), expected)
+
+
+def _partition(labels: np.ndarray) -> list[list[int]]:
+    return sorted(sorted(np.flatnonzero(labels == v).tolist()) for v in np.unique(labels))
+
+
+@pytest.mark.parametrize("linkage", ["average", "complete", "single", "weighted"])
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.7, 0.95])
+def test_components_give_the_clusters_of_one_linkage(monkeypatch, linkage, threshold):
+    # Groups of correlated neurons of varied strength, a chain, and independent ones.
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((600, 8))
+    cols = [base[:, g] + s * rng.standard_normal(600) for g in range(8)
+            for s in (0.1, 0.4, 0.8, 1.5)]
+    cols += [rng.standard_normal(600) for _ in range(10)]
+    corr = correlation_matrix(np.column_stack(cols).astype(np.float32))
+    keep = np.arange(corr.n_neurons)
+    dist = _condensed_distances(corr.matrix, keep)
+    full = hierarchy.fcluster(hierarchy.linkage(dist, method=linkage), t=1.0 - threshold,
+                              criterion="distance")
+    split = clustering._flat_clusters(corr, keep, threshold, linkage)
+    assert _partition(split) == _partition(full)
+    assert sorted(set(split.tolist())) == list(range(len(set(full.tolist()))))
+    monkeypatch.setattr(clustering, "MAX_EDGES", 0)  # too many edges: one linkage of all
+    assert clustering._components(corr.matrix, keep, 0.0) is None
+    assert _partition(clustering._flat_clusters(corr, keep, threshold, linkage)) == \
+        _partition(full)

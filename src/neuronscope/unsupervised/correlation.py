@@ -47,7 +47,7 @@ from neuronscope.unsupervised.comoments import band_pass, block_pass, plan_passe
 #: A store, a ``(n_words, n_neurons)`` array, or a view of either (chosen neurons and rows).
 Activations = ActivationStore | np.ndarray | ActivationView
 
-#: Default budget of the float64 accumulator (bytes): the upper triangle of up to ~16,000
+#: Default budget of the float64 accumulator (bytes): the upper triangle of up to ~15,000
 #: neurons in one pass over the words; wider selections take several passes.
 DEFAULT_MAX_BYTES = 2**30
 PRECISIONS = ("float32", "float64")
