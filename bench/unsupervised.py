@@ -6,8 +6,9 @@ by word chunks) and the redundancy clustering (average linkage, |rho| >= 0.7, wi
 CKA / max-correlation). Target: <= 30 s, peak RSS <= 1.5 GB.
 
 Part "mlp": `hidden,mlp` (11,904 neurons) of EWT dev (bench/_work/minilm-ewt-dev-mlp,
-extracted if missing): the same, the float64 upper-triangle accumulator (about 590 MB) filled in
-one pass over the words. Targets (issue #16): <= 20 s and peak RSS <= 1.5 GB.
+extracted if missing): the same, the float64 upper-triangle accumulator (about 670 MB) filled in
+one pass over the words, the linkage run per connected component of |rho| >= threshold.
+Targets (issue #16): <= 20 s and peak RSS <= 1.5 GB.
 
 Each part runs in its own process so that its peak RSS is its own. Timings are wall-clock
 on a shared machine; CPU seconds and the load average are printed alongside.
