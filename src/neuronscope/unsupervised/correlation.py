@@ -11,13 +11,12 @@ of that centre and ``delta`` the difference between the chunk mean and the runni
 Centring each chunk first keeps the float32 products free of the cancellation that
 ``E[x^2] - E[x]^2`` suffers on neurons with a large mean.
 
-Memory: the float64 accumulator holds ``D x D`` values when ``D * D * 8 <= max_bytes``; for
-wider selections the matrix is computed by row blocks of neurons, one pass over the words
-per block (block ``[lo, hi)`` accumulates ``X[:, lo:hi]^T X[:, lo:]``; the lower triangle
-is filled by symmetry). Diagonal blocks go through BLAS ``syrk``, which computes one
-triangle only (half the arithmetic of a general product). The result is a float32
-``D x D`` matrix, in memory or, with ``out=``, a memory-mapped ``.npy`` file (with a JSON
-sidecar of neuron names).
+Memory: the float64 accumulator holds the upper triangle of ``M2`` in row tiles (about
+``D * D * 4`` bytes, :mod:`.comoments`), all of it in one pass over the words when it fits in
+``max_bytes``; wider selections take one pass per group of tiles that fits. Each chunk costs
+one float32 BLAS product per tile. The result is a float32 ``D x D`` matrix, in memory or,
+with ``out=``, a memory-mapped ``.npy`` file (with a JSON sidecar of neuron names); it is
+filled tile by tile as the float64 tiles are freed, so the two are not held whole at once.
 
 Constant neurons (standard deviation <= ``1e-6 * |mean| + 1e-12``, i.e. no variation beyond
 float32 rounding) have no defined correlation. They are listed in ``constant`` and given a
@@ -37,19 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.linalg import blas
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.io import atomic_path, atomic_write_json
-from neuronscope.moments import RunningMoments
 from neuronscope.store.store import ActivationStore
 from neuronscope.store.view import ActivationView, as_view
+from neuronscope.unsupervised.comoments import _rank1_update as _rank1_update
+from neuronscope.unsupervised.comoments import band_pass, block_pass, plan_passes
 
 #: A store, a ``(n_words, n_neurons)`` array, or a view of either (chosen neurons and rows).
 Activations = ActivationStore | np.ndarray | ActivationView
 
-#: Default budget of the float64 accumulator (bytes); wider selections go by neuron blocks.
-DEFAULT_MAX_BYTES = 256 * 2**20
+#: Default budget of the float64 accumulator (bytes): the upper triangle of up to ~15,000
+#: neurons in one pass over the words; wider selections take several passes.
+DEFAULT_MAX_BYTES = 2**30
 PRECISIONS = ("float32", "float64")
 #: Target size of one chunk of rows read (bytes); wide selections read fewer rows at once.
 _BLOCK_BYTES = 64 * 2**20
@@ -93,23 +93,27 @@ class ColumnSource:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if self.offsets[-1] == 0:
             raise NeuronscopeError("no neurons selected")
-        # Wide selections read fewer rows at a time, so that a chunk (two are in flight)
-        # stays near _BLOCK_BYTES; rounded to whole store chunks, which zarr reads whole.
-        fit = max(1, _BLOCK_BYTES // (4 * self.n_cols))
-        if fit < self.chunk_words:
-            unit = max((p.store.chunk_words for p in self.parts if p.store is not None),
-                       default=1)
-            if fit >= unit:
-                self.chunk_words = min(self.chunk_words, fit // unit * unit)
-            else:
-                # Very wide: a power-of-two part of a store chunk (each chunk file is then
-                # read several times, from the page cache) keeps the two blocks in flight
-                # near _BLOCK_BYTES instead of two whole-chunk reads (11,904 neurons x
-                # 4,096 rows = 195 MB each).
-                part = unit
-                while part > max(fit, 256):
-                    part //= 2
-                self.chunk_words = min(self.chunk_words, max(part, 1))
+        self.max_words = self.chunk_words  # as asked; chunk_words may be lowered below
+        self.chunk_words = self.rows_within(_BLOCK_BYTES)
+
+    def rows_within(self, nbytes: int) -> int:
+        """Rows per chunk (at most the ``chunk_words`` asked for) so that a float32 chunk of
+        every column stays near ``nbytes``; rounded to whole store chunks, which zarr reads
+        whole."""
+        fit = max(1, int(nbytes) // (4 * self.n_cols))
+        if fit >= self.max_words:
+            return self.max_words
+        unit = max((p.store.chunk_words for p in self.parts if p.store is not None),
+                   default=1)
+        if fit >= unit:
+            return min(self.max_words, fit // unit * unit)
+        # Very wide: a power-of-two part of a store chunk (each chunk file is then read
+        # several times, from the page cache) keeps the two blocks in flight near ``nbytes``
+        # instead of two whole-chunk reads (11,904 neurons x 4,096 rows = 195 MB each).
+        part = unit
+        while part > max(fit, 256):
+            part //= 2
+        return min(self.max_words, max(part, 1))
 
     @classmethod
     def of(
@@ -145,14 +149,17 @@ class ColumnSource:
             part.read(start, stop, out=out[:, off:off + part.n_neurons])
         return out
 
-    def chunks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+    def chunks(self, rows: np.ndarray | None = None,
+               chunk_words: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
         """Stream ``(start, stop, block)``; the next chunk is read while this one is used.
 
         ``rows`` (sorted indices) restricts the stream to those rows; ``start``/``stop``
-        then count positions in ``rows``.
+        then count positions in ``rows``. ``chunk_words`` overrides the rows per chunk. A
+        consumer that drops its block before asking for the next holds two blocks, not three.
         """
         n = self.n_rows if rows is None else len(rows)
-        bounds = [(s, min(s + self.chunk_words, n)) for s in range(0, n, self.chunk_words)]
+        size = self.chunk_words if chunk_words is None else max(1, int(chunk_words))
+        bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
         if rows is None:
             def read(b: tuple[int, int]) -> np.ndarray:
                 return self._read(*b)
@@ -302,55 +309,8 @@ def _write_sidecar(path: Path, result: CorrelationResult) -> None:
 
 
 # ---------------------------------------------------------------------- streaming statistics
-def _rank1_update(acc: np.ndarray, alpha: float, x: np.ndarray, y: np.ndarray) -> None:
-    """``acc += alpha * outer(x, y)`` in place (BLAS ``dger`` on the Fortran view)."""
-    if alpha == 0.0 or acc.size == 0:
-        return
-    out = blas.dger(alpha, y, x, a=acc.T, overwrite_a=True)
-    if not np.shares_memory(out, acc):  # dger copied (unexpected layout): write it back
-        acc[...] = out.T
-
-
-_SLAB = 1024  # columns per float64 slab when summing squares outside the Gram
-
-
-def _block_pass(
-    source: ColumnSource, lo: int, hi: int, precision: str, rows: np.ndarray | None,
-) -> tuple[RunningMoments, np.ndarray]:
-    """One pass over the words: moments of columns ``lo:`` and ``M2[lo:hi, lo:]``."""
-    width, h = source.n_cols - lo, hi - lo
-    moments = RunningMoments(width)
-    acc = np.zeros((h, width), dtype=np.float64)
-    for _, _, block in source.chunks(rows):
-        c = len(block)
-        if c == 0:
-            continue
-        x = block[:, lo:]
-        chunk_mean = x.mean(axis=0, dtype=np.float64)
-        if precision == "float32":
-            centre = chunk_mean.astype(np.float32)
-            x -= centre  # in place: blocks are private copies
-        else:
-            centre = chunk_mean.astype(np.float32).astype(np.float64)
-            x = x.astype(np.float64) - centre
-        # Centring on a rounded mean leaves sum(x) = c * resid; corrected exactly below.
-        resid = chunk_mean - centre.astype(np.float64)
-        xs = x[:, :h]
-        gram = xs.T @ xs  # numpy calls BLAS syrk for x.T @ x: one triangle, mirrored
-        acc[:, :h] += gram
-        m2 = np.empty(width, dtype=np.float64)
-        m2[:h] = np.diagonal(gram)
-        if h < width:
-            acc[:, h:] += xs.T @ x[:, h:]
-            for a in range(h, width, _SLAB):
-                sl = x[:, a:a + _SLAB]
-                m2[a:a + _SLAB] = np.einsum("ij,ij->j", sl, sl, dtype=np.float64)
-        del gram
-        m2 -= c * resid * resid
-        _rank1_update(acc, -float(c), resid[:h], resid)
-        delta, weight = moments.merge(float(c), chunk_mean, m2)
-        _rank1_update(acc, weight, delta[:h], delta)
-    return moments, acc
+# The distributed statistics reach the co-moment pass through these names.
+_block_pass = block_pass
 
 
 def _row_blocks(d: int, max_bytes: int) -> list[tuple[int, int]]:
@@ -362,6 +322,17 @@ def _row_blocks(d: int, max_bytes: int) -> list[tuple[int, int]]:
         blocks.append((lo, lo + rows))
         lo += rows
     return blocks
+
+
+def _write_tile(matrix: np.ndarray, acc: np.ndarray, a: int, b: int, inv: np.ndarray) -> None:
+    """Correlations of the co-moment tile ``M2[a:b, a:]`` into ``matrix`` and its mirror."""
+    acc *= inv[a:b, None]
+    acc *= inv[None, a:]
+    np.clip(acc, -1.0, 1.0, out=acc)
+    idx = np.arange(b - a)
+    acc[idx, idx] = 1.0
+    matrix[a:b, a:] = acc
+    matrix[a:, a:b] = acc.T
 
 
 def constant_neurons(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -384,8 +355,9 @@ def correlation_matrix(
         activations: a store, a ``(n_words, n_neurons)`` array, or a :class:`ColumnSource`.
         neurons: names or ids to include (default: all); ignored for a ``ColumnSource``.
         chunk_words: rows per chunk read.
-        max_bytes: budget of the float64 accumulator; above ``D * D * 8`` the matrix is
-            built by neuron row blocks, one pass over the words each.
+        max_bytes: budget of the float64 accumulator; above about ``D * D * 4`` (the upper
+            triangle) the matrix is built in several passes over the words, each filling
+            the row tiles that fit.
         out: write the float32 matrix to this ``.npy`` file (memory-mapped, plus a ``.json``
             sidecar) instead of keeping it in memory; for very wide selections.
         precision: ``"float32"`` multiplies each centred chunk in float32 (accumulating in
@@ -425,13 +397,20 @@ def correlation_matrix(
     from neuronscope._backend import active_backend
 
     remote = active_backend()
-    std = mean = None
-    for lo, hi in _row_blocks(d, int(max_bytes)):
+    if remote is None:
+        passes = plan_passes(d, int(max_bytes))
+    else:  # inside ``neuronscope.distributed.use``: one row block per pass, split over workers
+        passes = [[block] for block in _row_blocks(d, int(max_bytes))]
+    inv = std = mean = None
+    for tiles in passes:
         if remote is None:
-            moments, acc = _block_pass(source, lo, hi, precision, rows)
-        else:  # inside ``neuronscope.distributed.use``: the words split over the workers
+            moments, accs = band_pass(source, tiles, precision, rows)
+        else:
+            ((lo, hi),) = tiles
             moments, acc = remote.block_pass(source, lo, hi, precision, rows)
-        if std is None:  # the first block starts at 0: its moments cover every column
+            accs = [acc]
+            del acc
+        if std is None:  # the first pass starts at 0: its moments cover every column
             mean = moments.mean_[0]
             std = np.sqrt(np.maximum(moments.m2_[0], 0.0) / moments.count_[0])
             const = constant_neurons(mean, std)
@@ -439,14 +418,10 @@ def correlation_matrix(
             # 1/sd with constants -> 0 turns their rows and columns into zeros.
             inv = np.zeros(d)
             inv[~const] = 1.0 / np.sqrt(np.maximum(moments.m2_[0][~const], 1e-300))
-        acc *= inv[lo:hi, None]
-        acc *= inv[None, lo:]
-        np.clip(acc, -1.0, 1.0, out=acc)
-        idx = np.arange(lo, hi)
-        acc[idx - lo, idx - lo] = 1.0
-        matrix[lo:hi, lo:] = acc
-        matrix[lo:, lo:hi] = acc.T
-        del acc
+        assert inv is not None
+        accs.reverse()
+        for a, b in tiles:  # each tile is freed once written: the float32 matrix fills in
+            _write_tile(matrix, accs.pop(), a, b, inv)  # as the float64 tiles go away
     assert std is not None and mean is not None
     names = source.names
     result = CorrelationResult(
