@@ -78,7 +78,9 @@ def register(app: typer.Typer, console: Console) -> None:
         linkage: str = typer.Option("average", help="average, complete, single, weighted."),
         representative: str = typer.Option("random", help="random (the paper) or central."),
         seed: int = typer.Option(0, help="Seed of the random representatives."),
-        max_bytes: int = typer.Option(256 * 2**20, help="Accumulator budget (bytes)."),
+        max_bytes: int = typer.Option(
+            2**30, help="Accumulator budget (bytes): the correlation takes one pass over the "
+            "words while its float64 triangle fits, more passes below."),
         matrix_out: Path | None = typer.Option(
             None, help="Also write the correlation matrix here (.npy + .json sidecar)."),
         out: Path | None = out_option("neuronscope.clusters/1"),
