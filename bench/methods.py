@@ -148,26 +148,45 @@ def store_read_figures(store, repeat: int, baseline_ref: str | None = None) -> s
     paths = {"": None}
     if baseline_ref:
         paths[baseline_ref] = fastread_as_of(baseline_ref)
+    reused = np.empty((store.n_words, store.n_neurons), dtype=np.float32)
+
+    def into() -> np.ndarray:  # the full matrix into an array written before: no page faults
+        col = 0
+        for name in store.components:
+            size = store.layout.components[name].size
+            store.read_into(name, None, slice(None), reused[:, col:col + size])
+            col += size
+        return reused
+
+    def alloc() -> np.ndarray:  # what any reader pays for a new output array
+        out = np.empty_like(reused)
+        out.fill(1.0)
+        return out
+
     fns = {}
     for ref, module in paths.items():
         fns[f"full{ref}"] = with_path(store, module, store.matrix)
         fns[f"layer{ref}"] = with_path(store, module, lambda: store.layer(comp, last))
+        fns[f"into{ref}"] = with_path(store, module, into)
     fns["zarr"] = lambda: zarr.open_array(str(store.path / "activations" / comp), mode="r")[:]
+    fns["alloc"] = alloc
     timed = interleaved(fns, repeat)
     rate = {name: nbytes / 1e9 / wall for name, (wall, _, nbytes) in timed.items()}
     cpu_rate = {name: nbytes / 1e9 / cpu for name, (_, cpu, nbytes) in timed.items()}
     line = (f"store_read_gb_per_s={rate['full']:.2f} (full matrix; one layer {rate['layer']:.2f}; "
             f"zarr.open_array[:] {rate['zarr']:.2f}; ratio {rate['full'] / rate['zarr']:.1f}x; "
-            f"per CPU-second: full {cpu_rate['full']:.2f}, layer {cpu_rate['layer']:.2f}, zarr "
-            f"{cpu_rate['zarr']:.2f}; checksums on; {load()})")
+            f"full into an array written before {rate['into']:.2f}; a new output array's "
+            f"allocation and first write alone {rate['alloc']:.2f}; per CPU-second: full "
+            f"{cpu_rate['full']:.2f}, layer {cpu_rate['layer']:.2f}, into "
+            f"{cpu_rate['into']:.2f}, zarr {cpu_rate['zarr']:.2f}; checksums on; {load()})")
     if baseline_ref:
         b = baseline_ref
-        line += (f"\n  as of {b} in the same run: full {rate['full' + b]:.2f} GB/s -> "
-                 f"{rate['full']:.2f} ({rate['full'] / rate['full' + b]:.2f}x), one layer "
-                 f"{rate['layer' + b]:.2f} -> {rate['layer']:.2f} "
-                 f"({rate['layer'] / rate['layer' + b]:.2f}x); per CPU-second: full "
-                 f"{cpu_rate['full' + b]:.2f} -> {cpu_rate['full']:.2f}, layer "
-                 f"{cpu_rate['layer' + b]:.2f} -> {cpu_rate['layer']:.2f}; {load()}")
+        line += (f"\n  as of {b} in the same run (GB/s, then per CPU-second): "
+                 + ", ".join(f"{what} {rate[what + b]:.2f} -> {rate[what]:.2f} "
+                             f"({rate[what] / rate[what + b]:.2f}x; CPU "
+                             f"{cpu_rate[what + b]:.2f} -> {cpu_rate[what]:.2f})"
+                             for what in ("full", "layer", "into"))
+                 + f"; {load()}")
     return line
 
 

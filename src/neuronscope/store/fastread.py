@@ -19,8 +19,8 @@ serializer, optionally Zstandard or Blosc compression and a CRC-32C per inner ch
 - files are processed in parallel on a small thread pool (reads, numpy copies and the
   decompressors release the GIL).
 
-Memory maps are not used: on the virtual machines this runs on, faulting a mapped page
-cache costs several times a ``pread`` copy.
+Memory maps are not used: measured on this project's (virtual) machines, faulting in a mapped
+page cache cost several times a ``pread`` copy.
 
 Anything else (another codec, big-endian data, a store that is not a local folder) is
 reported as unsupported by :func:`plan_for`, and callers keep Zarr's path. Results are
