@@ -15,7 +15,9 @@ of EWT train and dev (7 layers x 384 = 2,688 neurons, word = mean of its subword
 
 The train store's read speed is printed first and last: ``store_read_gb_per_s=`` (full
 matrix, fast path, checksums on) with one layer and ``zarr.open_array(...)[:]`` measured in
-the same run (issue #16).
+the same run, the calls alternating (issue #16). ``--read-only`` prints that line and stops;
+with ``--baseline-ref REF`` it also times the fast read path as of git ``REF`` in the same
+process, alternating with the current one, and prints both and their ratio.
 
 With ``--probe-timing`` it only times the linear probe on *all* of EWT train (204,577 words
 x 2,688 neurons, loaded in memory) and scores it on dev: a single fit
@@ -26,6 +28,7 @@ the same run). Issue #16's targets: single fit <= 8 s, default <= 25 s at equal 
 
 Usage: python bench/methods.py [--train-sentences 2000] [--n-random 5] [--ks 10 50 100]
        python bench/methods.py --probe-timing [--work DIR]
+       python bench/methods.py --read-only [--baseline-ref REF] [--read-repeat 5]
 
 ``--timing-only`` (issue #16): times the corpus rankers (iou, ap, probeless, selectivity) on
 all of EWT train in memory (204,577 words x 2,688 neurons x 17 UPOS concepts), next to a
@@ -133,33 +136,58 @@ def top_random_bottom(order: np.ndarray, held_out, ks, random: dict) -> list[dic
     return rows
 
 
-def store_read_figures(store, repeat: int) -> str:
+def store_read_figures(store, repeat: int, baseline_ref: str | None = None) -> str:
     """``store_read_gb_per_s=``: the fast read path (full matrix, one layer) against
-    ``zarr.open_array(...)[:]`` of the same array, medians of ``repeat`` page-cached reads."""
-    import os
-    import statistics
-
+    ``zarr.open_array(...)[:]`` of the same array, medians of ``repeat`` page-cached reads,
+    the calls alternating; with ``baseline_ref`` also the fast path as of that git ref."""
     import zarr
-
-    def rate(fn) -> tuple[float, float]:
-        fn()  # warm the page cache
-        walls, cpus, nbytes = [], [], 0
-        for _ in range(repeat):
-            w, c = time.perf_counter(), time.process_time()
-            nbytes = fn().nbytes
-            walls.append(time.perf_counter() - w)
-            cpus.append(time.process_time() - c)
-        return nbytes / 1e9 / statistics.median(walls), nbytes / 1e9 / statistics.median(cpus)
+    from read_baseline import fastread_as_of, interleaved, load, with_path  # bench/
 
     comp = store.components[0]
-    full, full_cpu = rate(store.matrix)
-    layer, layer_cpu = rate(lambda: store.layer(comp, store.layout.components[comp].layers[-1]))
-    ref, ref_cpu = rate(lambda: zarr.open_array(str(store.path / "activations" / comp),
-                                                mode="r")[:])
-    return (f"store_read_gb_per_s={full:.2f} (full matrix; one layer {layer:.2f}; "
-            f"zarr.open_array[:] {ref:.2f}; ratio {full / ref:.1f}x; per CPU-second: full "
-            f"{full_cpu:.2f}, layer {layer_cpu:.2f}, zarr {ref_cpu:.2f}; checksums on; "
-            f"load {os.getloadavg()[0]:.2f})")
+    last = store.layout.components[comp].layers[-1]
+    paths = {"": None}
+    if baseline_ref:
+        paths[baseline_ref] = fastread_as_of(baseline_ref)
+    reused = np.empty((store.n_words, store.n_neurons), dtype=np.float32)
+
+    def into() -> np.ndarray:  # the full matrix into an array written before: no page faults
+        col = 0
+        for name in store.components:
+            size = store.layout.components[name].size
+            store.read_into(name, None, slice(None), reused[:, col:col + size])
+            col += size
+        return reused
+
+    def alloc() -> np.ndarray:  # what any reader pays for a new output array
+        out = np.empty_like(reused)
+        out.fill(1.0)
+        return out
+
+    fns = {}
+    for ref, module in paths.items():
+        fns[f"full{ref}"] = with_path(store, module, store.matrix)
+        fns[f"layer{ref}"] = with_path(store, module, lambda: store.layer(comp, last))
+        fns[f"into{ref}"] = with_path(store, module, into)
+    fns["zarr"] = lambda: zarr.open_array(str(store.path / "activations" / comp), mode="r")[:]
+    fns["alloc"] = alloc
+    timed = interleaved(fns, repeat)
+    rate = {name: nbytes / 1e9 / wall for name, (wall, _, nbytes) in timed.items()}
+    cpu_rate = {name: nbytes / 1e9 / cpu for name, (_, cpu, nbytes) in timed.items()}
+    line = (f"store_read_gb_per_s={rate['full']:.2f} (full matrix; one layer {rate['layer']:.2f}; "
+            f"zarr.open_array[:] {rate['zarr']:.2f}; ratio {rate['full'] / rate['zarr']:.1f}x; "
+            f"full into an array written before {rate['into']:.2f}; a new output array's "
+            f"allocation and first write alone {rate['alloc']:.2f}; per CPU-second: full "
+            f"{cpu_rate['full']:.2f}, layer {cpu_rate['layer']:.2f}, into "
+            f"{cpu_rate['into']:.2f}, zarr {cpu_rate['zarr']:.2f}; checksums on; {load()})")
+    if baseline_ref:
+        b = baseline_ref
+        line += (f"\n  as of {b} in the same run (GB/s, then per CPU-second): "
+                 + ", ".join(f"{what} {rate[what + b]:.2f} -> {rate[what]:.2f} "
+                             f"({rate[what] / rate[what + b]:.2f}x; CPU "
+                             f"{cpu_rate[what + b]:.2f} -> {cpu_rate[what]:.2f})"
+                             for what in ("full", "layer", "into"))
+                 + f"; {load()}")
+    return line
 
 
 def main() -> None:
@@ -179,7 +207,10 @@ def main() -> None:
     parser.add_argument("--timing-only", action="store_true",
                         help="time the corpus rankers on all of EWT train (issue #16)")
     parser.add_argument("--baseline-ref", default=None,
-                        help="with --timing-only: also time the package as of this git ref")
+                        help="with --timing-only: also time the package as of this git ref; "
+                             "else also time the store read path as of it")
+    parser.add_argument("--read-only", action="store_true",
+                        help="print store_read_gb_per_s= of the train store and stop")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--scores-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,9 +230,12 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     train, train_corpus = store_for("train", args.work)
-    dev, dev_corpus = store_for("dev", args.work)
-    read_line = store_read_figures(train, args.read_repeat) if args.read_repeat else ""
+    read_line = (store_read_figures(train, args.read_repeat, args.baseline_ref)
+                 if args.read_repeat else "")
     print(read_line, flush=True)
+    if args.read_only:
+        return
+    dev, dev_corpus = store_for("dev", args.work)
     rng = np.random.default_rng(args.seed)
     x, y, groups = train_subset(train, train_corpus, args.train_sentences, rng)
     x_dev, y_dev = dev.matrix(), dev_corpus.labels_array("upos")

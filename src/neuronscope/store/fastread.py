@@ -6,13 +6,22 @@ then the caller casts that to float32. This module reads the same files itself, 
 layouts neuronscope writes (regular chunks, optionally inside Zarr v3 shards; a ``bytes``
 serializer, optionally Zstandard or Blosc compression and a CRC-32C per inner chunk):
 
-- each file is memory-mapped (the page cache is the source, no read buffer) and each needed
-  chunk is decoded (or, uncompressed, viewed in place) and copied **once**, cast to float32,
-  into its place in the caller's output array;
-- files are processed in parallel on a small thread pool (numpy copies, the CRC and the
-  decompressors release the GIL);
-- checksums are compared as on the Zarr path: the manifest's CRC-32C of a whole chunk file,
-  or, inside a shard, the CRC-32C Zarr stores after every inner chunk.
+- only the byte ranges of the chunks a request needs are read (``os.preadv``; one layer of a
+  shard that groups layers reads that layer's chunks and the shard index, nothing else);
+- a raw chunk whose rows are contiguous in the caller's output (one layer, float32) is read
+  straight into the output; any other is read in cache-sized pieces into a per-thread
+  scratch buffer and cast **once** into its place (the output may be a strided slice);
+- each piece is checksummed as it is read, while in cache, so the CRC costs no pass over
+  memory of its own: the manifest's CRC-32C of a whole chunk file when a request covers the
+  file, else, inside a shard, the CRC-32C Zarr stores after every inner chunk (and the
+  index's), as on the Zarr path. A damaged file raises ``DamagedStoreError``; what was
+  already written into the output is then not to be used;
+- files are processed in parallel on a small thread pool (reads, numpy copies and the
+  decompressors release the GIL).
+
+Raw chunks are not memory-mapped: measured on this project's (virtual) machines, faulting in
+a mapped page cache cost several times a ``pread`` copy. Compressed chunks are (the
+decompressor reads their bytes once, and a copy would cost about a tenth of decoding them).
 
 Anything else (another codec, big-endian data, a store that is not a local folder) is
 reported as unsupported by :func:`plan_for`, and callers keep Zarr's path. Results are
@@ -45,6 +54,14 @@ from neuronscope.store.integrity import describe
 #: Threads reading chunk files; more than the cores buys nothing for memory copies.
 THREADS = max(1, min(8, os.cpu_count() or 1))
 _NO_CHUNK = 2**64 - 1  # a shard index entry of an inner chunk that was never written
+#: Bytes per read: a piece is read, checksummed and put in place while it is still in the
+#: core's cache, so the data crosses memory once on its way from the page cache.
+PIECE_BYTES = 1 << 19
+
+#: A thread keeps a scratch buffer up to this size (a small model's whole chunk) for reuse.
+KEEP_BYTES = 8 << 20
+
+_local = threading.local()  # each read thread's scratch buffers
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
@@ -203,50 +220,214 @@ def _read_file(plan: Plan, coords: tuple[int, int], key: str, rows: tuple[int, i
                                  f"{entry[0]} (truncated or replaced)")
         if size == 0:
             raise _damaged(plan, f"file {key} is empty")
-        mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        _read_chunks(_Reader(plan, key, fd, size), coords, rows, cols, out, entry, check)
     finally:
         os.close(fd)
-    data = np.frombuffer(mapped, dtype=np.uint8)
-    verify_file = entry is not None and check is not None and check(key)
-    if verify_file and (not plan.sharded or _whole_file(plan, coords, rows, cols)):
-        if int(google_crc32c.extend(0, data)) != entry[1]:  # type: ignore[index]
-            raise _damaged(plan, f"file {key} fails its checksum (its content changed "
-                                 "after it was written)")
-        verify_file = False  # the inner CRCs add nothing now
-    fr, fc = plan.file_shape
-    cr, cc = plan.chunk_shape
-    base_r, base_c = coords[0] * fr, coords[1] * fc
+
+
+def _read_chunks(f: _Reader, coords: tuple[int, int], rows: tuple[int, int],
+                 cols: tuple[int, int], out: np.ndarray, entry: list[int] | None,
+                 check: Callable[[str], bool] | None) -> None:
+    """Every chunk of one open file that the request needs, checked as Zarr checks it."""
+    plan, key = f.plan, f.key
     # Inside shards, a file's chunks (and index) carry CRCs; compared where the manifest's
     # CRC would be (settled files), so an unsettled shard a resume will rewrite still reads.
     checked = check is not None and check(key)
-    index = _shard_index(plan, data, key, checked) if plan.sharded else None
+    verify_file = entry is not None and checked
+    # A whole file's manifest CRC is summed over the pieces as they are read (no pass of
+    # its own); the inner CRCs add nothing then. A part of a shard checks its own chunks.
+    stream = verify_file and (not plan.sharded or _whole_file(plan, coords, rows, cols))
+    chunk_crc = plan.inner_crc and not stream and (verify_file or (checked and entry is None))
+    index = _shard_index(f, checked, stream) if plan.sharded else None
+    fr, fc = plan.file_shape
+    cr, cc = plan.chunk_shape
+    base_r, base_c = coords[0] * fr, coords[1] * fc
     gr, gc = plan.inner_grid
+    todo = []  # (offset, nbytes, chunk rows, chunk columns, destination)
     for ir in range(gr):
-        lo_r, hi_r = base_r + ir * cr, base_r + (ir + 1) * cr
-        a_r, b_r = max(lo_r, rows[0]), min(hi_r, rows[1], plan.shape[0])
+        lo_r = base_r + ir * cr
+        a_r, b_r = max(lo_r, rows[0]), min(lo_r + cr, rows[1], plan.shape[0])
         if a_r >= b_r:
             continue
         for ic in range(gc):
-            lo_c, hi_c = base_c + ic * cc, base_c + (ic + 1) * cc
-            a_c, b_c = max(lo_c, cols[0]), min(hi_c, cols[1], plan.shape[1])
+            lo_c = base_c + ic * cc
+            a_c, b_c = max(lo_c, cols[0]), min(lo_c + cc, cols[1], plan.shape[1])
             if a_c >= b_c:
                 continue
             dest = out[a_r - rows[0]:b_r - rows[0], a_c - cols[0]:b_c - cols[0]]
             if index is None:
-                raw = data
+                offset, nbytes = 0, f.size
             else:
-                offset, nbytes = index[ir * gc + ic]
+                offset, nbytes = (int(n) for n in index[ir * gc + ic])
                 if offset == _NO_CHUNK:
                     dest[...] = np.nan
                     continue
-                if offset + nbytes > len(data):
+                if offset + nbytes > f.size:
                     raise _damaged(plan, f"file {key}: chunk ({ir}, {ic}) lies outside "
                                          "the shard (truncated)")
-                raw = data[int(offset):int(offset + nbytes)]
-            chunk = _decode(plan, raw, key, verify_crc=plan.inner_crc and (verify_file or (
-                checked and entry is None)))
-            decode_into(chunk[a_r - lo_r:b_r - lo_r, a_c - lo_c:b_c - lo_c], dest,
-                        plan.bfloat16)
+            todo.append((offset, nbytes, (a_r - lo_r, b_r - lo_r), (a_c - lo_c, b_c - lo_c),
+                         dest))
+    todo.sort(key=lambda t: t[0])  # file order: the reads, and a streamed CRC, go forward
+    if stream and any(a[0] + a[1] > b[0] for a, b in itertools.pairwise(todo)):
+        _check_whole(f, entry[1])  # type: ignore[index]  # overlapping chunks: one pass first
+        stream = False
+    f.crc, f.pos = (0 if stream else None), 0
+    for offset, nbytes, crows, ccols, dest in todo:
+        if stream:
+            f.skip_to(offset)
+        _read_chunk(f, offset, nbytes, crows, ccols, dest, stream, chunk_crc)
+    if stream:
+        f.skip_to(f.size)
+        if f.crc != entry[1]:  # type: ignore[index]
+            raise _damaged(plan, f"file {key} fails its checksum (its content changed "
+                                 "after it was written)")
+
+
+class _Reader:
+    """One open chunk file: reads into given buffers, summing a CRC-32C when asked."""
+
+    def __init__(self, plan: Plan, key: str, fd: int, size: int) -> None:
+        self.plan, self.key, self.fd, self.size = plan, key, fd, size
+        self.crc: int | None = None  # the running CRC-32C of what is read, None: not summed
+        self.pos = 0  # where the last read ended
+        self._map: mmap.mmap | None = None
+
+    def read(self, buf: np.ndarray, offset: int) -> None:
+        """Fill ``buf`` (1-D, contiguous bytes: scratch or the destination itself)."""
+        view, want, got = buf.data, buf.nbytes, 0
+        while got < want:  # the kernel may return less than asked; 0 is the file's end
+            n = os.preadv(self.fd, [view[got:]], offset + got)
+            if n <= 0:
+                raise _damaged(self.plan, f"file {self.key} ends at byte {offset + got}, "
+                                          f"{want - got} bytes short (truncated)")
+            got += n
+        if self.crc is not None:  # while the piece is still in cache
+            self.crc = int(google_crc32c.extend(self.crc, buf))
+        self.pos = offset + want
+
+    def mapped(self, offset: int, end: int) -> np.ndarray:
+        """Bytes ``offset:end`` as a view of a memory map of the file (summed as ``read``).
+
+        For compressed chunks: the decompressor reads them once, so a copy would cost a
+        tenth of their decoding for nothing.
+        """
+        if end > self.size:
+            raise _damaged(self.plan, f"file {self.key} ends at byte {self.size} (truncated)")
+        if self._map is None:
+            self._map = mmap.mmap(self.fd, 0, prot=mmap.PROT_READ)
+        data = np.frombuffer(self._map, dtype=np.uint8)[offset:end]
+        if self.crc is not None:
+            self.crc = int(google_crc32c.extend(self.crc, data))
+        self.pos = end
+        return data
+
+    def skip_to(self, offset: int) -> None:
+        """Read (for the CRC only) the bytes from the last read up to ``offset``."""
+        while self.pos < offset:
+            self.read(_scratch(min(PIECE_BYTES, offset - self.pos)), self.pos)
+
+
+def _read_chunk(f: _Reader, offset: int, nbytes: int, crows: tuple[int, int],
+                ccols: tuple[int, int], dest: np.ndarray, stream: bool,
+                chunk_crc: bool) -> None:
+    """Rows ``crows`` x columns ``ccols`` of one chunk into ``dest``, its CRC compared.
+
+    A checked chunk is read whole (the CRC covers all of it); an unchecked raw one only
+    for the rows asked. Raw rows land straight in ``dest`` where its rows are the chunk's
+    rows; elsewhere they go through a cache-sized scratch piece and are cast into place.
+    """
+    plan = f.plan
+    tail = 4 if plan.inner_crc else 0
+    end = offset + nbytes - tail  # the chunk's bytes; its CRC after them
+    if end < offset:
+        raise _damaged(plan, f"file {f.key}: a chunk holds {nbytes} bytes (truncated)")
+    if chunk_crc:
+        f.crc = 0
+    if plan.compressor is not None:
+        raw = f.mapped(offset, end)
+        buf = _scratch(plan.chunk_nbytes, "decoded")
+        _check_chunk(f, end, tail, stream, chunk_crc)  # before decoding damaged bytes
+        plan.compressor.decode(raw, out=buf)
+        chunk = buf.view(plan.dtype).reshape(plan.chunk_shape)
+        decode_into(chunk[crows[0]:crows[1], ccols[0]:ccols[1]], dest, plan.bfloat16)
+        return
+    if end - offset < plan.chunk_nbytes:
+        raise _damaged(plan, f"file {f.key}: a chunk holds {end - offset} bytes, expected "
+                             f"{plan.chunk_nbytes} (truncated)")
+    whole = stream or chunk_crc
+    cr = plan.chunk_shape[0]
+    if whole and crows[0] > 0:
+        _rows(f, offset, (0, crows[0]), ccols, None)
+    _rows(f, offset, crows, ccols, dest)
+    if whole:
+        if crows[1] < cr:
+            _rows(f, offset, (crows[1], cr), ccols, None)
+        f.skip_to(end)  # bytes past the chunk's data, if any: part of what the CRC covers
+        _check_chunk(f, end, tail, stream, chunk_crc)
+
+
+def _rows(f: _Reader, offset: int, crows: tuple[int, int], ccols: tuple[int, int],
+          dest: np.ndarray | None) -> None:
+    """Chunk rows ``crows`` of a raw chunk at ``offset``, piece by piece, into ``dest``.
+
+    ``dest`` None reads them for the CRC only.
+    """
+    plan = f.plan
+    cc = plan.chunk_shape[1]
+    row_bytes = cc * plan.dtype.itemsize
+    step = max(1, PIECE_BYTES // row_bytes)
+    # The destination takes the file's bytes as they are: no scratch piece, no copy.
+    direct = (dest is not None and not plan.bfloat16 and dest.dtype == plan.dtype
+              and ccols == (0, cc) and dest.flags.c_contiguous)
+    for r in range(crows[0], crows[1], step):
+        k = min(step, crows[1] - r)
+        at = offset + r * row_bytes
+        if direct and dest is not None:
+            f.read(dest[r - crows[0]:r - crows[0] + k].reshape(-1).view(np.uint8), at)
+            continue
+        piece = _scratch(k * row_bytes)
+        f.read(piece, at)
+        if dest is not None:
+            decode_into(piece.view(plan.dtype).reshape(k, cc)[:, ccols[0]:ccols[1]],
+                        dest[r - crows[0]:r - crows[0] + k], plan.bfloat16)
+
+
+def _check_chunk(f: _Reader, end: int, tail: int, stream: bool, chunk_crc: bool) -> None:
+    """Read a chunk's stored CRC: summed into the file's, or compared with the chunk's."""
+    if not tail or not (stream or chunk_crc):
+        return
+    got = f.crc
+    if chunk_crc:
+        f.crc = None  # the stored CRC is not part of what it covers
+    stored = np.empty(tail, dtype=np.uint8)
+    f.read(stored, end)
+    if chunk_crc and got != int(stored.view("<u4")[0]):
+        raise _damaged(f.plan, f"file {f.key} fails its checksum (a chunk's content "
+                               "changed after it was written)")
+
+
+def _check_whole(f: _Reader, expect: int) -> None:
+    """The manifest CRC of a whole file, in a pass of its own."""
+    f.crc, f.pos = 0, 0
+    f.skip_to(f.size)
+    if f.crc != expect:
+        raise _damaged(f.plan, f"file {f.key} fails its checksum (its content changed "
+                               "after it was written)")
+
+
+def _scratch(nbytes: int, name: str = "scratch") -> np.ndarray:
+    """This thread's buffer ``name`` (reused: in cache, and no new pages to fault in).
+
+    Larger requests (big models' compressed chunks) get a new array each time: a pool of
+    threads each keeping one would hold that memory for good.
+    """
+    if nbytes > KEEP_BYTES:
+        return np.empty(nbytes, dtype=np.uint8)
+    buf = getattr(_local, name, None)
+    if buf is None or len(buf) < nbytes:
+        buf = np.empty(max(nbytes, PIECE_BYTES), dtype=np.uint8)
+        setattr(_local, name, buf)
+    return buf[:nbytes]
 
 
 def _whole_file(plan: Plan, coords: tuple[int, int], rows: tuple[int, int],
@@ -258,34 +439,22 @@ def _whole_file(plan: Plan, coords: tuple[int, int], rows: tuple[int, int],
     return rows[0] <= lo_r and rows[1] >= hi_r and cols[0] <= lo_c and cols[1] >= hi_c
 
 
-def _shard_index(plan: Plan, data: np.ndarray, key: str, verify: bool) -> np.ndarray:
+def _shard_index(f: _Reader, verify: bool, whole: bool) -> np.ndarray:
+    """A shard's index: (offset, nbytes) per inner chunk; ``whole``: the manifest's CRC of
+    the whole file is being checked, and is the one a damaged index is reported against."""
+    plan = f.plan
     n = plan.inner_grid[0] * plan.inner_grid[1]
     size = 16 * n + (4 if plan.index_crc else 0)
-    if len(data) < size:
-        raise _damaged(plan, f"file {key} is too short for its shard index")
-    tail = data[len(data) - size:]
+    if f.size < size:
+        raise _damaged(plan, f"file {f.key} is too short for its shard index")
+    tail = np.empty(size, dtype=np.uint8)
+    f.read(tail, f.size - size)
     if verify and plan.index_crc and int(google_crc32c.extend(0, tail[:-4])) != int(
             tail[-4:].view("<u4")[0]):
-        raise _damaged(plan, f"file {key}: its shard index fails its checksum")
+        raise _damaged(plan, f"file {f.key} fails its checksum (its content changed after "
+                             "it was written)" if whole else
+                       f"file {f.key}: its shard index fails its checksum")
     return tail[: 16 * n].view("<u8").reshape(n, 2)
-
-
-def _decode(plan: Plan, raw: np.ndarray, key: str, verify_crc: bool) -> np.ndarray:
-    """One chunk's bytes -> its ``chunk_shape`` array of the stored dtype (a view if raw)."""
-    if plan.inner_crc:
-        if verify_crc and int(google_crc32c.extend(0, raw[:-4])) != int(
-                raw[-4:].view("<u4")[0]):
-            raise _damaged(plan, f"file {key} fails its checksum (a chunk's content "
-                                 "changed after it was written)")
-        raw = raw[:-4]
-    if plan.compressor is not None:
-        buf = np.empty(plan.chunk_nbytes, dtype=np.uint8)
-        plan.compressor.decode(raw, out=buf)
-        raw = buf
-    if len(raw) < plan.chunk_nbytes:
-        raise _damaged(plan, f"file {key}: a chunk holds {len(raw)} bytes, expected "
-                             f"{plan.chunk_nbytes} (truncated)")
-    return raw[: plan.chunk_nbytes].view(plan.dtype).reshape(plan.chunk_shape)
 
 
 def _damaged(plan: Plan, problem: str) -> DamagedStoreError:
