@@ -91,7 +91,7 @@ class AveragePrecision(RankingMethod):
         data = prepare_input(activations, labels, self.neurons)
         concepts = require_concepts(data.y, self.concepts)
         n, n_c = data.n_words, len(concepts)
-        codes = label_codes(data.y, concepts).astype(np.int32)  # one compiled signature
+        codes = label_codes(data.y, concepts)  # uint8 below 255 concepts: 1 byte per word
         counts = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
         scores = np.empty((n_c, data.n_neurons))
         jobs = self.n_jobs or default_jobs()

@@ -291,7 +291,7 @@ class IoU(RankingMethod):
                                    f"got {self.n_fractions!r}")
         data = prepare_input(activations, labels, self.neurons)
         concepts = require_concepts(data.y, self.concepts)
-        codes = label_codes(data.y, concepts).astype(np.int32)  # one compiled signature
+        codes = label_codes(data.y, concepts)  # uint8 below 255 concepts: 1 byte per word
         n, n_c, d = data.n_words, len(concepts), data.n_neurons
         sizes = np.bincount(codes, minlength=n_c + 1)[:n_c].astype(np.float64)
         grid = np.geomspace(min(1e-3, self.max_fraction), self.max_fraction,
