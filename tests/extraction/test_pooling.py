@@ -97,10 +97,13 @@ def test_word_means_bitwise_equal_index_add(seed):
             layer.view(-1, dim)[ts] = -0.0
     n_sub = np.array([len(ts) for ts in words])
     first = np.array([ts[0] for ts in words])
-    extra = [(torch.as_tensor(np.flatnonzero(n_sub > k)), torch.as_tensor(first[n_sub > k] + k))
-             for k in range(1, int(n_sub.max()))]
+    later = [np.flatnonzero(n_sub > k) for k in range(1, int(n_sub.max()))]
+    tokens = np.concatenate([first] + [first[w] + k for k, w in enumerate(later, 1)])
+    ends = np.cumsum([len(first)] + [len(w) for w in later])
+    steps = [(torch.as_tensor(w), int(a), int(b))
+             for w, a, b in zip(later, ends[:-1], ends[1:], strict=True)]
     multi = np.flatnonzero(n_sub > 1)
-    got = word_means(layers, torch.as_tensor(first), extra, torch.as_tensor(multi),
+    got = word_means(layers, torch.as_tensor(tokens), len(words), steps, torch.as_tensor(multi),
                      torch.as_tensor(n_sub[multi], dtype=torch.float32).unsqueeze(1))
     want = _index_add_means(layers, words, len(words))
     assert n_sub.max() == 9 and (n_sub == 1).sum() > 5

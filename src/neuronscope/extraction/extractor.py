@@ -100,9 +100,13 @@ class _Aggregator:
                                      device=device)
         if aggregation == "mean":
             # Step k adds the k-th subword of every word that has one.
-            self.extra = [(torch.as_tensor(np.flatnonzero(n_sub > k), device=device),
-                           torch.as_tensor(first[n_sub > k] + k, device=device))
-                          for k in range(1, int(n_sub.max(initial=1)))]
+            later = [np.flatnonzero(n_sub > k) for k in range(1, int(n_sub.max(initial=1)))]
+            ends = np.cumsum([len(first)] + [len(w) for w in later])
+            self.tokens = torch.as_tensor(
+                np.concatenate([first] + [first[w] + k for k, w in enumerate(later, 1)]),
+                device=device)
+            self.steps = [(torch.as_tensor(w, device=device), int(a), int(b))
+                          for w, a, b in zip(later, ends[:-1], ends[1:], strict=True)]
             multi = np.flatnonzero(n_sub > 1)
             self.multi = torch.as_tensor(multi, device=device)
             self.counts = torch.as_tensor(n_sub[multi], dtype=torch.float32,
@@ -117,7 +121,8 @@ class _Aggregator:
     def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
         """Word vectors ``(len(rows), n_layers * width)`` from per-layer (B, T, D)."""
         if self.aggregation == "mean":
-            return word_means(layers, self.first, self.extra, self.multi, self.counts)
+            return word_means(layers, self.tokens, len(self.rows), self.steps, self.multi,
+                              self.counts)
         # `.to` is a no-op on one device; with a model split over devices (device_map) each
         # layer's output is gathered to the device of the inputs.
         flat = [h.reshape(-1, h.shape[-1]).to(self.device) for h in layers]

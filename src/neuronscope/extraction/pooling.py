@@ -29,27 +29,30 @@ _UNROLL = 8
 _BLOCK = 128
 
 
-def word_means(layers: Sequence[torch.Tensor], first: torch.Tensor, extra: Sequence[
-        tuple[torch.Tensor, torch.Tensor]], multi: torch.Tensor, counts: torch.Tensor,
-        ) -> torch.Tensor:
+def word_means(layers: Sequence[torch.Tensor], tokens: torch.Tensor, n_words: int,
+               steps: Sequence[tuple[torch.Tensor, int, int]], multi: torch.Tensor,
+               counts: torch.Tensor) -> torch.Tensor:
     """Mean of each word's subword vectors, ``(n_words, n_layers * width)`` in float32.
 
     Args:
         layers: per-layer ``(batch, tokens, width)`` activations.
-        first: flat token index of each word's first subword.
-        extra: for k = 1, 2, ...: (words with more than k subwords, flat index of their
-            k-th subword).
+        tokens: flat token indices: each word's first subword (``n_words`` of them), then
+            the k-th subwords of the words that have one, for k = 1, 2, ...
+        steps: for k = 1, 2, ...: (words with more than k subwords, and where their k-th
+            subwords are in ``tokens``: ``start, stop``).
         multi: words with more than one subword; ``counts`` their subword counts
             (float32, shape ``(len(multi), 1)``).
     """
-    flat = [h.reshape(-1, h.shape[-1]).to(first.device) for h in layers]
-    out = torch.cat([h.index_select(0, first) for h in flat], dim=1).float()
+    # One gather per layer for all subwords: few large ops (each op is a parallel region,
+    # which costs much more than its arithmetic when threads compete for the cores).
+    selected = torch.cat([h.reshape(-1, h.shape[-1]).to(tokens.device).index_select(0, tokens)
+                          for h in layers], dim=1).float()
+    out = selected[:n_words]
     # index_add_ into zeros adds +0.0 first: -0.0 becomes +0.0, every other value stays.
     out.add_(0.0)
-    for words, tokens in extra:
-        # One add per word and step (the words are distinct): (... + t_{k-1}) + t_k.
-        out.index_add_(0, words, torch.cat([h.index_select(0, tokens) for h in flat],
-                                           dim=1).float())
+    for words, start, stop in steps:
+        # (... + t_{k-1}) + t_k for the words that have a k-th subword (distinct words).
+        out.index_copy_(0, words, out.index_select(0, words) + selected[start:stop])
     if len(multi):
         # x / 1 == x: only words of several subwords need the division.
         out.index_copy_(0, multi, out.index_select(0, multi) / counts)
