@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,8 @@ import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-EWT = ROOT.parent / "shared" / "data" / "ud_ewt" / "en_ewt-ud-train.conllu"
+EWT = Path(os.environ.get("NEURONSCOPE_EWT", ROOT.parent / "shared" / "data" / "ud_ewt"
+                         / "en_ewt-ud-train.conllu"))
 
 
 def load_sentences(n: int):

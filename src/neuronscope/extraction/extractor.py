@@ -25,6 +25,8 @@ from neuronscope.errors import NeuronscopeError, StoreError
 from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, WordTokenizer
 from neuronscope.extraction.components import Component, model_sites, resolve_components
 from neuronscope.extraction.hooks import Trace
+from neuronscope.extraction.pooling import sentence_means, word_means
+from neuronscope.extraction.writing import BlockWriter
 from neuronscope.models.loading import LoadedModel, load_model
 from neuronscope.store.dtypes import STORE_DTYPES
 from neuronscope.store.layout import DEFAULT_COMPRESSION, check_compression
@@ -70,54 +72,65 @@ def _forward_target(model: torch.nn.Module, hooked: Sequence[str] = ()) -> torch
 
 
 class _Aggregator:
-    """Maps the tokens of a batch to word rows and reduces them per word."""
+    """Maps the tokens of a batch to word rows and reduces them per word.
 
-    def __init__(self, batch: Sequence[Piece], width: int, row_of: Mapping[tuple[int, int], int],
+    Words come out in batch order; :attr:`rows` holds each one's row in the block.
+    """
+
+    def __init__(self, batch: Sequence[Piece], width: int, first_rows: np.ndarray, lo: int,
                  aggregation: str, device: torch.device) -> None:
-        tokens, targets, firsts, lasts = [], [], [], []
+        # first_rows[s - lo]: the block row of sentence s's first word.
+        starts, stops, rows, firsts, lasts = [], [], [], [], []
         for b, piece in enumerate(batch):
+            flat = b * width
+            base = int(first_rows[piece.sentence - lo])
             for pos, start, stop in piece.spans:
-                row = row_of[(piece.sentence, pos)]
-                flat = b * width
-                if aggregation == "first":
-                    tokens.append(flat + start)
-                    targets.append(row)
-                elif aggregation == "last":
-                    tokens.append(flat + stop - 1)
-                    targets.append(row)
-                else:
-                    tokens.extend(range(flat + start, flat + stop))
-                    targets.extend([row] * (stop - start))
+                starts.append(flat + start)
+                stops.append(flat + stop)
+                rows.append(base + pos)
             if piece.first_piece:
-                firsts.append((piece.sentence, b * width))
+                firsts.append((piece.sentence, flat))
             if piece.last_piece:
-                lasts.append((piece.sentence, b * width + piece.content_stop - 1))
-        self.aggregation = aggregation
-        self.tokens = torch.tensor(tokens, dtype=torch.long, device=device)
-        rows = torch.tensor(targets, dtype=torch.long, device=device)
-        self.unique_rows, self.inverse = torch.unique(rows, return_inverse=True)
+                lasts.append((piece.sentence, flat + piece.content_stop - 1))
+        self.aggregation, self.device = aggregation, device
+        self.rows = np.asarray(rows, dtype=np.int64)
+        first, after = np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
+        n_sub = after - first
+        self.first = torch.as_tensor(after - 1 if aggregation == "last" else first,
+                                     device=device)
         if aggregation == "mean":
-            counts = torch.bincount(self.inverse, minlength=len(self.unique_rows))
-            self.counts = counts.to(torch.float32).unsqueeze(1)
+            # Step k adds the k-th subword of every word that has one.
+            later = [np.flatnonzero(n_sub > k) for k in range(1, int(n_sub.max(initial=1)))]
+            ends = np.cumsum([len(first)] + [len(w) for w in later])
+            self.tokens = torch.as_tensor(
+                np.concatenate([first] + [first[w] + k for k, w in enumerate(later, 1)]),
+                device=device)
+            self.steps = [(torch.as_tensor(w, device=device), int(a), int(b))
+                          for w, a, b in zip(later, ends[:-1], ends[1:], strict=True)]
+            multi = np.flatnonzero(n_sub > 1)
+            self.multi = torch.as_tensor(multi, device=device)
+            self.counts = torch.as_tensor(n_sub[multi], dtype=torch.float32,
+                                          device=device).unsqueeze(1)
+        elif aggregation == "max":
+            word = np.repeat(np.arange(len(n_sub)), n_sub)
+            token = np.arange(int(n_sub.sum())) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
+            self.tokens = torch.as_tensor(first[word] + token, device=device)
+            self.word = torch.as_tensor(word, device=device)
         self.firsts, self.lasts = firsts, lasts
 
     def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Word vectors ``(len(unique_rows), n_layers * width)`` from per-layer (B, T, D)."""
+        """Word vectors ``(len(rows), n_layers * width)`` from per-layer (B, T, D)."""
+        if self.aggregation == "mean":
+            return word_means(layers, self.tokens, len(self.rows), self.steps, self.multi,
+                              self.counts)
         # `.to` is a no-op on one device; with a model split over devices (device_map) each
         # layer's output is gathered to the device of the inputs.
-        selected = torch.cat(
-            [h.reshape(-1, h.shape[-1]).to(self.tokens.device).index_select(0, self.tokens)
-             for h in layers], dim=1,
-        ).float()
+        flat = [h.reshape(-1, h.shape[-1]).to(self.device) for h in layers]
         if self.aggregation in ("first", "last"):
-            out = torch.empty((len(self.unique_rows), selected.shape[1]), device=selected.device)
-            out[self.inverse] = selected
-            return out
-        out = torch.zeros((len(self.unique_rows), selected.shape[1]), device=selected.device)
-        if self.aggregation == "mean":
-            out.index_add_(0, self.inverse, selected)
-            return out / self.counts
-        index = self.inverse.unsqueeze(1).expand_as(selected)
+            return torch.cat([h.index_select(0, self.first) for h in flat], dim=1).float()
+        selected = torch.cat([h.index_select(0, self.tokens) for h in flat], dim=1).float()
+        out = torch.zeros((len(self.rows), selected.shape[1]), device=selected.device)
+        index = self.word.unsqueeze(1).expand_as(selected)
         return out.scatter_reduce_(0, index, selected, reduce="amax", include_self=False)
 
     def token_rows(
@@ -127,7 +140,7 @@ class _Aggregator:
         pairs = self.firsts if which == "first" else self.lasts
         if not pairs:
             return [], torch.empty(0)
-        idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.tokens.device)
+        idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.device)
         vecs = torch.cat([h.reshape(-1, h.shape[-1]).to(idx.device).index_select(0, idx)
                           for h in layers], dim=1)
         return [s for s, _ in pairs], vecs.float()
@@ -359,8 +372,7 @@ class BlockPlan:
         """
         hi = lo + len(sentences)
         row0, row1 = int(offsets[0]), int(offsets[-1])
-        row_of = {(lo + k, j): int(offsets[k]) - row0 + j
-                  for k in range(len(sentences)) for j in range(len(sentences[k]))}
+        first_rows = np.asarray(offsets[:-1], dtype=np.int64) - row0
         word_ids, empty = self.wtok.encode_words([list(s) for s in sentences])
         pieces: list[Piece] = []
         block_stats = WindowStats(words_without_subwords=empty)
@@ -379,9 +391,9 @@ class BlockPlan:
             # With ``stop`` the pass ends after the last requested module (result None).
             result = trace.call(self.target, **inputs, output_hidden_states=self.need_hidden,
                                 return_dict=True)
-            agg = _Aggregator(batch, inputs["input_ids"].shape[1], row_of, self.aggregation,
-                              device)
-            rows = agg.unique_rows.cpu().numpy()
+            agg = _Aggregator(batch, inputs["input_ids"].shape[1], first_rows, lo,
+                              self.aggregation, device)
+            rows = agg.rows
             for c in self.comps:
                 per_layer = _component_tensors(c, result, trace, self.hidden_sites)
                 buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
@@ -392,20 +404,9 @@ class BlockPlan:
                         pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
         if self.sentence_pooling == "mean":
             counts = np.diff(offsets)
-            pooled = {name: pool_means(buf, counts) for name, buf in buffers.items()}
+            pooled = {name: sentence_means(torch.from_numpy(buf), counts).numpy()
+                      for name, buf in buffers.items()}
         return buffers, pooled, block_stats
-
-
-def pool_means(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Mean word vector of each sentence (``counts`` words each, in order); NaN when empty."""
-    # Sentences without words get NaN (reduceat cannot take empty ranges).
-    nonempty = counts > 0
-    starts = (np.cumsum(counts) - counts).astype(np.int64)[nonempty]
-    means = np.full((len(counts), rows.shape[1]), np.nan, np.float32)
-    if len(starts):
-        sums = np.add.reduceat(rows, starts, axis=0)
-        means[nonempty] = sums / counts[nonempty][:, None]
-    return means
 
 
 def resume_stats(meta: Mapping[str, Any]) -> WindowStats:
@@ -427,6 +428,9 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     sentences_done = int(writer.meta["progress"]["sentences_done"])
     stats = resume_stats(writer.meta)
     plan = BlockPlan(loaded, comps, wtok, batch_size, aggregation, sentence_pooling)
+    # Holding back at most chunk_words rows costs no more memory than a block.
+    blocks = BlockWriter(writer, comps, sentence_pooling,
+                         carry=int(writer.meta["chunk_words"]) <= block_words)
     started = time.perf_counter()
     done_at_start = int(offsets[sentences_done])
     progress, task = _progress_bar(show_progress, corpus.n_words, done_at_start)
@@ -442,10 +446,8 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
             stats.merge(block_stats)
             if pending is not None:
                 pending.result()  # at most one block in flight: memory stays bounded
-            pending = io.submit(
-                _write_block, writer, comps, buffers, pooled, sentence_pooling, offsets,
-                (lo, hi), stats.as_dict(),
-            )
+            pending = io.submit(blocks.write, buffers, pooled, (int(offsets[lo]), int(offsets[hi])),
+                                (lo, hi), stats.as_dict(), hi == corpus.n_sentences)
             if pending_progress is not None:
                 _show_rate(progress, task, pending_progress, done_at_start, started)
             pending_progress = int(offsets[hi])
@@ -454,20 +456,6 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
         if pending_progress is not None:
             _show_rate(progress, task, pending_progress, done_at_start, started)
     writer.finalize(windows=stats.as_dict(), device=str(loaded.device))
-
-
-def _write_block(writer: StoreWriter, comps: Sequence[Component], buffers: dict[str, np.ndarray],
-                 pooled: dict[str, np.ndarray], sentence_pooling: str, offsets: np.ndarray,
-                 sentences: tuple[int, int], windows: dict) -> None:
-    """Write one block's rows (and sentence vectors), then commit it as done."""
-    lo, hi = sentences
-    row0, row1 = int(offsets[lo]), int(offsets[hi])
-    for c in comps:
-        writer.write_rows(c.name, row0, buffers[c.name])
-        if sentence_pooling != "none":
-            writer.write_sentences(c.name, lo, pooled[c.name])
-    writer.meta["windows"] = windows
-    writer.commit(row1, hi)
 
 
 def _show_rate(progress: Any, task: Any, done: int, done_at_start: int, started: float) -> None:

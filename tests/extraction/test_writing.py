@@ -1,0 +1,46 @@
+"""Rows go to disk in whole files: each activation file is written once per extraction."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from neuronscope.extraction import extract
+from neuronscope.store import read_meta
+from neuronscope.store.integrity import ChunkStore
+
+# Blocks of 256 words (the minimum), files of 100 rows: every block boundary inside a file.
+SETTINGS = {"components": ("hidden", "mlp"), "block_bytes": 1, "batch_size": 4,
+            "progress": False}
+
+
+def _writes(monkeypatch) -> Counter:
+    written: Counter = Counter()
+    original = ChunkStore.set
+
+    async def counted(self, key, value):
+        written[key] += 1
+        await original(self, key, value)
+
+    monkeypatch.setattr(ChunkStore, "set", counted)
+    return written
+
+
+def test_each_activation_file_is_written_once(monkeypatch, tmp_path, big_corpus, tiny_bert):
+    written = _writes(monkeypatch)
+    store = extract(big_corpus, tmp_path / "held", tiny_bert, chunk_words=100, **SETTINGS)
+    activations = {k: n for k, n in written.items() if k.startswith("activations/")
+                   and not k.endswith("zarr.json")}
+    # 738 rows in files of 100: 8 per component, each written once.
+    assert len(activations) == 16 and set(activations.values()) == {1}
+    monkeypatch.undo()
+
+    # Files larger than a block: every block is written as it comes, the same values.
+    whole = extract(big_corpus, tmp_path / "whole", tiny_bert, chunk_words=1000, **SETTINGS)
+    assert np.array_equal(store.matrix(), whole.matrix())
+    for comp in ("hidden", "mlp"):
+        assert np.array_equal(store.sentence_vectors(comp), whole.sentence_vectors(comp),
+                              equal_nan=True)
+    assert store.info()["windows"] == whole.info()["windows"]
+    assert read_meta(tmp_path / "held")["progress"]["words_done"] == big_corpus.n_words
