@@ -160,8 +160,12 @@ def run_blocks(scheduler: Any, loaded: LoadedModel,
     device = str(loaded.device)
     with connect(scheduler) as client:
         window = 2 * n_workers(client)  # blocks in flight: bounded memory on the workers
+        # One future for the whole packed model: scattering the dict itself would make a
+        # future per entry keyed by the entry's name ("cls", "state", ...), the same keys in
+        # every run, so a new run's model could be dropped when the last run's is released
+        # (seen after an interrupted run: "lost dependencies").
         model: Any = (by_name[0] if by_name is not None
-                      else client.scatter(pack_model(loaded), broadcast=True, hash=False))
+                      else client.scatter([pack_model(loaded)], broadcast=True, hash=False)[0])
         model_kwargs = dict(by_name[1]) if by_name is not None else {}
 
         def submit(lo: int, hi: int) -> Any:
