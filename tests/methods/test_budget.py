@@ -158,3 +158,16 @@ def test_spilled_columns_refuse_nan_with_rows_and_neuron(tmp_path, monkeypatch):
     monkeypatch.setattr(spill, "ROW_BLOCK", 256)
     with pytest.raises(NeuronscopeError, match=r"rows 512-767: .*first at row 188, neuron"):
         AveragePrecision(n_jobs=1).rank(store, corpus.concept_labels("tag"))
+
+
+def test_spill_scratch_write_failure_is_a_clear_error(tmp_path, monkeypatch):
+    x, y = problem(n=900, d=8, seed=5)
+    store, corpus = labelled_store(tmp_path / "s", x, y, chunk_words=128)
+    monkeypatch.setattr(column_pass, "SPILL_BYTES", 0)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spill.os, "pwrite", full)
+    with pytest.raises(NeuronscopeError, match="scratch file in .*No space left on device.*TMPDIR"):
+        IoU(n_jobs=1).rank(store, corpus.concept_labels("tag"))

@@ -48,7 +48,13 @@ def _groups(store: ActivationStore, ids: np.ndarray, width: int) -> Iterator[np.
 def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
     view = data.data.cast("B")
     while len(view):
-        written = os.pwrite(fd, view, offset)
+        try:
+            written = os.pwrite(fd, view, offset)
+        except OSError as err:  # e.g. a full disk: say where, not a traceback
+            raise NeuronscopeError(
+                f"cannot write the ranker's scratch file in {tempfile.gettempdir()} "
+                f"({err.strerror or err}); it needs 4 bytes per word and neuron of one layer: "
+                "free space there or point TMPDIR elsewhere") from None
         view, offset = view[written:], offset + written
 
 
