@@ -35,7 +35,13 @@ from neuronscope.methods.base import MethodInput
 from neuronscope.methods.budget import Memory, resolve_budget, units_within
 from neuronscope.methods.hygiene import NeuronHealth
 from neuronscope.methods.kernels import column_moments, transpose_into
-from neuronscope.methods.spill import ROW_BLOCK, SPILL_BYTES, ColumnReader, spilled_groups
+from neuronscope.methods.spill import (
+    ROW_BLOCK,
+    SPILL_BYTES,
+    ColumnReader,
+    layer_groups,
+    spilled_groups,
+)
 
 # Neurons transposed together: 64 float32 of a row are four cache lines read per visit of a
 # row that may lie pages away from the last (16 took about 1.5x as long on EWT train).
@@ -98,15 +104,7 @@ def iter_column_blocks(
             check_block_finite(block, [data.names[c] for c in cols])
             yield cols, block
         return
-    by_id = np.argsort(data.ids, kind="stable")
-    groups = data.source.layout.layer_of(data.ids[by_id])
-    cuts = [0]
-    for i in range(1, n):
-        if groups[i] != groups[i - 1] or i - cuts[-1] >= block_neurons:
-            cuts.append(i)
-    cuts.append(n)
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        cols = by_id[lo:hi]
+    for cols in layer_groups(data.source, data.ids, block_neurons):
         block = data.source.neurons(data.ids[cols])
         check_block_finite(block, [data.names[c] for c in cols])
         yield cols, block
@@ -171,6 +169,11 @@ def column_pass(
     d, n = data.n_neurons, data.n_words
     mean, m2, max_abs = np.zeros(d), np.zeros(d), np.zeros(d)
     local = threading.local()
+
+    def visit(buffers: Any, x: np.ndarray, col: int) -> None:
+        mean[col], m2[col], max_abs[col] = column_moments(x)
+        per_neuron(buffers, x, col)
+
     if not isinstance(data.source, np.ndarray) and 4 * n * min(block_neurons, d) > SPILL_BYTES:
         width = plan_spill(n, block_neurons, jobs, memory, thread_bytes_per_word, what)
 
@@ -178,9 +181,7 @@ def column_pass(
             state = getattr(local, "state", None)
             if state is None:
                 state = local.state = (make_buffers(), np.empty(n, np.float32))
-            x = read(i, state[1])
-            mean[col], m2[col], max_abs[col] = column_moments(x)
-            per_neuron(state[0], x, col)
+            visit(state[0], read(i, state[1]), col)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for cols, read in spilled_groups(data, width):
@@ -195,14 +196,11 @@ def column_pass(
         if state is None:
             width = min(SUB_BLOCK, block_neurons)
             state = local.state = (make_buffers(), np.empty((width, n), np.float32))
-        buffers = state[0]
         part = block[:, j : j + len(state[1])]
         sub = state[1][: part.shape[1]]
         transpose_into(part, sub)
         for i, x in enumerate(sub):
-            col = int(cols[j + i])
-            mean[col], m2[col], max_abs[col] = column_moments(x)
-            per_neuron(buffers, x, col)
+            visit(state[0], x, int(cols[j + i]))
 
     step = min(SUB_BLOCK, block_neurons)
     blocks = iter_column_blocks(data, block_neurons)

@@ -34,8 +34,10 @@ ROW_BLOCK = 16384
 ColumnReader = Callable[[int, np.ndarray], np.ndarray]
 
 
-def _groups(store: ActivationStore, ids: np.ndarray, width: int) -> Iterator[np.ndarray]:
-    """Positions (of ``ids``) in id order, cut at layer boundaries and every ``width``."""
+def layer_groups(store: ActivationStore, ids: np.ndarray, width: int) -> Iterator[np.ndarray]:
+    """Positions (of ``ids``) in id order, cut at layer boundaries and every ``width``: each
+    group's columns lie in one layer's chunks, so reading the groups in turn reads every
+    on-disk chunk once per group of its layer, whatever the order of ``ids``."""
     by_id = np.argsort(ids, kind="stable")
     layer = store.layout.layer_of(ids[by_id])
     lo = 0
@@ -80,7 +82,7 @@ def spilled_groups(data: MethodInput, width: int) -> Iterator[tuple[np.ndarray, 
     with tempfile.TemporaryFile(prefix="neuronscope-columns-") as scratch:
         fd = scratch.fileno()
         transposed = np.empty((max(1, width), min(ROW_BLOCK, n)), np.float32)
-        for cols in _groups(store, data.ids, max(1, width)):
+        for cols in layer_groups(store, data.ids, max(1, width)):
             ids = data.ids[cols]
             for start in range(0, n, ROW_BLOCK):
                 stop = min(start + ROW_BLOCK, n)
