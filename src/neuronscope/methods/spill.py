@@ -24,6 +24,7 @@ import numpy as np
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import MethodInput
 from neuronscope.methods.kernels import transpose_into
+from neuronscope.store.fastread import pread_full
 from neuronscope.store.store import ActivationStore
 
 #: Column blocks of a store larger than this are spilled (bytes of one float32 block).
@@ -61,12 +62,8 @@ def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
 
 
 def _read_all(fd: int, out: np.ndarray, offset: int) -> None:
-    view = out.data.cast("B")
-    while len(view):
-        got = os.preadv(fd, [view], offset)
-        if got <= 0:
-            raise NeuronscopeError("the ranker's scratch file ended early (disk full or removed?)")
-        view, offset = view[got:], offset + got
+    if pread_full(fd, out, offset) < out.nbytes:
+        raise NeuronscopeError("the ranker's scratch file ended early (disk full or removed?)")
 
 
 def spilled_groups(data: MethodInput, width: int) -> Iterator[tuple[np.ndarray, ColumnReader]]:

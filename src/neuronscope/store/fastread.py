@@ -279,8 +279,25 @@ def _read_chunks(f: _Reader, coords: tuple[int, int], rows: tuple[int, int],
     if stream:
         f.skip_to(f.size)
         if f.crc != entry[1]:  # type: ignore[index]
-            raise _damaged(plan, f"file {key} fails its checksum (its content changed "
-                                 "after it was written)")
+            raise _changed(plan, key)
+
+
+def pread_full(fd: int, buf: np.ndarray, offset: int) -> int:
+    """Read file bytes from ``offset`` into the contiguous array ``buf`` until it is full or
+    the file ends; returns the bytes read (the kernel may return fewer than asked)."""
+    view, want, got = buf.data.cast("B"), buf.nbytes, 0
+    while got < want:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:  # the file's end
+            break
+        got += n
+    return got
+
+
+def _changed(plan: Plan, key: str) -> DamagedStoreError:
+    """The error of a whole file whose CRC-32C differs from the manifest's."""
+    return _damaged(plan, f"file {key} fails its checksum (its content changed after it was "
+                          "written)")
 
 
 class _Reader:
@@ -294,13 +311,11 @@ class _Reader:
 
     def read(self, buf: np.ndarray, offset: int) -> None:
         """Fill ``buf`` (1-D, contiguous bytes: scratch or the destination itself)."""
-        view, want, got = buf.data, buf.nbytes, 0
-        while got < want:  # the kernel may return less than asked; 0 is the file's end
-            n = os.preadv(self.fd, [view[got:]], offset + got)
-            if n <= 0:
-                raise _damaged(self.plan, f"file {self.key} ends at byte {offset + got}, "
-                                          f"{want - got} bytes short (truncated)")
-            got += n
+        want = buf.nbytes
+        got = pread_full(self.fd, buf, offset)
+        if got < want:
+            raise _damaged(self.plan, f"file {self.key} ends at byte {offset + got}, "
+                                      f"{want - got} bytes short (truncated)")
         if self.crc is not None:  # while the piece is still in cache
             self.crc = int(google_crc32c.extend(self.crc, buf))
         self.pos = offset + want
@@ -411,8 +426,7 @@ def _check_whole(f: _Reader, expect: int) -> None:
     f.crc, f.pos = 0, 0
     f.skip_to(f.size)
     if f.crc != expect:
-        raise _damaged(f.plan, f"file {f.key} fails its checksum (its content changed "
-                               "after it was written)")
+        raise _changed(f.plan, f.key)
 
 
 def _scratch(nbytes: int, name: str = "scratch") -> np.ndarray:
@@ -451,9 +465,8 @@ def _shard_index(f: _Reader, verify: bool, whole: bool) -> np.ndarray:
     f.read(tail, f.size - size)
     if verify and plan.index_crc and int(google_crc32c.extend(0, tail[:-4])) != int(
             tail[-4:].view("<u4")[0]):
-        raise _damaged(plan, f"file {f.key} fails its checksum (its content changed after "
-                             "it was written)" if whole else
-                       f"file {f.key}: its shard index fails its checksum")
+        raise (_changed(plan, f.key) if whole else
+               _damaged(plan, f"file {f.key}: its shard index fails its checksum"))
     return tail[: 16 * n].view("<u8").reshape(n, 2)
 
 
