@@ -91,15 +91,15 @@ def sentence_means(rows: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
     """
     counts = np.asarray(counts, dtype=np.int64)
     starts = np.cumsum(counts) - counts
-    out = torch.full((len(counts), rows.shape[1]), float("nan"), dtype=torch.float32,
-                     device=rows.device)
     device = rows.device
+    out = torch.full((len(counts), rows.shape[1]), float("nan"), dtype=torch.float32,
+                     device=device)
     for n in np.unique(counts[counts > 0]).tolist():
         which = np.flatnonzero(counts == n)
-        first = torch.as_tensor(starts[which], device=device)
-        total = rows.index_select(0, first)
+        first = starts[which]
+        total = rows.index_select(0, torch.as_tensor(first, device=device))
         if n > 1:
-            idx = (starts[which][:, None] + np.arange(1, n)).reshape(-1)
+            idx = (first[:, None] + np.arange(1, n)).reshape(-1)
             rest = rows.index_select(0, torch.as_tensor(idx, device=device))
             total += _pairwise(rest.view(len(which), n - 1, rows.shape[1]))
             # A tensor divisor: on CUDA a CPU scalar would be a multiplication by 1 / n.
