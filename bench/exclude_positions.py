@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-EWT = Path("/work/shared/data/ud_ewt")
+EWT = Path(os.environ.get("NEURONSCOPE_EWT",
+                         Path(__file__).resolve().parents[2] / "shared" / "data" / "ud_ewt"))
 WORK = Path(os.environ.get("NEURONSCOPE_BENCH_WORK",
                            Path(__file__).resolve().parent / "_work" / "exclude_positions"))
 KS, N_RANDOM, SEED = [10, 50, 100], 5, 0

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -48,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-EWT = Path("/work/shared/data/ud_ewt")
+EWT = Path(os.environ.get("NEURONSCOPE_EWT",
+                         Path(__file__).resolve().parents[2] / "shared" / "data" / "ud_ewt"))
 
 
 def open_or_extract(conllu: Path, path: Path, model=None, log=print):

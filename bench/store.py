@@ -19,6 +19,7 @@ Usage: python bench/store.py [--sentences 2000] [--repeat 3] [--work /tmp/store-
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import time
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-EWT = Path("/work/shared/data/ud_ewt")
+EWT = Path(os.environ.get("NEURONSCOPE_EWT",
+                         Path(__file__).resolve().parents[2] / "shared" / "data" / "ud_ewt"))
 
 
 def timed(fn, repeat: int) -> tuple[float, float, object]:
