@@ -65,7 +65,8 @@ class RunningMoments:
         mean_b = np.zeros((n_g, self.n_columns))
         m2_b = np.zeros((n_g, self.n_columns))
         for g in np.flatnonzero(counts_b):
-            rows = block if n_g == 1 else block[code == g]
+            # A block of one group is used as it is (no boolean copy).
+            rows = block if counts_b[g] == len(block) else block[code == g]
             mean_b[g] = rows.mean(axis=0, dtype=np.float64)
             # Centre on the rows' own mean rounded to their dtype (large offsets then cancel
             # exactly), square in that dtype, sum in float64, and correct for the rounding

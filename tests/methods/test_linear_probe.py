@@ -312,7 +312,7 @@ def correlated_task(n_sentences: int = 240, words: int = 8, seed: int = 0):
 
 def test_default_probe_top_k_beats_random_k_on_correlated_features() -> None:
     """The issue's acceptance test: the default probe's top-k, retrained on held-out
-    sentences, beats random-k (mean of 5 draws) and bottom-k."""
+    sentences, beats random-k (mean + 2 sd of 10 draws) and bottom-k."""
     x, y, groups, informative = correlated_task()
     train = groups < 160
     ranking = LinearProbe(random_state=0).rank(x[train], y[train], groups[train])
@@ -329,7 +329,9 @@ def test_default_probe_top_k_beats_random_k_on_correlated_features() -> None:
     for k in (3, 6):
         top = held_out(order[:k])
         bottom = held_out(order[-k:])
-        random = [held_out(rng.choice(x.shape[1], k, replace=False)) for _ in range(5)]
+        # Ten draws: with 12 informative columns in 100, random-3 accuracy is bimodal (a draw
+        # hits a signal or not), and five draws estimate its spread poorly.
+        random = [held_out(rng.choice(x.shape[1], k, replace=False)) for _ in range(10)]
         assert top > np.mean(random) + 2 * np.std(random), (k, top, random)
         assert top > bottom + 0.1
 

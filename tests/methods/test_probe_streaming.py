@@ -12,7 +12,13 @@ import torch
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import prepare_input
 from neuronscope.methods.linear_probe import LinearProbe
-from neuronscope.methods.probe_data import InMemoryRows, StreamingRows, use_streaming
+from neuronscope.methods.probe_data import (
+    InMemoryRows,
+    StreamingRows,
+    in_memory_rows,
+    use_streaming,
+)
+from neuronscope.methods.probe_training import check_window
 from neuronscope.store.view import ActivationView
 
 from .conftest import labelled_store
@@ -105,8 +111,9 @@ def test_mixing_buffer_visits_each_row_once_with_bounded_memory(stored) -> None:
     rows = np.sort(np.random.default_rng(0).choice(len(x), 1500, replace=False))
     generator = torch.Generator().manual_seed(0)
     seen, first = [], None
-    for ids, block in source.shuffled_batches(rows, 50, generator):
+    for ids, parts in source.shuffled_batches(rows, 50, generator):
         assert len(ids) <= 50
+        block = torch.cat(parts)
         np.testing.assert_array_equal(block.numpy(), x[ids])  # rows travel with their ids
         seen.append(ids.copy())
         first = ids.copy() if first is None else first
@@ -171,6 +178,51 @@ def test_the_probe_memory_parameter_is_its_budget(stored) -> None:
         store, labels).streaming_
 
 
+@pytest.mark.parametrize("budget", [10**9, 1000])
+def test_training_layout_remixes_tiles_every_epoch(budget: int) -> None:
+    # In the layout (a copy fits the budget) or gathered from the array as it is (it does
+    # not): the same tiles, every training row once per epoch, rows with their ids.
+    x, y, _ = task(n_sentences=100)
+    rows = np.arange(0, len(x), 3)
+    data = prepare_input(x, y)
+    source = in_memory_rows(data, torch.device("cpu"), 300, rows, seed=5, budget=budget)
+    assert source.in_layout == (budget > 1000)
+    assert source.tiles_per_batch * source.tile_rows >= 300 and source.tile_rows <= 128
+    generator = torch.Generator().manual_seed(0)
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for ids, parts in source.shuffled_batches(rows, 300, generator):
+            assert len(parts) <= source.tiles_per_batch
+            np.testing.assert_array_equal(torch.cat(parts).numpy(), x[ids])
+            seen.append(ids)
+        np.testing.assert_array_equal(np.sort(np.concatenate(seen)), rows)
+        epochs.append(seen)
+    # Batches differ between epochs (tiles drawn anew), and a batch holds scattered rows.
+    assert not np.array_equal(epochs[0][0], epochs[1][0])
+    assert np.ptp(epochs[0][0]) > 300
+    # Ordered passes give any rows with their ids (a block is valid until the next one).
+    others = np.setdiff1d(np.arange(len(x)), rows)
+    for wanted in (rows, others, np.arange(len(x))):
+        seen = []
+        for ids, block in source.blocks(wanted):
+            np.testing.assert_array_equal(block.numpy(), x[ids])
+            assert np.isin(ids, rows).all() or not np.isin(ids, rows).any()  # one kind
+            seen.append(ids)
+        np.testing.assert_array_equal(np.sort(np.concatenate(seen)), wanted)
+    with pytest.raises(NeuronscopeError, match="training rows"):
+        next(source.shuffled_batches(others, 300, generator))
+
+
+def test_a_copy_in_the_layout_or_gathered_rows_give_the_same_fit(monkeypatch) -> None:
+    x, y, groups = task(n_sentences=120)
+    params = {"max_epochs": 3, "n_alphas": 3, "batch_size": 64, "random_state": 1}
+    copied = LinearProbe(**params).fit(x, y, groups)
+    monkeypatch.setenv("NEURONSCOPE_MEMORY_LIMIT", "10KB")  # no room for a copy
+    gathered = LinearProbe(**params, streaming=False).fit(x, y, groups)
+    np.testing.assert_array_equal(gathered.coef_, copied.coef_)
+
+
 def test_in_memory_source_refuses_other_layouts() -> None:
     with pytest.raises(NeuronscopeError, match="C-ordered float32"):
         InMemoryRows(np.zeros((4, 3), order="F", dtype=np.float32), torch.device("cpu"), 8)
@@ -198,7 +250,7 @@ def test_check_rows_checks_convergence_within_an_epoch() -> None:
     x, y, groups = task(n_sentences=150)
     params = {"alpha": 1e-3, "ranking": "weight", "batch_size": 32, "tol": 1e-2,
               "random_state": 0}
-    by_epoch = LinearProbe(**params, max_epochs=30).fit(x, y, groups)
+    by_epoch = LinearProbe(**params, max_epochs=30, check_rows=None).fit(x, y, groups)
     # Checking every 200 rows: the same plateaus come sooner, in fewer passes.
     by_rows = LinearProbe(**params, max_epochs=30, check_rows=200).fit(x, y, groups)
     assert by_epoch.converged_ and by_rows.converged_
@@ -206,3 +258,14 @@ def test_check_rows_checks_convergence_within_an_epoch() -> None:
     assert by_rows.score(x, y) > 0.6
     with pytest.raises(NeuronscopeError, match="check_rows"):
         LinearProbe(check_rows=0).fit(x, y)
+    with pytest.raises(NeuronscopeError, match="check_rows"):
+        LinearProbe(check_rows="often").fit(x, y)
+
+
+def test_automatic_check_window_is_a_quarter_epoch_of_at_least_50_batches() -> None:
+    assert check_window("auto", 184_000, 920) == 46_000
+    assert check_window("auto", 10_000, 32) == 2_500
+    assert check_window("auto", 4_000, 32) == 1_600  # 50 batches of 32
+    assert check_window("auto", 1_000, 32) == 1_000  # never more than an epoch
+    assert check_window(None, 1_000, 32) == 1_000
+    assert check_window(300, 1_000, 32) == 300

@@ -216,3 +216,25 @@ def test_loading_more_than_the_memory_budget_is_a_clear_error(tmp_path, monkeypa
     assert parse_bytes("4GB") == 4 * 10**9 and parse_bytes("512MiB") == 512 * 2**20
     with pytest.raises(NeuronscopeError, match="cannot read"):
         parse_bytes("lots")
+
+
+def test_large_matrices_are_mapped_without_huge_page_advice(monkeypatch):
+    # empty_matrix maps arrays from MAP_BYTES on itself (see its docstring); they behave
+    # like numpy's own: writable, C-ordered, the requested shape and dtype.
+    from neuronscope.store import memory
+
+    monkeypatch.setattr(memory, "MAP_BYTES", 1024)
+    mapped = memory.empty_matrix((300, 7))
+    small = memory.empty_matrix((2, 3))
+    def owner(array):  # the object at the end of the array's chain of bases
+        while isinstance(array, np.ndarray) and array.base is not None:
+            array = array.base
+        return array.obj if isinstance(array, memoryview) else array
+
+    assert isinstance(owner(mapped), memory.mmap.mmap)
+    assert not isinstance(owner(small), memory.mmap.mmap)
+    for array, shape in ((mapped, (300, 7)), (small, (2, 3))):
+        assert array.shape == shape and array.dtype == np.float32
+        assert array.flags.c_contiguous and array.flags.writeable
+    mapped[:] = np.arange(2100, dtype=np.float32).reshape(300, 7)
+    assert mapped[299, 6] == 2099

@@ -8,8 +8,8 @@ scaling its gradient step gets. Unlike adding the subgradient ``sign(w)`` (which
 oscillate around zero), this yields exact zeros: a weight stays zero while its averaged
 minibatch gradient stays below ``lambda_1``.
 
-Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (one
-epoch, or ``check_rows`` rows when that is set and fewer) the penalized training objective
+Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (a
+quarter of an epoch by default, see :func:`check_window`) the penalized training objective
 (mean minibatch loss of the window plus the penalty) is compared with the best so far; a
 window that does not lower it by a relative ``tol`` halves the step size, and training stops
 after ``patience`` such windows in all (converged) or at ``max_epochs`` (not converged,
@@ -62,7 +62,7 @@ class Trainer:
         device: torch.device,
         batch_size: int,
         seed: int,
-        check_rows: int | None = None,
+        check_rows: int | str | None = None,
     ) -> None:
         self.device = device
         self.source = source
@@ -92,25 +92,35 @@ class Trainer:
         weight = weight * self.inv_scale
         return weight, bias - weight @ self.mean
 
-    def _step(self, idx: np.ndarray, xb: torch.Tensor) -> torch.Tensor:
-        """One proximal Adam step on rows ``idx`` (``xb``); returns the sum of their losses
-        before the step (a tensor: no synchronization per step on accelerators)."""
-        yb = self.y[torch.from_numpy(idx).to(self.device)]
+    def _step(self, idx: np.ndarray, parts: list[torch.Tensor]) -> torch.Tensor:
+        """One proximal Adam step on rows ``idx`` (``parts``, stacked, are their rows);
+        returns the sum of their losses before the step (a tensor: no synchronization per
+        step on accelerators)."""
+        y = self.y[torch.from_numpy(idx).to(self.device)]
         weight, bias = self._effective()
-        out = torch.addmm(bias, xb, weight.T)
-        # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
-        # cross-entropy, (prediction - y) / B for half the squared error.
-        if self.classify:
-            grad = torch.softmax(out, dim=1)
-            picked = yb[:, None]
-            loss = -torch.log(grad.gather(1, picked).clamp_min_(1e-30)).sum()
-            grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
-        else:
-            grad = out - yb[:, None]
-            loss = 0.5 * (grad**2).sum()
-        grad /= len(yb)
-        grad_b = grad.sum(dim=0)
-        grad_w = grad.T @ xb
+        grad_w = torch.zeros_like(self.weight)
+        grad_b = torch.zeros_like(self.bias)
+        loss = torch.zeros((), device=self.device)
+        scale = 1.0 / len(idx)
+        start = 0
+        for xb in parts:
+            # Forward and backward product of one part while it is in cache.
+            yb = y[start : start + len(xb)]
+            start += len(xb)
+            out = torch.addmm(bias, xb, weight.T)
+            # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
+            # cross-entropy, (prediction - y) / B for half the squared error.
+            if self.classify:
+                grad = torch.softmax(out, dim=1)
+                picked = yb[:, None]
+                loss += -torch.log(grad.gather(1, picked).clamp_min_(1e-30)).sum()
+                grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
+            else:
+                grad = out - yb[:, None]
+                loss += 0.5 * (grad**2).sum()
+            grad *= scale
+            grad_b += grad.sum(dim=0)
+            grad_w.addmm_(grad.T, xb)
         if self.inv_scale is not None and self.mean is not None:
             # Chain rule through the folded normalization.
             grad_w.sub_(torch.outer(grad_b, self.mean)).mul_(self.inv_scale)
@@ -136,31 +146,32 @@ class Trainer:
         p.addcdiv_(m, denom, value=-self.lr * m_hat_scale)
         return denom
 
-    @torch.no_grad()
-    def alpha_max(self, idx: np.ndarray) -> float:
+    def alpha_max(self, idx: np.ndarray, target_sums: np.ndarray, train_sum: np.ndarray
+                  ) -> float:
         """The largest |gradient| of the mean loss at zero weights (intercept at the class
-        priors or the target mean): the L1 strength below which the first weight enters."""
-        y = self.y[torch.from_numpy(idx).to(self.device)]
+        priors or the target mean): the L1 strength below which the first weight enters.
+
+        ``target_sums``, ``train_sum``: the training rows' target-weighted sums and plain sum
+        (:class:`~neuronscope.methods.probe_data.Scan`), so no pass over the rows is needed:
+        the gradient is ``sum_rows (prior - onehot(y)) x`` (``(mean(y) - y) x`` when
+        regressing).
+        """
+        n = max(len(idx), 1)
+        y = self.y[torch.from_numpy(idx).to(self.device)].cpu().numpy()
         if self.classify:
-            prior = torch.bincount(y, minlength=len(self.bias)).float() / len(idx)
+            counts = np.bincount(y, minlength=len(self.bias)).astype(np.float64)
+            prior = counts / n
+            grad = np.outer(prior, train_sum) - target_sums
+            out_sum = prior * len(idx) - counts
         else:
-            y_mean = float(y.float().mean())
-        grad = torch.zeros_like(self.weight)
-        out_sum = torch.zeros_like(self.bias)
-        for rows, xb in self.source.blocks(idx):
-            yb = self.y[torch.from_numpy(rows).to(self.device)]
-            if self.classify:
-                out = prior.expand(len(rows), -1).clone()
-                out.scatter_add_(1, yb[:, None], torch.full((len(rows), 1), -1.0,
-                                                            device=self.device))
-            else:
-                out = (y_mean - yb.float())[:, None]
-            grad += out.T @ xb
-            out_sum += out.sum(dim=0)
+            y_mean = float(y.astype(np.float64).mean()) if len(idx) else 0.0
+            grad = y_mean * train_sum[None, :] - target_sums
+            out_sum = np.array([y_mean * len(idx) - float(y.astype(np.float64).sum())])
         if self.inv_scale is not None and self.mean is not None:
             # The gradient on standardized rows, folded: (x - mean) * inv_scale.
-            grad.sub_(torch.outer(out_sum, self.mean)).mul_(self.inv_scale)
-        return float(grad.abs().max()) / max(len(idx), 1)
+            grad = ((grad - np.outer(out_sum, self.mean.cpu().numpy()))
+                    * self.inv_scale.cpu().numpy())
+        return float(np.abs(grad).max()) / n
 
     def penalty(self) -> float:
         """Current value of the penalty term."""
@@ -221,14 +232,14 @@ class Trainer:
                                     minlength=len(self.bias))
             self.bias = torch.log((counts.float() + 1) / (len(train_idx) + len(self.bias)))
             self._prior_set = True
-        window = max(min(len(train_idx), self.check_rows or len(train_idx)), 1)
+        window = check_window(self.check_rows, len(train_idx), self.batch_size)
         best, waited, n_epochs, converged = math.inf, 0, 0, False
         total, seen = torch.zeros((), dtype=torch.float64, device=self.device), 0
         while n_epochs < max_epochs and not converged:
             n_epochs += 1
-            for rows, xb in self.source.shuffled_batches(train_idx, self.batch_size,
-                                                         self.generator):
-                total += self._step(rows, xb)
+            for rows, parts in self.source.shuffled_batches(train_idx, self.batch_size,
+                                                            self.generator):
+                total += self._step(rows, parts)
                 seen += len(rows)
                 if seen < window:
                     continue
@@ -272,6 +283,15 @@ def torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def check_window(setting: int | str | None, n_train: int, batch_size: int) -> int:
+    """Rows between convergence checks: ``"auto"``, a quarter of an epoch but at least 50
+    minibatches (a window's mean minibatch loss must not be mostly noise); ``None``, one
+    epoch; or the given number (at most one epoch)."""
+    if setting == "auto":
+        setting = max(n_train // 4, 50 * batch_size)
+    return max(min(n_train, int(setting or n_train)), 1)
 
 
 def auto_batch_size(setting: int | str, n_train: int) -> int:
@@ -321,10 +341,10 @@ def check_probe_params(self: Any, tasks: tuple[str, ...], penalties: tuple[str, 
          f"patience must be a positive integer, got {self.patience}"),
         (self.n_threads is None or (isinstance(self.n_threads, int) and self.n_threads >= 1),
          f"n_threads must be a positive integer or None, got {self.n_threads!r}"),
-        (self.check_rows is None or (isinstance(self.check_rows, int)
-                                     and not isinstance(self.check_rows, bool)
-                                     and self.check_rows >= 1),
-         f"check_rows must be a positive integer or None, got {self.check_rows!r}"),
+        (self.check_rows is None or self.check_rows == "auto"
+         or (isinstance(self.check_rows, int) and not isinstance(self.check_rows, bool)
+             and self.check_rows >= 1),
+         f"check_rows must be 'auto', None or a positive integer, got {self.check_rows!r}"),
         (self.streaming in (True, False, "auto"),
          f"streaming must be True, False or 'auto', got {self.streaming!r}"),
         (self.buffer_rows is None or (isinstance(self.buffer_rows, int)
