@@ -262,10 +262,10 @@ def test_check_rows_checks_convergence_within_an_epoch() -> None:
         LinearProbe(check_rows="often").fit(x, y)
 
 
-def test_automatic_check_window_is_a_quarter_epoch_of_at_least_50_batches() -> None:
-    assert check_window("auto", 184_000, 920) == 46_000
-    assert check_window("auto", 10_000, 32) == 2_500
-    assert check_window("auto", 4_000, 32) == 1_600  # 50 batches of 32
+def test_automatic_check_window_is_half_an_epoch_of_at_least_50_batches() -> None:
+    assert check_window("auto", 184_000, 920) == 92_000
+    assert check_window("auto", 10_000, 32) == 5_000
+    assert check_window("auto", 2_000, 32) == 1_600  # 50 batches of 32
     assert check_window("auto", 1_000, 32) == 1_000  # never more than an epoch
     assert check_window(None, 1_000, 32) == 1_000
     assert check_window(300, 1_000, 32) == 300

@@ -9,7 +9,7 @@ oscillate around zero), this yields exact zeros: a weight stays zero while its a
 minibatch gradient stays below ``lambda_1``.
 
 Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (a
-quarter of an epoch by default, see :func:`check_window`) the penalized training objective
+half an epoch by default, see :func:`check_window`) the penalized training objective
 (mean minibatch loss of the window plus the penalty) is compared with the best so far; a
 window that does not lower it by a relative ``tol`` halves the step size, and training stops
 after ``patience`` such windows in all (converged) or at ``max_epochs`` (not converged,
@@ -286,11 +286,11 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def check_window(setting: int | str | None, n_train: int, batch_size: int) -> int:
-    """Rows between convergence checks: ``"auto"``, a quarter of an epoch but at least 50
+    """Rows between convergence checks: ``"auto"``, half an epoch but at least 50
     minibatches (a window's mean minibatch loss must not be mostly noise); ``None``, one
     epoch; or the given number (at most one epoch)."""
     if setting == "auto":
-        setting = max(n_train // 4, 50 * batch_size)
+        setting = max(n_train // 2, 50 * batch_size)
     return max(min(n_train, int(setting or n_train)), 1)
 
 
