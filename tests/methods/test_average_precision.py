@@ -232,7 +232,7 @@ def test_sort_keys_order_floats_descending():
         items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
         counts = np.empty((2, kernels.RADIX), np.int32)
         for sign in (1.0, -1.0):
-            kernels.sorted_items(column, sign, codes, items, tmp, counts)
+            kernels.sorted_items(column, sign, codes, items, tmp, counts, np.empty(3))
             reference = -sign * column.astype(np.float64)
             order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
             np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])

@@ -101,9 +101,10 @@ class AveragePrecision(RankingMethod):
             return (np.empty(n, np.uint64), np.empty(n, np.uint64),
                     np.empty((2, RADIX), count_type), np.empty(n_c + 1))
 
-        def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
+        def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int,
+                   stats: np.ndarray) -> None:
             items, tmp, radix_counts, total = buf
-            sorted_items(x, 1.0, codes, items, tmp, radix_counts)
+            sorted_items(x, 1.0, codes, items, tmp, radix_counts, stats)
             ap_from_items(items, n_c + 1, total)
             scores[:, col] = total[:n_c] / counts
 

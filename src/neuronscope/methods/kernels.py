@@ -56,7 +56,7 @@ RADIX = 1 << _DIGIT  # buckets of a radix pass (``counts`` of :func:`sorted_item
 
 @_jit
 def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarray,
-                 tmp: np.ndarray, counts: np.ndarray) -> None:
+                 tmp: np.ndarray, counts: np.ndarray, stats: np.ndarray) -> None:
     """``items`` (uint64): ``key << 32 | code`` of every row, sorted by decreasing ``sign * x``
     (``x`` contiguous float32) with ties in row order: a stable LSD radix sort on the keys in
     two 16-bit passes, the first reading ``x`` and ``codes`` directly (the second is skipped
@@ -67,16 +67,31 @@ def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarra
     the caches, where the cost is the number of times every item is moved. Carrying the
     concept code (not the row) lets the scans read the sorted items in order, without a
     random access per word.
+
+    ``stats`` (float64, 3) receives :func:`column_moments` of ``x``, taken in the counting
+    pass (whose scattered counts hide the moments' chain of additions).
     """
     n = len(x)
     bits = x.view(np.uint32)
     flip = np.uint32(0x80000000) if sign < 0 else np.uint32(0)
     mask = np.uint32(_DIGIT_MASK)
     counts[:] = 0
+    shift = x[0] if n else np.float32(0.0)  # float32, as in column_moments
+    s = 0.0
+    q = 0.0
+    top = 0.0
     for i in range(n):
+        v = float(x[i])  # float32, as in column_moments
+        d = v - shift
+        s += d
+        q += d * d
+        a = abs(v)
+        if a > top:
+            top = a
         k = _key(bits[i], flip)
         counts[0, k & mask] += 1
         counts[1, k >> np.uint32(_DIGIT)] += 1
+    _finish_moments(n, shift, s, q, top, stats)
     skip = False
     for p in range(2):
         total = 0
@@ -183,7 +198,7 @@ def _walk_to(m: int, k: int, forward: bool, n: int, unit: int, seg_counts: np.nd
 def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.ndarray,
                     cuts: np.ndarray, signed: bool, starts: np.ndarray, seg_of: np.ndarray,
                     cand: np.ndarray, best: np.ndarray, best_m: np.ndarray,
-                    best_key: np.ndarray) -> None:
+                    best_key: np.ndarray, stats: np.ndarray) -> None:
     """Best IoU per concept over the masks ``sign * x >= t`` near "the ``m`` largest of
     ``sign * x``" (``m`` in the ascending ``cuts``), for ``sign = 1`` (row 0 of ``best``,
     ``best_m``, ``best_key``) and, if ``signed``, ``sign = -1`` (row 1): the chosen mask
@@ -194,6 +209,7 @@ def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.nd
     concept's IoU at ``m`` is ``inter / (m + size - inter)``; the smallest ``m`` wins ties.
     ``x``: contiguous float32; ``codes`` below ``n_codes``; buffers: ``starts`` (int64,
     ``2**16 + 1``), ``seg_of`` (int64, ``2**16``), ``cand`` (uint64, as long as ``x``).
+    ``stats`` (float64, 3) receives :func:`column_moments` of ``x`` (from the counting pass).
     """
     n = len(x)
     n_c = len(sizes)
@@ -202,8 +218,20 @@ def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.nd
     top = np.uint32(32 - _TOP)
     for b in range(N_TOP + 1):
         starts[b] = 0
+    shift = x[0] if n else np.float32(0.0)  # float32, as in column_moments
+    s = 0.0
+    q = 0.0
+    largest = 0.0
     for i in range(n):
+        v = float(x[i])  # float32, as in column_moments
+        d = v - shift
+        s += d
+        q += d * d
+        a = abs(v)
+        if a > largest:
+            largest = a
         starts[(_key(bits[i], zero) >> top) + 1] += 1
+    _finish_moments(n, shift, s, q, largest, stats)
     for b in range(N_TOP):
         starts[b + 1] += starts[b]
         seg_of[b] = 0
@@ -296,8 +324,13 @@ def value_of_keys(keys: np.ndarray, sign: float) -> np.ndarray:
 
 @_jit
 def column_moments(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean, sum of squared deviations and largest ``|value|`` of a column (float64,
-    shifted by the first value against cancellation)."""
+    """Mean, sum of squared deviations and largest ``|value|`` of a column, shifted by the
+    first value against cancellation.
+
+    The sums are float64, but numba's ``float()`` keeps a float32 a float32, so each
+    deviation and its square are float32. The sort kernels take the same moments in their
+    counting pass (bitwise equal: the same operations in the same order).
+    """
     n = len(x)
     if n == 0:
         return 0.0, 0.0, 0.0
@@ -315,6 +348,20 @@ def column_moments(x: np.ndarray) -> tuple[float, float, float]:
             top = a
     mean = s / n
     return shift + mean, max(q - s * mean, 0.0), top
+
+
+@_jit
+def _finish_moments(n: int, shift: float, s: float, q: float, top: float,
+                    stats: np.ndarray) -> None:
+    """``stats[:] = column_moments(x)`` from the running sums of the kernels' first pass
+    (NaN or inf in ``x`` make ``stats[0]`` non-finite: callers check it)."""
+    if n == 0:
+        stats[0] = stats[1] = stats[2] = 0.0
+        return
+    mean = s / n
+    stats[0] = shift + mean
+    stats[1] = max(q - s * mean, 0.0)
+    stats[2] = top
 
 
 @_jit
@@ -347,6 +394,24 @@ def grouped_shifted_sums(block: np.ndarray, codes: np.ndarray, shift: np.ndarray
             d = float(v) - shift[g, j]
             sums[g, j] += d
             squares[g, j] += d * d
+
+
+@_jit
+def transpose_rows(columns: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    """``out[c, r] = columns[r, c]`` for the rows ``lo:hi`` of a ``(n, k)`` float32 block:
+    threads transpose a whole block together, each its own rows.
+
+    Every visited row is read whole (``k`` neighbouring values) and written to ``k`` output
+    runs of 16 rows (a cache line each): reading all of a row at once, rather than 64 of
+    its columns per visit, touches each row's pages once (on EWT's 2,688-wide matrix a
+    strided 64-column read is bound by the page walks).
+    """
+    k = columns.shape[1]
+    for r0 in range(lo, hi, 16):
+        r1 = min(r0 + 16, hi)
+        for r in range(r0, r1):
+            for c in range(k):
+                out[c, r] = columns[r, c]
 
 
 @_jit
