@@ -48,7 +48,7 @@ from neuronscope.methods.spill import (
 
 # Neurons handed to a thread at a time: few enough to share a block's neurons evenly
 # between the threads, enough to make the pool's per-task cost negligible.
-TASK_NEURONS = 8
+TASK_NEURONS = 4
 
 
 def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:

@@ -123,7 +123,29 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
     ``out[c]`` receives ``sum over words i of code c of TP_c(>= a_i) / #(>= a_i)``, both
     counts taken at the end of ``a_i``'s group of equal values (scikit-learn's thresholds at
     distinct values); divide by the code's word count for AP.
+
+    A column with few ties (a neighbour sample) is scanned forward, one branch per group
+    (taken rarely: well predicted); one where ties are common (an embedding layer: one value
+    per word type) backward without branches (:func:`_ap_backward`), since there the
+    forward scan's group ends are unpredictable. Both add the same terms.
     """
+    n = len(items)
+    sh = np.uint64(32)
+    step = max(1, n // 1024)
+    sampled = 0
+    tied = 0
+    for p in range(0, n - 1, step):
+        sampled += 1
+        tied += (items[p] >> sh) == (items[p + 1] >> sh)
+    if 4 * tied > sampled:
+        _ap_backward(items, n_codes, out)
+    else:
+        _ap_forward(items, n_codes, out)
+
+
+@_jit
+def _ap_forward(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
+    """:func:`ap_from_items` in decreasing order, a group of equal keys at a time."""
     tp = np.zeros(n_codes, np.float64)
     for c in range(n_codes):
         out[c] = 0.0
@@ -151,6 +173,44 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
             c = items[k] & low
             out[c] += tp[c] / seen
         i = j
+
+
+@_jit
+def _ap_backward(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
+    """:func:`ap_from_items` in increasing order, without a branch per group.
+
+    Walking from the end, the first item met of a group is its last: the group's end
+    ``#(>= a)`` is known on entry. ``TP_c(>= a)`` is ``total_c`` minus the code's items
+    after the group, which is the count of code ``c`` seen so far when the group's first
+    item *of code c* is met (kept per code with the group it was taken in).
+    """
+    n = len(items)
+    low = np.uint64(0xFFFFFFFF)
+    sh = np.uint64(32)
+    total = np.zeros(n_codes, np.float64)
+    after = np.zeros(n_codes, np.float64)  # items of the code at positions > i
+    snap = np.zeros(n_codes, np.float64)  # ``after`` at the current group's end
+    group_of = np.full(n_codes, -1, np.int64)  # the group ``snap`` belongs to
+    for c in range(n_codes):
+        out[c] = 0.0
+    for i in range(n):
+        total[items[i] & low] += 1.0
+    group = 0
+    end = float(n)
+    prev = items[n - 1] >> sh if n else np.uint64(0)
+    for i in range(n - 1, -1, -1):
+        v = items[i]
+        key = v >> sh
+        c = v & low
+        new = key != prev
+        group += new
+        end = float(i + 1) if new else end
+        s = snap[c] if group_of[c] == group else after[c]
+        snap[c] = s
+        group_of[c] = group
+        out[c] += (total[c] - s) / end
+        after[c] += 1.0
+        prev = key
 
 
 # ---------------------------------------------------------------------------- IoU search
