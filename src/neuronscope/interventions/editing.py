@@ -242,13 +242,13 @@ class _Site:
         """``edit(target)``: the in-place edit of this site's columns of ``target`` (the
         last dimension ``width``), made once per width, device and dtype.
 
-        One ``index_*`` op writes every column; but when that op would span more than
-        torch's parallel grain (it does at 17 columns of a 32 x 62 batch) and the columns are
-        few and distinct, they are written one at a time instead: each strided column op
-        stays under the grain and runs on the calling thread, where the single op waits for
-        torch's other threads, which on a loaded machine cost several times the edit itself
-        (bench/interventions.py). Each column's value is the one the ``index_*`` ops use
-        (rounded to ``dtype``), so both ways give the same numbers.
+        One ``index_*`` op writes every column; but on the CPU, when that op would span
+        more than torch's parallel grain (it does at 17 columns of a 32 x 62 batch) and the
+        columns are few and distinct, they are written one at a time instead: each strided
+        column op stays under the grain and runs on the calling thread, where the single op
+        waits for torch's other threads, which on a loaded machine cost several times the
+        edit itself (bench/interventions.py). Each column's value is the one the ``index_*``
+        ops use (rounded to ``dtype``), so both ways give the same numbers.
         """
         key = (width, device, dtype)
         edit = self._plans.get(key)
@@ -274,8 +274,9 @@ class _Site:
                 target.index_copy_(-1, index, values.expand(*target.shape[:-1], len(values)))
 
         columns = self.index.tolist()
-        if len(columns) > LOOP_COLUMNS or len(set(columns)) < len(columns):
-            edit = one_op
+        if (torch.device(device).type != "cpu" or len(columns) > LOOP_COLUMNS
+                or len(set(columns)) < len(columns)):
+            edit = one_op  # on an accelerator one op beats a launch per column
         else:
             pairs = list(zip(columns, values.tolist(), strict=True))
             write = {"scale": torch.Tensor.mul_, "add": torch.Tensor.add_}.get(
