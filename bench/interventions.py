@@ -16,6 +16,7 @@ Last line: intervention_overhead=<median paired ratio of the slowest op>
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -96,7 +97,9 @@ def main() -> None:
                     with interventions[key]:
                         times[key].append(run_once())
     plain = statistics.median(times["plain"])
-    print(f"{'plain':>10}: median {plain * 1000:8.2f} ms")
+    one, five, _ = os.getloadavg()
+    print(f"{'plain':>10}: median {plain * 1000:8.2f} ms  (load_avg_1m={one:.2f} "
+          f"load_avg_5m={five:.2f})")
     ratios = {}
     for key in variants:
         paired = [t / p for t, p in zip(times[key], times["plain"], strict=True)]
@@ -123,6 +126,8 @@ def main() -> None:
               f"({cost / plain:.2%} of a plain forward)")
     worst = max(ratios, key=ratios.get)
     print(f"slowest op: {worst}")
+    one, five, _ = os.getloadavg()
+    print(f"load at the end: load_avg_1m={one:.2f} load_avg_5m={five:.2f}")
     print(f"intervention_overhead={ratios[worst]:.3f}")
 
 

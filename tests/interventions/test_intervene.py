@@ -123,6 +123,51 @@ def test_in_place_edits_under_inference_mode_equal_the_general_path(tiny_gpt2, c
     assert not torch.allclose(fast, plain)  # the edit changed the output
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("op,value", [
+    ("zero", None), ("constant", [1.5, -2.0, 0.3]), ("scale", [3.0, 0.1, -1.7]),
+    ("add", [0.5, 1.0, -0.33]), ("mean", [0.25, -0.75, 1e-3]),
+])
+def test_column_by_column_edit_equals_the_single_index_op(op, value, dtype):
+    """Past torch's parallel grain, few columns are edited one at a time; the numbers equal
+    one ``index_*`` op's exactly (values rounded to the dtype first), in every dtype, at
+    every position and at the last one; small targets and repeated columns take the op."""
+    from neuronscope.interventions import editing
+
+    def site(index):
+        values = None if value is None else np.asarray(value, np.float32)[: len(index)]
+        return editing._Site("m", "input", "mlp", 0, [f"L0.mlp.{i}" for i in index],
+                             np.asarray(index), values)
+
+    rng = torch.Generator().manual_seed(0)
+    big = torch.randn(4, 3000, 16, generator=rng).to(dtype)  # 12,000 rows x 3 > the grain
+    calls = []
+    original = torch.Tensor.index_fill_, torch.Tensor.index_copy_
+    for target in (big, big[:, -1], big[:1, :5]):  # past the grain, a last position, small
+        loop = site([5, 0, 11]).in_place_edit(op, 16, big.device, dtype)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(editing, "LOOP_COLUMNS", 0)  # always the single op
+            single = site([5, 0, 11]).in_place_edit(op, 16, big.device, dtype)
+            mp.setattr(torch.Tensor, "index_fill_",
+                       lambda *a, **k: calls.append(1) or original[0](*a, **k))
+            mp.setattr(torch.Tensor, "index_copy_",
+                       lambda *a, **k: calls.append(1) or original[1](*a, **k))
+            a, b = target.clone(), target.clone()
+            calls.clear()
+            loop(a)
+            used_op = bool(calls)
+            single(b)
+        assert used_op == (target.numel() // 16 * 3 <= editing._GRAIN)
+        assert torch.equal(a, b) and not torch.equal(a, target)
+    repeated = site([5, 5, 11]).in_place_edit(op, 16, big.device, dtype)
+    a, b = big.clone(), big.clone()
+    repeated(a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(editing, "LOOP_COLUMNS", 0)
+        site([5, 5, 11]).in_place_edit(op, 16, big.device, dtype)(b)
+    assert torch.equal(a, b)  # repeated columns: the op's semantics, not twice the edit
+
 def test_mean_op_uses_store_means(tiny_gpt2, extracted):
     store = extracted("gpt2", "mean", ("hidden", "mlp"))
     names = ["L1.mlp.2", "L0.mlp.5"]

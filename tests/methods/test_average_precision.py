@@ -232,7 +232,7 @@ def test_sort_keys_order_floats_descending():
         items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
         counts = np.empty((2, kernels.RADIX), np.int32)
         for sign in (1.0, -1.0):
-            kernels.sorted_items(column, sign, codes, items, tmp, counts)
+            kernels.sorted_items(column, sign, codes, items, tmp, counts, np.empty(3))
             reference = -sign * column.astype(np.float64)
             order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
             np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
@@ -240,6 +240,28 @@ def test_sort_keys_order_floats_descending():
                 kernels.value_of_keys((items >> np.uint64(32)).astype(np.uint32), sign),
                 column[order] + np.float32(0.0))
 
+
+
+@pytest.mark.parametrize("decimals", [None, 2, 1, 0])
+def test_forward_and_backward_scans_equal_sklearn(decimals):
+    """Both scans of the sorted items (forward by groups, backward without branches) give
+    scikit-learn's AP, from no ties to massive ties; ap_from_items picks either."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(21)
+    column = rng.standard_normal(4000).astype(np.float32)
+    if decimals is not None:
+        column = np.round(column, decimals)
+    codes = rng.choice(6, len(column), p=[0.4, 0.3, 0.15, 0.1, 0.04, 0.01]).astype(np.uint8)
+    items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
+    kernels.sorted_items(column, 1.0, codes, items, tmp,
+                         np.empty((2, kernels.RADIX), np.int32), np.empty(3))
+    counts = np.bincount(codes, minlength=6)
+    expected = [average_precision_score(codes == c, column) for c in range(6)]
+    for scan in (kernels._ap_forward, kernels._ap_backward, kernels.ap_from_items):
+        out = np.empty(6)
+        scan(items, 6, out)
+        np.testing.assert_allclose(out / counts, expected, rtol=0, atol=1e-12)
 
 def test_nan_in_a_later_block_with_threads():
     x, y = random_problem(16, 300, 50, None)

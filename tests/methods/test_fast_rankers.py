@@ -194,7 +194,7 @@ def test_iou_search_kernel_equals_numpy_with_ties(n):
     best_key = np.empty((2, n_c), np.uint32)
     for x in tied_columns(rng, n):
         kernels.best_iou_search(x, codes, n_c + 1, sizes, cuts, True, starts, seg_of, cand,
-                                best, best_m, best_key)
+                                best, best_m, best_key, np.empty(3))
         for side, sign in enumerate((1.0, -1.0)):
             iou, m, t = numpy_best_iou(x, codes, sizes, cuts, sign)
             np.testing.assert_array_equal(best[side], iou)

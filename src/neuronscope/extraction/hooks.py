@@ -129,7 +129,8 @@ class Trace:
                 x = args[0]
                 if self.edit_input is not None:
                     x = self.edit_input(name, x)
-                    result = (x, *args[1:])
+                    if x is not args[0]:  # an edit in place needs no new arguments
+                        result = (x, *args[1:])
                 if self.retain_input:
                     self.inputs[name] = self._keep(x)
             if not self._hooks_output:

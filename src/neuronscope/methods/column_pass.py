@@ -1,16 +1,19 @@
 """One pass over full columns for the rankers that sort each neuron (AP, IoU).
 
-Neurons are read in column blocks holding all rows (:func:`~neuronscope.methods.iou.
-iter_column_blocks`: for a store, one layer's columns at a time, matching its chunks), each
-block is transposed 64 neurons at a time (a compiled tiled copy) and the neurons are handed
-to ``n_jobs`` threads (the compiled kernels release the GIL), each with its own reused
-buffers; the next block is read while the threads work on the current one. Every neuron's
-mean, spread and largest ``|value|`` are collected on the way, so the ranker hygiene (dead
-and outlier neurons) needs no second pass over the data.
+Neurons are read in column blocks holding all rows (:func:`iter_column_blocks`: for a store,
+one layer's columns at a time, matching its chunks). Each block is transposed whole, the
+``n_jobs`` threads each taking a share of its rows (a compiled tiled copy that reads every
+row once), into one reused buffer of contiguous columns; then the threads rank its neurons
+(the compiled kernels release the GIL), each with its own reused buffers, while the next
+block is read. The kernels also return every neuron's mean, spread and largest ``|value|``
+from their first pass over the column, so the ranker hygiene (dead and outlier neurons)
+needs no second pass, and NaN or inf (which make those sums non-finite) need no separate
+check: a block whose sums are not finite is searched for the offending row.
 
-Memory: two blocks (``8 * n_words`` bytes per neuron of a block) plus, per thread, a
-transposed sub-block and the sort buffers; ``block_neurons`` is lowered to fit the memory
-budget, and a corpus too long for even one column per block is refused.
+Memory: the block being read, the block being ranked and its transpose (``12 * n_words``
+bytes per neuron of a block) plus, per thread, the sort buffers; ``block_neurons`` is
+lowered to fit the memory budget, and a corpus too long for even one column per block is
+refused.
 
 A store whose column block would take more than :data:`SPILL_BYTES` is *spilled* instead
 (:mod:`~neuronscope.methods.spill`): each row chunk is read once, transposed and written to
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,7 +37,7 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import MethodInput
 from neuronscope.methods.budget import Memory, resolve_budget, units_within
 from neuronscope.methods.hygiene import NeuronHealth
-from neuronscope.methods.kernels import column_moments, transpose_into
+from neuronscope.methods.kernels import transpose_rows
 from neuronscope.methods.spill import (
     ROW_BLOCK,
     SPILL_BYTES,
@@ -43,9 +46,9 @@ from neuronscope.methods.spill import (
     spilled_groups,
 )
 
-# Neurons transposed together: 64 float32 of a row are four cache lines read per visit of a
-# row that may lie pages away from the last (16 took about 1.5x as long on EWT train).
-SUB_BLOCK = 64
+# Neurons handed to a thread at a time: few enough to share a block's neurons evenly
+# between the threads, enough to make the pool's per-task cost negligible.
+TASK_NEURONS = 4
 
 
 def label_codes(y: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
@@ -87,7 +90,8 @@ def iter_column_blocks(
     For a store, neurons are visited in id order and blocks never straddle a (component,
     layer) boundary, so each on-disk chunk (4096 words x one layer) is read once whatever the
     order of the selection. For an array, a contiguous run of columns is a view (callers must
-    not write to blocks). Every block is checked for NaN/inf.
+    not write to blocks). Blocks are *not* checked for NaN/inf: callers do it
+    (:func:`check_block_finite`), or, like :func:`column_pass`, catch it on their own pass.
     """
     if block_neurons < 1:
         raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
@@ -100,14 +104,10 @@ def iter_column_blocks(
                 block = data.source[:, ids[0] : ids[-1] + 1]
             else:
                 block = data.source[:, ids]
-            block = np.asarray(block, dtype=np.float32)
-            check_block_finite(block, [data.names[c] for c in cols])
-            yield cols, block
+            yield cols, np.asarray(block, dtype=np.float32)
         return
     for cols in layer_groups(data.source, data.ids, block_neurons):
-        block = data.source.neurons(data.ids[cols])
-        check_block_finite(block, [data.names[c] for c in cols])
-        yield cols, block
+        yield cols, data.source.neurons(data.ids[cols])
 
 
 def default_jobs() -> int:
@@ -122,20 +122,14 @@ def plan_blocks(n_words: int, block_neurons: int, jobs: int, memory: Memory,
                 thread_bytes_per_word: int, what: str) -> int:
     """Neurons per block within the memory budget (at most ``block_neurons``).
 
-    The working set is two blocks (``8`` bytes per word and neuron) plus, per thread, a
-    transposed sub-block (``min(SUB_BLOCK, block)`` neurons) and ``thread_bytes_per_word``
-    bytes of buffers per word.
+    The working set is three blocks' worth (``12`` bytes per word and neuron: the block
+    being read, the one being ranked and its transpose) plus ``thread_bytes_per_word``
+    bytes of buffers per word and thread.
     """
     if block_neurons < 1:
         raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
-    budget, threads = resolve_budget(memory), jobs * n_words
-    wide = threads * (4 * SUB_BLOCK + thread_bytes_per_word) + 8 * n_words * SUB_BLOCK
-    if block_neurons > SUB_BLOCK and wide <= budget:
-        return units_within(budget, wide - 8 * n_words * SUB_BLOCK, 8 * n_words,
-                            block_neurons, what, "neuron of a column block")
-    # Narrow blocks: each thread's transposed sub-block is as narrow as the block.
-    return units_within(budget, threads * thread_bytes_per_word, (8 + 4 * jobs) * n_words,
-                        min(block_neurons, SUB_BLOCK), what, "neuron of a column block")
+    return units_within(resolve_budget(memory), jobs * n_words * thread_bytes_per_word,
+                        12 * n_words, block_neurons, what, "neuron of a column block")
 
 
 def plan_spill(n_words: int, block_neurons: int, jobs: int, memory: Memory,
@@ -150,16 +144,21 @@ def plan_spill(n_words: int, block_neurons: int, jobs: int, memory: Memory,
                         block_neurons, what, "neuron of a spilled group")
 
 
+PerNeuron = Callable[[Any, np.ndarray, int, np.ndarray], None]
+
+
 def column_pass(
     data: MethodInput, block_neurons: int, jobs: int, memory: Memory,
     thread_bytes_per_word: int, what: str,
-    make_buffers: Callable[[], Any], per_neuron: Callable[[Any, np.ndarray, int], None],
+    make_buffers: Callable[[], Any], per_neuron: PerNeuron,
 ) -> NeuronHealth:
-    """Call ``per_neuron(buffers, x, col)`` for every selected neuron (``x``: its float32
-    activations over all rows, ``col``: its position in ``data.ids``) on ``jobs`` threads,
-    each with its own ``make_buffers()`` (``thread_bytes_per_word`` bytes per word, for the
-    memory plan); returns the neurons' health statistics. ``block_neurons`` is the widest
-    block wanted, narrowed to fit ``memory``; ``what`` names the work in a refusal.
+    """Call ``per_neuron(buffers, x, col, stats)`` for every selected neuron (``x``: its
+    float32 activations over all rows, contiguous; ``col``: its position in ``data.ids``) on
+    ``jobs`` threads, each with its own ``make_buffers()`` (``thread_bytes_per_word`` bytes
+    per word, for the memory plan); returns the neurons' health statistics. ``per_neuron``
+    must write :func:`~neuronscope.methods.kernels.column_moments` of ``x`` into ``stats``
+    (float64, 3; the kernels take them in their first pass). ``block_neurons`` is the
+    widest block wanted, narrowed to fit ``memory``; ``what`` names the work in a refusal.
 
     Calls for different neurons may run concurrently: ``per_neuron`` must only write state of
     its own neuron (e.g. column ``col`` of a result array).
@@ -167,62 +166,75 @@ def column_pass(
     if block_neurons < 1:
         raise NeuronscopeError(f"block_neurons must be >= 1, got {block_neurons}")
     d, n = data.n_neurons, data.n_words
-    mean, m2, max_abs = np.zeros(d), np.zeros(d), np.zeros(d)
+    stats = np.zeros((d, 3))
     local = threading.local()
 
-    def visit(buffers: Any, x: np.ndarray, col: int) -> None:
-        mean[col], m2[col], max_abs[col] = column_moments(x)
-        per_neuron(buffers, x, col)
+    def buffers() -> Any:
+        state = getattr(local, "buffers", None)
+        if state is None:
+            state = local.buffers = make_buffers()
+        return state
 
     if not isinstance(data.source, np.ndarray) and 4 * n * min(block_neurons, d) > SPILL_BYTES:
         width = plan_spill(n, block_neurons, jobs, memory, thread_bytes_per_word, what)
 
         def one(read: ColumnReader, i: int, col: int) -> None:
-            state = getattr(local, "state", None)
-            if state is None:
-                state = local.state = (make_buffers(), np.empty(n, np.float32))
-            visit(state[0], read(i, state[1]), col)
+            column = getattr(local, "column", None)
+            if column is None:
+                column = local.column = np.empty(n, np.float32)
+            per_neuron(buffers(), read(i, column), col, stats[col])
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for cols, read in spilled_groups(data, width):
+            for cols, read in spilled_groups(data, width):  # row blocks checked finite there
                 for task in [pool.submit(one, read, i, int(c)) for i, c in enumerate(cols)]:
                     task.result()
-        return _health(data, mean, m2, max_abs)
+        return _health(data, stats)
 
     block_neurons = plan_blocks(n, block_neurons, jobs, memory, thread_bytes_per_word, what)
+    transposed = np.empty((min(block_neurons, d), n), np.float32)
 
-    def work(block: np.ndarray, cols: np.ndarray, j: int) -> None:
-        state = getattr(local, "state", None)
-        if state is None:
-            width = min(SUB_BLOCK, block_neurons)
-            state = local.state = (make_buffers(), np.empty((width, n), np.float32))
-        part = block[:, j : j + len(state[1])]
-        sub = state[1][: part.shape[1]]
-        transpose_into(part, sub)
-        for i, x in enumerate(sub):
-            visit(state[0], x, int(cols[j + i]))
+    def rank(cols: np.ndarray, lo: int, hi: int) -> None:
+        state = buffers()
+        for j in range(lo, hi):
+            col = int(cols[j])
+            per_neuron(state, transposed[j], col, stats[col])
 
-    step = min(SUB_BLOCK, block_neurons)
+    def check(cols: np.ndarray, block: np.ndarray) -> None:
+        # NaN or inf make a column's sums non-finite (so can an overflow of huge finite
+        # values: then the exact search finds nothing and the pass goes on).
+        if not np.isfinite(stats[cols]).all():
+            check_block_finite(block, [data.names[c] for c in cols])
+
     blocks = iter_column_blocks(data, block_neurons)
-    if jobs == 1 or d <= step:
+    if jobs == 1 or d <= TASK_NEURONS:
         for cols, block in blocks:
-            for j in range(0, len(cols), step):
-                work(block, cols, j)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending: list[Future] = []
-            for cols, block in blocks:  # the next block is read while the pool works
-                for task in pending:
-                    task.result()
-                pending = [pool.submit(work, block, cols, j)
-                           for j in range(0, len(cols), step)]
-            for task in pending:
+            k = len(cols)
+            transpose_rows(block, transposed[:k], 0, n)
+            rank(cols, 0, k)
+            check(cols, block)
+        return _health(data, stats)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        current = next(blocks, None)
+        while current is not None:
+            cols, block = current
+            k = len(cols)
+            # Rows in a few shares per thread: a thread slowed by the machine's load does
+            # not hold the other up for long.
+            step = max(16, -(-n // (4 * jobs)))
+            for task in [pool.submit(transpose_rows, block, transposed[:k], lo,
+                                     min(lo + step, n)) for lo in range(0, n, step)]:
                 task.result()
-    return _health(data, mean, m2, max_abs)
+            tasks = [pool.submit(rank, cols, j, min(j + TASK_NEURONS, k))
+                     for j in range(0, k, TASK_NEURONS)]
+            current = next(blocks, None)  # read while the threads rank
+            for task in tasks:
+                task.result()
+            check(cols, block)
+    return _health(data, stats)
 
 
-def _health(data: MethodInput, mean: np.ndarray, m2: np.ndarray,
-            max_abs: np.ndarray) -> NeuronHealth:
+def _health(data: MethodInput, stats: np.ndarray) -> NeuronHealth:
+    mean, m2, max_abs = stats.T
     var = m2 / max(data.n_words, 1)
     return NeuronHealth(data.ids.copy(), list(data.names), np.sqrt(var),
-                        np.sqrt(var + mean**2), max_abs)
+                        np.sqrt(var + mean**2), max_abs.copy())

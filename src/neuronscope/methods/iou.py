@@ -247,6 +247,7 @@ class IoU(RankingMethod):
         low_thresholds = np.empty(d, np.float32) if self.signed else None
         mask_sizes = np.empty(d, np.int64)
         for cols, values in iter_column_blocks(data, block):
+            check_block_finite(values, [data.names[c] for c in cols])
             seed = int(cols[0])  # the subsample only affects speed, never the result
             if alpha is None:
                 thresholds[cols] = 0
@@ -310,11 +311,12 @@ class IoU(RankingMethod):
                     np.empty(n, np.uint64), np.empty((2, n_c)), np.empty((2, n_c), np.int64),
                     np.empty((2, n_c), np.uint32))
 
-        def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int) -> None:
+        def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int,
+                   stats: np.ndarray) -> None:
             starts, seg_of, cand, iou, m, key = buf
             # One pass serves both signs: the low masks are walked from the other end.
             best_iou_search(x, codes, n_c + 1, sizes, cuts, self.signed, starts, seg_of, cand,
-                            iou, m, key)
+                            iou, m, key, stats)
             for side, sign in enumerate(signs):
                 better = iou[side] > scores[:, col]
                 scores[better, col] = iou[side, better]

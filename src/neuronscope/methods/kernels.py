@@ -56,7 +56,7 @@ RADIX = 1 << _DIGIT  # buckets of a radix pass (``counts`` of :func:`sorted_item
 
 @_jit
 def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarray,
-                 tmp: np.ndarray, counts: np.ndarray) -> None:
+                 tmp: np.ndarray, counts: np.ndarray, stats: np.ndarray) -> None:
     """``items`` (uint64): ``key << 32 | code`` of every row, sorted by decreasing ``sign * x``
     (``x`` contiguous float32) with ties in row order: a stable LSD radix sort on the keys in
     two 16-bit passes, the first reading ``x`` and ``codes`` directly (the second is skipped
@@ -67,16 +67,31 @@ def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarra
     the caches, where the cost is the number of times every item is moved. Carrying the
     concept code (not the row) lets the scans read the sorted items in order, without a
     random access per word.
+
+    ``stats`` (float64, 3) receives :func:`column_moments` of ``x``, taken in the counting
+    pass (whose scattered counts hide the moments' chain of additions).
     """
     n = len(x)
     bits = x.view(np.uint32)
     flip = np.uint32(0x80000000) if sign < 0 else np.uint32(0)
     mask = np.uint32(_DIGIT_MASK)
     counts[:] = 0
+    shift = x[0] if n else np.float32(0.0)  # float32, as in column_moments
+    s = 0.0
+    q = 0.0
+    top = 0.0
     for i in range(n):
+        v = float(x[i])  # float32, as in column_moments
+        d = v - shift
+        s += d
+        q += d * d
+        a = abs(v)
+        if a > top:
+            top = a
         k = _key(bits[i], flip)
         counts[0, k & mask] += 1
         counts[1, k >> np.uint32(_DIGIT)] += 1
+    _finish_moments(n, shift, s, q, top, stats)
     skip = False
     for p in range(2):
         total = 0
@@ -108,7 +123,29 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
     ``out[c]`` receives ``sum over words i of code c of TP_c(>= a_i) / #(>= a_i)``, both
     counts taken at the end of ``a_i``'s group of equal values (scikit-learn's thresholds at
     distinct values); divide by the code's word count for AP.
+
+    A column with few ties (a neighbour sample) is scanned forward, one branch per group
+    (taken rarely: well predicted); one where ties are common (an embedding layer: one value
+    per word type) backward without branches (:func:`_ap_backward`), since there the
+    forward scan's group ends are unpredictable. Both add the same terms.
     """
+    n = len(items)
+    sh = np.uint64(32)
+    step = max(1, n // 1024)
+    sampled = 0
+    tied = 0
+    for p in range(0, n - 1, step):
+        sampled += 1
+        tied += (items[p] >> sh) == (items[p + 1] >> sh)
+    if 4 * tied > sampled:
+        _ap_backward(items, n_codes, out)
+    else:
+        _ap_forward(items, n_codes, out)
+
+
+@_jit
+def _ap_forward(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
+    """:func:`ap_from_items` in decreasing order, a group of equal keys at a time."""
     tp = np.zeros(n_codes, np.float64)
     for c in range(n_codes):
         out[c] = 0.0
@@ -136,6 +173,44 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
             c = items[k] & low
             out[c] += tp[c] / seen
         i = j
+
+
+@_jit
+def _ap_backward(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
+    """:func:`ap_from_items` in increasing order, without a branch per group.
+
+    Walking from the end, the first item met of a group is its last: the group's end
+    ``#(>= a)`` is known on entry. ``TP_c(>= a)`` is ``total_c`` minus the code's items
+    after the group, which is the count of code ``c`` seen so far when the group's first
+    item *of code c* is met (kept per code with the group it was taken in).
+    """
+    n = len(items)
+    low = np.uint64(0xFFFFFFFF)
+    sh = np.uint64(32)
+    total = np.zeros(n_codes, np.float64)
+    after = np.zeros(n_codes, np.float64)  # items of the code at positions > i
+    snap = np.zeros(n_codes, np.float64)  # ``after`` at the current group's end
+    group_of = np.full(n_codes, -1, np.int64)  # the group ``snap`` belongs to
+    for c in range(n_codes):
+        out[c] = 0.0
+    for i in range(n):
+        total[items[i] & low] += 1.0
+    group = 0
+    end = float(n)
+    prev = items[n - 1] >> sh if n else np.uint64(0)
+    for i in range(n - 1, -1, -1):
+        v = items[i]
+        key = v >> sh
+        c = v & low
+        new = key != prev
+        group += new
+        end = float(i + 1) if new else end
+        s = snap[c] if group_of[c] == group else after[c]
+        snap[c] = s
+        group_of[c] = group
+        out[c] += (total[c] - s) / end
+        after[c] += 1.0
+        prev = key
 
 
 # ---------------------------------------------------------------------------- IoU search
@@ -183,7 +258,7 @@ def _walk_to(m: int, k: int, forward: bool, n: int, unit: int, seg_counts: np.nd
 def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.ndarray,
                     cuts: np.ndarray, signed: bool, starts: np.ndarray, seg_of: np.ndarray,
                     cand: np.ndarray, best: np.ndarray, best_m: np.ndarray,
-                    best_key: np.ndarray) -> None:
+                    best_key: np.ndarray, stats: np.ndarray) -> None:
     """Best IoU per concept over the masks ``sign * x >= t`` near "the ``m`` largest of
     ``sign * x``" (``m`` in the ascending ``cuts``), for ``sign = 1`` (row 0 of ``best``,
     ``best_m``, ``best_key``) and, if ``signed``, ``sign = -1`` (row 1): the chosen mask
@@ -194,6 +269,7 @@ def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.nd
     concept's IoU at ``m`` is ``inter / (m + size - inter)``; the smallest ``m`` wins ties.
     ``x``: contiguous float32; ``codes`` below ``n_codes``; buffers: ``starts`` (int64,
     ``2**16 + 1``), ``seg_of`` (int64, ``2**16``), ``cand`` (uint64, as long as ``x``).
+    ``stats`` (float64, 3) receives :func:`column_moments` of ``x`` (from the counting pass).
     """
     n = len(x)
     n_c = len(sizes)
@@ -202,8 +278,20 @@ def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.nd
     top = np.uint32(32 - _TOP)
     for b in range(N_TOP + 1):
         starts[b] = 0
+    shift = x[0] if n else np.float32(0.0)  # float32, as in column_moments
+    s = 0.0
+    q = 0.0
+    largest = 0.0
     for i in range(n):
+        v = float(x[i])  # float32, as in column_moments
+        d = v - shift
+        s += d
+        q += d * d
+        a = abs(v)
+        if a > largest:
+            largest = a
         starts[(_key(bits[i], zero) >> top) + 1] += 1
+    _finish_moments(n, shift, s, q, largest, stats)
     for b in range(N_TOP):
         starts[b + 1] += starts[b]
         seg_of[b] = 0
@@ -296,8 +384,13 @@ def value_of_keys(keys: np.ndarray, sign: float) -> np.ndarray:
 
 @_jit
 def column_moments(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean, sum of squared deviations and largest ``|value|`` of a column (float64,
-    shifted by the first value against cancellation)."""
+    """Mean, sum of squared deviations and largest ``|value|`` of a column, shifted by the
+    first value against cancellation.
+
+    The sums are float64, but numba's ``float()`` keeps a float32 a float32, so each
+    deviation and its square are float32. The sort kernels take the same moments in their
+    counting pass (bitwise equal: the same operations in the same order).
+    """
     n = len(x)
     if n == 0:
         return 0.0, 0.0, 0.0
@@ -315,6 +408,20 @@ def column_moments(x: np.ndarray) -> tuple[float, float, float]:
             top = a
     mean = s / n
     return shift + mean, max(q - s * mean, 0.0), top
+
+
+@_jit
+def _finish_moments(n: int, shift: float, s: float, q: float, top: float,
+                    stats: np.ndarray) -> None:
+    """``stats[:] = column_moments(x)`` from the running sums of the kernels' first pass
+    (NaN or inf in ``x`` make ``stats[0]`` non-finite: callers check it)."""
+    if n == 0:
+        stats[0] = stats[1] = stats[2] = 0.0
+        return
+    mean = s / n
+    stats[0] = shift + mean
+    stats[1] = max(q - s * mean, 0.0)
+    stats[2] = top
 
 
 @_jit
@@ -347,6 +454,24 @@ def grouped_shifted_sums(block: np.ndarray, codes: np.ndarray, shift: np.ndarray
             d = float(v) - shift[g, j]
             sums[g, j] += d
             squares[g, j] += d * d
+
+
+@_jit
+def transpose_rows(columns: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    """``out[c, r] = columns[r, c]`` for the rows ``lo:hi`` of a ``(n, k)`` float32 block:
+    threads transpose a whole block together, each its own rows.
+
+    Every visited row is read whole (``k`` neighbouring values) and written to ``k`` output
+    runs of 16 rows (a cache line each): reading all of a row at once, rather than 64 of
+    its columns per visit, touches each row's pages once (on EWT's 2,688-wide matrix a
+    strided 64-column read is bound by the page walks).
+    """
+    k = columns.shape[1]
+    for r0 in range(lo, hi, 16):
+        r1 = min(r0 + 16, hi)
+        for r in range(r0, r1):
+            for c in range(k):
+                out[c, r] = columns[r, c]
 
 
 @_jit
