@@ -131,10 +131,13 @@ def main() -> None:
         for r in range(args.repeats):
             bare.append(bare_forward(corpus, loaded, args.batch_size, block_words))
             ours.append(run_extract(corpus, loaded, Path(tmp) / "store", args.batch_size))
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             print(f"run {r + 1}: bare forward {bare[-1]:.2f} s, "
-                  f"neuronscope extract {ours[-1]:.2f} s")
+                  f"neuronscope extract {ours[-1]:.2f} s (load {load})")
     bare_wps = corpus.n_words / statistics.median(bare)
     ours_wps = corpus.n_words / statistics.median(ours)
+    # Fastest runs: the ones other processes disturbed least (on a shared machine).
+    print(f"fastest runs: ratio {min(bare) / min(ours):.2f}")
     print(f"bare_forward_words_per_s={bare_wps:.0f}")
     print(f"neuronscope_extract_words_per_s={ours_wps:.0f}")
     for size in [int(s) for s in args.rss_sizes.split(",") if s]:
