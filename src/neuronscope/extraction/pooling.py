@@ -192,10 +192,11 @@ def one_thread(device: torch.device) -> Iterator[None]:
 
     Pooling is many small, memory-bound operations; on the CPU each is a parallel region
     whose threads must all be scheduled before it ends. When the cores are shared (the
-    writer thread, other processes), every region waits for a time slice: measured on a
-    2-core machine under load, pooling then took up to 9 % of the extraction instead of
-    about 3 %, while one thread does the same work with no waiting. The values are the
-    same (each element is computed by the same operations in the same order).
+    writer thread, other processes), every region waits for a time slice: profiled on a
+    2-core machine at load average 5, pooling took 15 % of the extraction (9 of 60 s),
+    against 3 % on a quiet machine; one thread does the same work with no waiting. The
+    values are the same (each element is computed by the same operations in the same
+    order).
     """
     if device.type != "cpu":
         yield
