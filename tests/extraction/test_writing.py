@@ -26,9 +26,9 @@ def _writes(monkeypatch) -> Counter:
         written[key] += 1
         await original(self, key, value)
 
-    def counted_replace(self, key, pieces):
+    def counted_replace(self, key, pieces, crc=None):
         written[key] += 1
-        replace(self, key, pieces)
+        replace(self, key, pieces, crc)
 
     monkeypatch.setattr(ChunkStore, "set", counted)
     monkeypatch.setattr(RawWriter, "_replace", counted_replace)

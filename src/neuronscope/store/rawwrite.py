@@ -52,6 +52,7 @@ from neuronscope.store.fastread import Plan, plan_for, pread_full
 
 _NO_CHUNK = np.uint64(2**64 - 1)  # the shard index entry of a chunk that is not stored
 _FILL_PIECE_BYTES = 1 << 20  # fill-value bytes summed per CRC call
+_CACHE_PIECE_BYTES = 1 << 18  # summed twice while in the core's cache (see _crc_pair)
 
 
 @dataclass
@@ -109,16 +110,18 @@ class RawWriter:
         c_base = coords[1] * plan.file_shape[1]
         pieces: list[np.ndarray] = []
         index = np.full((plan.inner_grid[1], 2), _NO_CHUNK, dtype="<u8")
-        at = 0
+        at, crc = 0, 0  # crc: the whole file's, for the manifest
         for ic in range(plan.inner_grid[1]):
             c0 = c_base + ic * cc
             if c0 >= plan.shape[1]:
                 continue  # wholly outside the array: Zarr stores no such chunk
             chunk = _chunk(rows.get(r0, r0 + cr, c0, c0 + cc), (cr, cc), fill)
             pieces.append(chunk)
+            inner, crc = _crc_pair(chunk, crc)
             n = chunk.nbytes
             if plan.inner_crc:
-                pieces.append(_crc_bytes(chunk))
+                pieces.append(np.array([inner], dtype="<u4").view(np.uint8))
+                crc = int(google_crc32c.extend(crc, pieces[-1]))
                 n += 4
             index[ic] = (at, n)
             at += n
@@ -127,7 +130,9 @@ class RawWriter:
             pieces.append(raw)
             if plan.index_crc:
                 pieces.append(_crc_bytes(raw))
-        self._replace(f"{name}/{plan.key_of(coords)}", pieces)
+            for piece in pieces[-2 if plan.index_crc else -1:]:
+                crc = int(google_crc32c.extend(crc, piece))
+        self._replace(f"{name}/{plan.key_of(coords)}", pieces, crc)
 
     # ------------------------------------------------------------------ rows in place
     def write_rows_in_place(self, arr: zarr.Array, name: str, start: int,
@@ -187,26 +192,28 @@ class RawWriter:
         plan = plan_for(arr, self.root / arr.path)
         return None if plan is None or plan.compressor is not None else plan
 
-    def _replace(self, key: str, pieces: list[np.ndarray]) -> None:
-        """Write a file from its pieces atomically and record it in the manifest."""
+    def _replace(self, key: str, pieces: list[np.ndarray], crc: int | None = None) -> None:
+        """Write a file from its pieces atomically and record it in the manifest (``crc``:
+        the file's CRC-32C when the caller summed it already)."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        crc, size = 0, 0
+        summed, size = 0, 0
         try:
             with open(tmp, "wb") as f:
                 for piece in pieces:
                     if not piece.nbytes:
                         continue
                     f.write(piece.data.cast("B"))
-                    crc = int(google_crc32c.extend(crc, piece))
+                    if crc is None:
+                        summed = int(google_crc32c.extend(summed, piece))
                     size += piece.nbytes
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         self._prefix.pop(key, None)
-        self.entries[key] = [size, crc]
+        self.entries[key] = [size, summed if crc is None else crc]
         faults.checkpoint("write:chunk")
 
 
@@ -251,6 +258,18 @@ def _chunk(parts: list[np.ndarray], shape: tuple[int, int], fill: np.ndarray) ->
 def _crc_bytes(data: np.ndarray) -> np.ndarray:
     """The CRC-32C of ``data`` as 4 little-endian bytes (Zarr's ``crc32c`` codec)."""
     return np.array([google_crc32c.value(data)], dtype="<u4").view(np.uint8)
+
+
+def _crc_pair(data: np.ndarray, crc: int) -> tuple[int, int]:
+    """The CRC-32C of ``data`` and ``crc`` extended over it, in one pass over memory: both
+    are summed piece by piece while the piece is in the core's cache."""
+    flat = data.reshape(-1).view(np.uint8)
+    own = 0
+    for i in range(0, len(flat), _CACHE_PIECE_BYTES):
+        piece = flat[i : i + _CACHE_PIECE_BYTES]
+        own = int(google_crc32c.extend(own, piece))
+        crc = int(google_crc32c.extend(crc, piece))
+    return own, crc
 
 
 def _extend_fill(crc: int, fill: np.ndarray, n: int) -> int:
