@@ -9,6 +9,7 @@ processes per corpus size: after loading the model, for a bare forward pass over
 and for an extraction of it (running the model alone already grows RSS: allocator caches).
 
 Usage: python bench/extract.py [--sentences 2000] [--repeats 3] [--batch-size 32]
+       python bench/extract.py --writer-only   (CPU of the store writes alone, old vs new)
 Last line: ratio_vs_bare_forward=<words/s of neuronscope / words/s of bare forward>
 """
 
@@ -102,12 +103,72 @@ def child_rss(n_sentences: int, batch_size: int, mode: str) -> None:
     print(json.dumps({"words": corpus.n_words, "model_rss": model_rss, "peak_rss": peak}))
 
 
+def writer_only(n_sentences: int, repeats: int) -> None:
+    """CPU seconds (user + sys, all threads) of one extraction's store writes, with random
+    values in MiniLM's shape: Zarr's path (``RawWriter`` disabled) and the direct one,
+    alternated. No model runs, so the figure hardly depends on the machine's other load."""
+    import resource
+
+    import numpy as np
+
+    from neuronscope.extraction.writing import BlockWriter
+    from neuronscope.store.rawwrite import RawWriter
+    from neuronscope.store.store import StoreWriter, block_bounds
+
+    corpus = load_sentences(n_sentences)
+    n_neurons = 7 * 384
+    block_words = int(min(16384, max(256, 64 * 2**20 // (4 * n_neurons))))  # as extract()
+    offsets = corpus.sentence_offsets()
+    values = np.random.default_rng(0).standard_normal((corpus.n_words, n_neurons),
+                                                      dtype=np.float32)
+    meta = {"components": {"hidden": {"layers": list(range(7)), "neurons": 384,
+                                      "head_dim": None, "source": "hidden_states",
+                                      "modules": {}}},
+            "dtype": "float32", "sentence_pooling": "mean", "aggregation": "mean",
+            "windows": {}, "model": {"name": "m", "fingerprint": "f"},
+            "corpus": {"name": "c", "fingerprint": corpus.fingerprint,
+                       "n_sentences": corpus.n_sentences, "n_words": corpus.n_words}}
+    direct = (RawWriter.write_files, RawWriter.write_rows_in_place)
+
+    class Comp:
+        name = "hidden"
+
+    def run(mode: str, out: Path) -> float:
+        off = (lambda *a: False, lambda *a: False)
+        RawWriter.write_files, RawWriter.write_rows_in_place = direct if mode == "direct" else off
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        writer = StoreWriter.create(out, meta, corpus, overwrite=True)
+        blocks = BlockWriter(writer, [Comp], "mean", carry=True)  # type: ignore[list-item]
+        for lo, hi in block_bounds(corpus.sentence_lengths(), block_words):
+            a, b = int(offsets[lo]), int(offsets[hi])
+            blocks.write({"hidden": values[a:b]}, {"hidden": values[lo:hi]}, (a, b), (lo, hi),
+                         {}, hi == corpus.n_sentences)
+        writer.finalize()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        return r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+
+    cpu: dict[str, list[float]] = {"zarr": [], "direct": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for mode in cpu:
+                cpu[mode].append(run(mode, Path(tmp) / mode))
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"run {r + 1}: writer CPU zarr {cpu['zarr'][-1]:.2f} s, "
+                  f"direct {cpu['direct'][-1]:.2f} s (load {load})")
+    med = {m: statistics.median(v) for m, v in cpu.items()}
+    print(f"{corpus.n_words} words x {n_neurons} neurons: writer CPU median zarr "
+          f"{med['zarr']:.2f} s, direct {med['direct']:.2f} s")
+    print(f"writer_cpu_ratio_direct_vs_zarr={med['direct'] / med['zarr']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rss-sizes", default="500,2000", help="corpus sizes for peak RSS")
+    parser.add_argument("--writer-only", action="store_true",
+                        help="only the store writes' CPU time: Zarr's path vs the direct one")
     parser.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-mode", default="extract", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,6 +177,9 @@ def main() -> None:
         return
     if not EWT.exists():
         sys.exit(f"needs {EWT} (UD English EWT); not found")
+    if args.writer_only:
+        writer_only(args.sentences, args.repeats)
+        return
 
     from neuronscope.models import load_model
 
@@ -131,10 +195,13 @@ def main() -> None:
         for r in range(args.repeats):
             bare.append(bare_forward(corpus, loaded, args.batch_size, block_words))
             ours.append(run_extract(corpus, loaded, Path(tmp) / "store", args.batch_size))
+            load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             print(f"run {r + 1}: bare forward {bare[-1]:.2f} s, "
-                  f"neuronscope extract {ours[-1]:.2f} s")
+                  f"neuronscope extract {ours[-1]:.2f} s (load {load})")
     bare_wps = corpus.n_words / statistics.median(bare)
     ours_wps = corpus.n_words / statistics.median(ours)
+    # Fastest runs: the ones other processes disturbed least (on a shared machine).
+    print(f"fastest runs: ratio {min(bare) / min(ours):.2f}")
     print(f"bare_forward_words_per_s={bare_wps:.0f}")
     print(f"neuronscope_extract_words_per_s={ours_wps:.0f}")
     for size in [int(s) for s in args.rss_sizes.split(",") if s]:

@@ -9,6 +9,7 @@ import numpy as np
 from neuronscope.extraction import extract
 from neuronscope.store import read_meta
 from neuronscope.store.integrity import ChunkStore
+from neuronscope.store.rawwrite import RawWriter
 
 # Blocks of 256 words (the minimum), files of 100 rows: every block boundary inside a file.
 SETTINGS = {"components": ("hidden", "mlp"), "block_bytes": 1, "batch_size": 4,
@@ -16,14 +17,21 @@ SETTINGS = {"components": ("hidden", "mlp"), "block_bytes": 1, "batch_size": 4,
 
 
 def _writes(monkeypatch) -> Counter:
+    """Files written, by key: through Zarr's store or directly (store.rawwrite)."""
     written: Counter = Counter()
     original = ChunkStore.set
+    replace = RawWriter._replace
 
     async def counted(self, key, value):
         written[key] += 1
         await original(self, key, value)
 
+    def counted_replace(self, key, pieces, crc=None):
+        written[key] += 1
+        replace(self, key, pieces, crc)
+
     monkeypatch.setattr(ChunkStore, "set", counted)
+    monkeypatch.setattr(RawWriter, "_replace", counted_replace)
     return written
 
 

@@ -25,7 +25,7 @@ from neuronscope.errors import NeuronscopeError, StoreError
 from neuronscope.extraction.alignment import AGGREGATIONS, Piece, WindowStats, WordTokenizer
 from neuronscope.extraction.components import Component, model_sites, resolve_components
 from neuronscope.extraction.hooks import Trace
-from neuronscope.extraction.pooling import sentence_means, word_means
+from neuronscope.extraction.pooling import Aggregator, one_thread, sentence_means
 from neuronscope.extraction.writing import BlockWriter
 from neuronscope.models.loading import LoadedModel, load_model
 from neuronscope.store.dtypes import STORE_DTYPES
@@ -69,81 +69,6 @@ def _forward_target(model: torch.nn.Module, hooked: Sequence[str] = ()) -> torch
     if any(name != prefix and not name.startswith(prefix + ".") for name in hooked):
         return model
     return base
-
-
-class _Aggregator:
-    """Maps the tokens of a batch to word rows and reduces them per word.
-
-    Words come out in batch order; :attr:`rows` holds each one's row in the block.
-    """
-
-    def __init__(self, batch: Sequence[Piece], width: int, first_rows: np.ndarray, lo: int,
-                 aggregation: str, device: torch.device) -> None:
-        # first_rows[s - lo]: the block row of sentence s's first word.
-        starts, stops, rows, firsts, lasts = [], [], [], [], []
-        for b, piece in enumerate(batch):
-            flat = b * width
-            base = int(first_rows[piece.sentence - lo])
-            for pos, start, stop in piece.spans:
-                starts.append(flat + start)
-                stops.append(flat + stop)
-                rows.append(base + pos)
-            if piece.first_piece:
-                firsts.append((piece.sentence, flat))
-            if piece.last_piece:
-                lasts.append((piece.sentence, flat + piece.content_stop - 1))
-        self.aggregation, self.device = aggregation, device
-        self.rows = np.asarray(rows, dtype=np.int64)
-        first, after = np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
-        n_sub = after - first
-        self.first = torch.as_tensor(after - 1 if aggregation == "last" else first,
-                                     device=device)
-        if aggregation == "mean":
-            # Step k adds the k-th subword of every word that has one.
-            later = [np.flatnonzero(n_sub > k) for k in range(1, int(n_sub.max(initial=1)))]
-            ends = np.cumsum([len(first)] + [len(w) for w in later])
-            self.tokens = torch.as_tensor(
-                np.concatenate([first] + [first[w] + k for k, w in enumerate(later, 1)]),
-                device=device)
-            self.steps = [(torch.as_tensor(w, device=device), int(a), int(b))
-                          for w, a, b in zip(later, ends[:-1], ends[1:], strict=True)]
-            multi = np.flatnonzero(n_sub > 1)
-            self.multi = torch.as_tensor(multi, device=device)
-            self.counts = torch.as_tensor(n_sub[multi], dtype=torch.float32,
-                                          device=device).unsqueeze(1)
-        elif aggregation == "max":
-            word = np.repeat(np.arange(len(n_sub)), n_sub)
-            token = np.arange(int(n_sub.sum())) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
-            self.tokens = torch.as_tensor(first[word] + token, device=device)
-            self.word = torch.as_tensor(word, device=device)
-        self.firsts, self.lasts = firsts, lasts
-
-    def reduce(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Word vectors ``(len(rows), n_layers * width)`` from per-layer (B, T, D)."""
-        if self.aggregation == "mean":
-            return word_means(layers, self.tokens, len(self.rows), self.steps, self.multi,
-                              self.counts)
-        # `.to` is a no-op on one device; with a model split over devices (device_map) each
-        # layer's output is gathered to the device of the inputs.
-        flat = [h.reshape(-1, h.shape[-1]).to(self.device) for h in layers]
-        if self.aggregation in ("first", "last"):
-            return torch.cat([h.index_select(0, self.first) for h in flat], dim=1).float()
-        selected = torch.cat([h.index_select(0, self.tokens) for h in flat], dim=1).float()
-        out = torch.zeros((len(self.rows), selected.shape[1]), device=selected.device)
-        index = self.word.unsqueeze(1).expand_as(selected)
-        return out.scatter_reduce_(0, index, selected, reduce="amax", include_self=False)
-
-    def token_rows(
-        self, layers: Sequence[torch.Tensor], which: str
-    ) -> tuple[list[int], torch.Tensor]:
-        """Sentence ids and vectors at the first (or last) token of each sentence's pieces."""
-        pairs = self.firsts if which == "first" else self.lasts
-        if not pairs:
-            return [], torch.empty(0)
-        idx = torch.tensor([t for _, t in pairs], dtype=torch.long, device=self.device)
-        vecs = torch.cat([h.reshape(-1, h.shape[-1]).to(idx.device).index_select(0, idx)
-                          for h in layers], dim=1)
-        return [s for s, _ in pairs], vecs.float()
 
 
 def _settings(loaded: LoadedModel, corpus: Corpus, comps: Sequence[Component], **kw: Any) -> dict:
@@ -362,13 +287,16 @@ class BlockPlan:
                      retain_input=self.retain_input, stop=self.stop)
 
     def vectors(self, trace: Trace, sentences: Sequence[Sequence[str]], lo: int,
-                offsets: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                              WindowStats]:
+                offsets: np.ndarray, out: dict[str, np.ndarray] | None = None,
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WindowStats]:
         """Word vectors (and first/last-token sentence vectors) of sentences ``lo..``.
 
         ``sentences`` are the block's sentences (``lo`` is the first one's corpus index) and
         ``offsets`` their ``len(sentences) + 1`` word offsets in the corpus. The batches
         depend on the block only, so every process computes the same values for it.
+        ``out`` (component -> float32 array of at least the block's rows) receives the word
+        vectors instead of new arrays: a block's 64 MB, allocated anew, costs its page
+        faults again every block.
         """
         hi = lo + len(sentences)
         row0, row1 = int(offsets[0]), int(offsets[-1])
@@ -380,7 +308,8 @@ class BlockPlan:
             ps, st = self.wtok.pieces(lo + k, ids)
             pieces.extend(ps)
             block_stats.merge(st)
-        buffers = {c.name: np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32)
+        buffers = {c.name: (out[c.name][: row1 - row0] if out is not None else
+                            np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32))
                    for c in self.comps}
         # NaN stays for sentences without words (no token to pool).
         pooled = {c.name: np.full((hi - lo, len(c.layers) * c.neurons), np.nan, np.float32)
@@ -391,21 +320,23 @@ class BlockPlan:
             # With ``stop`` the pass ends after the last requested module (result None).
             result = trace.call(self.target, **inputs, output_hidden_states=self.need_hidden,
                                 return_dict=True)
-            agg = _Aggregator(batch, inputs["input_ids"].shape[1], first_rows, lo,
+            agg = Aggregator(batch, inputs["input_ids"].shape[1], first_rows, lo,
                               self.aggregation, device)
             rows = agg.rows
-            for c in self.comps:
-                per_layer = _component_tensors(c, result, trace, self.hidden_sites)
-                buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
-                if self.sentence_pooling in ("first-token", "last-token"):
-                    which = "first" if self.sentence_pooling == "first-token" else "last"
-                    sids, vecs = agg.token_rows(per_layer, which)
-                    if sids:
-                        pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
+            with one_thread(device):
+                for c in self.comps:
+                    per_layer = _component_tensors(c, result, trace, self.hidden_sites)
+                    buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
+                    if self.sentence_pooling in ("first-token", "last-token"):
+                        which = "first" if self.sentence_pooling == "first-token" else "last"
+                        sids, vecs = agg.token_rows(per_layer, which)
+                        if sids:
+                            pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
         if self.sentence_pooling == "mean":
             counts = np.diff(offsets)
-            pooled = {name: sentence_means(torch.from_numpy(buf), counts).numpy()
-                      for name, buf in buffers.items()}
+            with one_thread(torch.device("cpu")):
+                pooled = {name: sentence_means(torch.from_numpy(buf), counts).numpy()
+                          for name, buf in buffers.items()}
         return buffers, pooled, block_stats
 
 
@@ -434,15 +365,25 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     started = time.perf_counter()
     done_at_start = int(offsets[sentences_done])
     progress, task = _progress_bar(show_progress, corpus.n_words, done_at_start)
-    # Disk writes overlap the next block's forward passes on one background thread.
+    # Disk writes overlap the next block's forward passes on one background thread; two
+    # sets of word-vector arrays take turns (one filled while the other is written).
+    spare: list[dict[str, np.ndarray]] = []
     pending: Future | None = None
     pending_progress: int | None = None
     with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), plan.trace() as trace:
         for lo, hi in bounds:
             if hi <= sentences_done:
                 continue
+            n_rows = int(offsets[hi] - offsets[lo])
+            out = spare.pop(0) if len(spare) == 2 else None
+            if out is None or any(len(a) < n_rows for a in out.values()):
+                # Room to spare: pages never touched take no memory.
+                out = {c.name: np.empty((2 * max(n_rows, block_words),
+                                         len(c.layers) * c.neurons), np.float32)
+                       for c in comps}
+            spare.append(out)
             buffers, pooled, block_stats = plan.vectors(
-                trace, corpus.sentences[lo:hi], lo, offsets[lo:hi + 1])
+                trace, corpus.sentences[lo:hi], lo, offsets[lo:hi + 1], out)
             stats.merge(block_stats)
             if pending is not None:
                 pending.result()  # at most one block in flight: memory stays bounded

@@ -60,8 +60,8 @@ class BlockWriter:
                 # The file under ``row0`` gets the held rows and this block's first ones at once.
                 split = end if held is None else min(end, start + self.chunk)
                 head = block[: split - row0]
-                self.writer.write_rows(c.name, start,
-                                       head if held is None else np.concatenate([held, head]))
+                # Held rows and new ones as two parts: the writer does not concatenate them.
+                self.writer.write_rows(c.name, start, head if held is None else [held, head])
                 if end > split:
                     self.writer.write_rows(c.name, split, block[split - row0 : end - row0])
                 if end < row1:

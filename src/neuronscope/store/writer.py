@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from neuronscope.store.meta import (
     write_json_atomic,
 )
 from neuronscope.store.names import NeuronLayout
+from neuronscope.store.rawwrite import RawWriter
 
 
 class StoreWriter:
@@ -62,6 +63,8 @@ class StoreWriter:
         self._lock = lock
         self._chunks = ChunkStore(path, entries=entries)
         self._group = zarr.open_group(store=self._chunks, mode="r+")
+        # Rows of uncompressed arrays skip Zarr's encoding (see store.rawwrite).
+        self._raw = RawWriter(path, self._chunks.entries)
 
     @classmethod
     def create(
@@ -183,22 +186,36 @@ class StoreWriter:
         """Rows already on disk."""
         return int(self.meta["progress"]["words_done"])
 
-    def write_rows(self, component: str, start: int, block: np.ndarray) -> None:
-        """Write rows ``start : start + len(block)`` of a component's activations."""
-        self._write(f"activations/{component}", start, block)
+    def write_rows(self, component: str, start: int,
+                   block: np.ndarray | Sequence[np.ndarray]) -> None:
+        """Write rows ``start : start + len(block)`` of a component's activations.
+
+        ``block`` may be a list of consecutive row blocks: written as one, and on the direct
+        path (:mod:`neuronscope.store.rawwrite`) without being concatenated first.
+        """
+        parts = [block] if isinstance(block, np.ndarray) else list(block)
+        arr = array(self._group, f"activations/{component}")
+        data = [encode(p, self.meta["dtype"], arr.dtype) for p in parts]
+        try:
+            if not self._raw.write_files(arr, arr.path, start, data):
+                rows = data[0] if len(data) == 1 else np.concatenate(data)
+                arr[start : start + len(rows)] = rows
+        except OSError as err:
+            raise self._write_error(err) from None
         faults.checkpoint("write:rows")
 
     def write_sentences(self, component: str, start: int, block: np.ndarray) -> None:
         """Write pooled sentence vectors for sentences ``start : start + len(block)``."""
-        self._write(f"sentences/{component}", start, block)
-        faults.checkpoint("write:sentences")
-
-    def _write(self, key: str, start: int, block: np.ndarray) -> None:
-        arr = array(self._group, key)
+        arr = array(self._group, f"sentences/{component}")
+        data = encode(block, self.meta["dtype"], arr.dtype)
         try:
-            arr[start : start + len(block)] = encode(block, self.meta["dtype"], arr.dtype)
+            # A block's sentences go into a chunk of 4,096 sentences: in place, not read
+            # back and rewritten whole (see store.rawwrite).
+            if not self._raw.write_rows_in_place(arr, arr.path, start, data):
+                arr[start : start + len(data)] = data
         except OSError as err:
             raise self._write_error(err) from None
+        faults.checkpoint("write:sentences")
 
     def add_files(self, entries: Entries) -> None:
         """List files another process wrote into this store (e.g. a Dask worker's chunks)
