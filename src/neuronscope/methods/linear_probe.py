@@ -272,6 +272,15 @@ class LinearProbe(RankingMethod):
             return [a for a in grid if a > alpha] + [alpha]
         return [alpha]
 
+    def _fits_a_path(self) -> bool:
+        """Whether more than one penalty is fitted (many epochs: an array handed in is then
+        copied into the training layout, see :func:`in_memory_rows`)."""
+        if self.penalty == "none":
+            return False
+        if self.alpha == "auto":
+            return self.alphas is None or len(self.alphas) > 1
+        return self.ranking == "path" and self._l1_share() > 0
+
     def _torch_device(self) -> torch.device:
         if self.device is None:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -308,7 +317,8 @@ class LinearProbe(RankingMethod):
         layout_seed = int(rng.integers(0, 2**62))
         source: RowSource = (
             StreamingRows(data, device, self.buffer_rows, budget=budget) if self.streaming_
-            else in_memory_rows(data, device, batch_size, train_idx, layout_seed, budget))
+            else in_memory_rows(data, device, batch_size, train_idx, layout_seed, budget,
+                                copy_array=self._fits_a_path()))
         train_mask = np.zeros(data.n_words, dtype=bool)
         train_mask[train_idx] = True
         y_shift, y_scale = 0.0, 1.0

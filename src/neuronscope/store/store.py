@@ -56,7 +56,6 @@ from neuronscope.store.integrity import (
     read_manifest,
 )
 from neuronscope.store.layout import DEFAULT_COMPRESSION
-from neuronscope.store.memory import empty_matrix
 from neuronscope.store.meta import (  # noqa: F401  (re-exported: the store's public names)
     FORMAT,
     FORMAT_VERSION,
@@ -265,7 +264,7 @@ class ActivationStore:
 
     def matrix(self, rows: slice | None = None) -> np.ndarray:
         """Every neuron of every component as one float32 array. Loads it all: small stores only."""
-        out = empty_matrix((self._n_rows(rows), self.n_neurons))
+        out = np.empty((self._n_rows(rows), self.n_neurons), dtype=np.float32)
         col = 0
         for name in self.components:  # each component straight into its columns: no concat
             size = self.layout.components[name].size

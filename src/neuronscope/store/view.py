@@ -19,7 +19,7 @@ import numpy as np
 
 from neuronscope.corpus.corpus import ConceptLabels
 from neuronscope.errors import FingerprintMismatchError, NeuronscopeError
-from neuronscope.store.memory import check_fits, empty_matrix
+from neuronscope.store.memory import check_fits
 from neuronscope.store.names import NeuronLayout
 from neuronscope.store.provenance import Provenance, RankingLike, check_ranking_compatible
 from neuronscope.store.store import ActivationStore
@@ -328,7 +328,7 @@ class ActivationView:
         (never a view of the source).
         """
         if out is None:
-            out = empty_matrix((max(stop - start, 0), self.n_neurons))
+            out = np.empty((max(stop - start, 0), self.n_neurons), dtype=np.float32)
         src, rows = self.source, slice(start, stop)
         if isinstance(src, ActivationStore):
             if not self.all_columns():
