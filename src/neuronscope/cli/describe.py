@@ -38,7 +38,8 @@ def file_kind(path: Path) -> str | None:
         return "conllu"
     try:
         record = json.loads(first)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # Not a NeuroX line: the result reader names what is wrong with the file.
         return None
     if isinstance(record, dict) and "features" in record and "linex_index" in record:
         return "neurox-json"
