@@ -81,13 +81,7 @@ def sorted_items(x: np.ndarray, sign: float, codes: np.ndarray, items: np.ndarra
     q = 0.0
     top = 0.0
     for i in range(n):
-        v = float(x[i])  # float32, as in column_moments
-        d = v - shift
-        s += d
-        q += d * d
-        a = abs(v)
-        if a > top:
-            top = a
+        s, q, top = _add_moment(x[i], shift, s, q, top)
         k = _key(bits[i], flip)
         counts[0, k & mask] += 1
         counts[1, k >> np.uint32(_DIGIT)] += 1
@@ -283,13 +277,7 @@ def best_iou_search(x: np.ndarray, codes: np.ndarray, n_codes: int, sizes: np.nd
     q = 0.0
     largest = 0.0
     for i in range(n):
-        v = float(x[i])  # float32, as in column_moments
-        d = v - shift
-        s += d
-        q += d * d
-        a = abs(v)
-        if a > largest:
-            largest = a
+        s, q, largest = _add_moment(x[i], shift, s, q, largest)
         starts[(_key(bits[i], zero) >> top) + 1] += 1
     _finish_moments(n, shift, s, q, largest, stats)
     for b in range(N_TOP):
@@ -408,6 +396,17 @@ def column_moments(x: np.ndarray) -> tuple[float, float, float]:
             top = a
     mean = s / n
     return shift + mean, max(q - s * mean, 0.0), top
+
+
+@_jit
+def _add_moment(value: np.float32, shift: np.float32, s: float, q: float, top: float
+                ) -> tuple[float, float, float]:
+    """One value folded into the shifted sums and the largest |value| (the counting passes
+    of :func:`sorted_items` and :func:`best_iou_search`)."""
+    v = float(value)  # float32, as in column_moments
+    d = v - shift
+    a = abs(v)
+    return s + d, q + d * d, a if a > top else top
 
 
 @_jit
