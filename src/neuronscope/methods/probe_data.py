@@ -5,9 +5,10 @@ standardization statistics and the start of the regularization path need ordered
 Both kinds of pass go through a *row source*:
 
 * :class:`InMemoryRows` holds the selection as one C-ordered float32 matrix in a *training
-  layout*: the training rows in one seeded random order, then the others. Any input (a
-  C-ordered array, a Fortran-ordered one, a column selection ``x[:, cols]``, a store) is
-  copied into it once, block by block (:func:`in_memory_rows`). A minibatch is a run of
+  layout*: the training rows in one seeded random order, then the others. A store, a
+  Fortran-ordered array or a column selection ``x[:, cols]`` is copied into it once, block
+  by block; a C-ordered array handed in is copied for a path fit and used as it is for a
+  single fit (:func:`in_memory_rows`). A minibatch is a run of
   tiles of consecutive layout rows, the tiles drawn in a fresh random order every epoch:
   re-mixed batches without copying a row.
 * :class:`StreamingRows` reads the selection from its :class:`ActivationView` one chunk at a
@@ -84,9 +85,10 @@ class InMemoryRows:
     small enough to stay in a core's cache is read from memory once for the forward and the
     backward product.
 
-    ``x`` is the matrix in the layout (``in_layout``), or in row order when a copy in the
-    layout would not fit the memory budget: each batch's rows are then gathered, cut into
-    the same tiles, so both give the same fit bit for bit (see :func:`in_memory_rows`).
+    ``x`` is the matrix in the layout (``in_layout``), or an array handed in, in its row
+    order (a single fit, or no room for a copy; see :func:`in_memory_rows`): each batch's
+    rows are then gathered and cut into the same tiles, and ordered passes read it in row
+    order, so the fit equals the copied layout's up to the summation order of the moments.
     """
 
     streaming = False
@@ -112,15 +114,11 @@ class InMemoryRows:
                                 dtype=np.float32)
 
     def _span(self, start: int, stop: int) -> torch.Tensor:
-        """Layout positions ``start:stop`` on the device; valid until the next call (a view
-        when the matrix is in the layout)."""
+        """Layout positions ``start:stop`` of the matrix in the layout, as a view (on the
+        device when the matrix is there)."""
         if self.x_device is not None:
             return self.x_device[start:stop]
-        if self.in_layout:
-            return torch.from_numpy(self.x[start:stop])
-        block = self._buffer[: stop - start]
-        np.take(self.x, self.order[start:stop], axis=0, out=block)
-        return torch.from_numpy(block).to(self.device)
+        return torch.from_numpy(self.x[start:stop])
 
     def shuffled_batches(self, rows: np.ndarray, batch_size: int,
                          generator: torch.Generator) -> Iterator[TiledBatch]:
