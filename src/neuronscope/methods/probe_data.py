@@ -114,11 +114,11 @@ class InMemoryRows:
                                 dtype=np.float32)
 
     def _span(self, start: int, stop: int) -> torch.Tensor:
-        """Layout positions ``start:stop`` of the matrix in the layout, as a view (on the
-        device when the matrix is there)."""
+        """Rows ``start:stop`` of ``x`` on the device (a view on the CPU, or of the copy on
+        the accelerator when the matrix fits there)."""
         if self.x_device is not None:
             return self.x_device[start:stop]
-        return torch.from_numpy(self.x[start:stop])
+        return torch.from_numpy(self.x[start:stop]).to(self.device)
 
     def shuffled_batches(self, rows: np.ndarray, batch_size: int,
                          generator: torch.Generator) -> Iterator[TiledBatch]:
@@ -148,34 +148,23 @@ class InMemoryRows:
                         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def blocks(self, rows: np.ndarray) -> Iterator[Batch]:
-        if not self.in_layout:
-            # The matrix in row order: ordered passes read it in row order (views).
-            rows = np.sort(rows)
-            for lo in range(0, len(rows), BLOCK_ROWS):
-                ids = rows[lo : lo + BLOCK_ROWS]
-                start, stop = int(ids[0]), int(ids[-1]) + 1
-                if stop - start == len(ids):
-                    yield ids, torch.from_numpy(self.x[start:stop]).to(self.device)
-                    continue
-                block = self._buffer[: len(ids)]
-                np.take(self.x, ids, axis=0, out=block)
-                yield ids, torch.from_numpy(block).to(self.device)
-            return
-        positions = np.sort(self.position[rows])
-        # Blocks end where the training rows end: each holds training rows or other rows,
-        # never both (the moments then need no per-row split).
-        cut = int(np.searchsorted(positions, self.n_train))
-        bounds = sorted({*range(0, cut, BLOCK_ROWS), *range(cut, len(positions), BLOCK_ROWS),
-                         len(positions)})
+        # Indices into ``x``: layout positions, or the rows themselves for an array in row
+        # order. In the layout, blocks end where the training rows end: each holds training
+        # rows or other rows, never both (the moments then need no per-row split).
+        index = np.sort(self.position[rows] if self.in_layout else rows)
+        cut = int(np.searchsorted(index, self.n_train)) if self.in_layout else 0
+        bounds = sorted({*range(0, cut, BLOCK_ROWS), *range(cut, len(index), BLOCK_ROWS),
+                         len(index)})
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            pos = positions[lo:hi]
-            start, stop = int(pos[0]), int(pos[-1]) + 1
-            if stop - start == len(pos):
-                yield self.order[start:stop], self._span(start, stop)
+            at = index[lo:hi]
+            ids = self.order[at] if self.in_layout else at
+            start, stop = int(at[0]), int(at[-1]) + 1
+            if stop - start == len(at):
+                yield ids, self._span(start, stop)
                 continue
-            block = self._buffer[: len(pos)]
-            np.take(self.x, pos, axis=0, out=block)
-            yield self.order[pos], torch.from_numpy(block).to(self.device)
+            block = self._buffer[: len(at)]
+            np.take(self.x, at, axis=0, out=block)
+            yield ids, torch.from_numpy(block).to(self.device)
 
 
 def training_order(n_rows: int, train_rows: np.ndarray, seed: int) -> np.ndarray:
@@ -196,9 +185,10 @@ def in_memory_rows(data: MethodInput, device: torch.device, batch_size: int,
 
     A float32 C-ordered array holding every column is copied into the layout when
     ``copy_array`` and the copy fits in half the memory ``budget`` (``None``:
-    :func:`memory_budget`), else used as it is (batches gathered, the same fit); every other
-    input (Fortran order, column views, stores) is read once, by blocks of rows, straight
-    into the layout. Values are checked finite.
+    :func:`memory_budget`), else used as it is (the same tiles gathered; the fit differs
+    only by the summation order of the moments); every other input (Fortran order, column
+    views, stores) is read once, by blocks of rows, straight into the layout. Values are
+    checked finite.
 
     The copy pays for itself over many epochs only: its fresh pages cost 1-5 s per 2.2 GB on
     our VM (first touch), while gathering a batch costs about 0.55 s per epoch of EWT train.
@@ -210,8 +200,7 @@ def in_memory_rows(data: MethodInput, device: torch.device, batch_size: int,
             and np.array_equal(data.ids, np.arange(src.shape[1]))):
         budget = memory_budget() if budget is None else budget
         if not copy_array or src.nbytes > budget // 2:
-            for start in range(0, len(src), 16 * BLOCK_ROWS):
-                check_finite(src[start : start + 16 * BLOCK_ROWS], start)
+            _check_rows_finite(src)
             return InMemoryRows(src, device, batch_size, order, len(train_rows),
                                 in_layout=False)
         out = empty_matrix(src.shape)
@@ -221,8 +210,7 @@ def in_memory_rows(data: MethodInput, device: torch.device, batch_size: int,
             # Checked while the copied block is in cache; the rows are named in the
             # array's own order.
             if not np.isfinite(np.sum(block, dtype=np.float64)):
-                for first in range(0, len(src), 16 * BLOCK_ROWS):
-                    check_finite(src[first : first + 16 * BLOCK_ROWS], first)
+                _check_rows_finite(src)
         return InMemoryRows(out, device, batch_size, order, len(train_rows))
     check_fits(4 * data.n_words * data.n_neurons,
                f"loading {data.n_words} x {data.n_neurons} activations for the probe")
@@ -236,6 +224,12 @@ def in_memory_rows(data: MethodInput, device: torch.device, batch_size: int,
         # The view's read checks the values (naming the row of a NaN).
         out[position[start:stop]] = view.read(start, stop, out=block[: stop - start])
     return InMemoryRows(out, device, batch_size, order, len(train_rows))
+
+
+def _check_rows_finite(x: np.ndarray) -> None:
+    """Raise the clear error naming the first row of ``x`` (in its own order) with NaN/inf."""
+    for start in range(0, len(x), 16 * BLOCK_ROWS):
+        check_finite(x[start : start + 16 * BLOCK_ROWS], start)
 
 
 class StreamingRows:

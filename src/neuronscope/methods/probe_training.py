@@ -8,8 +8,8 @@ scaling its gradient step gets. Unlike adding the subgradient ``sign(w)`` (which
 oscillate around zero), this yields exact zeros: a weight stays zero while its averaged
 minibatch gradient stays below ``lambda_1``.
 
-Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (a
-half an epoch by default, see :func:`check_window`) the penalized training objective
+Stopping is tolerance-based ("reduce on plateau"): after every window of training rows (half
+an epoch by default, see :func:`check_window`) the penalized training objective
 (mean minibatch loss of the window plus the penalty) is compared with the best so far; a
 window that does not lower it by a relative ``tol`` halves the step size, and training stops
 after ``patience`` such windows in all (converged) or at ``max_epochs`` (not converged,
@@ -164,9 +164,10 @@ class Trainer:
             grad = np.outer(prior, train_sum) - target_sums
             out_sum = prior * len(idx) - counts
         else:
-            y_mean = float(y.astype(np.float64).mean()) if len(idx) else 0.0
+            y_sum = float(y.astype(np.float64).sum())
+            y_mean = y_sum / n
             grad = y_mean * train_sum[None, :] - target_sums
-            out_sum = np.array([y_mean * len(idx) - float(y.astype(np.float64).sum())])
+            out_sum = np.array([y_mean * len(idx) - y_sum])
         if self.inv_scale is not None and self.mean is not None:
             # The gradient on standardized rows, folded: (x - mean) * inv_scale.
             grad = ((grad - np.outer(out_sum, self.mean.cpu().numpy()))
