@@ -15,6 +15,7 @@ from neuronscope.methods.budget import resolve_budget
 from neuronscope.methods.iou import IoU
 from neuronscope.methods.probeless import Probeless
 from neuronscope.methods.selectivity import Selectivity
+from neuronscope.store import fastread
 
 from .conftest import labelled_store
 
@@ -168,6 +169,6 @@ def test_spill_scratch_write_failure_is_a_clear_error(tmp_path, monkeypatch):
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(spill.os, "pwrite", full)
+    monkeypatch.setattr(fastread.os, "pwrite", full)  # the scratch file's writes
     with pytest.raises(NeuronscopeError, match="scratch file in .*No space left on device.*TMPDIR"):
         IoU(n_jobs=1).rank(store, corpus.concept_labels("tag"))

@@ -15,7 +15,6 @@ group`` bytes), whatever the number of words; disk: ``4 * n_words * group`` byte
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -24,7 +23,7 @@ import numpy as np
 from neuronscope.errors import NeuronscopeError
 from neuronscope.methods.base import MethodInput
 from neuronscope.methods.kernels import transpose_into
-from neuronscope.store.fastread import pread_full
+from neuronscope.store.fastread import pread_full, pwrite_full
 from neuronscope.store.store import ActivationStore
 
 #: Column blocks of a store larger than this are spilled (bytes of one float32 block).
@@ -49,16 +48,13 @@ def layer_groups(store: ActivationStore, ids: np.ndarray, width: int) -> Iterato
 
 
 def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
-    view = data.data.cast("B")
-    while len(view):
-        try:
-            written = os.pwrite(fd, view, offset)
-        except OSError as err:  # e.g. a full disk: say where, not a traceback
-            raise NeuronscopeError(
-                f"cannot write the ranker's scratch file in {tempfile.gettempdir()} "
-                f"({err.strerror or err}); it needs 4 bytes per word and neuron of one layer: "
-                "free space there or point TMPDIR elsewhere") from None
-        view, offset = view[written:], offset + written
+    try:
+        pwrite_full(fd, data, offset)
+    except OSError as err:  # e.g. a full disk: say where, not a traceback
+        raise NeuronscopeError(
+            f"cannot write the ranker's scratch file in {tempfile.gettempdir()} "
+            f"({err.strerror or err}); it needs 4 bytes per word and neuron of one layer: "
+            "free space there or point TMPDIR elsewhere") from None
 
 
 def _read_all(fd: int, out: np.ndarray, offset: int) -> None:

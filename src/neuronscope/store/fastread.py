@@ -294,6 +294,15 @@ def pread_full(fd: int, buf: np.ndarray, offset: int) -> int:
     return got
 
 
+def pwrite_full(fd: int, data: np.ndarray, offset: int) -> None:
+    """Write the contiguous array ``data`` at ``offset`` whole (the kernel may write fewer
+    bytes than asked); an ``OSError`` (a full disk) is the caller's to word."""
+    view = data.data.cast("B")
+    while len(view):
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 def _changed(plan: Plan, key: str) -> DamagedStoreError:
     """The error of a whole file whose CRC-32C differs from the manifest's."""
     return _damaged(plan, f"file {key} fails its checksum (its content changed after it was "

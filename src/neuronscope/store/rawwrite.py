@@ -48,7 +48,7 @@ import numpy as np
 import zarr
 
 from neuronscope.store import faults
-from neuronscope.store.fastread import Plan, plan_for, pread_full
+from neuronscope.store.fastread import Plan, plan_for, pread_full, pwrite_full
 
 _NO_CHUNK = np.uint64(2**64 - 1)  # the shard index entry of a chunk that is not stored
 _FILL_PIECE_BYTES = 1 << 20  # fill-value bytes summed per CRC call
@@ -176,10 +176,7 @@ class RawWriter:
             return
         fd = os.open(path, os.O_WRONLY)
         try:
-            view, at = data.data.cast("B"), rows[0] * row_bytes
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
+            pwrite_full(fd, data, rows[0] * row_bytes)
         finally:
             os.close(fd)
         prefix.rows, prefix.crc = rows[1], int(google_crc32c.extend(prefix.crc, data))
