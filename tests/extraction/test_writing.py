@@ -26,9 +26,9 @@ def _writes(monkeypatch) -> Counter:
         written[key] += 1
         await original(self, key, value)
 
-    def counted_replace(self, key, pieces, crc=None):
+    def counted_replace(self, key, pieces):
         written[key] += 1
-        replace(self, key, pieces, crc)
+        replace(self, key, pieces)
 
     monkeypatch.setattr(ChunkStore, "set", counted)
     monkeypatch.setattr(RawWriter, "_replace", counted_replace)
@@ -52,3 +52,19 @@ def test_each_activation_file_is_written_once(monkeypatch, tmp_path, big_corpus,
                               equal_nan=True)
     assert store.info()["windows"] == whole.info()["windows"]
     assert read_meta(tmp_path / "held")["progress"]["words_done"] == big_corpus.n_words
+
+
+def test_writing_behind_the_forward_pass_gives_the_same_store(monkeypatch, tmp_path,
+                                                              big_corpus, tiny_bert):
+    """On an accelerator blocks are written on a background thread while the next ones run;
+    on the CPU between them. Both give the same files (their sizes and CRC-32Cs)."""
+    from neuronscope.extraction import extractor
+    from neuronscope.store.integrity import MANIFEST_FILE
+
+    assert not extractor.writes_behind(tiny_bert.device)
+    between = extract(big_corpus, tmp_path / "between", tiny_bert, chunk_words=100, **SETTINGS)
+    monkeypatch.setattr(extractor, "writes_behind", lambda device: True)
+    behind = extract(big_corpus, tmp_path / "behind", tiny_bert, chunk_words=100, **SETTINGS)
+    manifests = [(tmp_path / name / MANIFEST_FILE).read_text() for name in ("between", "behind")]
+    assert manifests[0] == manifests[1]
+    assert np.array_equal(between.matrix(), behind.matrix())

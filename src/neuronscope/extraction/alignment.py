@@ -157,15 +157,24 @@ class WordTokenizer:
         cap = self.capacity
         truncated = [ids[:cap] for ids in word_ids]
         stats.words_truncated = sum(len(ids) > cap for ids in word_ids)
+        stats.pieces = 1
+        n_pre = len(self.prefix_ids)
+        if sum(len(ids) for ids in truncated) <= cap:
+            # One window (nearly every sentence): the layout below without numpy, whose
+            # per-call cost on arrays of a few words is most of the time here.
+            piece = Piece(sentence_index, list(self.prefix_ids))
+            for j, ids in enumerate(truncated):
+                start = len(piece.input_ids)
+                piece.input_ids.extend(ids)
+                piece.spans.append((j, start, start + len(ids)))
+            piece.content_stop = len(piece.input_ids)
+            piece.input_ids.extend(self.suffix_ids)
+            return [piece], stats
         lengths = np.array([len(ids) for ids in truncated], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)])
-        total = int(starts[-1])
-        if total <= cap:
-            windows = [(0, len(truncated))]
-        else:
-            windows = self._windows(starts, cap)
-            stats.sentences_windowed = 1
-            stats.windowed_sentence_ids = [sentence_index]
+        windows = self._windows(starts, cap)
+        stats.sentences_windowed = 1
+        stats.windowed_sentence_ids = [sentence_index]
         # Choose for each word the window where it sees the most context.
         best = np.full(len(truncated), -1)
         best_score = np.full(len(truncated), -1.0)
@@ -177,7 +186,6 @@ class WordTokenizer:
             best[a:b][better] = w
             best_score[a:b][better] = score[better]
         pieces = []
-        n_pre = len(self.prefix_ids)
         for w, (a, b) in enumerate(windows):
             content = [t for ids in truncated[a:b] for t in ids]
             piece = Piece(

@@ -38,8 +38,9 @@ returns False and the caller writes through Zarr.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,11 @@ import zarr
 
 from neuronscope.store import faults
 from neuronscope.store.fastread import Plan, plan_for, pread_full, pwrite_full
+from neuronscope.store.staged import StagedFile, Stages
 
 _NO_CHUNK = np.uint64(2**64 - 1)  # the shard index entry of a chunk that is not stored
 _FILL_PIECE_BYTES = 1 << 20  # fill-value bytes summed per CRC call
-_CACHE_PIECE_BYTES = 1 << 18  # summed twice while in the core's cache (see _crc_pair)
+_STAGE_BYTES = 8 << 20  # a staging buffer's size (two per file being written)
 
 
 @dataclass
@@ -75,6 +77,10 @@ class RawWriter:
         self.root = Path(root)
         self.entries = entries
         self._prefix: dict[str, _Prefix] = {}
+        # Staging buffers (see store.staged), reused by every file; a lock, as files of one
+        # store may be written from several threads.
+        self._stages: list[Stages] = []
+        self._stages_lock = threading.Lock()
 
     # ------------------------------------------------------------------ whole files
     def write_files(self, arr: zarr.Array, name: str, start: int,
@@ -108,31 +114,38 @@ class RawWriter:
         cr, cc = plan.chunk_shape
         r0 = coords[0] * plan.file_shape[0]
         c_base = coords[1] * plan.file_shape[1]
-        pieces: list[np.ndarray] = []
-        index = np.full((plan.inner_grid[1], 2), _NO_CHUNK, dtype="<u8")
-        at, crc = 0, 0  # crc: the whole file's, for the manifest
-        for ic in range(plan.inner_grid[1]):
-            c0 = c_base + ic * cc
-            if c0 >= plan.shape[1]:
-                continue  # wholly outside the array: Zarr stores no such chunk
-            chunk = _chunk(rows.get(r0, r0 + cr, c0, c0 + cc), (cr, cc), fill)
-            pieces.append(chunk)
-            inner, crc = _crc_pair(chunk, crc)
-            n = chunk.nbytes
-            if plan.inner_crc:
-                pieces.append(np.array([inner], dtype="<u4").view(np.uint8))
-                crc = int(google_crc32c.extend(crc, pieces[-1]))
-                n += 4
-            index[ic] = (at, n)
-            at += n
-        if plan.sharded:
-            raw = index.view(np.uint8).reshape(-1)
-            pieces.append(raw)
-            if plan.index_crc:
-                pieces.append(_crc_bytes(raw))
-            for piece in pieces[-2 if plan.index_crc else -1:]:
-                crc = int(google_crc32c.extend(crc, piece))
-        self._replace(f"{name}/{plan.key_of(coords)}", pieces, crc)
+        row_bytes = cc * plan.dtype.itemsize
+
+        def pieces(out: StagedFile) -> None:
+            index = np.full((plan.inner_grid[1], 2), _NO_CHUNK, dtype="<u8")
+            slab = max(1, _STAGE_BYTES // row_bytes)  # rows assembled at once
+            at = 0
+            for ic in range(plan.inner_grid[1]):
+                c0 = c_base + ic * cc
+                if c0 >= plan.shape[1]:
+                    continue  # wholly outside the array: Zarr stores no such chunk
+                inner = 0
+                for s0 in range(0, cr, slab):
+                    s1 = min(cr, s0 + slab)
+                    room = out.reserve((s1 - s0) * row_bytes)
+                    # Copied together straight into the staging buffer, summed while in cache.
+                    _chunk(rows.get(r0 + s0, r0 + s1, c0, c0 + cc), (s1 - s0, cc), fill,
+                           room.view(plan.dtype).reshape(s1 - s0, cc))
+                    inner = int(google_crc32c.extend(inner, room))
+                    out.push(room.nbytes)
+                n = cr * row_bytes
+                if plan.inner_crc:
+                    out.write(np.array([inner], dtype="<u4"), small=True)
+                    n += 4
+                index[ic] = (at, n)
+                at += n
+            if plan.sharded:
+                raw = index.view(np.uint8).reshape(-1)
+                out.write(raw, small=True)
+                if plan.index_crc:
+                    out.write(_crc_bytes(raw), small=True)
+
+        self._replace(f"{name}/{plan.key_of(coords)}", pieces)
 
     # ------------------------------------------------------------------ rows in place
     def write_rows_in_place(self, arr: zarr.Array, name: str, start: int,
@@ -170,7 +183,12 @@ class RawWriter:
             if rows[0] and (not path.exists() or _read_into(path, head) < head.nbytes):
                 head = np.broadcast_to(fill, (rows[0], fc)).copy().view(np.uint8).reshape(-1)
             tail = np.broadcast_to(fill, (fr - rows[1], fc))
-            self._replace(key, [head, data, np.ascontiguousarray(tail)])
+
+            def pieces(out: StagedFile) -> None:
+                for piece in (head, data, tail):
+                    out.write(piece)
+
+            self._replace(key, pieces)
             crc = int(google_crc32c.extend(google_crc32c.value(head), data))
             self._prefix[key] = _Prefix(rows[1], crc)
             return
@@ -189,28 +207,26 @@ class RawWriter:
         plan = plan_for(arr, self.root / arr.path)
         return None if plan is None or plan.compressor is not None else plan
 
-    def _replace(self, key: str, pieces: list[np.ndarray], crc: int | None = None) -> None:
-        """Write a file from its pieces atomically and record it in the manifest (``crc``:
-        the file's CRC-32C when the caller summed it already)."""
+    def _replace(self, key: str, pieces: Callable[[StagedFile], None]) -> None:
+        """Write a file atomically (a ``.partial`` file renamed into place), its bytes put
+        in by ``pieces``, and record it in the manifest."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")
-        summed, size = 0, 0
+        with self._stages_lock:
+            stages = self._stages.pop() if self._stages else Stages(_STAGE_BYTES)
         try:
-            with open(tmp, "wb") as f:
-                for piece in pieces:
-                    if not piece.nbytes:
-                        continue
-                    f.write(piece.data.cast("B"))
-                    if crc is None:
-                        summed = int(google_crc32c.extend(summed, piece))
-                    size += piece.nbytes
+            with StagedFile(tmp, stages) as out:
+                pieces(out)
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            with self._stages_lock:
+                self._stages.append(stages)
         self._prefix.pop(key, None)
-        self.entries[key] = [size, summed if crc is None else crc]
+        self.entries[key] = [out.size, out.crc]
         faults.checkpoint("write:chunk")
 
 
@@ -236,12 +252,14 @@ class _Rows:
         return out
 
 
-def _chunk(parts: list[np.ndarray], shape: tuple[int, int], fill: np.ndarray) -> np.ndarray:
-    """Row blocks stacked into a contiguous chunk of ``shape``, padded with the fill value
-    at the array's edges."""
-    if len(parts) == 1 and parts[0].shape == shape:
-        return np.ascontiguousarray(parts[0])
-    out = np.empty(shape, dtype=fill.dtype)
+def _chunk(parts: list[np.ndarray], shape: tuple[int, int], fill: np.ndarray,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Row blocks stacked into a contiguous chunk of ``shape`` (into ``out`` when given),
+    padded with the fill value at the array's edges."""
+    if out is None:
+        if len(parts) == 1 and parts[0].shape == shape:
+            return np.ascontiguousarray(parts[0])
+        out = np.empty(shape, dtype=fill.dtype)
     at = 0
     for part in parts:
         out[at : at + len(part), : part.shape[1]] = part
@@ -255,18 +273,6 @@ def _chunk(parts: list[np.ndarray], shape: tuple[int, int], fill: np.ndarray) ->
 def _crc_bytes(data: np.ndarray) -> np.ndarray:
     """The CRC-32C of ``data`` as 4 little-endian bytes (Zarr's ``crc32c`` codec)."""
     return np.array([google_crc32c.value(data)], dtype="<u4").view(np.uint8)
-
-
-def _crc_pair(data: np.ndarray, crc: int) -> tuple[int, int]:
-    """The CRC-32C of ``data`` and ``crc`` extended over it, in one pass over memory: both
-    are summed piece by piece while the piece is in the core's cache."""
-    flat = data.reshape(-1).view(np.uint8)
-    own = 0
-    for i in range(0, len(flat), _CACHE_PIECE_BYTES):
-        piece = flat[i : i + _CACHE_PIECE_BYTES]
-        own = int(google_crc32c.extend(own, piece))
-        crc = int(google_crc32c.extend(crc, piece))
-    return own, crc
 
 
 def _extend_fill(crc: int, fill: np.ndarray, n: int) -> int:
