@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from neuronscope.extraction import extract
 from neuronscope.store import read_meta
@@ -68,3 +69,57 @@ def test_writing_behind_the_forward_pass_gives_the_same_store(monkeypatch, tmp_p
     manifests = [(tmp_path / name / MANIFEST_FILE).read_text() for name in ("between", "behind")]
     assert manifests[0] == manifests[1]
     assert np.array_equal(between.matrix(), behind.matrix())
+
+
+class _Rows:
+    """A store writer that keeps the rows written, at their positions (BlockWriter's side)."""
+
+    def __init__(self, n_rows: int, chunk_words: int) -> None:
+        self.rows = np.full((n_rows, 3), np.nan, np.float32)
+        self.meta = {"chunk_words": chunk_words, "progress": {"sentences_done": 0}}
+        self.words_done = 0
+        self.starts: list[int] = []
+
+    def write_rows(self, component, start, block):
+        parts = [block] if isinstance(block, np.ndarray) else block
+        rows = np.concatenate(parts)
+        self.rows[start : start + len(rows)] = rows
+        self.starts.append(start)
+
+    def write_sentences(self, component, start, block):
+        pass
+
+    def commit(self, words, sentences):
+        self.words_done = words
+
+
+@pytest.mark.parametrize("in_caller", [False, True], ids=["own-area", "caller-array"])
+def test_blocks_short_of_a_file_are_held_whole(in_caller):
+    """A block that ends short of the next file boundary is held whole, after the rows held
+    already, and written with the next one; every row lands once, where it belongs. Rows
+    are held in the writer's own area (accelerators) or at the front of the caller's array,
+    the next block computed right after them (the CPU)."""
+    from neuronscope.extraction.writing import BlockWriter
+
+    class Comp:
+        name = "hidden"
+
+    sizes = [250, 30, 20, 300, 5, 256, 97]  # blocks of rows; files of 256 rows
+    values = np.arange(sum(sizes) * 3, dtype=np.float32).reshape(-1, 3)
+    writer = _Rows(len(values), 256)
+    blocks = BlockWriter(writer, [Comp], "none", carry=True)  # type: ignore[arg-type]
+    array = np.full((2048, 3), -1, np.float32)  # the caller's one reused array
+    at = 0
+    for k, size in enumerate(sizes):
+        held = blocks.held_rows if in_caller else 0
+        buffer = array[held : held + size]
+        buffer[:] = values[at : at + size]
+        blocks.write({"hidden": buffer}, {}, (at, at + size), (k, k + 1), {},
+                     k == len(sizes) - 1, hold_in={"hidden": array} if in_caller else None)
+        if not in_caller:
+            buffer[:] = -1  # reused: what is held must have been copied
+        else:
+            array[blocks.held_rows :] = -1  # only the front is kept
+        at += size
+    assert np.array_equal(writer.rows, values)
+    assert all(start % 256 == 0 for start in writer.starts)

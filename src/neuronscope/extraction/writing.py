@@ -44,11 +44,41 @@ class BlockWriter:
         self.held_from = 0  # first row of ``held``
         # (words_done, sentences_done, window stats) of written blocks not yet committed.
         self.blocks: list[tuple[int, int, dict[str, Any]]] = []
+        # Where held rows are kept, reused block after block: a new array of up to
+        # ``chunk_words`` rows every block is fresh memory, slow to touch (issue #16).
+        self._areas: dict[str, np.ndarray] = {}
+
+    @property
+    def held_rows(self) -> int:
+        """How many rows are held back for the next block's first file."""
+        return max((len(rows) for rows in self.held.values()), default=0)
+
+    def _hold(self, name: str, rows: np.ndarray, after_held: bool,
+              area: np.ndarray | None) -> None:
+        """Hold ``rows`` of component ``name``: instead of the rows held now, or after them;
+        in ``area`` (the caller's) or in an area of this writer's."""
+        kept = len(self.held[name]) if after_held else 0
+        n = kept + len(rows)
+        if area is None:
+            area = self._areas.get(name)
+            if area is None or len(area) < n:
+                grown = np.empty((max(n, self.chunk), rows.shape[1]), rows.dtype)
+                if kept:
+                    grown[:kept] = self.held[name]
+                area = self._areas[name] = grown
+        if not _same_rows(area[kept:n], rows):
+            area[kept:n] = rows  # overlapping ranges are copied correctly (NumPy buffers)
+        self.held[name] = area[:n]
 
     def write(self, buffers: dict[str, np.ndarray], pooled: dict[str, np.ndarray],
               rows: tuple[int, int], sentences: tuple[int, int], windows: dict[str, Any],
-              last: bool) -> None:
-        """Write one block (rows ``rows``, sentences ``sentences``), then commit."""
+              last: bool, hold_in: dict[str, np.ndarray] | None = None) -> None:
+        """Write one block (rows ``rows``, sentences ``sentences``), then commit.
+
+        ``hold_in`` (component -> the caller's array): rows held back go to its front, where
+        the caller computes the next block right after them (with rows held now at the
+        front, ``buffers`` must follow them in the same array).
+        """
         row0, row1 = rows
         lo, hi = sentences
         start = self.held_from if self.held else row0
@@ -56,6 +86,7 @@ class BlockWriter:
         for c in self.comps:
             block = buffers[c.name]
             held = self.held.get(c.name)
+            area = None if hold_in is None else hold_in[c.name]
             if end > start:
                 # The file under ``row0`` gets the held rows and this block's first ones at once.
                 split = end if held is None else min(end, start + self.chunk)
@@ -65,11 +96,11 @@ class BlockWriter:
                 if end > split:
                     self.writer.write_rows(c.name, split, block[split - row0 : end - row0])
                 if end < row1:
-                    self.held[c.name] = block[end - row0 :].copy()
+                    self._hold(c.name, block[end - row0 :], False, area)
                 else:
                     self.held.pop(c.name, None)
             else:
-                self.held[c.name] = block.copy() if held is None else np.concatenate([held, block])
+                self._hold(c.name, block, held is not None, area)
             if self.sentence_pooling != "none":
                 self.writer.write_sentences(c.name, lo, pooled[c.name])
         self.held_from = max(start, end)
@@ -84,3 +115,9 @@ class BlockWriter:
             # One commit per block all the same: the manifest lists the files written so far.
             self.writer.commit(self.writer.words_done,
                                int(self.writer.meta["progress"]["sentences_done"]))
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two row blocks are the same memory (holding them is then a no-op)."""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])

@@ -182,7 +182,7 @@ class RawWriter:
             head = np.empty(rows[0] * row_bytes, dtype=np.uint8)
             if rows[0] and (not path.exists() or _read_into(path, head) < head.nbytes):
                 head = np.broadcast_to(fill, (rows[0], fc)).copy().view(np.uint8).reshape(-1)
-            tail = np.broadcast_to(fill, (fr - rows[1], fc))
+            tail = np.broadcast_to(fill, (fr - rows[1], fc))  # written slab by slab
 
             def pieces(out: StagedFile) -> None:
                 for piece in (head, data, tail):

@@ -90,13 +90,16 @@ class StagedFile:
             self._hand_over()
 
     def write(self, data: np.ndarray, *, small: bool = False) -> None:
-        """Copy an array in (C order) as the next piece(s)."""
-        raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-        step = self.stages.piece_bytes
-        for at in range(0, raw.nbytes, step):
-            part = raw[at : at + step]
-            self.reserve(part.nbytes)[:] = part
-            self.push(part.nbytes, small=small)
+        """Copy an array in (C order) as the next piece(s), a slab of rows at a time: a
+        broadcast array (a fill value) is never made whole."""
+        if not data.size:
+            return
+        rows = data.reshape(len(data), -1)
+        step = max(1, self.stages.piece_bytes // max(1, rows[:1].nbytes))
+        for at in range(0, len(rows), step):
+            slab = rows[at : at + step]
+            self.reserve(slab.nbytes).view(slab.dtype).reshape(slab.shape)[...] = slab
+            self.push(slab.nbytes, small=small)
 
     def _hand_over(self) -> None:
         """Give the current buffer's whole pages to the disk thread; carry the rest over."""
