@@ -288,6 +288,7 @@ class BlockPlan:
 
     def vectors(self, trace: Trace, sentences: Sequence[Sequence[str]], lo: int,
                 offsets: np.ndarray, out: dict[str, np.ndarray] | None = None,
+                means_later: bool = False,
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WindowStats]:
         """Word vectors (and first/last-token sentence vectors) of sentences ``lo..``.
 
@@ -296,7 +297,8 @@ class BlockPlan:
         depend on the block only, so every process computes the same values for it.
         ``out`` (component -> float32 array of at least the block's rows) receives the word
         vectors instead of new arrays: a block's 64 MB, allocated anew, costs its page
-        faults again every block.
+        faults again every block. ``means_later``: the caller computes mean sentence vectors
+        itself (:meth:`mean_vectors`).
         """
         hi = lo + len(sentences)
         row0, row1 = int(offsets[0]), int(offsets[-1])
@@ -332,12 +334,19 @@ class BlockPlan:
                         sids, vecs = agg.token_rows(per_layer, which)
                         if sids:
                             pooled[c.name][np.asarray(sids) - lo] = vecs.cpu().numpy()
-        if self.sentence_pooling == "mean":
-            counts = np.diff(offsets)
-            with one_thread(torch.device("cpu")):
-                pooled = {name: sentence_means(torch.from_numpy(buf), counts).numpy()
-                          for name, buf in buffers.items()}
+        if self.sentence_pooling == "mean" and not means_later:
+            pooled = self.mean_vectors(buffers, offsets)
         return buffers, pooled, block_stats
+
+    @staticmethod
+    def mean_vectors(buffers: Mapping[str, np.ndarray],
+                     offsets: np.ndarray) -> dict[str, np.ndarray]:
+        """Each sentence's mean word vector (NaN without words), from a block's word vectors
+        and its sentences' ``len + 1`` word offsets."""
+        counts = np.diff(offsets)
+        with one_thread(torch.device("cpu")):
+            return {name: sentence_means(torch.from_numpy(buf), counts).numpy()
+                    for name, buf in buffers.items()}
 
 
 def resume_stats(meta: Mapping[str, Any]) -> WindowStats:
@@ -396,19 +405,24 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
                         rows[:held] = out[name][:held]
                 out = grown
             spare.append(out)
+            means_later = not overlap and sentence_pooling == "mean"
             buffers, pooled, block_stats = plan.vectors(
                 trace, corpus.sentences[lo:hi], lo, offsets[lo:hi + 1],
-                {name: rows[held:] for name, rows in out.items()})
+                {name: rows[held:] for name, rows in out.items()}, means_later)
             stats.merge(block_stats)
             if pending is not None:
                 pending.result()  # at most one block in flight: memory stays bounded
-            args = (buffers, pooled, (int(offsets[lo]), int(offsets[hi])), (lo, hi),
-                    stats.as_dict(), hi == corpus.n_sentences)
+            where = ((int(offsets[lo]), int(offsets[hi])), (lo, hi), stats.as_dict(),
+                     hi == corpus.n_sentences)
             if not overlap:
-                blocks.write(*args, hold_in=out)
+                # The sentence means on the other core while this one writes the rows
+                # (threads that do not wait for each other, unlike OpenMP's).
+                means = (io.submit(plan.mean_vectors, buffers, offsets[lo:hi + 1])
+                         if means_later else pooled)
+                blocks.write(buffers, means, *where, hold_in=out)
                 _show_rate(progress, task, int(offsets[hi]), done_at_start, started)
                 continue
-            pending = io.submit(blocks.write, *args)
+            pending = io.submit(blocks.write, buffers, pooled, *where)
             if pending_progress is not None:
                 _show_rate(progress, task, pending_progress, done_at_start, started)
             pending_progress = int(offsets[hi])

@@ -14,7 +14,8 @@ recorded block, as before, and may rewrite rows that were already on disk with e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -70,14 +71,16 @@ class BlockWriter:
             area[kept:n] = rows  # overlapping ranges are copied correctly (NumPy buffers)
         self.held[name] = area[:n]
 
-    def write(self, buffers: dict[str, np.ndarray], pooled: dict[str, np.ndarray],
+    def write(self, buffers: dict[str, np.ndarray],
+              pooled: Mapping[str, np.ndarray] | Future[dict[str, np.ndarray]],
               rows: tuple[int, int], sentences: tuple[int, int], windows: dict[str, Any],
               last: bool, hold_in: dict[str, np.ndarray] | None = None) -> None:
         """Write one block (rows ``rows``, sentences ``sentences``), then commit.
 
         ``hold_in`` (component -> the caller's array): rows held back go to its front, where
         the caller computes the next block right after them (with rows held now at the
-        front, ``buffers`` must follow them in the same array).
+        front, ``buffers`` must follow them in the same array). ``pooled`` (the sentence
+        vectors) may be a future: the rows are written first.
         """
         row0, row1 = rows
         lo, hi = sentences
@@ -101,7 +104,10 @@ class BlockWriter:
                     self.held.pop(c.name, None)
             else:
                 self._hold(c.name, block, held is not None, area)
-            if self.sentence_pooling != "none":
+        if self.sentence_pooling != "none":
+            if isinstance(pooled, Future):
+                pooled = pooled.result()  # computed on another thread meanwhile
+            for c in self.comps:
                 self.writer.write_sentences(c.name, lo, pooled[c.name])
         self.held_from = max(start, end)
         self.blocks.append((row1, hi, windows))
