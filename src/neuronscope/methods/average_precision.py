@@ -49,7 +49,7 @@ from neuronscope.methods.base import (
 from neuronscope.methods.budget import Memory
 from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes
 from neuronscope.methods.hygiene import apply_hygiene
-from neuronscope.methods.kernels import RADIX, ap_from_items, sorted_items
+from neuronscope.methods.kernels import SORT_COUNTS, ap_from_items, sorted_items
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 
@@ -99,9 +99,9 @@ class AveragePrecision(RankingMethod):
         jobs = self.n_jobs or default_jobs()
 
         def buffers() -> tuple[np.ndarray, ...]:
-            count_type = np.int32 if n < 2**31 else np.int64
+            count_type = np.uint32 if n < 2**32 else np.uint64
             return (np.empty(n, np.uint64), np.empty(n, np.uint64),
-                    np.empty((2, RADIX), count_type), np.empty(n_c + 1))
+                    np.empty(SORT_COUNTS, count_type), np.empty(n_c + 1))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int,
                    stats: np.ndarray) -> None:
