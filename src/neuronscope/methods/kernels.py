@@ -162,11 +162,10 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
             tp[c] = t
             out[c] += t / (i + 1.0)
             continue
-        j = i + 2
+        j = i  # count the group as its end is sought (one loop exit to mispredict)
         while j < n and (items[j] ^ v) >> sh == 0:
+            tp[items[j] & low] += 1.0
             j += 1
-        for k in range(i, j):
-            tp[items[k] & low] += 1.0
         seen = float(j)
         for k in range(i, j):
             c = items[k] & low
