@@ -22,11 +22,9 @@ only rewards high activations on positives.
 Computation. Per neuron, one sort serves all concepts: float32 activations are mapped to
 order-preserving 32-bit keys (``-0.0`` folded into ``+0.0``, which scikit-learn ties with it),
 radix-sorted carrying the word's concept code (:mod:`~neuronscope.methods.kernels`), and
-one scan
-updates every concept's true-positive count at the end of each group of equal values: each
-positive of the group adds ``TP(>= v) / #(>= v)`` to its concept (in decreasing order, or, on
-a column where ties are common such as an embedding layer's, in increasing order without a
-branch per group). Neurons are read in column blocks holding all rows (a layer of a store at
+one scan in decreasing order updates every concept's true-positive count at the end of each
+group of equal values: each positive of the group adds ``TP(>= v) / #(>= v)`` to its
+concept. Neurons are read in column blocks holding all rows (a layer of a store at
 a time; fewer neurons when ``memory`` is tight), transposed and handed to ``n_jobs`` threads
 (:mod:`~neuronscope.methods.column_pass`); the sort's counting pass also takes the
 statistics of the ranker hygiene.

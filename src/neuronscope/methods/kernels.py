@@ -3,12 +3,12 @@ concept, and one pass over row chunks for per-class sums.
 
 Why compiled loops: on 204,577 words x 2,688 neurons, numpy needs several full passes and a
 comparison sort (plus an argsort) per neuron. Here AP costs one LSD radix sort per neuron
-(two 16-bit passes over 32-bit keys carrying the word's concept code) and one scan that
-updates every concept's counts as it goes; the IoU threshold search sorts nothing but the few
-words that share a key bucket with a cut (two passes over the column, both signs at once);
-the class moments take one pass over row chunks. Functions are compiled on first use and
-cached on disk (``cache=True``); they release the GIL, so callers run them on threads over
-disjoint neurons or columns.
+(three passes, of 8, 10 and 14 bits, over 32-bit keys carrying the word's concept code) and
+one scan that updates every concept's counts as it goes; the IoU threshold search sorts
+nothing but the few words that share a key bucket with a cut (two passes over the column,
+both signs at once); the class moments take one pass over row chunks. Functions are
+compiled on first use and cached on disk (``cache=True``); they release the GIL, so callers
+run them on threads over disjoint neurons or columns.
 
 Conventions: activations are float32 and finite (callers check); ``codes`` give each row's
 concept ``0..C-1``, ``C`` for every other label.
@@ -139,11 +139,11 @@ def ap_from_items(items: np.ndarray, n_codes: int, out: np.ndarray) -> None:
     distinct values); divide by the code's word count for AP.
 
     One scan in decreasing order: a value of its own (the usual case) updates its code's
-    counts; a group of equal values is counted whole first, then each of its words adds its
-    term, and the loop skips the rest of the group. A plain loop over positions with that
-    one rarely taken branch: on EWT, 5% faster than a loop from group to group, and on a
-    column with many ties (the embedding layer: one value per word type) as fast as the
-    scan without branches per group that such columns needed before (0.88 ms each).
+    counts; a group of equal values is counted as its end is sought, then each of its words
+    adds its term, and the loop skips the rest of the group. A plain loop over positions
+    with that one rarely taken branch: on EWT columns about 0.30 ms against 0.32 for a loop
+    from group to group, and on the tie-heavy embedding layer (one value per word type)
+    about 0.76 ms against 0.88 for the scan without branches per group used there before.
     """
     tp = np.zeros(n_codes, np.float64)
     out[:n_codes] = 0.0
