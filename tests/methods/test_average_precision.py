@@ -224,15 +224,19 @@ def test_sort_keys_order_floats_descending():
     for i, j in rng.integers(0, len(x), (3000, 2)):
         assert (keys[i] < keys[j]) == (x[i] > x[j]) and (keys[i] == keys[j]) == (x[i] == x[j])
     # The radix sort is numpy's stable argsort of the keys: descending values, ties in row
-    # order; each item carries its row's code. Also for keys sharing their top half (the
-    # second pass is skipped) and constant columns.
+    # order; each item carries its row's code. Also for keys sharing their top half or
+    # their low bytes, and constant columns.
     narrow = (1.0 + rng.random(700) / 300).astype(np.float32)
-    for column in (x, narrow, np.round(narrow, 3), np.full(50, -0.0, np.float32)):
+    coarse = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)  # low bytes 0
+    for column in (x, narrow, np.round(narrow, 3), coarse, np.full(50, -0.0, np.float32)):
         codes = np.arange(len(column), dtype=np.int32) % 7
         items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
-        counts = np.empty((2, kernels.RADIX), np.int32)
+        counts = np.empty(kernels.SORT_COUNTS, np.uint32)
         for sign in (1.0, -1.0):
-            kernels.sorted_items(column, sign, codes, items, tmp, counts, np.empty(3))
+            stats = np.empty(3)
+            kernels.sorted_items(column, sign, codes, items, tmp, counts, stats)
+            # The counting pass's moments are column_moments' (the same additions).
+            np.testing.assert_array_equal(stats, kernels.column_moments(column))
             reference = -sign * column.astype(np.float64)
             order = np.argsort(reference, kind="stable")  # -0.0 and 0.0 tie here too
             np.testing.assert_array_equal(items & np.uint64(0xFFFFFFFF), codes[order])
@@ -241,27 +245,31 @@ def test_sort_keys_order_floats_descending():
                 column[order] + np.float32(0.0))
 
 
-
 @pytest.mark.parametrize("decimals", [None, 2, 1, 0])
-def test_forward_and_backward_scans_equal_sklearn(decimals):
-    """Both scans of the sorted items (forward by groups, backward without branches) give
-    scikit-learn's AP, from no ties to massive ties; ap_from_items picks either."""
+def test_scan_equals_sklearn(decimals):
+    """The scan of the sorted items gives scikit-learn's AP, from no ties to massive ties,
+    also on the shortest columns (a group or a value of its own at either end)."""
     from sklearn.metrics import average_precision_score
 
     rng = np.random.default_rng(21)
-    column = rng.standard_normal(4000).astype(np.float32)
+    full = rng.standard_normal(4000).astype(np.float32)
     if decimals is not None:
-        column = np.round(column, decimals)
-    codes = rng.choice(6, len(column), p=[0.4, 0.3, 0.15, 0.1, 0.04, 0.01]).astype(np.uint8)
-    items, tmp = np.empty(len(column), np.uint64), np.empty(len(column), np.uint64)
-    kernels.sorted_items(column, 1.0, codes, items, tmp,
-                         np.empty((2, kernels.RADIX), np.int32), np.empty(3))
-    counts = np.bincount(codes, minlength=6)
-    expected = [average_precision_score(codes == c, column) for c in range(6)]
-    for scan in (kernels._ap_forward, kernels._ap_backward, kernels.ap_from_items):
-        out = np.empty(6)
-        scan(items, 6, out)
-        np.testing.assert_allclose(out / counts, expected, rtol=0, atol=1e-12)
+        full = np.round(full, decimals)
+    codes = rng.choice(6, len(full), p=[0.4, 0.3, 0.15, 0.1, 0.04, 0.01]).astype(np.uint8)
+    short = [np.array(v, np.float32) for v in ([1.0], [1.0, 1.0], [1.0, 2.0], [2.0, 1.0, 1.0],
+                                               [1.0, 1.0, 2.0], [1.0, 2.0, 1.0])]
+    for column in [full, *short]:
+        n = len(column)
+        items, tmp = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        kernels.sorted_items(column, 1.0, codes[:n], items, tmp,
+                             np.empty(kernels.SORT_COUNTS, np.uint32), np.empty(3))
+        out = np.full(6, np.nan)
+        kernels.ap_from_items(items, 6, out)
+        for c in np.unique(codes[:n]):
+            expected = average_precision_score(codes[:n] == c, column)
+            assert out[c] / np.sum(codes[:n] == c) == pytest.approx(expected, abs=1e-12)
+        assert not np.isnan(out).any()  # codes without words get 0
+
 
 def test_nan_in_a_later_block_with_threads():
     x, y = random_problem(16, 300, 50, None)

@@ -22,11 +22,9 @@ only rewards high activations on positives.
 Computation. Per neuron, one sort serves all concepts: float32 activations are mapped to
 order-preserving 32-bit keys (``-0.0`` folded into ``+0.0``, which scikit-learn ties with it),
 radix-sorted carrying the word's concept code (:mod:`~neuronscope.methods.kernels`), and
-one scan
-updates every concept's true-positive count at the end of each group of equal values: each
-positive of the group adds ``TP(>= v) / #(>= v)`` to its concept (in decreasing order, or, on
-a column where ties are common such as an embedding layer's, in increasing order without a
-branch per group). Neurons are read in column blocks holding all rows (a layer of a store at
+one scan in decreasing order updates every concept's true-positive count at the end of each
+group of equal values: each positive of the group adds ``TP(>= v) / #(>= v)`` to its
+concept. Neurons are read in column blocks holding all rows (a layer of a store at
 a time; fewer neurons when ``memory`` is tight), transposed and handed to ``n_jobs`` threads
 (:mod:`~neuronscope.methods.column_pass`); the sort's counting pass also takes the
 statistics of the ranker hygiene.
@@ -49,7 +47,7 @@ from neuronscope.methods.base import (
 from neuronscope.methods.budget import Memory
 from neuronscope.methods.column_pass import column_pass, default_jobs, label_codes
 from neuronscope.methods.hygiene import apply_hygiene
-from neuronscope.methods.kernels import RADIX, ap_from_items, sorted_items
+from neuronscope.methods.kernels import SORT_COUNTS, ap_from_items, sorted_items
 from neuronscope.methods.ranking import Ranking, ranking_from_scores
 
 
@@ -99,9 +97,9 @@ class AveragePrecision(RankingMethod):
         jobs = self.n_jobs or default_jobs()
 
         def buffers() -> tuple[np.ndarray, ...]:
-            count_type = np.int32 if n < 2**31 else np.int64
+            count_type = np.uint32 if n < 2**32 else np.uint64
             return (np.empty(n, np.uint64), np.empty(n, np.uint64),
-                    np.empty((2, RADIX), count_type), np.empty(n_c + 1))
+                    np.empty(SORT_COUNTS, count_type), np.empty(n_c + 1))
 
         def neuron(buf: tuple[np.ndarray, ...], x: np.ndarray, col: int,
                    stats: np.ndarray) -> None:

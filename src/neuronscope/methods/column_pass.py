@@ -2,8 +2,8 @@
 
 Neurons are read in column blocks holding all rows (:func:`iter_column_blocks`: for a store,
 one layer's columns at a time, matching its chunks). Each block is transposed whole, the
-``n_jobs`` threads each taking a share of its rows (a compiled tiled copy that reads every
-row once), into one reused buffer of contiguous columns; then the threads rank its neurons
+``n_jobs`` threads each taking a share of its rows (a compiled copy in tiles of 128 rows x
+32 columns), into one reused buffer of contiguous columns; then the threads rank its neurons
 (the compiled kernels release the GIL), each with its own reused buffers, while the next
 block is read. The kernels also return every neuron's mean, spread and largest ``|value|``
 from their first pass over the column, so the ranker hygiene (dead and outlier neurons)
@@ -218,9 +218,9 @@ def column_pass(
         while current is not None:
             cols, block = current
             k = len(cols)
-            # Rows in a few shares per thread: a thread slowed by the machine's load does
-            # not hold the other up for long.
-            step = max(16, -(-n // (4 * jobs)))
+            # Rows in a few shares per thread (whole tiles of the transpose): a thread
+            # slowed by the machine's load does not hold the other up for long.
+            step = 128 * max(1, -(-n // (4 * jobs * 128)))
             for task in [pool.submit(transpose_rows, block, transposed[:k], lo,
                                      min(lo + step, n)) for lo in range(0, n, step)]:
                 task.result()
