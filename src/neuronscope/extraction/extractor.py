@@ -9,10 +9,12 @@ and gives the same values as an uninterrupted one.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -388,7 +390,8 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     spare: list[dict[str, np.ndarray]] = []
     pending: Future | None = None
     pending_progress: int | None = None
-    with ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), plan.trace() as trace:
+    with (ThreadPoolExecutor(1) as io, progress, torch.inference_mode(), plan.trace() as trace,
+          _young_objects_only()):
         for lo, hi in bounds:
             if hi <= sentences_done:
                 continue
@@ -431,6 +434,23 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
         if pending_progress is not None:
             _show_rate(progress, task, pending_progress, done_at_start, started)
     writer.finalize(windows=stats.as_dict(), device=str(loaded.device))
+
+
+@contextmanager
+def _young_objects_only() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector to the objects made during the extraction.
+
+    The word lists and pieces of every block are many small objects, and they set off full
+    collections, each walking every object of the process (the model's modules, the
+    tokenizer, the corpus): 0.17-0.19 s per 2,000 EWT sentences of MiniLM (3 % of the run),
+    measured with ``gc.callbacks``. ``gc.freeze`` leaves what exists before out of the
+    collections until the extraction ends; garbage made during it is still collected.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def writes_behind(device: torch.device) -> bool:
