@@ -88,8 +88,8 @@ class InMemoryRows:
     themselves (0.55 s of about 1.5 s per epoch on EWT train x 2,688 neurons, with
     ``np.take``; 0.24 s with :func:`gather_rows`). The trainer runs a batch's forward
     products, then its backward ones (see ``Trainer._step``): the batch's tiles (9.9 MB on
-    EWT) are then read from the last-level cache the second time; an epoch of layout tiles
-    took 0.81-0.87 s this way against 0.85-0.90 s tile by tile, side by side.
+    EWT) are read from the last-level cache the second time, which costs about what the
+    step's fewer small operations save (measured even with the tile-by-tile step).
 
     ``x`` is the matrix in the layout (``in_layout``), or an array handed in, in its row
     order (a single fit, or no room for a copy; see :func:`in_memory_rows`): each batch's
