@@ -24,6 +24,7 @@ overstates accuracy (0.954 by word vs 0.928 on real dev sentences, MiniLM/EWT).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,29 +99,38 @@ class Trainer:
         step on accelerators)."""
         y = self.y[torch.from_numpy(idx).to(self.device)]
         weight, bias = self._effective()
+        bounds = [0, *itertools.accumulate(len(xb) for xb in parts)]
+        # Forward product of every part, then the loss and its gradient w.r.t. the outputs
+        # for all rows at once (row by row, so each part's values are those of a part-by-part
+        # step), then the backward product and the sums part by part, in the part order:
+        # the step's result is unchanged, and the softmax, log, scatter and scaling run once
+        # per batch instead of once per part (8 parts on EWT). 100
+        # steps of 8 x 115 rows x 2,688 (medians of 6, interleaved with the part-by-part
+        # step, load 3.5-4.2): 0.56 s against 0.60 s on gathered rows; on layout tiles read
+        # from memory even (0.56-0.61 s against 0.58-0.60 s: the backward products read the
+        # batch again, from the last-level cache).
+        out = torch.empty(len(idx), len(self.bias), device=self.device)
+        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            torch.addmm(bias, xb, weight.T, out=out[lo:hi])
+        # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
+        # cross-entropy, (prediction - y) / B for half the squared error.
+        if self.classify:
+            grad = torch.softmax(out, dim=1)
+            picked = y[:, None]
+            losses = torch.log(grad.gather(1, picked).clamp_min_(1e-30)).neg_()
+            grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
+        else:
+            grad = out - y[:, None]
+            losses = grad**2
+        grad *= 1.0 / len(idx)
         grad_w = torch.zeros_like(self.weight)
         grad_b = torch.zeros_like(self.bias)
         loss = torch.zeros((), device=self.device)
-        scale = 1.0 / len(idx)
-        start = 0
-        for xb in parts:
-            # Forward and backward product of one part while it is in cache.
-            yb = y[start : start + len(xb)]
-            start += len(xb)
-            out = torch.addmm(bias, xb, weight.T)
-            # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
-            # cross-entropy, (prediction - y) / B for half the squared error.
-            if self.classify:
-                grad = torch.softmax(out, dim=1)
-                picked = yb[:, None]
-                loss += -torch.log(grad.gather(1, picked).clamp_min_(1e-30)).sum()
-                grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
-            else:
-                grad = out - yb[:, None]
-                loss += 0.5 * (grad**2).sum()
-            grad *= scale
-            grad_b += grad.sum(dim=0)
-            grad_w.addmm_(grad.T, xb)
+        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            # Sums part by part, in the order of the parts (as they always were).
+            loss += losses[lo:hi].sum() if self.classify else 0.5 * losses[lo:hi].sum()
+            grad_b += grad[lo:hi].sum(dim=0)
+            grad_w.addmm_(grad[lo:hi].T, xb)
         if self.inv_scale is not None and self.mean is not None:
             # Chain rule through the folded normalization.
             grad_w.sub_(torch.outer(grad_b, self.mean)).mul_(self.inv_scale)
