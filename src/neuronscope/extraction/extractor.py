@@ -382,10 +382,9 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     # that all end together: a writer thread beside it takes its time slices from them and
     # costs about twice its own cycles (MiniLM over 2,000 EWT sentences on 2 cores: 6.68 s
     # with the writer thread, 6.18 s writing between blocks, 5.50 s not writing at all).
-    # There each block is written before the next one runs, by two threads of its own
-    # (see store.rawwrite), into one set of arrays.
-    # On the CPU, rows held back for the next block's first file wait at the front of the
-    # one set of arrays, and the next block is computed right after them: no second copy.
+    # There each block is written before the next one runs (by two threads of its own: see
+    # store.staged), from one set of arrays; rows held back for the next block's first file
+    # wait at the front of it and the next block is computed right after them.
     overlap = writes_behind(loaded.device)
     spare: list[dict[str, np.ndarray]] = []
     pending: Future | None = None
