@@ -315,9 +315,10 @@ class BlockPlan:
         buffers = {c.name: (out[c.name][: row1 - row0] if out is not None else
                             np.empty((row1 - row0, len(c.layers) * c.neurons), np.float32))
                    for c in self.comps}
-        # NaN stays for sentences without words (no token to pool).
+        # NaN stays for sentences without words; mean vectors come from the word vectors.
+        token_pooling = self.sentence_pooling in ("first-token", "last-token")
         pooled = {c.name: np.full((hi - lo, len(c.layers) * c.neurons), np.nan, np.float32)
-                  for c in self.comps}
+                  for c in self.comps} if token_pooling else {}
         device = self.loaded.device
         for batch in length_sorted_batches(pieces, self.batch_size):
             inputs = pad_batch(batch, self.pad_id, device)
@@ -331,7 +332,7 @@ class BlockPlan:
                 for c in self.comps:
                     per_layer = _component_tensors(c, result, trace, self.hidden_sites)
                     buffers[c.name][rows] = agg.reduce(per_layer).cpu().numpy()
-                    if self.sentence_pooling in ("first-token", "last-token"):
+                    if token_pooling:
                         which = "first" if self.sentence_pooling == "first-token" else "last"
                         sids, vecs = agg.token_rows(per_layer, which)
                         if sids:
@@ -382,12 +383,11 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
     # that all end together: a writer thread beside it takes its time slices from them and
     # costs about twice its own cycles (MiniLM over 2,000 EWT sentences on 2 cores, buffered
     # writes: 6.68 s with the writer thread, 6.18 s writing between blocks, 5.50 s not
-    # writing). Since the chunk files are written direct (store.staged) both ways run within
-    # the noise (ratio to the bare forward 0.83-0.84 behind, 0.82-0.83 between); between
-    # blocks stays, for its one set of arrays instead of two (peak memory). Each block is
-    # written before the next one runs; rows held back for the next block's first file
-    # wait at the front of the arrays and the next block is computed right after them.
+    # writing). With direct writes (store.staged) both ways are within the noise (0.83-0.84
+    # of the bare forward behind, 0.82-0.83 between); between keeps one set of arrays, not
+    # two. Rows held back for the next block's first file wait at its front.
     overlap = writes_behind(loaded.device)
+    means_later = not overlap and sentence_pooling == "mean"
     spare: list[dict[str, np.ndarray]] = []
     pending: Future | None = None
     pending_progress: int | None = None
@@ -409,7 +409,6 @@ def _run(corpus: Corpus, loaded: LoadedModel, comps: Sequence[Component], wtok: 
                         rows[:held] = out[name][:held]
                 out = grown
             spare.append(out)
-            means_later = not overlap and sentence_pooling == "mean"
             buffers, pooled, block_stats = plan.vectors(
                 trace, corpus.sentences[lo:hi], lo, offsets[lo:hi + 1],
                 {name: rows[held:] for name, rows in out.items()}, means_later)

@@ -189,12 +189,10 @@ def gather_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
     :class:`InMemoryRows`), so the gather once cost as much as the products.
     """
     index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-    if x.flags.writeable:
-        torch.index_select(torch.from_numpy(x), 0, index, out=torch.from_numpy(out))
-        return out
     with warnings.catch_warnings():
-        # A read-only input (e.g. a memory map) is fine: it is only read.
-        warnings.simplefilter("ignore", UserWarning)
+        if not x.flags.writeable:
+            # A read-only input (e.g. a memory map) is fine: it is only read.
+            warnings.simplefilter("ignore", UserWarning)
         torch.index_select(torch.from_numpy(x), 0, index, out=torch.from_numpy(out))
     return out
 
