@@ -10,6 +10,8 @@ and for an extraction of it (running the model alone already grows RSS: allocato
 
 Usage: python bench/extract.py [--sentences 2000] [--repeats 3] [--batch-size 32]
        python bench/extract.py --writer-only   (CPU of the store writes alone, old vs new)
+       python bench/extract.py --ceiling       (extraction with its writes, then also its
+                                                pooling, skipped: what is left for them)
 Last line: ratio_vs_bare_forward=<words/s of neuronscope / words/s of bare forward>
 """
 
@@ -161,6 +163,49 @@ def writer_only(n_sentences: int, repeats: int) -> None:
     print(f"writer_cpu_ratio_direct_vs_zarr={med['direct'] / med['zarr']:.2f}")
 
 
+def ceiling(n_sentences: int, repeats: int, batch_size: int, block_words: int) -> None:
+    """Extraction as it is, with its store writes skipped, and with its writes and its
+    pooling (word and sentence means) skipped, interleaved with the bare forward pass in one
+    process: how far each part keeps extraction from the forward pass's speed."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from neuronscope.models import load_model
+
+    def zeros_like_words(agg, layers):
+        return torch.zeros(len(agg.rows), sum(h.shape[-1] for h in layers))
+
+    skips = {
+        "writes": [("neuronscope.extraction.writing.BlockWriter.write", lambda *a, **k: None),
+                   ("neuronscope.store.writer.StoreWriter.finalize", lambda *a, **k: None),
+                   ("neuronscope.extraction.extractor.ActivationStore", lambda path: None)],
+        "pooling": [("neuronscope.extraction.pooling.Aggregator.reduce", zeros_like_words),
+                    ("neuronscope.extraction.extractor.sentence_means",
+                     lambda rows, counts: torch.zeros(len(counts), rows.shape[1]))],
+    }
+    variants = {"extraction": [], "without writes": ["writes"],
+                "without writes and pooling": ["writes", "pooling"]}
+    corpus = load_sentences(n_sentences)
+    loaded = load_model()
+    times: dict[str, list[float]] = {"bare forward": [], **{v: [] for v in variants}}
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_forward(corpus.subset(range(64)), loaded, batch_size, block_words)  # warm-up
+        for _ in range(repeats):
+            times["bare forward"].append(bare_forward(corpus, loaded, batch_size, block_words))
+            for name, parts in variants.items():
+                with ExitStack() as stack:
+                    for part in parts:
+                        for target, stand_in in skips[part]:
+                            stack.enter_context(mock.patch(target, stand_in))
+                    times[name].append(run_extract(corpus, loaded, Path(tmp) / "s", batch_size))
+    bare = statistics.median(times["bare forward"])
+    for name, seconds in times.items():
+        print(f"{name}: median {statistics.median(seconds):.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in seconds)}), ratio to the bare forward "
+              f"{bare / statistics.median(seconds):.3f}")
+    print(f"load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2000)
@@ -169,6 +214,8 @@ def main() -> None:
     parser.add_argument("--rss-sizes", default="500,2000", help="corpus sizes for peak RSS")
     parser.add_argument("--writer-only", action="store_true",
                         help="only the store writes' CPU time: Zarr's path vs the direct one")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="extraction without its writes, then without writes and pooling")
     parser.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-mode", default="extract", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,10 +230,13 @@ def main() -> None:
 
     from neuronscope.models import load_model
 
-    corpus = load_sentences(args.sentences)
     loaded = load_model()
     n_neurons = (loaded.num_layers + 1) * loaded.config.hidden_size
     block_words = int(min(16384, max(256, 64 * 2**20 // (4 * n_neurons))))  # as extract()
+    if args.ceiling:
+        ceiling(args.sentences, args.repeats, args.batch_size, block_words)
+        return
+    corpus = load_sentences(args.sentences)
     print(f"corpus: {corpus.n_sentences} sentences, {corpus.n_words} words; model {loaded.name}; "
           f"torch threads {torch.get_num_threads()}; batch {args.batch_size}")
     bare, ours = [], []

@@ -206,6 +206,9 @@ def main() -> None:
                         help="page-cached reads timed for store_read_gb_per_s (0: skip)")
     parser.add_argument("--probe-timing", action="store_true",
                         help="only time the linear probe on all of EWT train (see above)")
+    parser.add_argument("--probe-threads", type=int, default=None,
+                        help="with --probe-timing: the probes' n_threads (default: theirs, 1; "
+                             "fits differ in the last bits between thread counts)")
     parser.add_argument("--timing-only", action="store_true",
                         help="time the corpus rankers on all of EWT train (issue #16)")
     parser.add_argument("--baseline-ref", default=None,
@@ -220,7 +223,7 @@ def main() -> None:
         sys.exit(f"needs {EWT} (UD English EWT); not found")
     if args.probe_timing:
         args.work.mkdir(parents=True, exist_ok=True)
-        probe_timing(args.work, args.seed)
+        probe_timing(args.work, args.seed, args.probe_threads)
         return
     if args.timing_only:
         from bench_timing import timing_only  # noqa: E402  (bench/ is the script's folder)
@@ -336,8 +339,9 @@ def data_pass_seconds(x: np.ndarray, n_classes: int) -> float:
     return float(np.median(times))
 
 
-def probe_timing(work: Path, seed: int) -> None:
-    """Time the single and the default probe fit on all of EWT train; dev accuracy of each."""
+def probe_timing(work: Path, seed: int, n_threads: int | None = None) -> None:
+    """Time the single and the default probe fit on all of EWT train; dev accuracy of each
+    (with ``n_threads`` torch threads per fit when given, else the probe's default)."""
     import os
 
     from neuronscope.methods.linear_probe import LinearProbe
@@ -355,8 +359,9 @@ def probe_timing(work: Path, seed: int) -> None:
     print(f"one data pass (forward + backward matmul, 1 thread): {unit:.2f} s, "
           f"load {os.getloadavg()[0]:.1f}")
     figures = {}
-    for name, probe in (("single", LinearProbe.for_evaluation(seed)),
-                        ("default", LinearProbe(random_state=seed))):
+    threads = {} if n_threads is None else {"n_threads": n_threads}
+    for name, probe in (("single", LinearProbe.for_evaluation(seed, **threads)),
+                        ("default", LinearProbe(random_state=seed, **threads))):
         start = time.perf_counter()
         probe.fit(x, y, groups)
         seconds = time.perf_counter() - start
@@ -367,7 +372,7 @@ def probe_timing(work: Path, seed: int) -> None:
               f"{probe.alpha_:.3g}, {probe.n_epochs_} epochs over {len(probe.path_)} path "
               f"point(s), load {os.getloadavg()[0]:.1f}")
     print(f"probe_single_s={figures['single']:.1f} probe_default_s={figures['default']:.1f} "
-          f"load={os.getloadavg()[0]:.1f}")
+          f"n_threads={probe.n_threads} load={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

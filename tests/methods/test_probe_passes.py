@@ -105,12 +105,16 @@ def reference_step(trainer: Trainer, idx: np.ndarray, parts: list[torch.Tensor]
     return loss, grad_w, grad_b
 
 
+@pytest.mark.parametrize("parts_in_place", [False, True])
 @pytest.mark.parametrize("n_classes", [3, None])
-def test_the_step_equals_the_part_by_part_step(n_classes: int | None) -> None:
-    # The step's loss and gradients are bit for bit those of a part-by-part step.
+def test_the_step_equals_the_part_by_part_step(n_classes: int | None,
+                                                parts_in_place: bool) -> None:
+    # The step's loss and gradients are bit for bit those of a part-by-part step, with the
+    # parts taken as one group (gathered) or one by one (read in place).
     x, y, _ = rows_and_split(n=300, d=40)
     target = y if n_classes is not None else (y * 0.7 - 1).astype(np.float32)
-    trainer = Trainer(_Shape(40), target, n_classes, None, None, torch.device("cpu"), 300, 0)
+    trainer = Trainer(_Shape(40, parts_in_place), target, n_classes, None, None,
+                      torch.device("cpu"), 300, 0)
     torch.manual_seed(0)
     trainer.weight = torch.randn_like(trainer.weight) * 0.1
     trainer.bias = torch.randn_like(trainer.bias)
@@ -127,7 +131,8 @@ def test_the_step_equals_the_part_by_part_step(n_classes: int | None) -> None:
 
 
 class _Shape:
-    """The only attribute of a row source the trainer reads when built."""
+    """The only attributes of a row source the trainer reads when built and stepping."""
 
-    def __init__(self, n_features: int) -> None:
+    def __init__(self, n_features: int, parts_in_place: bool = False) -> None:
         self.n_features = n_features
+        self.parts_in_place = parts_in_place

@@ -66,6 +66,10 @@ class RowSource(Protocol):
     n_rows: int
     n_features: int
     streaming: bool
+    #: Whether a minibatch's parts are read where they lie in main memory (layout tiles),
+    #: not gathered into one cached block: the trainer then finishes each part's products
+    #: while it is in the core's cache (see ``Trainer._step``).
+    parts_in_place: bool
 
     def shuffled_batches(self, rows: np.ndarray, batch_size: int,
                          generator: torch.Generator) -> Iterator[TiledBatch]:
@@ -116,6 +120,7 @@ class InMemoryRows:
         self.x = x
         self.x_device = (_to_device_if_fits(x, device) if device.type != "cpu" and in_layout
                          else None)
+        self.parts_in_place = in_layout and device.type == "cpu"
         self._buffer = np.empty((max(batch_size, BLOCK_ROWS), self.n_features),
                                 dtype=np.float32)
 
@@ -276,6 +281,7 @@ class StreamingRows:
     """
 
     streaming = True
+    parts_in_place = False
 
     def __init__(self, data: MethodInput, device: torch.device, buffer_rows: int | None = None,
                  chunk_rows: int | None = None, budget: int | None = None) -> None:

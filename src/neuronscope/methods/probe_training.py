@@ -99,38 +99,26 @@ class Trainer:
         step on accelerators)."""
         y = self.y[torch.from_numpy(idx).to(self.device)]
         weight, bias = self._effective()
-        bounds = [0, *itertools.accumulate(len(xb) for xb in parts)]
-        # Forward product of every part, then the loss and its gradient w.r.t. the outputs
-        # for all rows at once (row by row, so each part's values are those of a part-by-part
-        # step), then the backward product and the sums part by part, in the part order:
-        # the step's result is unchanged, and the softmax, log, scatter and scaling run once
-        # per batch instead of once per part (8 parts on EWT). 100
-        # steps of 8 x 115 rows x 2,688 (medians of 6, interleaved with the part-by-part
-        # step, load 3.5-4.2): 0.56 s against 0.60 s on gathered rows; on layout tiles read
-        # from memory even (0.56-0.61 s against 0.58-0.60 s: the backward products read the
-        # batch again, from the last-level cache).
-        out = torch.empty(len(idx), len(self.bias), device=self.device)
-        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
-            torch.addmm(bias, xb, weight.T, out=out[lo:hi])
-        # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
-        # cross-entropy, (prediction - y) / B for half the squared error.
-        if self.classify:
-            grad = torch.softmax(out, dim=1)
-            picked = y[:, None]
-            losses = torch.log(grad.gather(1, picked).clamp_min_(1e-30)).neg_()
-            grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
-        else:
-            grad = out - y[:, None]
-            losses = grad**2
-        grad *= 1.0 / len(idx)
         grad_w = torch.zeros_like(self.weight)
         grad_b = torch.zeros_like(self.bias)
         loss = torch.zeros((), device=self.device)
-        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
-            # Sums part by part, in the order of the parts (as they always were).
-            loss += losses[lo:hi].sum() if self.classify else 0.5 * losses[lo:hi].sum()
-            grad_b += grad[lo:hi].sum(dim=0)
-            grad_w.addmm_(grad[lo:hi].T, xb)
+        # Each row's loss gradient needs only that row's outputs, so the parts can be
+        # grouped freely; the sums still run part by part, in the part order, so every
+        # grouping gives the same step bit for bit. Parts gathered into one block (in the
+        # last-level cache) go as one group: the softmax, log, scatter and scaling then run
+        # once per batch instead of once per part (100 steps of 8 x 115 rows x 2,688:
+        # 0.56 s against 0.60 s, load 3.5-4.2). Parts read where they lie in main memory
+        # (layout tiles, 1.2 MB each) go one by one, so the backward product reads the
+        # part from the core's L2 cache, not from memory again: the default fit on EWT
+        # train took 43.3-43.5 s against 44.2-45.0 s batch by batch (runs alternated, load
+        # 0.8-1.1).
+        groups = [[xb] for xb in parts] if self.source.parts_in_place else [parts]
+        start = 0
+        for group in groups:
+            n_rows = sum(len(xb) for xb in group)
+            loss += self._part_gradients(group, y[start : start + n_rows], weight, bias,
+                                         1.0 / len(idx), grad_w, grad_b)
+            start += n_rows
         if self.inv_scale is not None and self.mean is not None:
             # Chain rule through the folded normalization.
             grad_w.sub_(torch.outer(grad_b, self.mean)).mul_(self.inv_scale)
@@ -144,6 +132,33 @@ class Trainer:
             # Proximal L1 step in Adam's metric: soft-threshold by lr * lambda1 / denom.
             shrink = denom_w.reciprocal_().mul_(self.lr * self.lambda1)
             self.weight.copy_(torch.sign(self.weight) * (self.weight.abs() - shrink).clamp_(min=0))
+        return loss
+
+    def _part_gradients(self, parts: list[torch.Tensor], y: torch.Tensor, weight: torch.Tensor,
+                        bias: torch.Tensor, scale: float, grad_w: torch.Tensor,
+                        grad_b: torch.Tensor) -> torch.Tensor:
+        """Add the gradients of ``scale`` x the loss of these parts' rows (targets ``y``)
+        to ``grad_w`` and ``grad_b``, part by part; returns their summed loss."""
+        bounds = [0, *itertools.accumulate(len(xb) for xb in parts)]
+        out = torch.empty(bounds[-1], len(self.bias), device=self.device)
+        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            torch.addmm(bias, xb, weight.T, out=out[lo:hi])
+        # Gradient of the mean loss w.r.t. the outputs, by hand: (p - onehot) / B for
+        # cross-entropy, (prediction - y) / B for half the squared error.
+        if self.classify:
+            grad = torch.softmax(out, dim=1)
+            picked = y[:, None]
+            losses = torch.log(grad.gather(1, picked).clamp_min_(1e-30)).neg_()
+            grad.scatter_add_(1, picked, torch.full_like(picked, -1.0, dtype=grad.dtype))
+        else:
+            grad = out - y[:, None]
+            losses = grad**2
+        grad *= scale
+        loss = torch.zeros((), device=self.device)
+        for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            loss += losses[lo:hi].sum() if self.classify else 0.5 * losses[lo:hi].sum()
+            grad_b += grad[lo:hi].sum(dim=0)
+            grad_w.addmm_(grad[lo:hi].T, xb)
         return loss
 
     def _adam_update(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor,
