@@ -90,10 +90,9 @@ class InMemoryRows:
     epoch visits the tiles in a fresh random order: batches are re-mixed every epoch while
     no row is copied. Gathering every row of every epoch cost as much as the products
     themselves (0.55 s of about 1.5 s per epoch on EWT train x 2,688 neurons, with
-    ``np.take``; 0.24 s with :func:`gather_rows`). The trainer runs a batch's forward
-    products, then its backward ones (see ``Trainer._step``): the batch's tiles (9.9 MB on
-    EWT) are read from the last-level cache the second time, which costs about what the
-    step's fewer small operations save (measured even with the tile-by-tile step).
+    ``np.take``; 0.24 s with :func:`gather_rows`). The trainer finishes each tile read in
+    place (``parts_in_place``) before the next, so its backward product reads it from the
+    core's L2 cache; gathered tiles go through the step together (see ``Trainer._step``).
 
     ``x`` is the matrix in the layout (``in_layout``), or an array handed in, in its row
     order (a single fit, or no room for a copy; see :func:`in_memory_rows`): each batch's
