@@ -157,8 +157,6 @@ class WordTokenizer:
         cap = self.capacity
         truncated = [ids[:cap] for ids in word_ids]
         stats.words_truncated = sum(len(ids) > cap for ids in word_ids)
-        stats.pieces = 1
-        n_pre = len(self.prefix_ids)
         if sum(len(ids) for ids in truncated) <= cap:
             # One window (nearly every sentence): the layout below without numpy, whose
             # per-call cost on arrays of a few words is most of the time here.
@@ -169,6 +167,7 @@ class WordTokenizer:
                 piece.spans.append((j, start, start + len(ids)))
             piece.content_stop = len(piece.input_ids)
             piece.input_ids.extend(self.suffix_ids)
+            stats.pieces = 1
             return [piece], stats
         lengths = np.array([len(ids) for ids in truncated], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -186,6 +185,7 @@ class WordTokenizer:
             best[a:b][better] = w
             best_score[a:b][better] = score[better]
         pieces = []
+        n_pre = len(self.prefix_ids)
         for w, (a, b) in enumerate(windows):
             content = [t for ids in truncated[a:b] for t in ids]
             piece = Piece(

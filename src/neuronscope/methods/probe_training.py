@@ -116,8 +116,8 @@ class Trainer:
         start = 0
         for group in groups:
             n_rows = sum(len(xb) for xb in group)
-            loss += self._part_gradients(group, y[start : start + n_rows], weight, bias,
-                                         1.0 / len(idx), grad_w, grad_b)
+            self._part_gradients(group, y[start : start + n_rows], weight, bias,
+                                 1.0 / len(idx), grad_w, grad_b, loss)
             start += n_rows
         if self.inv_scale is not None and self.mean is not None:
             # Chain rule through the folded normalization.
@@ -136,9 +136,9 @@ class Trainer:
 
     def _part_gradients(self, parts: list[torch.Tensor], y: torch.Tensor, weight: torch.Tensor,
                         bias: torch.Tensor, scale: float, grad_w: torch.Tensor,
-                        grad_b: torch.Tensor) -> torch.Tensor:
+                        grad_b: torch.Tensor, loss: torch.Tensor) -> None:
         """Add the gradients of ``scale`` x the loss of these parts' rows (targets ``y``)
-        to ``grad_w`` and ``grad_b``, part by part; returns their summed loss."""
+        to ``grad_w`` and ``grad_b``, and their loss to ``loss``, part by part."""
         bounds = [0, *itertools.accumulate(len(xb) for xb in parts)]
         out = torch.empty(bounds[-1], len(self.bias), device=self.device)
         for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
@@ -154,12 +154,10 @@ class Trainer:
             grad = out - y[:, None]
             losses = grad**2
         grad *= scale
-        loss = torch.zeros((), device=self.device)
         for xb, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
             loss += losses[lo:hi].sum() if self.classify else 0.5 * losses[lo:hi].sum()
             grad_b += grad[lo:hi].sum(dim=0)
             grad_w.addmm_(grad[lo:hi].T, xb)
-        return loss
 
     def _adam_update(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor,
                      v: torch.Tensor) -> torch.Tensor:
